@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod mosquitto;
+mod passwords;
+mod pki;
+mod skip;
+mod tool;
+
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+pub mod client;
+
+pub use error::{Error, Result};
+pub use mosquitto::{ListenerKind, Mosquitto, MosquittoBuilder, TlsListener, TlsVersion};
+pub use passwords::PasswordFile;
+pub use pki::{
+    CaCert, CertSpec, IssuedBy, IssuedCert, KeyAlg, TestPki, TestPkiBuilder, Usage, Validity,
+};
+pub use skip::{in_ci, or_skip};
+
+/// The certificate and key types of the public API, re-exported so users
+/// need not match our `rustls-pki-types` version.
+pub use rustls_pki_types;

@@ -1,0 +1,115 @@
+//! Finding and running the external programs the test kit drives.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::{Error, Result};
+
+/// An external program: its name, the environment variable that may point at
+/// it, and where distributions put it when it is not on `PATH` (Debian puts
+/// `mosquitto` in `/usr/sbin`, which is not on every user's `PATH`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tool {
+    pub(crate) name: &'static str,
+    env_var: &'static str,
+    extra_dirs: &'static [&'static str],
+    hint: &'static str,
+}
+
+const SBIN_DIRS: &[&str] = &[
+    "/usr/sbin",
+    "/usr/local/sbin",
+    "/opt/homebrew/sbin",
+    "/sbin",
+];
+
+pub(crate) const MOSQUITTO: Tool = Tool {
+    name: "mosquitto",
+    env_var: "MQTT_SEC_MOSQUITTO",
+    extra_dirs: SBIN_DIRS,
+    hint: "install it (Debian/Ubuntu: `apt-get install -y mosquitto`, macOS: `brew install mosquitto`) or set MQTT_SEC_MOSQUITTO to the binary",
+};
+
+pub(crate) const MOSQUITTO_PASSWD: Tool = Tool {
+    name: "mosquitto_passwd",
+    env_var: "MQTT_SEC_MOSQUITTO_PASSWD",
+    extra_dirs: SBIN_DIRS,
+    hint: "it ships with mosquitto (Debian/Ubuntu: `apt-get install -y mosquitto`) or set MQTT_SEC_MOSQUITTO_PASSWD to the binary",
+};
+
+pub(crate) const OPENSSL: Tool = Tool {
+    name: "openssl",
+    env_var: "MQTT_SEC_OPENSSL",
+    extra_dirs: &[],
+    hint: "install it (Debian/Ubuntu: `apt-get install -y openssl`) or set MQTT_SEC_OPENSSL to the binary",
+};
+
+impl Tool {
+    /// The program's path: the environment override, then `PATH`, then the
+    /// extra directories.
+    pub(crate) fn locate(&self) -> Result<PathBuf> {
+        if let Some(path) = std::env::var_os(self.env_var).filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(path);
+            return if is_executable(&path) {
+                Ok(path)
+            } else {
+                Err(self.missing())
+            };
+        }
+        let path_dirs = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default();
+        path_dirs
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(self.extra_dirs.iter().map(Path::new))
+            .map(|dir| dir.join(self.name))
+            .find(|candidate| is_executable(candidate))
+            .ok_or_else(|| self.missing())
+    }
+
+    /// Runs the program to completion and returns its output, or
+    /// [`Error::ToolFailed`] when it exits unsuccessfully.
+    pub(crate) fn run<I, S>(&self, args: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let path = self.locate()?;
+        let output = Command::new(&path)
+            .args(args)
+            .output()
+            .map_err(|e| Error::io("running an external tool", &path, e))?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(Error::ToolFailed {
+                tool: self.name,
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            })
+        }
+    }
+
+    fn missing(&self) -> Error {
+        Error::ToolMissing {
+            tool: self.name,
+            hint: self.hint,
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        path.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
+}
