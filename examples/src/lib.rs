@@ -1,1 +1,79 @@
+//! Shared pieces of the runnable examples (`cargo run -p mqtt-sec-examples
+//! --example NAME`): a readable step log whose exit status says whether every
+//! expectation held, so CI can run the examples as end-to-end checks.
 
+#![forbid(unsafe_code)]
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+/// The log of one example run: numbered steps and checked expectations.
+#[derive(Debug, Default)]
+pub struct Report {
+    steps: usize,
+    failed: Vec<String>,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Prints the next step.
+    pub fn step(&mut self, what: impl Display) {
+        self.steps += 1;
+        println!("[{:>2}] {what}", self.steps);
+    }
+
+    /// Prints a detail under the current step.
+    pub fn detail(&self, what: impl Display) {
+        println!("     {what}");
+    }
+
+    /// Records an expectation: `ok` when it held.
+    pub fn expect(&mut self, what: impl Display, held: bool) {
+        if held {
+            println!("     ok: {what}");
+        } else {
+            println!("     FAILED: {what}");
+            self.failed.push(what.to_string());
+        }
+    }
+
+    /// Whether every expectation so far held.
+    pub fn all_held(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// Prints the summary; success only when every expectation held.
+    pub fn finish(self) -> ExitCode {
+        if self.failed.is_empty() {
+            println!("all expectations held");
+            ExitCode::SUCCESS
+        } else {
+            println!("{} expectation(s) failed:", self.failed.len());
+            for what in &self.failed {
+                println!("  - {what}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_expectation_fails_the_run() {
+        let mut report = Report::new();
+        report.step("one");
+        report.expect("holds", true);
+        assert!(report.all_held());
+        report.expect("does not hold", false);
+        assert!(!report.all_held());
+        assert_eq!(report.finish(), ExitCode::FAILURE);
+        assert_eq!(Report::new().finish(), ExitCode::SUCCESS);
+    }
+}

@@ -1,6 +1,9 @@
 //! End-to-end tests of the harness and the PKI against a real mosquitto, with
 //! rumqttc over rustls `ClientConfig`s built by hand here.
 
+// Test code: a failed unwrap or panic is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -99,7 +102,7 @@ fn assert_cert_error(
     result: Result<TestClient, ClientFailure>,
     expected: fn(&CertificateError) -> bool,
 ) {
-    let error = result.err().expect("the connection must fail");
+    let error = result.expect_err("the connection must fail");
     match rustls_error(&error) {
         Some(rustls::Error::InvalidCertificate(cert_error)) if expected(cert_error) => {}
         other => panic!("expected a certificate error, got {other:?} from {error}"),
@@ -179,7 +182,8 @@ async fn tls_with_the_generated_ca_connects_for_every_key_type() {
 async fn tls_refuses_servers_the_client_must_not_trust() {
     let mut pki = TestPki::new().unwrap();
     let good = pki.issue(&CertSpec::localhost_server("good")).unwrap();
-    let cases: [(CertSpec, fn(&CertificateError) -> bool); 5] = [
+    type Expected = fn(&CertificateError) -> bool;
+    let cases: [(CertSpec, Expected); 5] = [
         (
             CertSpec::localhost_server("expired").validity(Validity::Expired),
             |e| {

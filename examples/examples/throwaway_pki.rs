@@ -1,0 +1,86 @@
+//! Makes a throwaway PKI for trying TLS and mTLS with a real broker: a root and
+//! an intermediate CA, a `localhost` server certificate, a device certificate
+//! with a SPIFFE ID, a revoked one and a CRL, and a mosquitto configuration
+//! that uses them. The directory is kept and its path printed.
+//!
+//! ```text
+//! cargo run -p mqtt-sec-examples --example throwaway_pki
+//! ```
+//!
+//! Test certificates only: the keys are written unencrypted.
+
+use std::process::ExitCode;
+
+use mqtt_sec_examples::Report;
+use mqtt_sec_testkit::{CertSpec, KeyAlg, TestPki};
+
+fn main() -> ExitCode {
+    let mut report = Report::new();
+    match run(&mut report) {
+        Ok(()) => report.finish(),
+        Err(error) => {
+            report.expect(format!("no error ({error})"), false);
+            report.finish()
+        }
+    }
+}
+
+fn run(report: &mut Report) -> Result<(), mqtt_sec_testkit::Error> {
+    report.step("create a root CA and an intermediate CA (ECDSA P-256)");
+    let mut pki = TestPki::new()?;
+
+    report.step("issue a server certificate for localhost / 127.0.0.1");
+    let server = pki.issue(&CertSpec::localhost_server("broker"))?;
+    report.expect(
+        "the server chain is leaf + intermediate",
+        server.chain_der().len() == 2,
+    );
+
+    report.step("issue device certificates (the revoked one goes into the CRL)");
+    let device = pki.issue(
+        &CertSpec::client("device-1")
+            .uri("spiffe://example.org/device/1")
+            .key_alg(KeyAlg::Ed25519),
+    )?;
+    let stolen = pki.issue(&CertSpec::client("stolen-device"))?;
+    pki.revoke(&stolen)?;
+
+    report.step("write a mosquitto configuration for an mTLS listener on port 8883");
+    let dir = pki.dir();
+    let conf = format!(
+        "listener 8883 127.0.0.1\ncertfile {chain}\nkeyfile {key}\ncafile {root}\n\
+         require_certificate true\nuse_identity_as_username true\ncrlfile {crl}\n\
+         allow_anonymous false\n",
+        chain = server.chain_path().display(),
+        key = server.key_path().display(),
+        root = pki.root().cert_path().display(),
+        crl = pki.crl_path().display(),
+    );
+    let conf_path = dir.join("mosquitto.conf");
+    std::fs::write(&conf_path, conf).map_err(|e| {
+        mqtt_sec_testkit::Error::InvalidRequest(format!("writing mosquitto.conf: {e}"))
+    })?;
+    for path in [
+        pki.root().cert_path(),
+        pki.crl_path(),
+        device.chain_path(),
+        device.key_path(),
+        &conf_path,
+    ] {
+        report.expect(format!("{} exists", path.display()), path.exists());
+    }
+
+    let dir = pki.keep();
+    report.step(format!("kept {}; try it:", dir.display()));
+    report.detail(format!("mosquitto -c {}", conf_path.display()));
+    report.detail(format!(
+        "mosquitto_sub -h localhost -p 8883 --cafile {d}/root-ca.pem --cert {d}/device-1-chain.pem \
+         --key {d}/device-1.key -t '#' -v",
+        d = dir.display()
+    ));
+    report.detail(format!(
+        "the same with stolen-device-chain.pem is refused: revoked in {}/crl.pem",
+        dir.display()
+    ));
+    Ok(())
+}
