@@ -121,6 +121,13 @@ impl TlsListener {
     }
 
     fn render(&self, config: &mut String) -> Result<()> {
+        if self.use_identity_as_username && self.client_ca.is_none() {
+            return Err(Error::InvalidRequest(
+                "use_identity_as_username needs require_client_cert: without a client \
+                 certificate there is no identity"
+                    .into(),
+            ));
+        }
         let mut line = |key: &str, value: &Path| -> Result<()> {
             let _ = writeln!(config, "{key} {}", config_path(value)?);
             Ok(())
@@ -132,13 +139,6 @@ impl TlsListener {
         }
         if let Some(crl) = &self.crl {
             line("crlfile", crl)?;
-        }
-        if self.use_identity_as_username && self.client_ca.is_none() {
-            return Err(Error::InvalidRequest(
-                "use_identity_as_username needs require_client_cert: without a client \
-                 certificate there is no identity"
-                    .into(),
-            ));
         }
         let _ = writeln!(config, "require_certificate {}", self.client_ca.is_some());
         let _ = writeln!(

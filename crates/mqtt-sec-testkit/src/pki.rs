@@ -509,6 +509,17 @@ impl TestPki {
         }
     }
 
+    /// A PKI whose CAs and leaves all use `key_alg` by default.
+    ///
+    /// # Errors
+    /// As [`TestPkiBuilder::build`].
+    pub fn with_key_alg(key_alg: KeyAlg) -> Result<Self> {
+        Self::builder()
+            .ca_key_alg(key_alg)
+            .leaf_key_alg(key_alg)
+            .build()
+    }
+
     /// A PKI with ECDSA P-256 keys throughout.
     ///
     /// # Errors
@@ -656,19 +667,17 @@ impl TestPki {
     }
 
     fn unknown_authority(&mut self) -> Result<&Authority> {
-        if self.unknown_ca.is_none() {
-            let ca = Authority::new(
+        let ca = match self.unknown_ca.take() {
+            Some(ca) => ca,
+            None => Authority::new(
                 self.dir.path(),
                 "unknown-ca",
                 "mqtt-sec test UNTRUSTED CA",
                 self.ca_key_alg,
                 None,
-            )?;
-            self.unknown_ca = Some(ca);
-        }
-        self.unknown_ca
-            .as_ref()
-            .ok_or_else(|| Error::InvalidRequest("unknown CA missing after creation".into()))
+            )?,
+        };
+        Ok(self.unknown_ca.insert(ca))
     }
 }
 
@@ -723,8 +732,17 @@ fn random_serial() -> Result<SerialNumber> {
 /// mosquitto, refuses; the v1 form of RFC 8410 section 7 (the 32-byte seed
 /// only) is read by OpenSSL, rustls and ring alike. Other keys pass as they are.
 fn portable_pkcs8(der: Vec<u8>) -> Vec<u8> {
-    const V2_PREFIX: [u8; 16] = hex_bytes(*b"3051020101300506032b657004220420");
-    const V1_PREFIX: [u8; 16] = hex_bytes(*b"302e020100300506032b657004220420");
+    // SEQUENCE, INTEGER version, AlgorithmIdentifier { id-Ed25519 }, OCTET
+    // STRING { OCTET STRING (32 bytes) }: the two forms differ in length and
+    // version; v2 continues with `[1] publicKey` after the seed.
+    const V2_PREFIX: [u8; 16] = [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
     match der.strip_prefix(&V2_PREFIX[..]) {
         Some(rest) if der.len() == 83 => {
             let mut v1 = V1_PREFIX.to_vec();
@@ -733,22 +751,6 @@ fn portable_pkcs8(der: Vec<u8>) -> Vec<u8> {
         }
         _ => der,
     }
-}
-
-const fn hex_bytes<const N: usize, const M: usize>(hex: [u8; N]) -> [u8; M] {
-    const fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            _ => c - b'a' + 10,
-        }
-    }
-    let mut out = [0u8; M];
-    let mut i = 0;
-    while i < M {
-        out[i] = (nibble(hex[2 * i]) << 4) | nibble(hex[2 * i + 1]);
-        i += 1;
-    }
-    out
 }
 
 fn pem_private_key(der: &[u8]) -> String {

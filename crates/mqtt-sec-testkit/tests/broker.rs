@@ -146,12 +146,7 @@ async fn plain_publish_subscribe_round_trip() {
 #[tokio::test]
 async fn tls_with_the_generated_ca_connects_for_every_key_type() {
     for key_alg in KeyAlg::ALL {
-        let Some(mut pki) = or_skip(
-            TestPki::builder()
-                .ca_key_alg(key_alg)
-                .leaf_key_alg(key_alg)
-                .build(),
-        ) else {
+        let Some(mut pki) = or_skip(TestPki::with_key_alg(key_alg)) else {
             return;
         };
         let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
