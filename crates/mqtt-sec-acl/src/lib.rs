@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod pattern;
+mod policy;
+mod principal;
+mod rule;
+mod topic;
+
+pub mod mosquitto;
+
+pub use pattern::{FilterPattern, PatternError, PlaceholderMode};
+pub use policy::{CombiningMode, Decision, Limits, Policy, PolicyError, Reason, SubscribeCheck};
+pub use principal::Principal;
+pub use rule::{Action, Actions, Effect, Rule, Scope, Source, Subject};
+pub use topic::{MAX_TOPIC_LEN, SubscriptionFilter, TopicError, TopicFilter, TopicName};
