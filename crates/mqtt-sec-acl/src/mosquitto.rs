@@ -15,6 +15,10 @@
 //!   literal here.
 //! - `pattern [access] <filter>` applies to every client wherever it stands,
 //!   with `%c` (client id) and `%u` (user name) put in as text.
+//! - Before the file, mosquitto's own rules: no client publishes to a topic
+//!   starting with `$SYS` (except `$SYS/broker/connection/+/state`, which
+//!   the file decides), and none publishes to or receives a topic starting
+//!   with `$share`. The loaded policy starts with these two rules.
 //! - For a client, its own user's (or the anonymous) rules are checked first:
 //!   any matching deny denies, then any matching grant of the access allows.
 //!   Only then patterns: a client whose user name or client id contains `+`
@@ -173,7 +177,8 @@ impl Lists {
     }
 
     fn into_rules(self) -> Vec<Rule> {
-        let mut rules = self.user_denies;
+        let mut rules = broker_rules();
+        rules.extend(self.user_denies);
         rules.extend(self.user_grants);
         if !self.pattern_denies.is_empty() || !self.pattern_grants.is_empty() {
             // mosquitto refuses clients with `+` or `#` in their identity as
@@ -189,6 +194,36 @@ impl Lists {
         rules.extend(self.pattern_grants);
         rules
     }
+}
+
+/// What mosquitto 2.0 checks before any acl_file rule (`acl__check_dollar`):
+/// clients never publish to a topic starting with `$SYS` (bridges'
+/// `$SYS/broker/connection/+/state` excepted, which the file then decides),
+/// and never publish to or receive a topic starting with `$share`.
+fn broker_rules() -> Vec<Rule> {
+    let bridge_state = crate::TopicFilter::new("$SYS/broker/connection/+/state").ok();
+    vec![
+        Rule::new(
+            Effect::Deny,
+            Subject::Any,
+            Actions::PUBLISH,
+            Scope::Prefix {
+                prefix: "$SYS".into(),
+                except: bridge_state,
+            },
+        )
+        .with_origin("mosquitto: clients may not publish to $SYS"),
+        Rule::new(
+            Effect::Deny,
+            Subject::Any,
+            Actions::PUBLISH | Actions::RECEIVE,
+            Scope::Prefix {
+                prefix: "$share".into(),
+                except: None,
+            },
+        )
+        .with_origin("mosquitto: $share is for shared subscriptions only"),
+    ]
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -277,17 +312,17 @@ mod tests {
             .iter()
             .map(|r| match r.scope() {
                 Scope::Filter(f) => f.as_str(),
-                Scope::AllTopics => "*",
+                _ => "*",
             })
             .collect();
-        assert_eq!(texts, ["a b", "read", "x/%c"]);
+        assert_eq!(texts, ["*", "*", "a b", "read", "x/%c"]);
         assert_eq!(
-            p.rules()[1].actions(),
+            p.rules()[3].actions(),
             Actions::ALL,
             "`topic read` is the filter `read`, readwrite"
         );
         assert_eq!(
-            p.rules()[2].subject(),
+            p.rules()[4].subject(),
             &Subject::Username("bob smith".into())
         );
         let bob = Principal::new("c1").with_username("bob smith");
@@ -326,7 +361,11 @@ mod tests {
         let anon = Principal::new("x");
         let d = p.check(&anon, Action::Publish, "a/b");
         assert!(!d.is_allowed());
-        assert_eq!(d.rule_index(), Some(0), "deny lines are moved first");
+        assert_eq!(
+            d.rule_index(),
+            Some(2),
+            "deny lines are moved first, after the broker rules"
+        );
         assert!(d.to_string().contains("line 2"));
         assert!(
             p.check(&anon, Action::Subscribe, "#").is_allowed(),
@@ -342,13 +381,32 @@ mod tests {
 
     #[test]
     fn dollar_topics_need_a_dollar_rule() {
-        let p = parse_acl_file("topic readwrite #\ntopic read $SYS/broker/#\n").unwrap();
+        let p = parse_acl_file(
+            "topic readwrite #\ntopic readwrite $SYS/broker/#\ntopic readwrite $share/#\n",
+        )
+        .unwrap();
         let anon = Principal::new("x");
         assert!(!p.check(&anon, Action::Receive, "$SYS/uptime").is_allowed());
         assert!(
             p.check(&anon, Action::Receive, "$SYS/broker/uptime")
                 .is_allowed()
         );
+        // mosquitto's own rules come before the file's grants.
+        let sys = p.check(&anon, Action::Publish, "$SYS/broker/uptime");
+        assert!(
+            !sys.is_allowed() && sys.to_string().contains("may not publish to $SYS"),
+            "{sys}"
+        );
+        assert!(
+            !p.check(&anon, Action::Publish, "$SYSx").is_allowed(),
+            "a byte prefix, not a level"
+        );
+        assert!(
+            p.check(&anon, Action::Publish, "$SYS/broker/connection/b1/state")
+                .is_allowed()
+        );
+        assert!(!p.check(&anon, Action::Receive, "$share/g/t").is_allowed());
+        assert!(p.check(&anon, Action::Subscribe, "$share/g/t").is_allowed());
     }
 
     #[test]

@@ -362,9 +362,13 @@ impl Policy {
     /// Whether a rule's scope applies to the request (subject and action
     /// already checked).
     fn rule_matches(&self, rule: &Rule, principal: &Principal, target: Target<'_>) -> bool {
-        let filter = match rule.scope() {
-            Scope::AllTopics => return true,
-            Scope::Filter(filter) => filter,
+        let filter = match (rule.scope(), target) {
+            (Scope::AllTopics, _) => return true,
+            (Scope::Prefix { prefix, except }, Target::Name(topic)) => {
+                return Scope::prefix_matches(prefix, except.as_ref(), topic);
+            }
+            (Scope::Prefix { .. }, Target::Filter(_)) => return false,
+            (Scope::Filter(filter), _) => filter,
         };
         match target {
             Target::Name(topic) => filter.matches_str(topic, principal, self.placeholders),

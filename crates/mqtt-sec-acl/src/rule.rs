@@ -164,6 +164,29 @@ pub enum Scope {
     Filter(FilterPattern),
     /// Every topic, `$` topics included (no MQTT filter says that).
     AllTopics,
+    /// Every topic name whose text starts with `prefix`, except those that
+    /// `except` matches: for broker rules that are about bytes rather than
+    /// levels (mosquitto refuses client publishes to anything starting with
+    /// `$SYS`, `$SYSx` included). It governs topic names only: such a rule
+    /// never decides a SUBSCRIBE.
+    Prefix {
+        /// The leading text.
+        prefix: String,
+        /// Topics the rule leaves alone.
+        except: Option<crate::TopicFilter>,
+    },
+}
+
+impl Scope {
+    /// Whether a topic name falls under a [`Scope::Prefix`] scope.
+    pub(crate) fn prefix_matches(
+        prefix: &str,
+        except: Option<&crate::TopicFilter>,
+        topic: &str,
+    ) -> bool {
+        topic.starts_with(prefix)
+            && !except.is_some_and(|f| crate::topic::matches(f.as_str().bytes(), topic))
+    }
 }
 
 /// Where a rule came from, for operators reading a decision.
@@ -171,7 +194,7 @@ pub enum Scope {
 pub struct Source {
     /// 1-based line in the file it was loaded from.
     pub line: Option<u32>,
-    /// The line as written.
+    /// The line as written, or where a built-in rule comes from.
     pub text: Option<String>,
 }
 
@@ -223,6 +246,15 @@ impl Rule {
         self
     }
 
+    /// Records where a rule not written in a file comes from.
+    pub fn with_origin(mut self, origin: &str) -> Self {
+        self.source = Source {
+            line: None,
+            text: Some(origin.to_owned()),
+        };
+        self
+    }
+
     /// Allow or deny.
     pub fn effect(&self) -> Effect {
         self.effect
@@ -255,17 +287,24 @@ impl fmt::Display for Rule {
             Effect::Allow => "allow",
             Effect::Deny => "deny",
         };
-        let scope = match &self.scope {
-            Scope::Filter(filter) => filter.as_str(),
-            Scope::AllTopics => "every topic",
-        };
-        write!(
-            f,
-            "{effect} {} on {scope} for {}",
-            self.actions, self.subject
-        )?;
-        if let Some(line) = self.source.line {
-            write!(f, " (line {line})")?;
+        write!(f, "{effect} {} on ", self.actions)?;
+        match &self.scope {
+            Scope::Filter(filter) => f.write_str(filter.as_str())?,
+            Scope::AllTopics => f.write_str("every topic")?,
+            Scope::Prefix {
+                prefix,
+                except: None,
+            } => write!(f, "topics starting with {prefix:?}")?,
+            Scope::Prefix {
+                prefix,
+                except: Some(except),
+            } => write!(f, "topics starting with {prefix:?} except {except}")?,
+        }
+        write!(f, " for {}", self.subject)?;
+        match (self.source.line, &self.source.text) {
+            (Some(line), _) => write!(f, " (line {line})")?,
+            (None, Some(origin)) => write!(f, " ({origin})")?,
+            (None, None) => {}
         }
         Ok(())
     }
