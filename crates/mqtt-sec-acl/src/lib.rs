@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod index;
 mod pattern;
 mod policy;
 mod principal;
@@ -11,6 +12,7 @@ mod topic;
 
 pub mod mosquitto;
 
+pub use index::PolicyIndex;
 pub use pattern::{FilterPattern, PatternError, PlaceholderMode};
 pub use policy::{CombiningMode, Decision, Limits, Policy, PolicyError, Reason, SubscribeCheck};
 pub use principal::Principal;

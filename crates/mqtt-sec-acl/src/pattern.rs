@@ -246,6 +246,95 @@ impl FilterPattern {
     }
 }
 
+/// One level of a rule filter, as the index stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum LevelSpec {
+    Literal(String),
+    Plus,
+    Hash,
+    /// A level with placeholders: literal text and identity parts.
+    Pattern(Vec<PatternPart>),
+}
+
+/// A piece of a placeholder level.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum PatternPart {
+    Literal(String),
+    Username,
+    ClientId,
+}
+
+impl FilterPattern {
+    /// The filter split into levels. Placeholders never contain `/`, so a
+    /// level boundary is a `/` in literal text.
+    pub(crate) fn level_specs(&self) -> Vec<LevelSpec> {
+        let mut levels = Vec::new();
+        let mut current: Vec<PatternPart> = Vec::new();
+        let finish = |current: &mut Vec<PatternPart>, levels: &mut Vec<LevelSpec>| {
+            let level = match current.as_slice() {
+                [] => LevelSpec::Literal(String::new()),
+                [PatternPart::Literal(text)] if text == "+" => LevelSpec::Plus,
+                [PatternPart::Literal(text)] if text == "#" => LevelSpec::Hash,
+                [PatternPart::Literal(text)] => LevelSpec::Literal(text.clone()),
+                parts => LevelSpec::Pattern(parts.to_vec()),
+            };
+            current.clear();
+            levels.push(level);
+        };
+        for part in &self.parts {
+            match part {
+                Part::Username => current.push(PatternPart::Username),
+                Part::ClientId => current.push(PatternPart::ClientId),
+                Part::Literal(text) => {
+                    let mut pieces = text.split('/').peekable();
+                    while let Some(piece) = pieces.next() {
+                        if !piece.is_empty() {
+                            match current.last_mut() {
+                                Some(PatternPart::Literal(last)) => last.push_str(piece),
+                                _ => current.push(PatternPart::Literal(piece.to_owned())),
+                            }
+                        }
+                        if pieces.peek().is_some() {
+                            finish(&mut current, &mut levels);
+                        }
+                    }
+                }
+            }
+        }
+        finish(&mut current, &mut levels);
+        levels
+    }
+}
+
+/// If the placeholder level, filled in with `principal`'s identity, is a
+/// prefix of `rest` (the topic from a level start) ending at a level
+/// boundary, the number of bytes it covers. Allocates nothing.
+pub(crate) fn match_pattern_level(
+    parts: &[PatternPart],
+    principal: &Principal,
+    mode: PlaceholderMode,
+    rest: &str,
+) -> Option<usize> {
+    let rest = rest.as_bytes();
+    let mut at = 0;
+    for part in parts {
+        let text = match part {
+            PatternPart::Literal(text) => text.as_str(),
+            PatternPart::ClientId => Some(principal.client_id()).filter(|v| mode.accepts(v))?,
+            PatternPart::Username => principal.username().filter(|v| mode.accepts(v))?,
+        };
+        let end = at + text.len();
+        if rest.get(at..end)? != text.as_bytes() {
+            return None;
+        }
+        at = end;
+    }
+    match rest.get(at) {
+        None | Some(b'/') => Some(at),
+        Some(_) => None,
+    }
+}
+
 impl fmt::Display for FilterPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -313,6 +402,37 @@ mod tests {
             &Principal::new("c"),
             PlaceholderMode::MosquittoCompatible
         ));
+    }
+
+    #[test]
+    fn level_specs_split_at_literal_slashes() {
+        let p = FilterPattern::parse("a/x-%c/+//%u/#").unwrap();
+        let levels = p.level_specs();
+        assert_eq!(levels.len(), 6);
+        assert_eq!(levels[0], LevelSpec::Literal("a".into()));
+        assert_eq!(
+            levels[1],
+            LevelSpec::Pattern(vec![
+                PatternPart::Literal("x-".into()),
+                PatternPart::ClientId
+            ])
+        );
+        assert_eq!(levels[2], LevelSpec::Plus);
+        assert_eq!(levels[3], LevelSpec::Literal(String::new()));
+        assert_eq!(levels[4], LevelSpec::Pattern(vec![PatternPart::Username]));
+        assert_eq!(levels[5], LevelSpec::Hash);
+        let who = Principal::new("a/b");
+        let parts = [PatternPart::Literal("x-".into()), PatternPart::ClientId];
+        let mosquitto = PlaceholderMode::MosquittoCompatible;
+        assert_eq!(
+            match_pattern_level(&parts, &who, mosquitto, "x-a/b/c"),
+            Some(5)
+        );
+        assert_eq!(match_pattern_level(&parts, &who, mosquitto, "x-a/bc"), None);
+        assert_eq!(
+            match_pattern_level(&parts, &who, PlaceholderMode::Strict, "x-a/b/c"),
+            None
+        );
     }
 
     #[test]

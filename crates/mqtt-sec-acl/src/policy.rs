@@ -93,14 +93,14 @@ pub struct Decision<'p> {
 }
 
 impl<'p> Decision<'p> {
-    fn deny(reason: Reason<'p>) -> Self {
+    pub(crate) fn deny(reason: Reason<'p>) -> Self {
         Self {
             effect: Effect::Deny,
             reason,
         }
     }
 
-    fn by_rule(index: usize, rule: &'p Rule) -> Self {
+    pub(crate) fn by_rule(index: usize, rule: &'p Rule) -> Self {
         Self {
             effect: rule.effect(),
             reason: Reason::Rule { index, rule },
@@ -293,7 +293,12 @@ impl Policy {
         decision
     }
 
-    fn check_quietly(&self, principal: &Principal, action: Action, topic: &str) -> Decision<'_> {
+    pub(crate) fn check_quietly(
+        &self,
+        principal: &Principal,
+        action: Action,
+        topic: &str,
+    ) -> Decision<'_> {
         let target = match self.validate(action, topic) {
             Ok(target) => target,
             Err(reason) => return Decision::deny(reason),

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use mqtt_sec_acl::{Action, Principal, mosquitto};
+use mqtt_sec_acl::{Action, PolicyIndex, Principal, mosquitto};
 use mqtt_sec_testkit::{Mosquitto, or_skip};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, SubscribeReasonCode};
@@ -261,6 +261,7 @@ async fn loader_decides_as_mosquitto_does() {
         let mut filters = Vec::new();
         let acl = random_acl(&mut rng, &mut filters);
         let policy = mosquitto::parse_acl_file(&acl).unwrap_or_else(|e| panic!("{e}\n{acl}"));
+        let index = PolicyIndex::compile(policy.clone());
         let builder = Mosquitto::builder()
             .plain_listener()
             .allow_anonymous(true)
@@ -299,6 +300,11 @@ async fn loader_decides_as_mosquitto_does() {
                 None => Principal::new(principal.0),
             };
             let ours = policy.check(&who, action, topic);
+            let indexed = index.check(&who, action, topic);
+            assert_eq!(
+                indexed, ours,
+                "index and policy differ for {who:?} {action} {topic:?}\n{acl}"
+            );
             cases += 1;
             allowed_cases += usize::from(mosquitto);
             if ours.is_allowed() != mosquitto {

@@ -1,0 +1,152 @@
+//! The compiled index decides exactly as the linear evaluation of the
+//! policy, on random rules, identities and topics.
+
+// Test code: a failed unwrap or panic is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mqtt_sec_acl::{
+    Action, Actions, CombiningMode, Effect, FilterPattern, PlaceholderMode, Policy, PolicyIndex,
+    Principal, Rule, Scope, Subject, TopicFilter,
+};
+use proptest::prelude::*;
+
+const NAMES: &[&str] = &["c1", "u1", "a/b", "+", "$z", "", "g1"];
+
+fn name() -> impl Strategy<Value = String> {
+    prop::sample::select(NAMES).prop_map(str::to_owned)
+}
+
+fn subject() -> impl Strategy<Value = Subject> {
+    prop_oneof![
+        3 => Just(Subject::Any),
+        1 => Just(Subject::Anonymous),
+        2 => name().prop_map(Subject::Username),
+        2 => name().prop_map(Subject::ClientId),
+        1 => name().prop_map(Subject::Group),
+        1 => Just(Subject::WildcardIdentity),
+    ]
+}
+
+fn filter_text() -> impl Strategy<Value = String> {
+    let level = prop::sample::select(
+        &[
+            "a",
+            "b",
+            "",
+            "$z",
+            "+",
+            "%c",
+            "${username}",
+            "x-%c",
+            "c1",
+            "u1",
+        ][..],
+    );
+    (prop::collection::vec(level, 1..4), any::<bool>()).prop_map(|(levels, hash)| {
+        let mut text = levels.join("/");
+        if hash {
+            text.push_str("/#");
+        }
+        text
+    })
+}
+
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![
+        12 => filter_text().prop_filter_map("valid pattern", |t| FilterPattern::parse(&t).ok().map(Scope::Filter)),
+        1 => Just(Scope::AllTopics),
+        1 => (prop::sample::select(&["$", "a/", "$z"][..]), any::<bool>()).prop_map(|(prefix, except)| {
+            Scope::Prefix { prefix: prefix.to_owned(), except: except.then(|| TopicFilter::new("a/+").unwrap()) }
+        }),
+    ]
+}
+
+fn actions() -> impl Strategy<Value = Actions> {
+    (1u8..8).prop_map(|bits| {
+        let mut actions = Actions::NONE;
+        for (bit, set) in [
+            (1, Actions::PUBLISH),
+            (2, Actions::SUBSCRIBE),
+            (4, Actions::RECEIVE),
+        ] {
+            if bits & bit != 0 {
+                actions = actions | set;
+            }
+        }
+        actions
+    })
+}
+
+fn rule() -> impl Strategy<Value = Rule> {
+    (any::<bool>(), subject(), actions(), scope()).prop_map(|(allow, subject, actions, scope)| {
+        Rule::new(
+            if allow { Effect::Allow } else { Effect::Deny },
+            subject,
+            actions,
+            scope,
+        )
+    })
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop::collection::vec(rule(), 0..24),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(rules, first, strict)| {
+            Policy::new(rules)
+                .unwrap()
+                .combining(if first {
+                    CombiningMode::FirstMatch
+                } else {
+                    CombiningMode::DenyOverrides
+                })
+                .placeholders(if strict {
+                    PlaceholderMode::Strict
+                } else {
+                    PlaceholderMode::MosquittoCompatible
+                })
+        })
+}
+
+fn principal() -> impl Strategy<Value = Principal> {
+    (
+        name(),
+        prop::option::of(name()),
+        prop::collection::vec(name(), 0..2),
+    )
+        .prop_map(|(id, user, groups)| {
+            let mut p = Principal::new(id);
+            if let Some(user) = user {
+                p = p.with_username(user);
+            }
+            groups.into_iter().fold(p, Principal::with_group)
+        })
+}
+
+fn topic() -> impl Strategy<Value = String> {
+    let level = prop::sample::select(&["a", "b", "", "$z", "c1", "u1", "x-c1", "x-a", "$"][..]);
+    prop::collection::vec(level, 1..5).prop_map(|levels| levels.join("/"))
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop::sample::select(&[Action::Publish, Action::Receive, Action::Subscribe][..])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn index_decides_as_the_policy(
+        policy in policy(),
+        checks in prop::collection::vec((principal(), action(), topic()), 1..16),
+    ) {
+        let index = PolicyIndex::compile(policy.clone());
+        for (principal, action, topic) in checks {
+            let linear = policy.check(&principal, action, &topic);
+            let indexed = index.check(&principal, action, &topic);
+            prop_assert_eq!(&indexed, &linear, "{:?} {} {:?}", principal, action, topic);
+        }
+    }
+}
