@@ -212,10 +212,8 @@ impl PolicyIndex {
         if let Some(&child) = node.literal.get(level) {
             self.visit(child, remainder, query, best);
         }
-        if let Some(child) = node.plus {
-            if !(at_root && query.dollar) {
-                self.visit(child, remainder, query, best);
-            }
+        if let Some(child) = node.plus.filter(|_| !(at_root && query.dollar)) {
+            self.visit(child, remainder, query, best);
         }
         for (parts, child) in &node.patterns {
             let mode = self.policy.placeholder_mode();
