@@ -20,6 +20,11 @@
 
 use std::collections::HashMap;
 
+/// foldhash, seeded per process: several times faster than SipHash on the
+/// short keys here. The tables hold only what the policy's author wrote;
+/// clients can only look keys up, never insert them.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use crate::pattern::{LevelSpec, PatternPart, match_pattern_level};
 use crate::policy::{CombiningMode, Decision, Policy, Reason, Target, audit_denial};
 use crate::principal::Principal;
@@ -27,34 +32,68 @@ use crate::rule::{Action, Effect, Scope, Subject};
 
 type NodeId = u32;
 type RuleId = u32;
+/// Placeholder levels leaving a node, and where they lead.
+type PatternEdges = Vec<(Vec<PatternPart>, NodeId)>;
 
 /// Which rules of a node: those ending there, or those whose `#` stands there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Slot {
     End,
     Hash,
 }
 
-/// The keyed subjects, interned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The keyed subjects, by interned name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Key {
     Username(u32),
     ClientId(u32),
     Group(u32),
 }
 
+/// A keyed subject before interning.
+enum NamedKey {
+    Username(String),
+    ClientId(String),
+    Group(String),
+}
+
+impl NamedKey {
+    fn intern(self, names: &mut Map<Box<str>, u32>) -> Key {
+        let mut id_of = |name: String| -> u32 {
+            let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
+            *names.entry(name.into_boxed_str()).or_insert(next)
+        };
+        match self {
+            Self::Username(name) => Key::Username(id_of(name)),
+            Self::ClientId(name) => Key::ClientId(id_of(name)),
+            Self::Group(name) => Key::Group(id_of(name)),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Node {
-    literal: HashMap<Box<str>, NodeId>,
+    literal: Map<Box<str>, NodeId>,
     plus: Option<NodeId>,
-    patterns: Vec<(Vec<PatternPart>, NodeId)>,
-    /// Rules for every client, anonymous clients, or wildcard identities.
-    end: Vec<RuleId>,
-    hash: Vec<RuleId>,
-    /// Whether `keyed` holds rules of this node.
-    keyed_end: bool,
-    keyed_hash: bool,
+    /// Placeholder levels: rare, so boxed to keep every node small.
+    patterns: Option<Box<PatternEdges>>,
+    /// Rules whose filter ends here, and rules whose `#` stands here.
+    end: Bucket,
+    hash: Bucket,
 }
+
+/// The rules of one node slot. Small buckets are checked rule by rule; a
+/// bucket with more than [`BUCKET_SCAN_LIMIT`] rules keeps only those for
+/// any client here and moves the rest to the keyed map.
+#[derive(Debug, Default)]
+struct Bucket {
+    rules: Box<[RuleId]>,
+    keyed: bool,
+}
+
+/// Above this many rules on one node slot, rules for a named user, client
+/// or group are found by hash lookup instead of being compared one by one.
+const BUCKET_SCAN_LIMIT: usize = 8;
 
 /// A [`Policy`] compiled for fast checks of topic names. Decisions are
 /// exactly those of [`Policy::check`].
@@ -72,8 +111,8 @@ struct Node {
 pub struct PolicyIndex {
     policy: Policy,
     nodes: Vec<Node>,
-    keyed: HashMap<(NodeId, Slot, Key), Vec<RuleId>>,
-    names: HashMap<Box<str>, u32>,
+    keyed: Map<(NodeId, Slot, Key), Vec<RuleId>>,
+    names: Map<Box<str>, u32>,
     unscoped: Vec<RuleId>,
 }
 
@@ -119,14 +158,60 @@ impl PolicyIndex {
         let mut index = Self {
             policy,
             nodes: vec![Node::default()],
-            keyed: HashMap::new(),
-            names: HashMap::new(),
+            keyed: Map::default(),
+            names: Map::default(),
             unscoped: Vec::new(),
         };
+        let mut placed = Vec::new();
         for rule_id in 0..index.policy.rules().len() {
-            index.insert(rule_id);
+            if let Some(place) = index.insert(rule_id) {
+                placed.push(place);
+            }
         }
+        placed.sort_unstable();
+        for group in placed.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            index.fill_bucket(group);
+        }
+        index.nodes.shrink_to_fit();
+        index.keyed.shrink_to_fit();
+        index.names.shrink_to_fit();
         index
+    }
+
+    /// Stores the rules of one node slot.
+    fn fill_bucket(&mut self, group: &[(NodeId, Slot, RuleId)]) {
+        let (node, slot) = (group[0].0, group[0].1);
+        let mut scanned = Vec::new();
+        let mut keyed = false;
+        for &(_, _, rule_id) in group {
+            let key = match self.policy.rules()[rule_id as usize].subject() {
+                _ if group.len() <= BUCKET_SCAN_LIMIT => None,
+                Subject::Username(name) => Some(NamedKey::Username(name.clone())),
+                Subject::ClientId(name) => Some(NamedKey::ClientId(name.clone())),
+                Subject::Group(name) => Some(NamedKey::Group(name.clone())),
+                _ => None,
+            };
+            match key {
+                None => scanned.push(rule_id),
+                Some(key) => {
+                    keyed = true;
+                    let key = key.intern(&mut self.names);
+                    self.keyed
+                        .entry((node, slot, key))
+                        .or_default()
+                        .push(rule_id);
+                }
+            }
+        }
+        let bucket = Bucket {
+            rules: scanned.into_boxed_slice(),
+            keyed,
+        };
+        let target = &mut self.nodes[node as usize];
+        match slot {
+            Slot::End => target.end = bucket,
+            Slot::Hash => target.hash = bucket,
+        }
     }
 
     /// The compiled policy.
@@ -192,17 +277,10 @@ impl PolicyIndex {
         // `#` matches the parent level and everything below, but a filter
         // starting with a wildcard never matches a `$` topic.
         if !(at_root && query.dollar) {
-            self.offer_slot(
-                node_id,
-                Slot::Hash,
-                &node.hash,
-                node.keyed_hash,
-                query,
-                best,
-            );
+            self.offer_slot(node_id, Slot::Hash, &node.hash, query, best);
         }
         let Some(rest) = rest else {
-            self.offer_slot(node_id, Slot::End, &node.end, node.keyed_end, query, best);
+            self.offer_slot(node_id, Slot::End, &node.end, query, best);
             return;
         };
         let (level, remainder) = match rest.split_once('/') {
@@ -215,7 +293,7 @@ impl PolicyIndex {
         if let Some(child) = node.plus.filter(|_| !(at_root && query.dollar)) {
             self.visit(child, remainder, query, best);
         }
-        for (parts, child) in &node.patterns {
+        for (parts, child) in node.patterns.iter().flat_map(|p| p.iter()) {
             let mode = self.policy.placeholder_mode();
             if let Some(len) = match_pattern_level(parts, query.principal, mode, rest) {
                 let remainder = rest.get(len + 1..).filter(|_| len < rest.len());
@@ -228,15 +306,14 @@ impl PolicyIndex {
         &self,
         node: NodeId,
         slot: Slot,
-        general: &[RuleId],
-        keyed: bool,
+        bucket: &Bucket,
         query: &Query<'_>,
         best: &mut Best,
     ) {
-        for &rule_id in general {
+        for &rule_id in &bucket.rules {
             self.offer(best, rule_id, query);
         }
-        if !keyed {
+        if !bucket.keyed {
             return;
         }
         let mut lookup = |key: Key| {
@@ -267,18 +344,17 @@ impl PolicyIndex {
         }
     }
 
-    fn insert(&mut self, rule_index: usize) {
+    /// Builds the trie path of a rule's filter and returns where the rule
+    /// goes, or records it as unscoped.
+    fn insert(&mut self, rule_index: usize) -> Option<(NodeId, Slot, RuleId)> {
         let rule_id = RuleId::try_from(rule_index).unwrap_or(RuleId::MAX);
-        let rule = &self.policy.rules()[rule_index];
-        let Scope::Filter(filter) = rule.scope() else {
+        let Scope::Filter(filter) = self.policy.rules()[rule_index].scope() else {
             self.unscoped.push(rule_id);
-            return;
+            return None;
         };
-        let levels = filter.level_specs();
-        let subject = rule.subject().clone();
         let mut node = 0;
         let mut slot = Slot::End;
-        for level in levels {
+        for level in filter.level_specs() {
             node = match level {
                 LevelSpec::Hash => {
                     slot = Slot::Hash;
@@ -296,27 +372,7 @@ impl PolicyIndex {
                 LevelSpec::Pattern(parts) => self.pattern_child(node, parts),
             };
         }
-        let key = match &subject {
-            Subject::Username(name) => Some(Key::Username(self.intern(name))),
-            Subject::ClientId(name) => Some(Key::ClientId(self.intern(name))),
-            Subject::Group(name) => Some(Key::Group(self.intern(name))),
-            _ => None,
-        };
-        let target = &mut self.nodes[node as usize];
-        match (key, slot) {
-            (None, Slot::End) => target.end.push(rule_id),
-            (None, Slot::Hash) => target.hash.push(rule_id),
-            (Some(key), slot) => {
-                match slot {
-                    Slot::End => target.keyed_end = true,
-                    Slot::Hash => target.keyed_hash = true,
-                }
-                self.keyed
-                    .entry((node, slot, key))
-                    .or_default()
-                    .push(rule_id);
-            }
-        }
+        Some((node, slot, rule_id))
     }
 
     fn new_node(&mut self) -> NodeId {
@@ -336,24 +392,18 @@ impl PolicyIndex {
     }
 
     fn pattern_child(&mut self, node: NodeId, parts: Vec<PatternPart>) -> NodeId {
-        if let Some((_, child)) = self.nodes[node as usize]
+        let patterns = self.nodes[node as usize]
             .patterns
             .iter()
-            .find(|(p, _)| *p == parts)
-        {
+            .flat_map(|p| p.iter());
+        if let Some((_, child)) = patterns.into_iter().find(|(p, _)| *p == parts) {
             return *child;
         }
         let child = self.new_node();
-        self.nodes[node as usize].patterns.push((parts, child));
+        self.nodes[node as usize]
+            .patterns
+            .get_or_insert_default()
+            .push((parts, child));
         child
-    }
-
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.names.get(name) {
-            return id;
-        }
-        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.insert(name.into(), id);
-        id
     }
 }

@@ -150,3 +150,56 @@ proptest! {
         }
     }
 }
+
+/// Many rules on one node slot: the keyed buckets (per user, client id and
+/// group) must decide as the linear scan does.
+#[test]
+fn crowded_nodes_use_keyed_buckets_with_the_same_decisions() {
+    let mut rules = Vec::new();
+    for i in 0..40 {
+        let filter =
+            FilterPattern::parse(if i % 2 == 0 { "shared/#" } else { "shared/x" }).unwrap();
+        let subject = match i % 4 {
+            0 => Subject::Username(format!("u{i}")),
+            1 => Subject::ClientId(format!("c{i}")),
+            2 => Subject::Group(format!("g{i}")),
+            _ => Subject::Any,
+        };
+        let effect = if i % 7 == 0 {
+            Effect::Deny
+        } else {
+            Effect::Allow
+        };
+        let actions = if i % 3 == 0 {
+            Actions::RECEIVE
+        } else {
+            Actions::PUBLISH
+        };
+        rules.push(Rule::new(effect, subject, actions, Scope::Filter(filter)));
+    }
+    for mode in [CombiningMode::FirstMatch, CombiningMode::DenyOverrides] {
+        let policy = Policy::new(rules.clone()).unwrap().combining(mode);
+        let index = PolicyIndex::compile(policy.clone());
+        let mut allowed = 0;
+        for i in 0..40 {
+            let who = Principal::new(format!("c{i}"))
+                .with_username(format!("u{}", i ^ 1))
+                .with_group(format!("g{i}"));
+            for action in [Action::Publish, Action::Receive] {
+                for topic in ["shared/x", "shared", "shared/y/z"] {
+                    let linear = policy.check(&who, action, topic);
+                    allowed += usize::from(linear.is_allowed());
+                    assert_eq!(
+                        index.check(&who, action, topic),
+                        linear,
+                        "{who:?} {action} {topic}"
+                    );
+                }
+            }
+        }
+        assert!(
+            allowed > 20,
+            "the case must exercise grants too ({allowed})"
+        );
+    }
+}
