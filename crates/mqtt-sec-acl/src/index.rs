@@ -11,8 +11,8 @@
 //! - Rules on a node are bucketed by subject: rules for one user name, client
 //!   id or group are found by a hash lookup of an interned name, so 100,000
 //!   users with a rule each on the same filter cost no more than one.
-//! - Rules without a filter ([`Scope::AllTopics`], [`Scope::Prefix`]) are
-//!   few and checked on every request.
+//! - Rules without a filter ([`Scope::AllTopics`], [`Scope::Prefix`],
+//!   [`Scope::Exact`]) are few and checked on every request.
 //!
 //! SUBSCRIBE requests are decided by the policy's linear evaluation: they
 //! come once per subscription rather than once per message, and the
@@ -250,10 +250,13 @@ impl PolicyIndex {
         for &rule_id in &self.unscoped {
             let rule = &self.policy.rules()[rule_id as usize];
             let in_scope = match rule.scope() {
+                Scope::AllTopics => true,
                 Scope::Prefix { prefix, except } => {
                     Scope::prefix_matches(prefix, except.as_ref(), topic)
                 }
-                _ => true,
+                Scope::Exact(text) => text == topic,
+                // Filter rules live in the trie, never in this list.
+                Scope::Filter(_) => false,
             };
             if in_scope {
                 self.offer(&mut best, rule_id, &query);

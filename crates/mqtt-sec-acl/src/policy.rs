@@ -172,6 +172,17 @@ pub enum PolicyError {
         /// The limit.
         limit: usize,
     },
+    /// A rule of a structured document (native format, EMQX claim) is invalid.
+    #[error("rule {index}: {message}")]
+    InvalidRule {
+        /// 0-based position of the rule.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The document is not valid JSON/TOML, or not in the expected shape.
+    #[error("invalid policy document: {0}")]
+    Format(String),
     /// A line of a rule file is invalid.
     #[error("line {line}: {message}")]
     Syntax {
@@ -373,6 +384,7 @@ impl Policy {
                 return Scope::prefix_matches(prefix, except.as_ref(), topic);
             }
             (Scope::Prefix { .. }, Target::Filter(_)) => return false,
+            (Scope::Exact(text), Target::Name(t) | Target::Filter(t)) => return text == t,
             (Scope::Filter(filter), _) => filter,
         };
         match target {

@@ -164,6 +164,10 @@ pub enum Scope {
     Filter(FilterPattern),
     /// Every topic, `$` topics included (no MQTT filter says that).
     AllTopics,
+    /// Exactly this text: a topic name equal to it, or a SUBSCRIBE to this
+    /// very filter (EMQX's `eq` topics: `eq t/#` grants a subscription to
+    /// `t/#` itself, not to `t/1`).
+    Exact(String),
     /// Every topic name whose text starts with `prefix`, except those that
     /// `except` matches: for broker rules that are about bytes rather than
     /// levels (mosquitto refuses client publishes to anything starting with
@@ -291,6 +295,7 @@ impl fmt::Display for Rule {
         match &self.scope {
             Scope::Filter(filter) => f.write_str(filter.as_str())?,
             Scope::AllTopics => f.write_str("every topic")?,
+            Scope::Exact(text) => write!(f, "exactly {text:?}")?,
             Scope::Prefix {
                 prefix,
                 except: None,

@@ -349,7 +349,8 @@ fn starts_with_wildcard(filter: &str) -> bool {
 }
 
 /// Whether every topic matched by `requested` is matched by `allowed` (both
-/// valid filters).
+/// valid filters). Only valid topics count: `+/#` covers `#`, and `/+/#`
+/// covers `/#`, because what they leave out is the empty topic.
 pub(crate) fn covers(allowed: &str, requested: &str) -> bool {
     // `requested` may match `$` topics, which a leading wildcard never does.
     if starts_with_wildcard(allowed) && requested.starts_with('$') {
@@ -357,21 +358,39 @@ pub(crate) fn covers(allowed: &str, requested: &str) -> bool {
     }
     let mut a = allowed.split('/');
     let mut r = requested.split('/');
+    let mut depth = 0;
+    let mut first_level_empty = false;
     loop {
         match (a.next(), r.next()) {
             (Some("#"), _) | (None, None) => return true,
-            (Some(_), None) | (None, Some(_)) | (Some(_), Some("#")) => return false,
-            (Some("+"), Some(_)) => {}
+            (Some(a_level), Some("#")) => {
+                // `requested` matches the levels so far with nothing after,
+                // which `allowed` does not; that only matters if those levels
+                // form a valid topic. Otherwise `allowed` must match every
+                // continuation of one level or more: exactly `+/#`.
+                let prefix_is_a_topic = depth >= 2 || (depth == 1 && !first_level_empty);
+                return !prefix_is_a_topic
+                    && a_level == "+"
+                    && a.next() == Some("#")
+                    && a.next().is_none();
+            }
+            (Some(_), None) | (None, Some(_)) => return false,
             (Some(a_level), Some(r_level)) => {
-                if r_level == "+" || a_level != r_level {
+                if a_level != "+" && (r_level == "+" || a_level != r_level) {
                     return false;
                 }
+                if depth == 0 {
+                    first_level_empty = r_level.is_empty();
+                }
+                depth += 1;
             }
         }
     }
 }
 
-/// Whether some topic is matched by both valid filters.
+/// Whether some topic is matched by both valid filters. The shared topic
+/// must be a valid one: `+` and `/#` meet only in the empty topic (a single
+/// empty level), which no PUBLISH can carry, so they do not overlap.
 pub(crate) fn overlaps(x: &str, y: &str) -> bool {
     if (starts_with_wildcard(x) && y.starts_with('$'))
         || (starts_with_wildcard(y) && x.starts_with('$'))
@@ -380,15 +399,30 @@ pub(crate) fn overlaps(x: &str, y: &str) -> bool {
     }
     let mut a = x.split('/');
     let mut b = y.split('/');
+    let mut depth = 0;
+    let mut first_level_empty = false;
     loop {
         match (a.next(), b.next()) {
-            (Some("#"), _) | (_, Some("#")) | (None, None) => return true,
+            // Both accept more levels: add a non-empty one if needed.
+            (Some("#"), Some("#")) => return true,
+            // The shared topic has exactly `depth` levels.
+            (Some("#"), None) | (None, Some("#")) | (None, None) => {
+                return !(depth == 1 && first_level_empty);
+            }
+            // The shared topic continues with the other side's levels.
+            (Some("#"), Some(_)) | (Some(_), Some("#")) => return true,
             (None, Some(_)) | (Some(_), None) => return false,
-            (Some("+"), Some(_)) | (Some(_), Some("+")) => {}
             (Some(p), Some(q)) => {
-                if p != q {
-                    return false;
+                let level = match (p, q) {
+                    ("+", other) | (other, "+") => other,
+                    _ if p == q => p,
+                    _ => return false,
+                };
+                if depth == 0 {
+                    // Two `+` can take any value; only a literal empty level is forced.
+                    first_level_empty = level.is_empty();
                 }
+                depth += 1;
             }
         }
     }
@@ -531,6 +565,12 @@ mod tests {
         assert!(c("#", "+/x") && !c("#", "$SYS/#") && !c("+/#", "$SYS/x"));
         assert!(c("$SYS/#", "$SYS/+/x"));
         assert!(!c("a/b/#", "a"));
+        // What is left out is only the empty topic, which is not a topic.
+        assert!(c("+/#", "#") && c("/+/#", "/#") && !c("+", "#") && !c("+/+/#", "#"));
+        assert!(
+            !c("a/+/#", "a/#"),
+            "a/# matches the topic a, which a/+/# does not"
+        );
     }
 
     #[test]
@@ -538,5 +578,8 @@ mod tests {
         assert!(overlaps("a/#", "+/b") && overlaps("a/+", "+/b") && !overlaps("a/+", "b/+"));
         assert!(!overlaps("a/b/#", "a") && overlaps("a/#", "a"));
         assert!(!overlaps("#", "$SYS/x") && overlaps("$SYS/#", "$SYS/x") && overlaps("#", "+"));
+        // Only the empty topic would be shared, and it is not a topic.
+        assert!(!overlaps("+", "/#") && !overlaps("/#", "+"));
+        assert!(overlaps("+", "+/#") && overlaps("/+", "/#") && overlaps("+/#", "/#"));
     }
 }

@@ -55,6 +55,7 @@ fn scope() -> impl Strategy<Value = Scope> {
     prop_oneof![
         12 => filter_text().prop_filter_map("valid pattern", |t| FilterPattern::parse(&t).ok().map(Scope::Filter)),
         1 => Just(Scope::AllTopics),
+        1 => prop::sample::select(&["a/b", "a/+", "c1", "$z/#"][..]).prop_map(|t| Scope::Exact(t.to_owned())),
         1 => (prop::sample::select(&["$", "a/", "$z"][..]), any::<bool>()).prop_map(|(prefix, except)| {
             Scope::Prefix { prefix: prefix.to_owned(), except: except.then(|| TopicFilter::new("a/+").unwrap()) }
         }),
