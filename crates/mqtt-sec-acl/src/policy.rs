@@ -409,6 +409,10 @@ pub(crate) enum Target<'t> {
     Filter(&'t str),
 }
 
+/// How much of a topic an audit event carries: enough to identify it,
+/// bounded so that hostile 64 KiB topics cannot flood the log.
+const AUDIT_TOPIC_BYTES: usize = 256;
+
 /// The audit event for a denied request: who, what, where, and which rule.
 /// Never a payload or a credential.
 pub(crate) fn audit_denial(
@@ -417,12 +421,17 @@ pub(crate) fn audit_denial(
     topic: &str,
     decision: &Decision<'_>,
 ) {
+    let mut end = topic.len().min(AUDIT_TOPIC_BYTES);
+    while !topic.is_char_boundary(end) {
+        end -= 1;
+    }
     tracing::info!(
         target: "mqtt_sec::audit",
         client_id = principal.client_id(),
         username = principal.username(),
         %action,
-        topic,
+        topic = &topic[..end],
+        topic_truncated = end < topic.len(),
         rule = decision.rule_index(),
         decision = %decision,
         "acl denied"
