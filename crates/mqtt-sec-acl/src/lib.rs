@@ -9,6 +9,7 @@ mod document;
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod emqx;
 mod index;
+mod lint;
 mod pattern;
 mod policy;
 mod principal;
@@ -18,6 +19,7 @@ mod topic;
 pub mod mosquitto;
 
 pub use index::PolicyIndex;
+pub use lint::{Finding, FindingKind, Severity};
 pub use pattern::{FilterPattern, PatternError, PlaceholderMode};
 pub use policy::{CombiningMode, Decision, Limits, Policy, PolicyError, Reason, SubscribeCheck};
 pub use principal::Principal;

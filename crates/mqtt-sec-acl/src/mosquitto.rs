@@ -37,6 +37,7 @@
 //! [`Action::Subscribe`]: crate::Action::Subscribe
 //! [`Action::Publish`]: crate::Action::Publish
 
+use crate::lint::{Finding, FindingKind, Severity};
 use crate::pattern::{FilterPattern, PatternError, PlaceholderMode};
 use crate::policy::{CombiningMode, Limits, Policy, PolicyError, SubscribeCheck};
 use crate::rule::{Actions, Effect, Rule, Scope, Subject};
@@ -77,6 +78,62 @@ pub fn parse_acl_file(text: &str) -> Result<Policy, PolicyError> {
 /// # Errors
 /// As [`parse_acl_file`].
 pub fn parse_acl_file_with_limits(text: &str, limits: Limits) -> Result<Policy, PolicyError> {
+    let mut first_error = None;
+    let lists = read(text, &limits, |error| {
+        first_error.get_or_insert(error);
+        false
+    })?;
+    match first_error {
+        Some(error) => Err(error),
+        None => into_policy(lists, limits),
+    }
+}
+
+/// Every problem of an `acl_file`: each invalid line (reading goes on past
+/// it, as an operator fixing a file wants), then, if the file is valid,
+/// [`Policy::lint`]'s findings, with their lines.
+///
+/// ```
+/// use mqtt_sec_acl::{FindingKind, mosquitto};
+/// let findings = mosquitto::lint_acl_file("topic reed a\nusr bob\ntopic read b\n");
+/// let lines: Vec<_> = findings.iter().map(|f| (f.line, f.kind.clone())).collect();
+/// assert_eq!(lines, [(Some(1), FindingKind::InvalidLine), (Some(2), FindingKind::InvalidLine)]);
+/// ```
+pub fn lint_acl_file(text: &str) -> Vec<Finding> {
+    let limits = Limits::default();
+    let mut errors = Vec::new();
+    let policy = read(text, &limits, |error| {
+        errors.push(error);
+        true
+    })
+    .and_then(|lists| into_policy(lists, limits));
+    match policy {
+        Ok(policy) if errors.is_empty() => return policy.lint(),
+        Ok(_) => {}
+        Err(error) => errors.push(error),
+    }
+    errors
+        .into_iter()
+        .map(|error| Finding {
+            severity: Severity::Error,
+            kind: FindingKind::InvalidLine,
+            rule: None,
+            line: match &error {
+                PolicyError::Syntax { line, .. } => Some(*line),
+                _ => None,
+            },
+            message: error.to_string(),
+        })
+        .collect()
+}
+
+/// Reads the file's lines into mosquitto's lists. A syntax error goes to
+/// `on_error`, which says whether to read on. File-wide limits are errors.
+fn read(
+    text: &str,
+    limits: &Limits,
+    mut on_error: impl FnMut(PolicyError) -> bool,
+) -> Result<Lists, PolicyError> {
     if text.len() > limits.max_file_bytes {
         return Err(PolicyError::FileTooLarge {
             size: text.len(),
@@ -87,61 +144,78 @@ pub fn parse_acl_file_with_limits(text: &str, limits: Limits) -> Result<Policy, 
     let mut user: Option<String> = None;
     for (index, raw) in text.split('\n').enumerate() {
         let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        let syntax = |message: String| PolicyError::Syntax { line, message };
-        let trimmed = raw.trim_end_matches(is_c_space);
-        if trimmed.starts_with('#') {
-            continue;
+        if let Err(message) = read_line(raw, line, &mut user, &mut lists)
+            && !on_error(PolicyError::Syntax { line, message })
+        {
+            break;
         }
-        let Some((keyword, rest)) = next_token(trimmed) else {
-            continue;
-        };
-        match keyword {
-            "topic" | "pattern" => {
-                let Some((first, rest)) = next_token(rest.unwrap_or_default()) else {
-                    return Err(syntax(format!("`{keyword}` needs a topic filter")));
-                };
-                let (access, filter) = match rest {
-                    Some(rest) => (
-                        parse_access(first).map_err(syntax)?,
-                        rest.trim_matches(is_c_space),
-                    ),
-                    None => (Access::ReadWrite, first),
-                };
-                if lists.len() >= limits.max_rules {
-                    return Err(PolicyError::TooManyRules {
-                        count: lists.len() + 1,
-                        limit: limits.max_rules,
-                    });
-                }
-                let (subject, pattern) = if keyword == "topic" {
-                    let subject = user.clone().map_or(Subject::Anonymous, Subject::Username);
-                    (Some(subject), FilterPattern::literal(filter))
-                } else {
-                    (None, FilterPattern::parse_mosquitto(filter))
-                };
-                let pattern = pattern.map_err(|e: PatternError| {
-                    syntax(format!("invalid ACL topic {filter:?}: {e}"))
-                })?;
-                let rule = access
-                    .rule(subject.clone().unwrap_or(Subject::Any), pattern)
-                    .with_source(line, trimmed);
-                lists.push(subject.is_none(), rule);
-            }
-            "user" => match rest
-                .map(|r| r.trim_matches(is_c_space))
-                .filter(|r| !r.is_empty())
-            {
-                Some(name) => user = Some(name.to_owned()),
-                None => return Err(syntax("`user` needs a user name".into())),
-            },
-            other => {
-                return Err(syntax(format!(
-                    "unknown keyword {other:?}: a line is `user <name>`, `topic [read|write|readwrite|deny] <filter>`, \
-                     `pattern [read|write|readwrite|deny] <filter>`, or a comment starting with `#` in the first column"
-                )));
-            }
+        if lists.len() > limits.max_rules {
+            return Err(PolicyError::TooManyRules {
+                count: lists.len(),
+                limit: limits.max_rules,
+            });
         }
     }
+    Ok(lists)
+}
+
+/// One line, as `aclfile__parse` reads it.
+fn read_line(
+    raw: &str,
+    line: u32,
+    user: &mut Option<String>,
+    lists: &mut Lists,
+) -> Result<(), String> {
+    let trimmed = raw.trim_end_matches(is_c_space);
+    if trimmed.starts_with('#') {
+        return Ok(());
+    }
+    let Some((keyword, rest)) = next_token(trimmed) else {
+        return Ok(());
+    };
+    match keyword {
+        "topic" | "pattern" => {
+            let Some((first, rest)) = next_token(rest.unwrap_or_default()) else {
+                return Err(format!("`{keyword}` needs a topic filter"));
+            };
+            let (access, filter) = match rest {
+                Some(rest) => (parse_access(first)?, rest.trim_matches(is_c_space)),
+                None => (Access::ReadWrite, first),
+            };
+            let (subject, pattern) = if keyword == "topic" {
+                (
+                    Some(user.clone().map_or(Subject::Anonymous, Subject::Username)),
+                    FilterPattern::literal(filter),
+                )
+            } else {
+                (None, FilterPattern::parse_mosquitto(filter))
+            };
+            let pattern =
+                pattern.map_err(|e: PatternError| format!("invalid ACL topic {filter:?}: {e}"))?;
+            let rule = access
+                .rule(subject.clone().unwrap_or(Subject::Any), pattern)
+                .with_source(line, trimmed);
+            lists.push(subject.is_none(), rule);
+            Ok(())
+        }
+        "user" => match rest
+            .map(|r| r.trim_matches(is_c_space))
+            .filter(|r| !r.is_empty())
+        {
+            Some(name) => {
+                *user = Some(name.to_owned());
+                Ok(())
+            }
+            None => Err("`user` needs a user name".into()),
+        },
+        other => Err(format!(
+            "unknown keyword {other:?}: a line is `user <name>`, `topic [read|write|readwrite|deny] <filter>`, \
+             `pattern [read|write|readwrite|deny] <filter>`, or a comment starting with `#` in the first column"
+        )),
+    }
+}
+
+fn into_policy(lists: Lists, limits: Limits) -> Result<Policy, PolicyError> {
     let policy = Policy::with_limits(lists.into_rules(), limits)?;
     Ok(policy
         .combining(CombiningMode::FirstMatch)
