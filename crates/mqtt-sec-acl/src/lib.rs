@@ -3,6 +3,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+pub mod client;
 #[cfg(feature = "serde")]
 mod document;
 #[cfg(feature = "json")]
