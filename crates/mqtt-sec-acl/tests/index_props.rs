@@ -204,3 +204,54 @@ fn crowded_nodes_use_keyed_buckets_with_the_same_decisions() {
         );
     }
 }
+
+/// Topics beyond the length or depth limit are denied before any matching,
+/// by the policy and the index alike, even where a rule would allow them.
+#[test]
+fn over_limit_topics_are_denied_before_matching() {
+    let mut limits = mqtt_sec_acl::Limits::default();
+    limits.max_topic_len = 64;
+    let rules = vec![Rule::allow(
+        Subject::Any,
+        Actions::ALL,
+        FilterPattern::parse("#").unwrap(),
+    )];
+    let policy = Policy::with_limits(rules, limits).unwrap();
+    let index = PolicyIndex::compile(policy.clone());
+    let who = Principal::new("c");
+    let deep = vec!["a"; 256].join("/"); // 256 levels: one over the default depth
+    let long = "a".repeat(65);
+    for (action, topic) in [
+        (Action::Publish, deep.as_str()),
+        (Action::Receive, long.as_str()),
+        (Action::Subscribe, deep.as_str()),
+    ] {
+        for decision in [
+            policy.check(&who, action, topic),
+            index.check(&who, action, topic),
+        ] {
+            assert_eq!(
+                decision.reason(),
+                &mqtt_sec_acl::Reason::OverLimit,
+                "{action}"
+            );
+        }
+    }
+    let ok = vec!["a"; 255].join("/");
+    assert!(policy.check(&who, Action::Publish, &ok[..63]).is_allowed());
+    let mut roomy = mqtt_sec_acl::Limits::default();
+    roomy.max_topic_len = 65_535;
+    let wide = Policy::with_limits(
+        vec![Rule::allow(
+            Subject::Any,
+            Actions::ALL,
+            FilterPattern::parse("#").unwrap(),
+        )],
+        roomy,
+    )
+    .unwrap();
+    assert!(
+        wide.check(&who, Action::Publish, &ok).is_allowed(),
+        "255 levels are within the default depth"
+    );
+}
