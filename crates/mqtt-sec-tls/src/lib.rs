@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod pin;
+mod verifier;
+
+pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
+pub use verifier::{PinMismatch, PinnedServerVerifier};
+
+/// rustls, re-exported so that users need not match its version.
+pub use rustls;
+/// The certificate and key types of the public API.
+pub use rustls_pki_types;

@@ -1,0 +1,232 @@
+//! A server certificate verifier that checks SPKI pins on top of rustls'
+//! normal chain, time, revocation and name validation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{
+    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::pin::{Pin, PinScope, PinSet};
+
+/// The server presented no pinned key. Public data only: pins are hashes of
+/// public keys, safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pin mismatch for {server}: the server presented [{}], expected one of [{}]", join(.presented), join(.expected))]
+pub struct PinMismatch {
+    /// The name the client connected to.
+    pub server: String,
+    /// The pins of the certificates the server sent, leaf first.
+    pub presented: Vec<Pin>,
+    /// The primary and backup pins.
+    pub expected: Vec<Pin>,
+}
+
+fn join(pins: &[Pin]) -> String {
+    pins.iter()
+        .map(Pin::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl PinMismatch {
+    /// Finds a pin mismatch inside a rustls error (as a TLS connection
+    /// reports it).
+    pub fn from_rustls(error: &Error) -> Option<&Self> {
+        match error {
+            Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+                inner.downcast_ref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Checks pins after the normal validation has passed, so that a pin never
+/// replaces validation, only narrows it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mqtt_sec_testkit::{CertSpec, TestPki};
+/// use mqtt_sec_tls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+/// use mqtt_sec_tls::{Pin, PinSet, PinnedServerVerifier};
+///
+/// let mut pki = TestPki::new()?;
+/// let server = pki.issue(&CertSpec::localhost_server("broker"))?;
+/// let spare = pki.issue(&CertSpec::localhost_server("spare-key"))?;
+/// let mut roots = RootCertStore::empty();
+/// roots.add(pki.root().cert_der().clone())?;
+///
+/// let pins = PinSet::builder([Pin::from_certificate(server.cert_der())?])
+///     .backup([Pin::from_certificate(spare.cert_der())?])
+///     .build()?;
+/// let provider = Arc::new(ring::default_provider());
+/// let verifier = PinnedServerVerifier::new(Arc::new(roots), pins, provider.clone())?;
+/// let config = ClientConfig::builder_with_provider(provider)
+///     .with_safe_default_protocol_versions()?
+///     .dangerous() // rustls' gate for any custom verifier; this one only adds checks
+///     .with_custom_certificate_verifier(Arc::new(verifier))
+///     .with_no_client_auth();
+/// # let _ = config;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PinnedServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+    pins: PinSet,
+}
+
+impl fmt::Debug for PinnedServerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PinnedServerVerifier")
+            .field("roots", &self.roots.len())
+            .field("pins", &self.pins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PinnedServerVerifier {
+    /// Normal validation against `roots` with `provider`'s algorithms, then
+    /// `pins`.
+    ///
+    /// # Errors
+    /// rustls' error when `roots` is empty.
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        pins: PinSet,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, rustls::client::VerifierBuilderError> {
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
+                .build()?;
+        Ok(Self {
+            inner,
+            roots,
+            provider,
+            pins,
+        })
+    }
+
+    /// The pins checked.
+    pub fn pins(&self) -> &PinSet {
+        &self.pins
+    }
+
+    /// Whether some path that validates from `end_entity` to a root contains
+    /// a pinned key. Only certificates of that path count.
+    fn verified_path_pinned(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> bool {
+        let Ok(leaf) = webpki::EndEntityCert::try_from(end_entity) else {
+            return false;
+        };
+        let pinned = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            let leaf = Pin::from_spki_der(path.end_entity().subject_public_key_info().as_ref());
+            let mut pins = std::iter::once(leaf)
+                .chain(
+                    path.intermediate_certificates()
+                        .map(|c| Pin::from_spki_der(c.subject_public_key_info().as_ref())),
+                )
+                .chain(std::iter::once(Pin::from_spki_der(
+                    webpki::spki_for_anchor(path.anchor()).as_ref(),
+                )));
+            if pins.any(|pin| self.pins.contains(&pin)) {
+                Ok(())
+            } else {
+                // Any error sends webpki on to the next candidate path.
+                Err(webpki::Error::UnknownIssuer)
+            }
+        };
+        leaf.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&pinned),
+        )
+        .is_ok()
+    }
+}
+
+impl ServerCertVerifier for PinnedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let server = server_name.to_str().into_owned();
+        if self
+            .pins
+            .is_expired(UNIX_EPOCH + Duration::from_secs(now.as_secs()))
+        {
+            tracing::warn!(target: "mqtt_sec::audit", server, "pin set expired: only CA validation applies; ship new pins");
+            return Ok(verified);
+        }
+        let pinned = match self.pins.scope() {
+            PinScope::Leaf => {
+                Pin::from_certificate(end_entity).is_ok_and(|pin| self.pins.contains(&pin))
+            }
+            PinScope::VerifiedPath => self.verified_path_pinned(end_entity, intermediates, now),
+        };
+        if pinned {
+            return Ok(verified);
+        }
+        let presented = std::iter::once(end_entity)
+            .chain(intermediates)
+            .filter_map(|cert| Pin::from_certificate(cert).ok())
+            .collect();
+        let mismatch = PinMismatch {
+            server,
+            presented,
+            expected: self.pins.pins().copied().collect(),
+        };
+        tracing::warn!(target: "mqtt_sec::audit", server = %mismatch.server, reason = %mismatch, "tls pin mismatch");
+        Err(Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(mismatch)),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
