@@ -3,10 +3,18 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod client_config;
+mod error;
+mod identity;
 mod pin;
+mod roots;
 mod verifier;
 
+pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
+pub use error::TlsError;
+pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
+pub use roots::TrustRoots;
 pub use verifier::{PinMismatch, PinnedServerVerifier};
 
 /// rustls, re-exported so that users need not match its version.

@@ -1,0 +1,275 @@
+//! The client configuration builder: trust first, then identity, then
+//! options; the types do not let a configuration exist without a verifier.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, Error, InconsistentKeys, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::error::TlsError;
+use crate::identity::Identity;
+use crate::pin::PinSet;
+use crate::roots::TrustRoots;
+use crate::verifier::PinnedServerVerifier;
+
+/// ALPN protocols to offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Alpn {
+    /// `mqtt`: MQTT over TLS, and AWS IoT custom authentication on port 443.
+    Mqtt,
+    /// `x-amzn-mqtt-ca`: AWS IoT with X.509 client certificates on port 443.
+    AwsIotCertificates,
+    /// Any list, in preference order.
+    Custom(Vec<Vec<u8>>),
+}
+
+impl Alpn {
+    fn protocols(&self) -> Vec<Vec<u8>> {
+        match self {
+            Self::Mqtt => vec![b"mqtt".to_vec()],
+            Self::AwsIotCertificates => vec![b"x-amzn-mqtt-ca".to_vec()],
+            Self::Custom(list) => list.clone(),
+        }
+    }
+}
+
+/// A built client configuration, ready for rustls or rumqttc.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+}
+
+impl ClientTls {
+    /// Starts a configuration with an explicit crypto provider (such as
+    /// `rustls::crypto::ring::default_provider()`); no process-wide default
+    /// is installed or needed.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mqtt_sec_testkit::{CertSpec, TestPki};
+    /// use mqtt_sec_tls::rustls::crypto::ring;
+    /// use mqtt_sec_tls::{ClientTls, Identity, TrustRoots};
+    ///
+    /// let mut pki = TestPki::new()?;
+    /// let device = pki.issue(&CertSpec::client("device-1"))?;
+    /// let tls = ClientTls::builder(Arc::new(ring::default_provider()))
+    ///     .trust(TrustRoots::new().pem_file(pki.root().cert_path())?)
+    ///     .identity(Identity::from_pem_files(device.chain_path(), device.key_path())?)
+    ///     .verify_server_name("broker.example")?
+    ///     .build()?;
+    /// assert!(tls.config().alpn_protocols.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder(provider: Arc<CryptoProvider>) -> ClientTlsBuilder {
+        ClientTlsBuilder { provider }
+    }
+
+    /// The rustls configuration.
+    pub fn config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.config)
+    }
+}
+
+/// Step 1: choose what to trust.
+#[derive(Debug)]
+pub struct ClientTlsBuilder {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientTlsBuilder {
+    /// Trusts these roots for the broker's certificate.
+    pub fn trust(self, roots: TrustRoots) -> WantsIdentity {
+        WantsIdentity {
+            provider: self.provider,
+            roots,
+            pins: None,
+        }
+    }
+}
+
+/// Step 2: optional pins, then the client's identity (or none).
+#[derive(Debug)]
+pub struct WantsIdentity {
+    provider: Arc<CryptoProvider>,
+    roots: TrustRoots,
+    pins: Option<PinSet>,
+}
+
+impl WantsIdentity {
+    /// Also requires one of these pins (on top of normal validation).
+    pub fn pins(mut self, pins: PinSet) -> Self {
+        self.pins = Some(pins);
+        self
+    }
+
+    /// Authenticates with a client certificate (mTLS).
+    pub fn identity(self, identity: Identity) -> ClientTlsOptions {
+        self.options(Some(identity))
+    }
+
+    /// No client certificate.
+    pub fn no_identity(self) -> ClientTlsOptions {
+        self.options(None)
+    }
+
+    fn options(self, identity: Option<Identity>) -> ClientTlsOptions {
+        ClientTlsOptions {
+            provider: self.provider,
+            roots: self.roots,
+            pins: self.pins,
+            identity,
+            alpn: None,
+            server_name: None,
+            tls13_only: false,
+            resumption: true,
+        }
+    }
+}
+
+/// Step 3: options with safe defaults, then [`ClientTlsOptions::build`].
+#[derive(Debug)]
+pub struct ClientTlsOptions {
+    provider: Arc<CryptoProvider>,
+    roots: TrustRoots,
+    pins: Option<PinSet>,
+    identity: Option<Identity>,
+    alpn: Option<Alpn>,
+    server_name: Option<ServerName<'static>>,
+    tls13_only: bool,
+    resumption: bool,
+}
+
+impl ClientTlsOptions {
+    /// Offers ALPN protocols (default: none).
+    pub fn alpn(mut self, alpn: Alpn) -> Self {
+        self.alpn = Some(alpn);
+        self
+    }
+
+    /// Verifies the server's certificate for this name whatever address the
+    /// client connects to (connect to an IP, verify a DNS name).
+    ///
+    /// # Errors
+    /// [`TlsError::InvalidServerName`].
+    pub fn verify_server_name(mut self, name: &str) -> Result<Self, TlsError> {
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|_| TlsError::InvalidServerName(name.to_owned()))?;
+        self.server_name = Some(name);
+        Ok(self)
+    }
+
+    /// Only TLS 1.3 (default: TLS 1.2 and 1.3).
+    pub fn tls13_only(mut self) -> Self {
+        self.tls13_only = true;
+        self
+    }
+
+    /// Session resumption (default on: reconnects are cheaper).
+    pub fn resumption(mut self, enabled: bool) -> Self {
+        self.resumption = enabled;
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    /// [`TlsError::NoTrustRoots`], [`TlsError::KeyMismatch`] for a key that
+    /// does not belong to the certificate, other [`TlsError`]s from rustls.
+    pub fn build(self) -> Result<ClientTls, TlsError> {
+        if self.roots.is_empty() {
+            return Err(TlsError::NoTrustRoots);
+        }
+        let roots = Arc::new(self.roots.into_store());
+        let verifier: Arc<dyn ServerCertVerifier> = match self.pins {
+            Some(pins) => Arc::new(PinnedServerVerifier::new(
+                roots,
+                pins,
+                Arc::clone(&self.provider),
+            )?),
+            None => WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&self.provider))
+                .build()?,
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = match self.server_name {
+            Some(name) => Arc::new(NameOverride {
+                inner: verifier,
+                name,
+            }),
+            None => verifier,
+        };
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
+        let builder = ClientConfig::builder_with_provider(self.provider)
+            .with_protocol_versions(versions)?
+            .dangerous() // rustls' gate for a custom verifier; ours only add checks
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match self.identity {
+            Some(identity) => builder
+                .with_client_auth_cert(identity.chain, identity.key)
+                .map_err(|e| match e {
+                    Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch,
+                    other => TlsError::Rustls(other),
+                })?,
+            None => builder.with_no_client_auth(),
+        };
+        if let Some(alpn) = &self.alpn {
+            config.alpn_protocols = alpn.protocols();
+        }
+        if !self.resumption {
+            config.resumption = Resumption::disabled();
+        }
+        Ok(ClientTls {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Verifies the certificate for a configured name instead of the address
+/// the client connected to.
+#[derive(Debug)]
+struct NameOverride {
+    inner: Arc<dyn ServerCertVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NameOverride {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _connected_to: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

@@ -1,0 +1,345 @@
+//! The client builder against a real mosquitto: what it accepts, what it
+//! refuses and with which error, for trust roots, names, keys and pins.
+
+// Test code: a failed unwrap or panic is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use mqtt_sec_testkit::client::{ClientFailure, TestClient, rustls_error};
+use mqtt_sec_testkit::{
+    CertSpec, Error, IssuedCert, KeyAlg, Mosquitto, TestPki, TlsListener, or_skip,
+};
+use mqtt_sec_tls::rustls::crypto::ring;
+use mqtt_sec_tls::rustls::{AlertDescription, CertificateError};
+use mqtt_sec_tls::{
+    Alpn, ClientTls, Identity, Pin, PinMismatch, PinSet, TlsError, TrustRoots, WantsIdentity,
+};
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+
+fn builder(roots: TrustRoots) -> WantsIdentity {
+    ClientTls::builder(Arc::new(ring::default_provider())).trust(roots)
+}
+
+fn roots(pki: &TestPki) -> TrustRoots {
+    TrustRoots::new().pem_file(pki.root().cert_path()).unwrap()
+}
+
+async fn connect(
+    broker: &Mosquitto,
+    port: u16,
+    tls: ClientTls,
+) -> Result<TestClient, ClientFailure> {
+    let mut options = MqttOptions::new("builder-test", broker.host(), port);
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        tls.config(),
+    )));
+    TestClient::connect(options).await
+}
+
+fn cert_error(result: Result<TestClient, ClientFailure>) -> CertificateError {
+    let error = result.expect_err("the connection must fail");
+    match rustls_error(&error) {
+        Some(mqtt_sec_tls::rustls::Error::InvalidCertificate(e)) => e.clone(),
+        other => panic!("expected a certificate error, got {other:?} from {error}"),
+    }
+}
+
+/// A broker with a TLS and an mTLS listener for `server`.
+fn broker(pki: &TestPki, server: &IssuedCert) -> Option<Mosquitto> {
+    let builder = Mosquitto::builder()
+        .tls_listener(TlsListener::new(server))
+        .tls_listener(TlsListener::new(server).require_client_cert(pki.root().cert_path()))
+        .allow_anonymous(true);
+    or_skip(builder.start())
+}
+
+/// The key in another PEM form, converted by openssl.
+fn convert_key(key: &Path, args: &[&str], out: PathBuf) -> Option<PathBuf> {
+    let status = Command::new("openssl")
+        .arg("pkey")
+        .arg("-in")
+        .arg(key)
+        .args(args)
+        .arg("-out")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(out),
+        _ => {
+            or_skip::<()>(Err(Error::ToolMissing {
+                tool: "openssl",
+                hint: "apt-get install -y openssl",
+            }));
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_connects_and_untrusted_or_misnamed_servers_are_refused() {
+    let mut pki = TestPki::new().unwrap();
+    let server = pki
+        .issue(&CertSpec::server("named").dns_name("broker.example"))
+        .unwrap();
+    let Some(broker) = broker(&pki, &server) else {
+        return;
+    };
+    let port = broker.tls_port().unwrap();
+
+    // Connecting to 127.0.0.1, the certificate for broker.example does not fit...
+    let plain = builder(roots(&pki)).no_identity().build().unwrap();
+    let error = cert_error(connect(&broker, port, plain).await);
+    assert!(
+        matches!(
+            error,
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+        ),
+        "{error:?}"
+    );
+    // ...unless the client is told which name to verify.
+    let named = builder(roots(&pki))
+        .no_identity()
+        .verify_server_name("broker.example")
+        .unwrap()
+        .build()
+        .unwrap();
+    connect(&broker, port, named).await.unwrap();
+    let wrong = builder(roots(&pki))
+        .no_identity()
+        .verify_server_name("other.example")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(matches!(
+        cert_error(connect(&broker, port, wrong).await),
+        CertificateError::NotValidForNameContext { .. } | CertificateError::NotValidForName
+    ));
+
+    let untrusted = TrustRoots::new()
+        .pem_bytes(pki.unknown_ca().unwrap().cert_pem().as_bytes())
+        .unwrap();
+    let stranger = builder(untrusted)
+        .no_identity()
+        .verify_server_name("broker.example")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        cert_error(connect(&broker, port, stranger).await),
+        CertificateError::UnknownIssuer
+    );
+}
+
+#[tokio::test]
+async fn mtls_connects_with_pkcs8_pkcs1_and_sec1_keys_and_needs_an_identity() {
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let Some(broker) = broker(&pki, &server) else {
+        return;
+    };
+    let port = broker.mtls_port().unwrap();
+
+    let none = builder(roots(&pki)).no_identity().build().unwrap();
+    let error = connect(&broker, port, none)
+        .await
+        .expect_err("an mTLS listener needs a client certificate");
+    assert!(
+        matches!(
+            rustls_error(&error),
+            Some(mqtt_sec_tls::rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            ))
+        ),
+        "{error}"
+    );
+
+    let rsa = pki.issue(&CertSpec::client("rsa-device").key_alg(KeyAlg::Rsa2048));
+    let Some(rsa) = or_skip(rsa) else { return };
+    let ec = pki.issue(&CertSpec::client("ec-device")).unwrap();
+    let ed = pki
+        .issue(&CertSpec::client("ed-device").key_alg(KeyAlg::Ed25519))
+        .unwrap();
+    let Some(pkcs1) = convert_key(
+        rsa.key_path(),
+        &["-traditional"],
+        pki.dir().join("rsa-pkcs1.key"),
+    ) else {
+        return;
+    };
+    let Some(sec1) = convert_key(
+        ec.key_path(),
+        &["-traditional"],
+        pki.dir().join("ec-sec1.key"),
+    ) else {
+        return;
+    };
+    assert!(
+        std::fs::read_to_string(&pkcs1)
+            .unwrap()
+            .contains("BEGIN RSA PRIVATE KEY")
+    );
+    assert!(
+        std::fs::read_to_string(&sec1)
+            .unwrap()
+            .contains("BEGIN EC PRIVATE KEY")
+    );
+    for (device, key) in [
+        (&rsa, rsa.key_path()),
+        (&rsa, pkcs1.as_path()),
+        (&ec, ec.key_path()),
+        (&ec, sec1.as_path()),
+        (&ed, ed.key_path()),
+    ] {
+        let identity = Identity::from_pem_files(device.chain_path(), key).unwrap();
+        let tls = builder(roots(&pki)).identity(identity).build().unwrap();
+        connect(&broker, port, tls)
+            .await
+            .unwrap_or_else(|e| panic!("{} with {}: {e}", device.name(), key.display()));
+    }
+}
+
+#[test]
+fn key_and_certificate_problems_are_named() {
+    let mut pki = TestPki::new().unwrap();
+    let a = pki.issue(&CertSpec::client("a")).unwrap();
+    let b = pki.issue(&CertSpec::client("b")).unwrap();
+
+    let mismatched = Identity::from_pem_files(a.chain_path(), b.key_path()).unwrap();
+    assert!(matches!(
+        builder(roots(&pki)).identity(mismatched).build(),
+        Err(TlsError::KeyMismatch)
+    ));
+
+    let Some(encrypted) = convert_key(
+        a.key_path(),
+        &["-aes256", "-passout", "pass:secret"],
+        pki.dir().join("enc.key"),
+    ) else {
+        return;
+    };
+    let error = Identity::from_pem_files(a.chain_path(), &encrypted).unwrap_err();
+    assert!(
+        matches!(&error, TlsError::KeyFormat { .. }) && error.to_string().contains("encrypted"),
+        "{error}"
+    );
+
+    let error = Identity::from_pem_files(a.chain_path(), a.cert_path()).unwrap_err();
+    assert!(
+        error.to_string().contains("found: CERTIFICATE"),
+        "a certificate given as the key is named: {error}"
+    );
+    let error = Identity::from_pem_files(a.key_path(), a.key_path()).unwrap_err();
+    assert!(
+        matches!(&error, TlsError::NoCertificates { .. })
+            && error.to_string().contains("found: PRIVATE KEY"),
+        "{error}"
+    );
+
+    assert!(matches!(
+        TrustRoots::new().pem_file(pki.dir().join("missing.pem")),
+        Err(TlsError::Read { .. })
+    ));
+    assert!(matches!(
+        TrustRoots::new().pem_bytes(b""),
+        Err(TlsError::NoCertificates { .. })
+    ));
+    assert!(matches!(
+        builder(TrustRoots::new()).no_identity().build(),
+        Err(TlsError::NoTrustRoots)
+    ));
+    assert!(matches!(
+        builder(roots(&pki))
+            .no_identity()
+            .verify_server_name("not a name!"),
+        Err(TlsError::InvalidServerName(_))
+    ));
+
+    // A directory of CA files: the root, the intermediate and the PKI's own files.
+    let from_dir = TrustRoots::new().directory(pki.dir()).unwrap();
+    assert!(from_dir.len() >= 3, "{}", from_dir.len());
+    let empty = tempfile_dir();
+    assert!(matches!(
+        TrustRoots::new().directory(&empty),
+        Err(TlsError::NoCertificates { .. })
+    ));
+    std::fs::remove_dir_all(empty).unwrap();
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mqtt-sec-tls-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn alpn_presets_and_options_reach_the_rustls_config() {
+    let pki = TestPki::new().unwrap();
+    let aws = builder(roots(&pki))
+        .no_identity()
+        .alpn(Alpn::AwsIotCertificates)
+        .build()
+        .unwrap();
+    assert_eq!(aws.config().alpn_protocols, [b"x-amzn-mqtt-ca".to_vec()]);
+    let mqtt = builder(roots(&pki))
+        .no_identity()
+        .alpn(Alpn::Mqtt)
+        .resumption(false)
+        .build()
+        .unwrap();
+    assert_eq!(mqtt.config().alpn_protocols, [b"mqtt".to_vec()]);
+    assert!(!mqtt.config().enable_early_data, "no 0-RTT");
+    assert!(
+        format!("{:?}", aws.config().key_log).contains("NoKeyLog"),
+        "no key log by default"
+    );
+}
+
+#[tokio::test]
+async fn pins_set_on_the_builder_are_enforced() {
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let Some(broker) = broker(&pki, &server) else {
+        return;
+    };
+    let port = broker.tls_port().unwrap();
+    let other = Pin::from_spki_der(b"some other key");
+    let right = PinSet::builder([Pin::from_certificate(server.cert_der()).unwrap()])
+        .backup([other])
+        .build()
+        .unwrap();
+    connect(
+        &broker,
+        port,
+        builder(roots(&pki))
+            .pins(right)
+            .no_identity()
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let wrong = PinSet::builder([other])
+        .allow_without_backup()
+        .build()
+        .unwrap();
+    let error = connect(
+        &broker,
+        port,
+        builder(roots(&pki))
+            .pins(wrong)
+            .no_identity()
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        rustls_error(&error)
+            .and_then(PinMismatch::from_rustls)
+            .is_some(),
+        "{error}"
+    );
+}
