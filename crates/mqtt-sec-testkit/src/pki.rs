@@ -430,21 +430,25 @@ impl TestPkiBuilder {
             .prefix("mqtt-sec-pki-")
             .tempdir()
             .map_err(|e| Error::io("creating the PKI directory", std::env::temp_dir(), e))?;
+        // CA names differ between PKIs, so that one PKI's CRLs or CAs are
+        // never mistaken for another's by name.
+        let tag = random_tag()?;
         let root = Authority::new(
             dir.path(),
             "root-ca",
-            "mqtt-sec test root CA",
+            &format!("mqtt-sec test root CA {tag}"),
             self.ca_key_alg,
             None,
         )?;
         let intermediate = Authority::new(
             dir.path(),
             "intermediate-ca",
-            "mqtt-sec test intermediate CA",
+            &format!("mqtt-sec test intermediate CA {tag}"),
             self.ca_key_alg,
             Some(&root),
         )?;
         let mut pki = TestPki {
+            tag,
             crl_path: dir.path().join("crl.pem"),
             dir,
             ca_key_alg: self.ca_key_alg,
@@ -480,6 +484,8 @@ impl TestPkiBuilder {
 /// ```
 pub struct TestPki {
     dir: TempDir,
+    /// Random suffix of this PKI's CA names.
+    tag: String,
     ca_key_alg: KeyAlg,
     leaf_key_alg: KeyAlg,
     root: Authority,
@@ -672,7 +678,7 @@ impl TestPki {
             None => Authority::new(
                 self.dir.path(),
                 "unknown-ca",
-                "mqtt-sec test UNTRUSTED CA",
+                &format!("mqtt-sec test UNTRUSTED CA {}", self.tag),
                 self.ca_key_alg,
                 None,
             )?,
@@ -715,6 +721,15 @@ fn distinguished_name(common_name: &str) -> DistinguishedName {
     dn.push(DnType::OrganizationName, "mqtt-sec testkit");
     dn.push(DnType::CommonName, common_name);
     dn
+}
+
+/// Eight random hex digits.
+fn random_tag() -> Result<String> {
+    let mut bytes = [0u8; 4];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| rcgen::Error::RingUnspecified)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A random, positive, 16-byte serial, so CRL entries never collide.

@@ -12,6 +12,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use crate::error::TlsError;
 use crate::identity::Identity;
 use crate::pin::PinSet;
+use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
 use crate::verifier::PinnedServerVerifier;
 
@@ -87,6 +88,7 @@ impl ClientTlsBuilder {
             provider: self.provider,
             roots,
             pins: None,
+            revocation: Revocation::new(),
         }
     }
 }
@@ -97,9 +99,16 @@ pub struct WantsIdentity {
     provider: Arc<CryptoProvider>,
     roots: TrustRoots,
     pins: Option<PinSet>,
+    revocation: Revocation,
 }
 
 impl WantsIdentity {
+    /// Checks the broker's certificates against these CRLs.
+    pub fn revocation(mut self, revocation: Revocation) -> Self {
+        self.revocation = revocation;
+        self
+    }
+
     /// Also requires one of these pins (on top of normal validation).
     pub fn pins(mut self, pins: PinSet) -> Self {
         self.pins = Some(pins);
@@ -121,6 +130,7 @@ impl WantsIdentity {
             provider: self.provider,
             roots: self.roots,
             pins: self.pins,
+            revocation: self.revocation,
             identity,
             alpn: None,
             server_name: None,
@@ -136,6 +146,7 @@ pub struct ClientTlsOptions {
     provider: Arc<CryptoProvider>,
     roots: TrustRoots,
     pins: Option<PinSet>,
+    revocation: Revocation,
     identity: Option<Identity>,
     alpn: Option<Alpn>,
     server_name: Option<ServerName<'static>>,
@@ -184,14 +195,26 @@ impl ClientTlsOptions {
             return Err(TlsError::NoTrustRoots);
         }
         let roots = Arc::new(self.roots.into_store());
+        let mut webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::clone(&roots),
+            Arc::clone(&self.provider),
+        )
+        .with_crls(self.revocation.crls);
+        if self.revocation.only_end_entity {
+            webpki = webpki.only_check_end_entity_revocation();
+        }
+        if self.revocation.allow_unknown_status {
+            webpki = webpki.allow_unknown_revocation_status();
+        }
+        let webpki = webpki.build()?;
         let verifier: Arc<dyn ServerCertVerifier> = match self.pins {
-            Some(pins) => Arc::new(PinnedServerVerifier::new(
+            Some(pins) => Arc::new(PinnedServerVerifier::from_parts(
+                webpki,
                 roots,
                 pins,
                 Arc::clone(&self.provider),
-            )?),
-            None => WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&self.provider))
-                .build()?,
+            )),
+            None => webpki,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match self.server_name {
             Some(name) => Arc::new(NameOverride {

@@ -7,6 +7,7 @@ mod client_config;
 mod error;
 mod identity;
 mod pin;
+mod revocation;
 mod roots;
 mod verifier;
 
@@ -14,6 +15,7 @@ pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, Wan
 pub use error::TlsError;
 pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
+pub use revocation::Revocation;
 pub use roots::TrustRoots;
 pub use verifier::{PinMismatch, PinnedServerVerifier};
 

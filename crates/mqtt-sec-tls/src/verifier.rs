@@ -114,6 +114,21 @@ impl PinnedServerVerifier {
         })
     }
 
+    /// Pins on top of an already configured rustls verifier (with CRLs).
+    pub(crate) fn from_parts(
+        inner: Arc<WebPkiServerVerifier>,
+        roots: Arc<RootCertStore>,
+        pins: PinSet,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self {
+            inner,
+            roots,
+            provider,
+            pins,
+        }
+    }
+
     /// The pins checked.
     pub fn pins(&self) -> &PinSet {
         &self.pins

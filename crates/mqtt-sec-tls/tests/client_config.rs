@@ -343,3 +343,85 @@ async fn pins_set_on_the_builder_are_enforced() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_server_certificate_is_refused_with_crls() {
+    let mut pki = TestPki::new().unwrap();
+    let good = pki.issue(&CertSpec::localhost_server("good")).unwrap();
+    let revoked = pki.issue(&CertSpec::localhost_server("revoked")).unwrap();
+    pki.revoke(&revoked).unwrap();
+    let builder_ = Mosquitto::builder()
+        .tls_listener(TlsListener::new(&good))
+        .tls_listener(TlsListener::new(&revoked))
+        .allow_anonymous(true);
+    let Some(broker) = or_skip(builder_.start()) else {
+        return;
+    };
+    let [(_, good_port), (_, revoked_port)] = broker.listeners() else {
+        panic!("two listeners")
+    };
+    let crls = || {
+        mqtt_sec_tls::Revocation::new()
+            .pem_file(pki.crl_path())
+            .unwrap()
+    };
+    let tls = || {
+        builder(roots(&pki))
+            .revocation(crls())
+            .no_identity()
+            .build()
+            .unwrap()
+    };
+
+    connect(&broker, *good_port, tls()).await.unwrap();
+    assert_eq!(
+        cert_error(connect(&broker, *revoked_port, tls()).await),
+        CertificateError::Revoked
+    );
+    // Without CRLs the same certificate is accepted: revocation is opt-in data.
+    connect(
+        &broker,
+        *revoked_port,
+        builder(roots(&pki)).no_identity().build().unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // A CRL from an unrelated CA says nothing about this chain: unknown, refused...
+    let mut other = TestPki::new().unwrap();
+    let other_crl_path = other_crl(&mut other);
+    let unrelated = || {
+        mqtt_sec_tls::Revocation::new()
+            .pem_file(&other_crl_path)
+            .unwrap()
+    };
+    let strict = builder(roots(&pki))
+        .revocation(unrelated())
+        .no_identity()
+        .build()
+        .unwrap();
+    assert_eq!(
+        cert_error(connect(&broker, *good_port, strict).await),
+        CertificateError::UnknownRevocationStatus
+    );
+    // ...unless unknown status is explicitly allowed.
+    let lenient = builder(roots(&pki))
+        .revocation(unrelated().allow_unknown_status())
+        .no_identity()
+        .build()
+        .unwrap();
+    connect(&broker, *good_port, lenient).await.unwrap();
+
+    assert!(
+        mqtt_sec_tls::Revocation::new()
+            .pem_file(pki.root().cert_path())
+            .is_err(),
+        "a certificate is not a CRL"
+    );
+}
+
+fn other_crl(pki: &mut TestPki) -> PathBuf {
+    let cert = pki.issue(&CertSpec::client("x")).unwrap();
+    pki.revoke(&cert).unwrap();
+    pki.crl_path().to_owned()
+}

@@ -1,0 +1,105 @@
+//! Certificate revocation lists, for checking the peer's certificates.
+
+use std::path::Path;
+
+use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::error::TlsError;
+use crate::roots::describe_pem;
+
+/// CRLs and how strictly to apply them.
+///
+/// By default every certificate of the chain must have a CRL from its
+/// issuer (`UnknownRevocationStatus` otherwise): a missing CRL must not
+/// look like a clean one. [`Revocation::only_end_entity`] checks only the
+/// peer's own certificate; [`Revocation::allow_unknown_status`] accepts
+/// certificates no given CRL covers.
+///
+/// ```
+/// use mqtt_sec_testkit::TestPki;
+/// use mqtt_sec_tls::Revocation;
+/// let pki = TestPki::new()?;
+/// let crls = Revocation::new().pem_file(pki.crl_path())?;
+/// assert_eq!(crls.len(), 2); // the root's and the intermediate's
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Revocation {
+    pub(crate) crls: Vec<CertificateRevocationListDer<'static>>,
+    pub(crate) only_end_entity: bool,
+    pub(crate) allow_unknown_status: bool,
+}
+
+impl Revocation {
+    /// No CRLs yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every CRL of a PEM file (`X509 CRL` blocks).
+    ///
+    /// # Errors
+    /// [`TlsError::Read`], or [`TlsError::InvalidCertificate`] when the
+    /// file holds no valid CRL.
+    pub fn pem_file(self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.add_pem(&pem, &path.display().to_string())
+    }
+
+    /// Adds every CRL of PEM text.
+    ///
+    /// # Errors
+    /// As [`Revocation::pem_file`].
+    pub fn pem_bytes(self, pem: &[u8]) -> Result<Self, TlsError> {
+        self.add_pem(pem, "PEM bytes")
+    }
+
+    /// Adds a DER CRL (parsed when the configuration is built).
+    pub fn der(mut self, crl: CertificateRevocationListDer<'_>) -> Self {
+        self.crls
+            .push(CertificateRevocationListDer::from(crl.as_ref().to_vec()));
+        self
+    }
+
+    /// Checks only the peer's own certificate, not its issuers.
+    pub fn only_end_entity(mut self) -> Self {
+        self.only_end_entity = true;
+        self
+    }
+
+    /// Accepts certificates that no given CRL covers.
+    pub fn allow_unknown_status(mut self) -> Self {
+        self.allow_unknown_status = true;
+        self
+    }
+
+    /// How many CRLs.
+    pub fn len(&self) -> usize {
+        self.crls.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.crls.is_empty()
+    }
+
+    fn add_pem(mut self, pem: &[u8], origin: &str) -> Result<Self, TlsError> {
+        let invalid = |reason: String| TlsError::InvalidCertificate {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let before = self.crls.len();
+        for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
+            self.crls.push(crl.map_err(|e| invalid(e.to_string()))?);
+        }
+        if self.crls.len() == before {
+            return Err(invalid(format!("no X509 CRL block{}", describe_pem(pem))));
+        }
+        Ok(self)
+    }
+}
