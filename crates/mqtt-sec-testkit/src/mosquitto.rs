@@ -194,9 +194,19 @@ pub struct MosquittoBuilder {
     acl: Option<String>,
     extra_lines: Vec<String>,
     start_timeout: Duration,
+    max_tls: Option<TlsVersion>,
 }
 
 impl MosquittoBuilder {
+    /// Caps the TLS version of every listener (mosquitto 2.0 has only a
+    /// minimum per listener): set through an OpenSSL configuration of the
+    /// broker process (`OPENSSL_CONF` with `MaxProtocol`), to test clients
+    /// against a broker that cannot speak TLS 1.3.
+    pub fn max_tls_version(mut self, version: TlsVersion) -> Self {
+        self.max_tls = Some(version);
+        self
+    }
+
     /// Adds a plain TCP listener.
     pub fn plain_listener(mut self) -> Self {
         self.listeners.push(ListenerSpec::Plain);
@@ -324,7 +334,21 @@ impl MosquittoBuilder {
         let output_err = output
             .try_clone()
             .map_err(|e| Error::io("creating the broker output file", &output_path, e))?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(version) = self.max_tls {
+            let protocol = match version {
+                TlsVersion::Tls12 => "TLSv1.2",
+                TlsVersion::Tls13 => "TLSv1.3",
+            };
+            let openssl_conf = dir.path().join("openssl.cnf");
+            let text = format!(
+                "openssl_conf = mqtt_sec_conf\n[mqtt_sec_conf]\nssl_conf = mqtt_sec_ssl\n\
+                 [mqtt_sec_ssl]\nsystem_default = mqtt_sec_tls\n[mqtt_sec_tls]\nMaxProtocol = {protocol}\n"
+            );
+            write_file(&openssl_conf, text.as_bytes())?;
+            command.env("OPENSSL_CONF", &openssl_conf);
+        }
+        let child = command
             .arg("-c")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -385,6 +409,7 @@ impl Mosquitto {
             acl: None,
             extra_lines: Vec::new(),
             start_timeout: Duration::from_secs(15),
+            max_tls: None,
         }
     }
 

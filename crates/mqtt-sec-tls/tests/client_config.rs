@@ -425,3 +425,43 @@ fn other_crl(pki: &mut TestPki) -> PathBuf {
     pki.revoke(&cert).unwrap();
     pki.crl_path().to_owned()
 }
+
+#[tokio::test]
+async fn a_tls13_only_client_refuses_a_tls12_only_broker() {
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let old = Mosquitto::builder()
+        .tls_listener(TlsListener::new(&server))
+        .allow_anonymous(true)
+        .max_tls_version(mqtt_sec_testkit::TlsVersion::Tls12);
+    let Some(broker) = or_skip(old.start()) else {
+        return;
+    };
+    let port = broker.tls_port().unwrap();
+    // The default (TLS 1.2 and 1.3) connects over TLS 1.2...
+    connect(
+        &broker,
+        port,
+        builder(roots(&pki)).no_identity().build().unwrap(),
+    )
+    .await
+    .unwrap();
+    // ...a TLS-1.3-only client refuses to go below 1.3.
+    let strict = builder(roots(&pki))
+        .no_identity()
+        .tls13_only()
+        .build()
+        .unwrap();
+    let error = connect(&broker, port, strict)
+        .await
+        .expect_err("TLS 1.2 must be refused");
+    assert!(
+        matches!(
+            rustls_error(&error),
+            Some(mqtt_sec_tls::rustls::Error::AlertReceived(
+                AlertDescription::ProtocolVersion
+            ))
+        ),
+        "{error}"
+    );
+}
