@@ -9,6 +9,9 @@ mod identity;
 mod pin;
 mod revocation;
 mod roots;
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+mod rumqttc;
 mod verifier;
 
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
@@ -17,6 +20,8 @@ pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;
 pub use roots::TrustRoots;
+#[cfg(feature = "rumqttc")]
+pub use rumqttc::UrlError;
 pub use verifier::{PinMismatch, PinnedServerVerifier};
 
 /// rustls, re-exported so that users need not match its version.
