@@ -5,6 +5,7 @@
 
 mod client_config;
 mod error;
+mod explain;
 mod identity;
 mod pin;
 mod revocation;
@@ -16,6 +17,7 @@ mod verifier;
 
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
 pub use error::TlsError;
+pub use explain::explain;
 pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;

@@ -465,3 +465,72 @@ async fn a_tls13_only_client_refuses_a_tls12_only_broker() {
         "{error}"
     );
 }
+
+/// The explanations of real handshake failures say what is wrong and what
+/// to do, with the names and dates involved.
+#[tokio::test]
+async fn real_failures_are_explained() {
+    let mut pki = TestPki::new().unwrap();
+    let expired = pki
+        .issue(&CertSpec::localhost_server("expired").validity(mqtt_sec_testkit::Validity::Expired))
+        .unwrap();
+    let named = pki
+        .issue(&CertSpec::server("named").dns_name("broker.example"))
+        .unwrap();
+    let builder_ = Mosquitto::builder()
+        .tls_listener(TlsListener::new(&expired))
+        .tls_listener(TlsListener::new(&named))
+        .tls_listener(TlsListener::new(&named).require_client_cert(pki.root().cert_path()))
+        .allow_anonymous(true);
+    let Some(broker) = or_skip(builder_.start()) else {
+        return;
+    };
+    let ports: Vec<u16> = broker.listeners().iter().map(|(_, p)| *p).collect();
+    let explained = |result: Result<TestClient, ClientFailure>| {
+        let error = result.expect_err("must fail");
+        mqtt_sec_tls::explain(rustls_error(&error).expect("a TLS error"), "127.0.0.1")
+    };
+    let plain = || builder(roots(&pki)).no_identity().build().unwrap();
+    let text = explained(connect(&broker, ports[0], plain()).await);
+    let year = (2026..2200)
+        .find(|y| text.contains(&format!("expired at {y}-")))
+        .map(|_| ());
+    assert!(
+        text.contains("127.0.0.1 expired at ") && year.is_some(),
+        "{text}"
+    );
+    let text = explained(connect(&broker, ports[1], plain()).await);
+    assert!(
+        text.contains("valid for [broker.example], not 127.0.0.1"),
+        "{text}"
+    );
+    let text = explained(
+        connect(
+            &broker,
+            ports[2],
+            builder(roots(&pki))
+                .no_identity()
+                .verify_server_name("broker.example")
+                .unwrap()
+                .build()
+                .unwrap(),
+        )
+        .await,
+    );
+    assert!(text.contains("requires a client certificate"), "{text}");
+    let stranger = TrustRoots::new()
+        .pem_bytes(pki.unknown_ca().unwrap().cert_pem().as_bytes())
+        .unwrap();
+    let text = explained(
+        connect(
+            &broker,
+            ports[1],
+            builder(stranger).no_identity().build().unwrap(),
+        )
+        .await,
+    );
+    assert!(
+        text.contains("not trusted") && text.contains("TrustRoots::pem_file"),
+        "{text}"
+    );
+}
