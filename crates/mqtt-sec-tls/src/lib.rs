@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client_config;
+pub mod danger;
 mod error;
 mod explain;
 mod identity;

@@ -291,3 +291,137 @@ async fn pins_never_override_normal_validation() {
         }
     }
 }
+
+/// Pin-only validation (danger) against self-signed brokers: the pinned key
+/// is accepted, another key refused, and dates and names still count.
+#[tokio::test]
+async fn pin_only_accepts_the_pinned_self_signed_broker_and_nothing_else() {
+    use mqtt_sec_tls::danger::PinOnlyVerifier;
+    let mut pki = TestPki::new().unwrap();
+    let mut self_signed = |name: &str, spec: CertSpec| {
+        let spec = spec.issued_by(IssuedBy::SelfSigned);
+        let cert = pki.issue(&spec).unwrap();
+        let broker = or_skip(
+            Mosquitto::builder()
+                .tls_listener(TlsListener::new(&cert))
+                .allow_anonymous(true)
+                .start(),
+        );
+        (name.to_owned(), cert, broker)
+    };
+    let (_, device, Some(device_broker)) =
+        self_signed("device", CertSpec::localhost_server("device"))
+    else {
+        return;
+    };
+    let (_, _other, Some(other_broker)) = self_signed("other", CertSpec::localhost_server("other"))
+    else {
+        return;
+    };
+    let (_, old, Some(old_broker)) = self_signed(
+        "old",
+        CertSpec::localhost_server("old").validity(Validity::Expired),
+    ) else {
+        return;
+    };
+    let (_, misnamed, Some(misnamed_broker)) = self_signed(
+        "misnamed",
+        CertSpec::server("misnamed").dns_name("device.local"),
+    ) else {
+        return;
+    };
+    let provider = Arc::new(ring::default_provider());
+    let connect_pin_only = |broker: &Mosquitto, pin: Pin, skip_name: bool| {
+        let pins = PinSet::builder([pin])
+            .allow_without_backup()
+            .build()
+            .unwrap();
+        let mut verifier = PinOnlyVerifier::new(pins, provider.clone());
+        if skip_name {
+            verifier = verifier.skip_name_check();
+        }
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        let mut options = MqttOptions::new("pin-only", broker.host(), broker.tls_port().unwrap());
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(config),
+        )));
+        TestClient::connect(options)
+    };
+    let pin = |cert: &mqtt_sec_testkit::IssuedCert| Pin::from_certificate(cert.cert_der()).unwrap();
+
+    connect_pin_only(&device_broker, pin(&device), false)
+        .await
+        .unwrap();
+    // Another self-signed key, even a perfectly valid one, is not the pinned one.
+    let error = mismatch(connect_pin_only(&other_broker, pin(&device), false).await);
+    assert_ne!(error.presented.first(), Some(&pin(&device)));
+    // Dates are still checked.
+    let error = connect_pin_only(&old_broker, pin(&old), false)
+        .await
+        .expect_err("expired");
+    assert!(
+        matches!(
+            rustls_error(&error),
+            Some(mqtt_sec_tls::rustls::Error::InvalidCertificate(
+                CertificateError::ExpiredContext { .. }
+            ))
+        ),
+        "{error}"
+    );
+    // So is the name, unless explicitly skipped.
+    let error = connect_pin_only(&misnamed_broker, pin(&misnamed), false)
+        .await
+        .expect_err("wrong name");
+    assert!(
+        matches!(
+            rustls_error(&error),
+            Some(mqtt_sec_tls::rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName
+            ))
+        ),
+        "{error}"
+    );
+    connect_pin_only(&misnamed_broker, pin(&misnamed), true)
+        .await
+        .unwrap();
+}
+
+/// Pin-only mode is for self-signed certificates: a CA-issued one, even
+/// pinned, is refused there (pin it on top of CA validation instead).
+#[tokio::test]
+async fn pin_only_refuses_a_ca_issued_certificate() {
+    let Some(s) = setup() else { return };
+    let provider = Arc::new(ring::default_provider());
+    let pins = PinSet::builder([s.server_pin])
+        .allow_without_backup()
+        .build()
+        .unwrap();
+    let verifier = mqtt_sec_tls::danger::PinOnlyVerifier::new(pins, provider.clone());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let mut options = MqttOptions::new("pin-only", s.broker.host(), s.broker.tls_port().unwrap());
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        Arc::new(config),
+    )));
+    let error = TestClient::connect(options)
+        .await
+        .expect_err("a CA-issued certificate is refused in pin-only mode");
+    assert!(
+        matches!(
+            rustls_error(&error),
+            Some(mqtt_sec_tls::rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        ),
+        "{error}"
+    );
+}

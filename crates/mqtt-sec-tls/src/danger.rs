@@ -1,0 +1,164 @@
+//! Validation that trusts a key instead of a CA. Weaker than the default:
+//! reached only through this module, on purpose.
+//!
+//! [`PinOnlyVerifier`] is for devices and brokers with self-signed
+//! certificates and no CA: the server's certificate must carry a pinned key,
+//! be self-signed, be within its validity dates, be meant for TLS servers,
+//! and (unless [`PinOnlyVerifier::skip_name_check`]) name the server. A CA-
+//! issued certificate is not accepted here; pin it on top of CA validation
+//! with [`crate::PinnedServerVerifier`] instead.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::pin::{Pin, PinSet};
+use crate::verifier::PinMismatch;
+
+/// Accepts a self-signed server certificate whose key is pinned.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mqtt_sec_testkit::{CertSpec, IssuedBy, TestPki};
+/// use mqtt_sec_tls::danger::PinOnlyVerifier;
+/// use mqtt_sec_tls::rustls::{ClientConfig, crypto::ring};
+/// use mqtt_sec_tls::{Pin, PinSet};
+///
+/// let mut pki = TestPki::new()?;
+/// let device = pki.issue(&CertSpec::localhost_server("device").issued_by(IssuedBy::SelfSigned))?;
+/// let pins = PinSet::builder([Pin::from_certificate(device.cert_der())?]).allow_without_backup().build()?;
+/// let provider = Arc::new(ring::default_provider());
+/// let config = ClientConfig::builder_with_provider(provider.clone())
+///     .with_safe_default_protocol_versions()?
+///     .dangerous()
+///     .with_custom_certificate_verifier(Arc::new(PinOnlyVerifier::new(pins, provider)))
+///     .with_no_client_auth();
+/// # let _ = config;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct PinOnlyVerifier {
+    pins: PinSet,
+    provider: Arc<CryptoProvider>,
+    check_name: bool,
+}
+
+impl PinOnlyVerifier {
+    /// Pins with `provider`'s signature algorithms.
+    pub fn new(pins: PinSet, provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            pins,
+            provider,
+            check_name: true,
+        }
+    }
+
+    /// Accepts the pinned certificate whatever name it lists (for devices
+    /// reached by changing addresses). Only the pin then binds the server.
+    pub fn skip_name_check(mut self) -> Self {
+        self.check_name = false;
+        self
+    }
+}
+
+impl ServerCertVerifier for PinOnlyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let pin = Pin::from_certificate(end_entity)
+            .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if !self.pins.contains(&pin) {
+            let presented = std::iter::once(end_entity)
+                .chain(intermediates)
+                .filter_map(|cert| Pin::from_certificate(cert).ok())
+                .collect();
+            let mismatch = PinMismatch {
+                server: server_name.to_str().into_owned(),
+                presented,
+                expected: self.pins.pins().copied().collect(),
+            };
+            tracing::warn!(target: "mqtt_sec::audit", server = %mismatch.server, reason = %mismatch, "tls pin mismatch (pin-only)");
+            return Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(mismatch)),
+            )));
+        }
+        // The certificate as its own trust anchor: webpki then checks its
+        // self-signature, validity dates and server usage.
+        let anchor = webpki::anchor_from_trusted_cert(end_entity).map_err(certificate_error)?;
+        let leaf = webpki::EndEntityCert::try_from(end_entity).map_err(certificate_error)?;
+        leaf.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &[anchor],
+            &[],
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(certificate_error)?;
+        if self.check_name {
+            leaf.verify_is_valid_for_subject_name(server_name)
+                .map_err(certificate_error)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// webpki's verdict as the rustls error a connection reports.
+fn certificate_error(error: webpki::Error) -> Error {
+    let cert = match error {
+        webpki::Error::CertExpired { time, not_after } => {
+            CertificateError::ExpiredContext { time, not_after }
+        }
+        webpki::Error::CertNotValidYet { time, not_before } => {
+            CertificateError::NotValidYetContext { time, not_before }
+        }
+        webpki::Error::CertNotValidForName(_) => CertificateError::NotValidForName,
+        webpki::Error::UnknownIssuer => CertificateError::UnknownIssuer,
+        webpki::Error::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        other => CertificateError::Other(OtherError(Arc::new(other))),
+    };
+    Error::InvalidCertificate(cert)
+}
