@@ -119,6 +119,44 @@ impl TrustRoots {
         Ok(self)
     }
 
+    /// Adds the operating system's CA store (feature `native-roots`).
+    ///
+    /// # Errors
+    /// [`TlsError::NoCertificates`] when the store yields no certificate
+    /// (with the reasons the loader gave).
+    #[cfg(feature = "native-roots")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "native-roots")))]
+    pub fn system(mut self) -> Result<Self, TlsError> {
+        let loaded = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = self.store.add_parsable_certificates(loaded.certs);
+        if added == 0 {
+            let reasons: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+            return Err(TlsError::NoCertificates {
+                origin: "the system CA store".into(),
+                found: format!(
+                    " ({})",
+                    if reasons.is_empty() {
+                        "it is empty".into()
+                    } else {
+                        reasons.join("; ")
+                    }
+                ),
+            });
+        }
+        Ok(self)
+    }
+
+    /// Adds Mozilla's CA list as compiled into `webpki-roots` (feature
+    /// `webpki-roots`): for devices without a system store, at the cost of
+    /// updating the firmware to update the list.
+    #[cfg(feature = "webpki-roots")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webpki-roots")))]
+    pub fn webpki_roots(mut self) -> Self {
+        self.store
+            .extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        self
+    }
+
     /// How many roots.
     pub fn len(&self) -> usize {
         self.store.len()

@@ -534,3 +534,25 @@ async fn real_failures_are_explained() {
         "{text}"
     );
 }
+
+#[cfg(feature = "native-roots")]
+#[test]
+fn the_system_store_loads() {
+    // CI installs ca-certificates; elsewhere a machine without a store says so.
+    match TrustRoots::new().system() {
+        Ok(roots) => assert!(roots.len() > 10, "{}", roots.len()),
+        Err(e) if !mqtt_sec_testkit::in_ci() => eprintln!("SKIPPED: {e}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[cfg(feature = "webpki-roots")]
+#[test]
+fn webpki_roots_combine_with_other_sources() {
+    let pki = TestPki::new().unwrap();
+    let both = TrustRoots::new()
+        .webpki_roots()
+        .pem_file(pki.root().cert_path())
+        .unwrap();
+    assert!(both.len() > 100, "{}", both.len());
+}
