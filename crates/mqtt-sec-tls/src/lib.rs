@@ -14,6 +14,7 @@ mod roots;
 #[cfg(feature = "rumqttc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 mod rumqttc;
+mod server_config;
 mod verifier;
 
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
@@ -25,6 +26,7 @@ pub use revocation::Revocation;
 pub use roots::TrustRoots;
 #[cfg(feature = "rumqttc")]
 pub use rumqttc::UrlError;
+pub use server_config::{ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions};
 pub use verifier::{PinMismatch, PinnedServerVerifier};
 
 /// rustls, re-exported so that users need not match its version.
