@@ -44,7 +44,7 @@ fn required(pki: &TestPki) -> ClientAuth {
     }
 }
 
-fn server_error(result: Result<(), Failure>) -> Error {
+fn server_error<T: std::fmt::Debug>(result: Result<T, Failure>) -> Error {
     match result {
         Err(Failure::Server(e)) => e,
         other => panic!("expected the server to refuse, got {other:?}"),

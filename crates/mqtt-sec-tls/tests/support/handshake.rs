@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use mqtt_sec_tls::rustls::pki_types::ServerName;
 use mqtt_sec_tls::rustls::{
-    ClientConfig, ClientConnection, Connection, Error, ServerConfig, ServerConnection,
+    ClientConfig, ClientConnection, Connection, Error, HandshakeKind, ServerConfig,
+    ServerConnection,
 };
 
 /// Which side failed, and how.
@@ -16,13 +17,13 @@ pub(crate) enum Failure {
     Server(Error),
 }
 
-/// Runs a full handshake; the client then holds any resumption ticket in
-/// its configuration's session store.
+/// Runs a handshake and says whether it was full or resumed; the client
+/// then holds any resumption ticket in its configuration's session store.
 pub(crate) fn handshake(
     client: &Arc<ClientConfig>,
     server: &Arc<ServerConfig>,
     name: &str,
-) -> Result<(), Failure> {
+) -> Result<HandshakeKind, Failure> {
     let name = ServerName::try_from(name.to_owned()).expect("a valid name");
     let mut client =
         Connection::from(ClientConnection::new(Arc::clone(client), name).map_err(Failure::Client)?);
@@ -53,7 +54,7 @@ pub(crate) fn handshake(
             && !client.wants_write()
             && !server.wants_write()
         {
-            return Ok(());
+            return Ok(client.handshake_kind().unwrap_or(HandshakeKind::Full));
         }
     }
     panic!("the handshake did not finish");
