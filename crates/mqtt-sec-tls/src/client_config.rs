@@ -6,14 +6,15 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, Error, InconsistentKeys, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::TlsError;
-use crate::identity::Identity;
+use crate::identity::{Identity, pairing_error};
 use crate::pin::PinSet;
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
+use crate::rotation::{ReloadableIdentity, RotationAwareSessions};
 use crate::verifier::PinnedServerVerifier;
 
 /// ALPN protocols to offer.
@@ -117,15 +118,21 @@ impl WantsIdentity {
 
     /// Authenticates with a client certificate (mTLS).
     pub fn identity(self, identity: Identity) -> ClientTlsOptions {
-        self.options(Some(identity))
+        self.options(IdentitySource::Fixed(identity))
+    }
+
+    /// Authenticates with a certificate reloaded from its files when they
+    /// change (rotation without rebuilding the client).
+    pub fn reloadable_identity(self, identity: Arc<ReloadableIdentity>) -> ClientTlsOptions {
+        self.options(IdentitySource::Reloadable(identity))
     }
 
     /// No client certificate.
     pub fn no_identity(self) -> ClientTlsOptions {
-        self.options(None)
+        self.options(IdentitySource::None)
     }
 
-    fn options(self, identity: Option<Identity>) -> ClientTlsOptions {
+    fn options(self, identity: IdentitySource) -> ClientTlsOptions {
         ClientTlsOptions {
             provider: self.provider,
             roots: self.roots,
@@ -140,6 +147,14 @@ impl WantsIdentity {
     }
 }
 
+/// Where the client certificate comes from.
+#[derive(Debug)]
+enum IdentitySource {
+    None,
+    Fixed(Identity),
+    Reloadable(Arc<ReloadableIdentity>),
+}
+
 /// Step 3: options with safe defaults, then [`ClientTlsOptions::build`].
 #[derive(Debug)]
 pub struct ClientTlsOptions {
@@ -147,7 +162,7 @@ pub struct ClientTlsOptions {
     roots: TrustRoots,
     pins: Option<PinSet>,
     revocation: Revocation,
-    identity: Option<Identity>,
+    identity: IdentitySource,
     alpn: Option<Alpn>,
     server_name: Option<ServerName<'static>>,
     tls13_only: bool,
@@ -232,21 +247,27 @@ impl ClientTlsOptions {
             .with_protocol_versions(versions)?
             .dangerous() // rustls' gate for a custom verifier; ours only add checks
             .with_custom_certificate_verifier(verifier);
+        let rotating = match &self.identity {
+            IdentitySource::Reloadable(identity) => Some(Arc::clone(identity)),
+            _ => None,
+        };
         let mut config = match self.identity {
-            Some(identity) => builder
+            IdentitySource::Reloadable(identity) => builder.with_client_cert_resolver(identity),
+            IdentitySource::Fixed(identity) => builder
                 .with_client_auth_cert(identity.chain, identity.key)
-                .map_err(|e| match e {
-                    Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch,
-                    other => TlsError::Rustls(other),
-                })?,
-            None => builder.with_no_client_auth(),
+                .map_err(|e| pairing_error(e, "the client private key"))?,
+            IdentitySource::None => builder.with_no_client_auth(),
         };
         if let Some(alpn) = &self.alpn {
             config.alpn_protocols = alpn.protocols();
         }
-        if !self.resumption {
-            config.resumption = Resumption::disabled();
-        }
+        config.resumption = match (self.resumption, rotating) {
+            (false, _) => Resumption::disabled(),
+            (true, Some(identity)) => {
+                Resumption::store(Arc::new(RotationAwareSessions::new(identity)))
+            }
+            (true, None) => Resumption::default(),
+        };
         Ok(ClientTls {
             config: Arc::new(config),
         })

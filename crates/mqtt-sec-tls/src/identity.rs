@@ -115,3 +115,18 @@ fn key_problem(pem: &[u8]) -> String {
         "no private key in PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`) PEM form{found}"
     )
 }
+
+/// The error for a key rustls refused while pairing it with its
+/// certificate: a mismatch, or a key it cannot load.
+pub(crate) fn pairing_error(error: rustls::Error, key_origin: &str) -> TlsError {
+    match error {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::KeyMismatch
+        }
+        rustls::Error::General(reason) => TlsError::KeyFormat {
+            origin: key_origin.to_owned(),
+            problem: format!("not a usable RSA, ECDSA or Ed25519 private key ({reason})"),
+        },
+        other => TlsError::Rustls(other),
+    }
+}

@@ -11,6 +11,7 @@ mod identity;
 mod pin;
 mod revocation;
 mod roots;
+mod rotation;
 #[cfg(feature = "rumqttc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 mod rumqttc;
@@ -24,6 +25,7 @@ pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;
 pub use roots::TrustRoots;
+pub use rotation::{ReloadableIdentity, Reloaded};
 #[cfg(feature = "rumqttc")]
 pub use rumqttc::UrlError;
 pub use server_config::{ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions};

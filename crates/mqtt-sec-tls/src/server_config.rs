@@ -5,12 +5,13 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{Error, InconsistentKeys, ServerConfig};
+use rustls::{Error, ServerConfig};
 
 use crate::error::TlsError;
-use crate::identity::Identity;
+use crate::identity::{Identity, pairing_error};
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
+use crate::rotation::ReloadableIdentity;
 
 /// Whether and how clients authenticate with certificates.
 #[derive(Debug, Clone)]
@@ -84,6 +85,15 @@ pub struct ServerTlsBuilder {
 impl ServerTlsBuilder {
     /// The certificate chain and key the server presents.
     pub fn identity(self, identity: Identity) -> ServerTlsOptions {
+        self.options(ServerIdentity::Fixed(identity))
+    }
+
+    /// A certificate reloaded from its files when they change.
+    pub fn reloadable_identity(self, identity: Arc<ReloadableIdentity>) -> ServerTlsOptions {
+        self.options(ServerIdentity::Reloadable(identity))
+    }
+
+    fn options(self, identity: ServerIdentity) -> ServerTlsOptions {
         ServerTlsOptions {
             provider: self.provider,
             identity,
@@ -94,11 +104,18 @@ impl ServerTlsBuilder {
     }
 }
 
+/// Where the server certificate comes from.
+#[derive(Debug)]
+enum ServerIdentity {
+    Fixed(Identity),
+    Reloadable(Arc<ReloadableIdentity>),
+}
+
 /// Step 2: options, then [`ServerTlsOptions::build`].
 #[derive(Debug)]
 pub struct ServerTlsOptions {
     provider: Arc<CryptoProvider>,
-    identity: Identity,
+    identity: ServerIdentity,
     client_auth: ClientAuth,
     alpn: Vec<Vec<u8>>,
     tls13_only: bool,
@@ -149,12 +166,12 @@ impl ServerTlsOptions {
             Some(verifier) => builder.with_client_cert_verifier(verifier),
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder
-            .with_single_cert(self.identity.chain, self.identity.key)
-            .map_err(|e| match e {
-                Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => TlsError::KeyMismatch,
-                other => TlsError::Rustls(other),
-            })?;
+        let mut config = match self.identity {
+            ServerIdentity::Reloadable(identity) => builder.with_cert_resolver(identity),
+            ServerIdentity::Fixed(identity) => builder
+                .with_single_cert(identity.chain, identity.key)
+                .map_err(|e| pairing_error(e, "the server private key"))?,
+        };
         config.alpn_protocols = self.alpn;
         Ok(ServerTls {
             config: Arc::new(config),
