@@ -162,3 +162,164 @@ fn certificate_error(error: webpki::Error) -> Error {
     };
     Error::InvalidCertificate(cert)
 }
+
+/// Why the pins of a live server could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchPinsError {
+    /// The address, or the name to present, is invalid.
+    #[error("invalid address or name: {0}")]
+    Invalid(String),
+    /// Connecting or talking to the server failed.
+    #[error("cannot reach {address}: {source}")]
+    Io {
+        /// Where.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed for another reason than trust.
+    #[error("TLS with {address} failed: {source}")]
+    Tls {
+        /// Where.
+        address: String,
+        /// The rustls error.
+        source: Error,
+    },
+}
+
+/// Connects to `address` (`host:port`), presenting `server_name`, and
+/// returns the pins of the certificates the server presents, leaf first.
+///
+/// Any certificate is accepted so that it can be recorded (hence `danger`):
+/// use it to learn pins on a trusted network, then compare them with what
+/// the broker's operator publishes. The handshake's signatures are still
+/// verified, so the server proves it holds the leaf's key.
+///
+/// # Errors
+/// [`FetchPinsError`].
+pub fn fetch_server_pins(
+    address: &str,
+    server_name: &str,
+    provider: Arc<CryptoProvider>,
+    timeout: std::time::Duration,
+) -> Result<Vec<Pin>, FetchPinsError> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let io = |source| FetchPinsError::Io {
+        address: address.to_owned(),
+        source,
+    };
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| FetchPinsError::Invalid(e.to_string()))?;
+    let socket_address = address
+        .to_socket_addrs()
+        .map_err(io)?
+        .next()
+        .ok_or_else(|| FetchPinsError::Invalid(format!("{address} resolves to no address")))?;
+    let mut socket = TcpStream::connect_timeout(&socket_address, timeout).map_err(io)?;
+    socket.set_read_timeout(Some(timeout)).map_err(io)?;
+    socket.set_write_timeout(Some(timeout)).map_err(io)?;
+    let recorder = Arc::new(ChainRecorder {
+        provider: Arc::clone(&provider),
+        chain: std::sync::Mutex::new(Vec::new()),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| FetchPinsError::Tls {
+            address: address.to_owned(),
+            source,
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&recorder) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth();
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|source| {
+            FetchPinsError::Tls {
+                address: address.to_owned(),
+                source,
+            }
+        })?;
+    while connection.is_handshaking() {
+        connection.complete_io(&mut socket).map_err(|source| {
+            match source.get_ref().and_then(|e| e.downcast_ref::<Error>()) {
+                Some(tls) => FetchPinsError::Tls {
+                    address: address.to_owned(),
+                    source: tls.clone(),
+                },
+                None => io(source),
+            }
+        })?;
+    }
+    connection.send_close_notify();
+    let _ = connection.complete_io(&mut socket);
+    let chain = recorder
+        .chain
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    chain
+        .iter()
+        .map(|cert| Pin::from_certificate(cert).map_err(|e| FetchPinsError::Invalid(e.to_string())))
+        .collect()
+}
+
+/// Accepts and records the presented chain; verifies handshake signatures.
+#[derive(Debug)]
+struct ChainRecorder {
+    provider: Arc<CryptoProvider>,
+    chain: std::sync::Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl ServerCertVerifier for ChainRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let mut chain = self
+            .chain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| c.clone().into_owned())
+            .collect();
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -425,3 +425,34 @@ async fn pin_only_refuses_a_ca_issued_certificate() {
         "{error}"
     );
 }
+
+/// The pins of a live broker, fetched over TLS, are those of the chain it
+/// presents, leaf first; an unreachable address is an I/O error.
+#[test]
+fn pins_of_a_live_server_are_fetched_leaf_first() {
+    use mqtt_sec_tls::danger::{FetchPinsError, fetch_server_pins};
+    let Some(s) = setup() else { return };
+    let address = format!("127.0.0.1:{}", s.broker.tls_port().unwrap());
+    let provider = Arc::new(ring::default_provider());
+    let pins = fetch_server_pins(
+        &address,
+        "localhost",
+        provider.clone(),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let intermediate = Pin::from_certificate(s.pki.intermediate().cert_der()).unwrap();
+    assert_eq!(pins, [s.server_pin, intermediate]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let error = fetch_server_pins(
+        &closed.to_string(),
+        "localhost",
+        provider,
+        Duration::from_secs(2),
+    )
+    .unwrap_err();
+    assert!(matches!(error, FetchPinsError::Io { .. }), "{error}");
+}
