@@ -16,6 +16,7 @@ mod rotation;
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 mod rumqttc;
 mod server_config;
+mod summary;
 mod verifier;
 
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
@@ -29,6 +30,7 @@ pub use rotation::{ReloadableIdentity, Reloaded};
 #[cfg(feature = "rumqttc")]
 pub use rumqttc::UrlError;
 pub use server_config::{ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions};
+pub use summary::CertificateSummary;
 pub use verifier::{PinMismatch, PinnedServerVerifier};
 
 /// rustls, re-exported so that users need not match its version.

@@ -456,3 +456,32 @@ fn pins_of_a_live_server_are_fetched_leaf_first() {
     .unwrap_err();
     assert!(matches!(error, FetchPinsError::Io { .. }), "{error}");
 }
+
+#[test]
+fn summaries_name_the_certificate_and_agree_with_the_pin() {
+    let mut pki = TestPki::new().unwrap();
+    let device = pki
+        .issue(&CertSpec::client("device-7").uri("spiffe://example.org/device/7"))
+        .unwrap();
+    let summary = mqtt_sec_tls::CertificateSummary::from_der(device.cert_der()).unwrap();
+    assert!(summary.subject.contains("CN=device-7"), "{summary}");
+    assert!(summary.issuer.contains("intermediate CA"), "{summary}");
+    assert_eq!(summary.names, ["URI:spiffe://example.org/device/7"]);
+    assert_eq!(
+        summary.pin,
+        Pin::from_certificate(device.cert_der()).unwrap()
+    );
+    assert!(
+        summary.not_before < summary.not_after && summary.not_after.ends_with('Z'),
+        "{summary}"
+    );
+    let Some(expected) = openssl_pin(device.cert_path()) else {
+        return;
+    };
+    assert!(
+        summary
+            .to_string()
+            .ends_with(&format!("pin-sha256={expected}")),
+        "{summary}"
+    );
+}
