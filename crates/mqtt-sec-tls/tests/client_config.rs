@@ -556,3 +556,36 @@ fn webpki_roots_combine_with_other_sources() {
         .unwrap();
     assert!(both.len() > 100, "{}", both.len());
 }
+
+#[tokio::test]
+async fn a_not_yet_valid_server_certificate_is_refused() {
+    let mut pki = TestPki::new().unwrap();
+    let early = pki
+        .issue(
+            &CertSpec::localhost_server("early").validity(mqtt_sec_testkit::Validity::NotYetValid),
+        )
+        .unwrap();
+    let Some(broker) = or_skip(
+        Mosquitto::builder()
+            .tls_listener(TlsListener::new(&early))
+            .allow_anonymous(true)
+            .start(),
+    ) else {
+        return;
+    };
+    let tls = builder(roots(&pki)).no_identity().build().unwrap();
+    let error = connect(&broker, broker.tls_port().unwrap(), tls)
+        .await
+        .expect_err("not valid yet");
+    let tls_error = rustls_error(&error).expect("a TLS error");
+    assert!(
+        matches!(
+            tls_error,
+            mqtt_sec_tls::rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYetContext { .. }
+            )
+        ),
+        "{error}"
+    );
+    assert!(mqtt_sec_tls::explain(tls_error, "127.0.0.1").contains("check this device's clock"));
+}
