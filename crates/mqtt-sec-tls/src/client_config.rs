@@ -14,7 +14,7 @@ use crate::identity::{Identity, pairing_error};
 use crate::pin::PinSet;
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
-use crate::rotation::{ReloadableIdentity, RotationAwareSessions};
+use crate::rotation::{ReloadableIdentity, ReloadableRoots, RotationAwareSessions};
 use crate::verifier::PinnedServerVerifier;
 
 /// ALPN protocols to offer.
@@ -85,9 +85,18 @@ pub struct ClientTlsBuilder {
 impl ClientTlsBuilder {
     /// Trusts these roots for the broker's certificate.
     pub fn trust(self, roots: TrustRoots) -> WantsIdentity {
+        self.trust_source(TrustSource::Fixed(roots))
+    }
+
+    /// Trusts the roots of a file reloaded when it changes.
+    pub fn trust_reloadable(self, roots: Arc<ReloadableRoots>) -> WantsIdentity {
+        self.trust_source(TrustSource::Reloadable(roots))
+    }
+
+    fn trust_source(self, trust: TrustSource) -> WantsIdentity {
         WantsIdentity {
             provider: self.provider,
-            roots,
+            trust,
             pins: None,
             revocation: Revocation::new(),
         }
@@ -98,7 +107,7 @@ impl ClientTlsBuilder {
 #[derive(Debug)]
 pub struct WantsIdentity {
     provider: Arc<CryptoProvider>,
-    roots: TrustRoots,
+    trust: TrustSource,
     pins: Option<PinSet>,
     revocation: Revocation,
 }
@@ -135,7 +144,7 @@ impl WantsIdentity {
     fn options(self, identity: IdentitySource) -> ClientTlsOptions {
         ClientTlsOptions {
             provider: self.provider,
-            roots: self.roots,
+            trust: self.trust,
             pins: self.pins,
             revocation: self.revocation,
             identity,
@@ -159,7 +168,7 @@ enum IdentitySource {
 #[derive(Debug)]
 pub struct ClientTlsOptions {
     provider: Arc<CryptoProvider>,
-    roots: TrustRoots,
+    trust: TrustSource,
     pins: Option<PinSet>,
     revocation: Revocation,
     identity: IdentitySource,
@@ -205,31 +214,18 @@ impl ClientTlsOptions {
     /// # Errors
     /// [`TlsError::NoTrustRoots`], [`TlsError::KeyMismatch`] for a key that
     /// does not belong to the certificate, other [`TlsError`]s from rustls.
-    pub fn build(self) -> Result<ClientTls, TlsError> {
-        if self.roots.is_empty() {
-            return Err(TlsError::NoTrustRoots);
-        }
-        let roots = Arc::new(self.roots.into_store());
-        let mut webpki = WebPkiServerVerifier::builder_with_provider(
-            Arc::clone(&roots),
-            Arc::clone(&self.provider),
-        )
-        .with_crls(self.revocation.crls);
-        if self.revocation.only_end_entity {
-            webpki = webpki.only_check_end_entity_revocation();
-        }
-        if self.revocation.allow_unknown_status {
-            webpki = webpki.allow_unknown_revocation_status();
-        }
-        let webpki = webpki.build()?;
-        let verifier: Arc<dyn ServerCertVerifier> = match self.pins {
-            Some(pins) => Arc::new(PinnedServerVerifier::from_parts(
-                webpki,
-                roots,
-                pins,
-                Arc::clone(&self.provider),
-            )),
-            None => webpki,
+    pub fn build(mut self) -> Result<ClientTls, TlsError> {
+        let trust = std::mem::replace(&mut self.trust, TrustSource::Fixed(TrustRoots::new()));
+        let verifier: Arc<dyn ServerCertVerifier> = match trust {
+            TrustSource::Reloadable(roots) => {
+                if self.pins.is_some() || !self.revocation.is_empty() {
+                    return Err(TlsError::Unsupported(
+                        "pins and CRLs cannot be combined with ReloadableRoots yet: use TrustRoots for them",
+                    ));
+                }
+                roots
+            }
+            TrustSource::Fixed(roots) => self.fixed_verifier(roots)?,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match self.server_name {
             Some(name) => Arc::new(NameOverride {
@@ -272,6 +268,48 @@ impl ClientTlsOptions {
             config: Arc::new(config),
         })
     }
+}
+
+impl ClientTlsOptions {
+    /// CA validation over fixed roots, with CRLs and pins.
+    fn fixed_verifier(
+        &mut self,
+        roots: TrustRoots,
+    ) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
+        if roots.is_empty() {
+            return Err(TlsError::NoTrustRoots);
+        }
+        let roots = Arc::new(roots.into_store());
+        let revocation = std::mem::take(&mut self.revocation);
+        let mut webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::clone(&roots),
+            Arc::clone(&self.provider),
+        )
+        .with_crls(revocation.crls);
+        if revocation.only_end_entity {
+            webpki = webpki.only_check_end_entity_revocation();
+        }
+        if revocation.allow_unknown_status {
+            webpki = webpki.allow_unknown_revocation_status();
+        }
+        let webpki = webpki.build()?;
+        Ok(match self.pins.take() {
+            Some(pins) => Arc::new(PinnedServerVerifier::from_parts(
+                webpki,
+                roots,
+                pins,
+                Arc::clone(&self.provider),
+            )),
+            None => webpki,
+        })
+    }
+}
+
+/// What the client trusts.
+#[derive(Debug)]
+enum TrustSource {
+    Fixed(TrustRoots),
+    Reloadable(Arc<ReloadableRoots>),
 }
 
 /// Verifies the certificate for a configured name instead of the address

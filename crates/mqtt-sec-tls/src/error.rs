@@ -51,6 +51,9 @@ pub enum TlsError {
     /// The name to verify is not a DNS name or IP address.
     #[error("{0:?} is not a valid DNS name or IP address to verify the server against")]
     InvalidServerName(String),
+    /// Options that cannot be combined (yet).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// Another rustls error.
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),

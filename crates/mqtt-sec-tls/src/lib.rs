@@ -26,7 +26,7 @@ pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;
 pub use roots::TrustRoots;
-pub use rotation::{ReloadableIdentity, Reloaded};
+pub use rotation::{ReloadableIdentity, ReloadableRoots, Reloaded};
 #[cfg(feature = "rumqttc")]
 pub use rumqttc::UrlError;
 pub use server_config::{ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions};

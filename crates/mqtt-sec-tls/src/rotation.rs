@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ring::digest::{Context, SHA256};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     ClientSessionMemoryCache, ClientSessionStore, ResolvesClientCert, Tls12ClientSessionValue,
     Tls13ClientSessionValue,
@@ -14,8 +16,8 @@ use rustls::client::{
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{NamedGroup, SignatureScheme};
-use rustls_pki_types::ServerName;
+use rustls::{DigitallySignedStruct, NamedGroup, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::TlsError;
 use crate::identity::{Identity, pairing_error};
@@ -275,4 +277,157 @@ fn load(
         if after == digest { digest } else { [0u8; 32] },
         Arc::new(certified),
     ))
+}
+
+/// Trust roots read from a PEM file, rebuilt when the file's contents
+/// change (checked at each handshake) or on demand. A file that yields no
+/// valid certificate is refused and the previous roots stay in use.
+///
+/// ```
+/// use std::sync::Arc;
+/// use mqtt_sec_testkit::TestPki;
+/// use mqtt_sec_tls::rustls::crypto::ring;
+/// use mqtt_sec_tls::{ClientTls, Reloaded, ReloadableRoots};
+/// let pki = TestPki::new()?;
+/// let provider = Arc::new(ring::default_provider());
+/// let roots = ReloadableRoots::from_pem_file(pki.root().cert_path(), provider.clone())?;
+/// let tls = ClientTls::builder(provider).trust_reloadable(roots.clone()).no_identity().build()?;
+/// assert_eq!(roots.reload()?, Reloaded::Unchanged);
+/// # let _ = tls;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ReloadableRoots {
+    path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<WebPkiServerVerifier>>,
+    loaded_digest: Mutex<[u8; 32]>,
+}
+
+impl fmt::Debug for ReloadableRoots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadableRoots")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadableRoots {
+    /// Loads the file once; it must hold a valid certificate now.
+    ///
+    /// # Errors
+    /// As [`crate::TrustRoots::pem_file`].
+    pub fn from_pem_file(
+        path: impl AsRef<Path>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let path = path.as_ref().to_owned();
+        let (digest, verifier) = load_roots(&path, &provider)?;
+        Ok(Arc::new(Self {
+            path,
+            provider,
+            current: RwLock::new(verifier),
+            loaded_digest: Mutex::new(digest),
+        }))
+    }
+
+    /// Reloads now if the file changed.
+    ///
+    /// # Errors
+    /// Why the new file was refused; the previous roots stay in use.
+    pub fn reload(&self) -> Result<Reloaded, TlsError> {
+        let mut loaded = self
+            .loaded_digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if file_digest(&self.path)? == *loaded {
+            return Ok(Reloaded::Unchanged);
+        }
+        match load_roots(&self.path, &self.provider) {
+            Ok((digest, verifier)) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = verifier;
+                *loaded = digest;
+                tracing::info!(target: "mqtt_sec::audit", roots = %self.path.display(), "tls trust roots reloaded");
+                Ok(Reloaded::Updated)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "mqtt_sec::audit",
+                    roots = %self.path.display(),
+                    reason = %error,
+                    "tls trust roots file refused; the previous roots stay in use"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    fn verifier(&self) -> Arc<WebPkiServerVerifier> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl ServerCertVerifier for ReloadableRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let _ = self.reload();
+        self.verifier().verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier().supported_verify_schemes()
+    }
+}
+
+fn file_digest(path: &Path) -> Result<[u8; 32], TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(ring::digest::digest(&SHA256, &bytes).as_ref());
+    Ok(digest)
+}
+
+fn load_roots(
+    path: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<([u8; 32], Arc<WebPkiServerVerifier>), TlsError> {
+    let digest = file_digest(path)?;
+    let roots = crate::roots::TrustRoots::new().pem_file(path)?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots.into_store()),
+        Arc::clone(provider),
+    )
+    .build()?;
+    Ok((digest, verifier))
 }

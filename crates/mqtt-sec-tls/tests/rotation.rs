@@ -173,3 +173,60 @@ fn a_server_certificate_rotates_for_new_handshakes() {
     install(&new, &chain, &key);
     handshake(&client, &server, "localhost").unwrap();
 }
+
+/// A client whose roots file is replaced trusts the new CA on its next
+/// connection, without being rebuilt; a broken file keeps the old roots.
+#[tokio::test]
+async fn reloaded_roots_apply_to_the_next_connection() {
+    use mqtt_sec_testkit::client::TestClient;
+    use mqtt_sec_tls::ReloadableRoots;
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let Some(broker) = or_skip(
+        Mosquitto::builder()
+            .tls_listener(TlsListener::new(&server))
+            .allow_anonymous(true)
+            .start(),
+    ) else {
+        return;
+    };
+    let roots_file = pki.dir().join("trusted-roots.pem");
+    std::fs::write(&roots_file, pki.unknown_ca().unwrap().cert_pem()).unwrap();
+    let provider = Arc::new(ring::default_provider());
+    let roots = ReloadableRoots::from_pem_file(&roots_file, provider.clone()).unwrap();
+    let tls = ClientTls::builder(provider.clone())
+        .trust_reloadable(roots.clone())
+        .no_identity()
+        .build()
+        .unwrap();
+    let options = || {
+        let mut o = MqttOptions::new("roots", broker.host(), broker.tls_port().unwrap());
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.config(),
+        )));
+        o
+    };
+    assert!(
+        TestClient::connect(options()).await.is_err(),
+        "the broker's CA is not trusted yet"
+    );
+    std::fs::write(&roots_file, pki.root().cert_pem()).unwrap();
+    TestClient::connect(options()).await.unwrap();
+    std::fs::write(&roots_file, b"not a certificate").unwrap();
+    assert!(matches!(
+        roots.reload(),
+        Err(TlsError::NoCertificates { .. })
+    ));
+    TestClient::connect(options()).await.unwrap();
+    // Pins and CRLs do not combine with reloadable roots yet: refused, not ignored.
+    let pins = PinSet::builder([Pin::from_spki_der(b"k")])
+        .allow_without_backup()
+        .build()
+        .unwrap();
+    let combined = ClientTls::builder(provider)
+        .trust_reloadable(roots)
+        .pins(pins)
+        .no_identity()
+        .build();
+    assert!(matches!(combined, Err(TlsError::Unsupported(_))));
+}
