@@ -74,6 +74,10 @@ impl ClientTls {
     pub fn config(&self) -> Arc<ClientConfig> {
         Arc::clone(&self.config)
     }
+
+    pub(crate) fn from_config(config: Arc<ClientConfig>) -> Self {
+        Self { config }
+    }
 }
 
 /// Step 1: choose what to trust.

@@ -323,3 +323,13 @@ impl ServerCertVerifier for ChainRecorder {
             .supported_schemes()
     }
 }
+
+/// The same configuration with TLS secrets written to `key_log` (for
+/// example `rustls::KeyLogFile`, which honours `SSLKEYLOGFILE`), so a packet
+/// capture can be decrypted while debugging. Anyone with the log can read
+/// the traffic: never in production.
+pub fn with_key_log(tls: &crate::ClientTls, key_log: Arc<dyn rustls::KeyLog>) -> crate::ClientTls {
+    let mut config = (*tls.config()).clone();
+    config.key_log = key_log;
+    crate::ClientTls::from_config(Arc::new(config))
+}

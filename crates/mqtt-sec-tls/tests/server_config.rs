@@ -164,3 +164,37 @@ fn tls13_only_server_refuses_a_tls12_client() {
     ));
     handshake(&client(&pki, None).config(), &tls, "localhost").unwrap();
 }
+
+#[derive(Debug, Default)]
+struct CountingKeyLog(std::sync::atomic::AtomicUsize);
+
+impl mqtt_sec_tls::rustls::KeyLog for CountingKeyLog {
+    fn log(&self, _label: &str, _client_random: &[u8], _secret: &[u8]) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn will_log(&self, _label: &str) -> bool {
+        true
+    }
+}
+
+/// Secrets are logged only through the danger module.
+#[test]
+fn key_logging_happens_only_when_asked_through_danger() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let tls = server(&broker, ClientAuth::None).config();
+    let plain = client(&pki, None);
+    assert!(format!("{:?}", plain.config().key_log).contains("NoKeyLog"));
+    handshake(&plain.config(), &tls, "localhost").unwrap();
+    let counter = Arc::new(CountingKeyLog::default());
+    let logged = mqtt_sec_tls::danger::with_key_log(&plain, counter.clone());
+    handshake(&logged.config(), &tls, "localhost").unwrap();
+    assert!(
+        counter.0.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the secrets reached the key log"
+    );
+    assert!(
+        format!("{:?}", plain.config().key_log).contains("NoKeyLog"),
+        "the original is unchanged"
+    );
+}
