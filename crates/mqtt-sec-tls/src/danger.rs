@@ -10,13 +10,13 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{CertificateError, Error, OtherError};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::pin::{Pin, PinSet};
-use crate::verifier::PinMismatch;
+use crate::verifier::{ProviderSignatures, delegate_signature_checks, pin_mismatch};
 
 /// Accepts a self-signed server certificate whose key is pinned.
 ///
@@ -76,19 +76,14 @@ impl ServerCertVerifier for PinOnlyVerifier {
         let pin = Pin::from_certificate(end_entity)
             .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if !self.pins.contains(&pin) {
-            let presented = std::iter::once(end_entity)
-                .chain(intermediates)
-                .filter_map(|cert| Pin::from_certificate(cert).ok())
-                .collect();
-            let mismatch = PinMismatch {
-                server: server_name.to_str().into_owned(),
-                presented,
-                expected: self.pins.pins().copied().collect(),
-            };
-            tracing::warn!(target: "mqtt_sec::audit", server = %mismatch.server, reason = %mismatch, "tls pin mismatch (pin-only)");
-            return Err(Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(mismatch)),
-            )));
+            let server = server_name.to_str().into_owned();
+            return Err(pin_mismatch(
+                server,
+                end_entity,
+                intermediates,
+                &self.pins,
+                "tls pin mismatch (pin-only)",
+            ));
         }
         // The certificate as its own trust anchor: webpki then checks its
         // self-signature, validity dates and server usage.
@@ -111,39 +106,7 @@ impl ServerCertVerifier for PinOnlyVerifier {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    delegate_signature_checks!(self => ProviderSignatures(&self.provider));
 }
 
 /// webpki's verdict as the rustls error a connection reports.
@@ -289,39 +252,7 @@ impl ServerCertVerifier for ChainRecorder {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+    delegate_signature_checks!(self => ProviderSignatures(&self.provider));
 }
 
 /// The same configuration with TLS secrets written to `key_log` (for

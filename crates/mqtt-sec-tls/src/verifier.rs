@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{
-    CertificateError, DigitallySignedStruct, Error, OtherError, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, Error, OtherError, RootCertStore};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::pin::{Pin, PinScope, PinSet};
@@ -26,6 +24,94 @@ pub struct PinMismatch {
     pub presented: Vec<Pin>,
     /// The primary and backup pins.
     pub expected: Vec<Pin>,
+}
+
+/// The error (and audit event) for a server that presented no pinned key.
+pub(crate) fn pin_mismatch(
+    server: String,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    pins: &PinSet,
+    event: &str,
+) -> Error {
+    let presented = std::iter::once(end_entity)
+        .chain(intermediates)
+        .filter_map(|c| Pin::from_certificate(c).ok())
+        .collect();
+    let mismatch = PinMismatch {
+        server,
+        presented,
+        expected: pins.pins().copied().collect(),
+    };
+    tracing::warn!(target: "mqtt_sec::audit", server = %mismatch.server, reason = %mismatch, event);
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(mismatch))))
+}
+
+/// The three signature methods of `ServerCertVerifier`, delegated to
+/// anything that has them (an inner verifier, or [`ProviderSignatures`]).
+macro_rules! delegate_signature_checks {
+    ($self:ident => $target:expr) => {
+        fn verify_tls12_signature(
+            &$self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            $target.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &$self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            $target.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&$self) -> Vec<rustls::SignatureScheme> {
+            $target.supported_verify_schemes()
+        }
+    };
+}
+pub(crate) use delegate_signature_checks;
+
+/// Handshake signature checks with a provider's algorithms, for verifiers
+/// that have no inner verifier to delegate to.
+pub(crate) struct ProviderSignatures<'a>(pub(crate) &'a CryptoProvider);
+
+impl ProviderSignatures<'_> {
+    pub(crate) fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(crate) fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    pub(crate) fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn join(pins: &[Pin]) -> String {
@@ -208,40 +294,14 @@ impl ServerCertVerifier for PinnedServerVerifier {
         if pinned {
             return Ok(verified);
         }
-        let presented = std::iter::once(end_entity)
-            .chain(intermediates)
-            .filter_map(|cert| Pin::from_certificate(cert).ok())
-            .collect();
-        let mismatch = PinMismatch {
+        Err(pin_mismatch(
             server,
-            presented,
-            expected: self.pins.pins().copied().collect(),
-        };
-        tracing::warn!(target: "mqtt_sec::audit", server = %mismatch.server, reason = %mismatch, "tls pin mismatch");
-        Err(Error::InvalidCertificate(CertificateError::Other(
-            OtherError(Arc::new(mismatch)),
-        )))
+            end_entity,
+            intermediates,
+            &self.pins,
+            "tls pin mismatch",
+        ))
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signature_checks!(self => self.inner);
 }
