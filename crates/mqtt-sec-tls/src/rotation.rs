@@ -74,6 +74,9 @@ pub struct ReloadableIdentity {
     /// are not resumed (a resumed session sends no certificate, and the
     /// broker would keep the old identity).
     generation: AtomicU64,
+    /// The digest of files already refused: automatic checks do not retry
+    /// (and re-audit) them on every handshake.
+    refused: Mutex<Option<[u8; 32]>>,
 }
 
 impl fmt::Debug for ReloadableIdentity {
@@ -104,6 +107,7 @@ impl ReloadableIdentity {
             current: RwLock::new(certified),
             loaded_digest: Mutex::new(digest),
             generation: AtomicU64::new(0),
+            refused: Mutex::new(None),
         }))
     }
 
@@ -112,6 +116,12 @@ impl ReloadableIdentity {
     /// # Errors
     /// Why the new files were refused; the previous material stays in use.
     pub fn reload(&self) -> Result<Reloaded, TlsError> {
+        self.reload_checked(true)
+    }
+
+    /// `explicit`: a caller asked, so refused files are tried and reported
+    /// again; otherwise (at a handshake) they are skipped quietly.
+    fn reload_checked(&self, explicit: bool) -> Result<Reloaded, TlsError> {
         let mut loaded = self
             .loaded_digest
             .lock()
@@ -120,15 +130,21 @@ impl ReloadableIdentity {
         if digest == *loaded {
             return Ok(Reloaded::Unchanged);
         }
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if !explicit && *refused == Some(digest) {
+            return Ok(Reloaded::Unchanged);
+        }
         match load(&self.chain_path, &self.key_path, &self.provider) {
             Ok((digest, certified)) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = certified;
                 *loaded = digest;
+                *refused = None;
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 tracing::info!(target: "mqtt_sec::audit", chain = %self.chain_path.display(), "tls identity rotated");
                 Ok(Reloaded::Updated)
             }
             Err(error) => {
+                *refused = Some(digest);
                 tracing::warn!(
                     target: "mqtt_sec::audit",
                     chain = %self.chain_path.display(),
@@ -143,7 +159,7 @@ impl ReloadableIdentity {
     /// The material in use, after picking up changed files (errors are
     /// audited in [`ReloadableIdentity::reload`]).
     fn current(&self) -> Arc<CertifiedKey> {
-        let _ = self.reload();
+        let _ = self.reload_checked(false);
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -195,7 +211,7 @@ impl RotationAwareSessions {
     /// The cache for the identity in use, after picking up changed files:
     /// session lookups happen before the certificate is asked for.
     fn cache(&self) -> Arc<ClientSessionMemoryCache> {
-        let _ = self.identity.reload();
+        let _ = self.identity.reload_checked(false);
         let generation = self.identity.generation.load(Ordering::SeqCst);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.0 != generation {
@@ -301,6 +317,8 @@ pub struct ReloadableRoots {
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<WebPkiServerVerifier>>,
     loaded_digest: Mutex<[u8; 32]>,
+    /// The digest of a file already refused (see [`ReloadableIdentity`]).
+    refused: Mutex<Option<[u8; 32]>>,
 }
 
 impl fmt::Debug for ReloadableRoots {
@@ -327,6 +345,7 @@ impl ReloadableRoots {
             provider,
             current: RwLock::new(verifier),
             loaded_digest: Mutex::new(digest),
+            refused: Mutex::new(None),
         }))
     }
 
@@ -335,21 +354,33 @@ impl ReloadableRoots {
     /// # Errors
     /// Why the new file was refused; the previous roots stay in use.
     pub fn reload(&self) -> Result<Reloaded, TlsError> {
+        self.reload_checked(true)
+    }
+
+    /// As [`ReloadableIdentity`]: handshakes skip a file already refused.
+    fn reload_checked(&self, explicit: bool) -> Result<Reloaded, TlsError> {
         let mut loaded = self
             .loaded_digest
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if file_digest(&self.path)? == *loaded {
+        let digest = file_digest(&self.path)?;
+        if digest == *loaded {
+            return Ok(Reloaded::Unchanged);
+        }
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if !explicit && *refused == Some(digest) {
             return Ok(Reloaded::Unchanged);
         }
         match load_roots(&self.path, &self.provider) {
             Ok((digest, verifier)) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = verifier;
                 *loaded = digest;
+                *refused = None;
                 tracing::info!(target: "mqtt_sec::audit", roots = %self.path.display(), "tls trust roots reloaded");
                 Ok(Reloaded::Updated)
             }
             Err(error) => {
+                *refused = Some(digest);
                 tracing::warn!(
                     target: "mqtt_sec::audit",
                     roots = %self.path.display(),
@@ -375,7 +406,7 @@ impl ServerCertVerifier for ReloadableRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let _ = self.reload();
+        let _ = self.reload_checked(false);
         self.verifier().verify_server_cert(
             end_entity,
             intermediates,
