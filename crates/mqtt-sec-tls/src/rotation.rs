@@ -63,27 +63,13 @@ pub enum Reloaded {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ReloadableIdentity {
-    chain_path: PathBuf,
-    key_path: PathBuf,
-    provider: Arc<CryptoProvider>,
-    current: RwLock<Arc<CertifiedKey>>,
-    /// The digest of the files behind `current`; held while reloading so
-    /// that concurrent handshakes do not load the same files twice.
-    loaded_digest: Mutex<[u8; 32]>,
-    /// Bumped on every rotation, so that TLS sessions of an older identity
-    /// are not resumed (a resumed session sends no certificate, and the
-    /// broker would keep the old identity).
-    generation: AtomicU64,
-    /// The digest of files already refused: automatic checks do not retry
-    /// (and re-audit) them on every handshake.
-    refused: Mutex<Option<[u8; 32]>>,
+    files: Reloading<Arc<CertifiedKey>>,
 }
 
 impl fmt::Debug for ReloadableIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReloadableIdentity")
-            .field("chain_path", &self.chain_path)
-            .field("key_path", &self.key_path)
+            .field("files", &self.files.paths)
             .finish_non_exhaustive()
     }
 }
@@ -98,16 +84,9 @@ impl ReloadableIdentity {
         key: impl AsRef<Path>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Arc<Self>, TlsError> {
-        let (chain_path, key_path) = (chain.as_ref().to_owned(), key.as_ref().to_owned());
-        let (digest, certified) = load(&chain_path, &key_path, &provider)?;
+        let paths = vec![chain.as_ref().to_owned(), key.as_ref().to_owned()];
         Ok(Arc::new(Self {
-            chain_path,
-            key_path,
-            provider,
-            current: RwLock::new(certified),
-            loaded_digest: Mutex::new(digest),
-            generation: AtomicU64::new(0),
-            refused: Mutex::new(None),
+            files: Reloading::new(paths, provider, parse_identity, "tls identity")?,
         }))
     }
 
@@ -116,51 +95,14 @@ impl ReloadableIdentity {
     /// # Errors
     /// Why the new files were refused; the previous material stays in use.
     pub fn reload(&self) -> Result<Reloaded, TlsError> {
-        self.reload_checked(true)
-    }
-
-    /// `explicit`: a caller asked, so refused files are tried and reported
-    /// again; otherwise (at a handshake) they are skipped quietly.
-    fn reload_checked(&self, explicit: bool) -> Result<Reloaded, TlsError> {
-        let mut loaded = self
-            .loaded_digest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let digest = files_digest(&self.chain_path, &self.key_path)?;
-        if digest == *loaded {
-            return Ok(Reloaded::Unchanged);
-        }
-        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        if !explicit && *refused == Some(digest) {
-            return Ok(Reloaded::Unchanged);
-        }
-        match load(&self.chain_path, &self.key_path, &self.provider) {
-            Ok((digest, certified)) => {
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = certified;
-                *loaded = digest;
-                *refused = None;
-                self.generation.fetch_add(1, Ordering::SeqCst);
-                tracing::info!(target: "mqtt_sec::audit", chain = %self.chain_path.display(), "tls identity rotated");
-                Ok(Reloaded::Updated)
-            }
-            Err(error) => {
-                *refused = Some(digest);
-                tracing::warn!(
-                    target: "mqtt_sec::audit",
-                    chain = %self.chain_path.display(),
-                    reason = %error,
-                    "tls identity files refused; the previous certificate stays in use"
-                );
-                Err(error)
-            }
-        }
+        self.files.reload(true)
     }
 
     /// The material in use, after picking up changed files (errors are
-    /// audited in [`ReloadableIdentity::reload`]).
+    /// audited by the reload).
     fn current(&self) -> Arc<CertifiedKey> {
-        let _ = self.reload_checked(false);
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+        let _ = self.files.reload(false);
+        self.files.current()
     }
 }
 
@@ -198,7 +140,7 @@ const SESSION_CACHE_SIZE: usize = 256;
 
 impl RotationAwareSessions {
     pub(crate) fn new(identity: Arc<ReloadableIdentity>) -> Self {
-        let generation = identity.generation.load(Ordering::SeqCst);
+        let generation = identity.files.generation();
         Self {
             identity,
             state: Mutex::new((
@@ -211,8 +153,8 @@ impl RotationAwareSessions {
     /// The cache for the identity in use, after picking up changed files:
     /// session lookups happen before the certificate is asked for.
     fn cache(&self) -> Arc<ClientSessionMemoryCache> {
-        let _ = self.identity.reload_checked(false);
-        let generation = self.identity.generation.load(Ordering::SeqCst);
+        let _ = self.identity.files.reload(false);
+        let generation = self.identity.files.generation();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.0 != generation {
             *state = (
@@ -261,11 +203,110 @@ impl ClientSessionStore for RotationAwareSessions {
     }
 }
 
-fn files_digest(chain: &Path, key: &Path) -> Result<[u8; 32], TlsError> {
+/// Material parsed from files, swapped atomically when their contents
+/// change: the one mechanism behind [`ReloadableIdentity`] and
+/// [`ReloadableRoots`].
+struct Reloading<T> {
+    paths: Vec<PathBuf>,
+    provider: Arc<CryptoProvider>,
+    parse: fn(&[PathBuf], &Arc<CryptoProvider>) -> Result<T, TlsError>,
+    /// What the material is, for audit events ("tls identity").
+    label: &'static str,
+    current: RwLock<T>,
+    /// The digest of the files behind `current`; held while reloading so
+    /// that concurrent handshakes do not load the same files twice.
+    loaded_digest: Mutex<[u8; 32]>,
+    /// The digest of files already refused: handshakes do not retry (and
+    /// re-audit) them; an explicit reload does.
+    refused: Mutex<Option<[u8; 32]>>,
+    /// Bumped on every change, so that TLS sessions made with older
+    /// material are not resumed.
+    generation: AtomicU64,
+}
+
+impl<T: Clone> Reloading<T> {
+    fn new(
+        paths: Vec<PathBuf>,
+        provider: Arc<CryptoProvider>,
+        parse: fn(&[PathBuf], &Arc<CryptoProvider>) -> Result<T, TlsError>,
+        label: &'static str,
+    ) -> Result<Self, TlsError> {
+        let (digest, value) = load_consistent(&paths, &provider, parse)?;
+        Ok(Self {
+            paths,
+            provider,
+            parse,
+            label,
+            current: RwLock::new(value),
+            loaded_digest: Mutex::new(digest),
+            refused: Mutex::new(None),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    fn current(&self) -> T {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Loads the files if they changed. `explicit`: a caller asked, so
+    /// refused files are tried and reported again; at a handshake they are
+    /// skipped quietly.
+    fn reload(&self, explicit: bool) -> Result<Reloaded, TlsError> {
+        let mut loaded = self
+            .loaded_digest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let digest = files_digest(&self.paths)?;
+        if digest == *loaded {
+            return Ok(Reloaded::Unchanged);
+        }
+        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if !explicit && *refused == Some(digest) {
+            return Ok(Reloaded::Unchanged);
+        }
+        let files = self
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match load_consistent(&self.paths, &self.provider, self.parse) {
+            Ok((digest, value)) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = value;
+                *loaded = digest;
+                *refused = None;
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(target: "mqtt_sec::audit", files, "{} reloaded", self.label);
+                Ok(Reloaded::Updated)
+            }
+            Err(error) => {
+                *refused = Some(digest);
+                tracing::warn!(
+                    target: "mqtt_sec::audit",
+                    files,
+                    reason = %error,
+                    "{} files refused; the previous material stays in use",
+                    self.label
+                );
+                Err(error)
+            }
+        }
+    }
+}
+
+/// A SHA-256 over the files' lengths and contents.
+fn files_digest(paths: &[PathBuf]) -> Result<[u8; 32], TlsError> {
     let mut context = Context::new(&SHA256);
-    for path in [chain, key] {
+    for path in paths {
         let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_owned(),
+            path: path.clone(),
             source,
         })?;
         context.update(&(bytes.len() as u64).to_be_bytes());
@@ -276,23 +317,50 @@ fn files_digest(chain: &Path, key: &Path) -> Result<[u8; 32], TlsError> {
     Ok(digest)
 }
 
-/// Reads, parses and checks both files; the digest is of what was parsed.
-fn load(
-    chain: &Path,
-    key: &Path,
-    provider: &CryptoProvider,
-) -> Result<([u8; 32], Arc<CertifiedKey>), TlsError> {
-    let digest = files_digest(chain, key)?;
+/// Parses the files with the digest of what was parsed. The files may
+/// change between digest and parse: a digest that no longer matches is not
+/// trusted, so the next check loads again.
+fn load_consistent<T>(
+    paths: &[PathBuf],
+    provider: &Arc<CryptoProvider>,
+    parse: fn(&[PathBuf], &Arc<CryptoProvider>) -> Result<T, TlsError>,
+) -> Result<([u8; 32], T), TlsError> {
+    let before = files_digest(paths)?;
+    let value = parse(paths, provider)?;
+    let after = files_digest(paths)?;
+    Ok((if after == before { before } else { [0u8; 32] }, value))
+}
+
+/// A chain file and a key file: both parse and the key matches.
+fn parse_identity(
+    paths: &[PathBuf],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let [chain, key] = paths else {
+        return Err(TlsError::Unsupported(
+            "an identity is a chain file and a key file",
+        ));
+    };
     let identity = Identity::from_pem_files(chain, key)?;
     let certified = CertifiedKey::from_der(identity.chain, identity.key, provider)
         .map_err(|e| pairing_error(e, &key.display().to_string()))?;
-    // The files may have changed between digest and parse: trust only a
-    // digest that still matches, so the next check loads again if not.
-    let after = files_digest(chain, key)?;
-    Ok((
-        if after == digest { digest } else { [0u8; 32] },
-        Arc::new(certified),
-    ))
+    Ok(Arc::new(certified))
+}
+
+/// A PEM file of trust roots, as a verifier.
+fn parse_roots(
+    paths: &[PathBuf],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+    let mut roots = crate::roots::TrustRoots::new();
+    for path in paths {
+        roots = roots.pem_file(path)?;
+    }
+    Ok(WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots.into_store()),
+        Arc::clone(provider),
+    )
+    .build()?)
 }
 
 /// Trust roots read from a PEM file, rebuilt when the file's contents
@@ -313,18 +381,13 @@ fn load(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ReloadableRoots {
-    path: PathBuf,
-    provider: Arc<CryptoProvider>,
-    current: RwLock<Arc<WebPkiServerVerifier>>,
-    loaded_digest: Mutex<[u8; 32]>,
-    /// The digest of a file already refused (see [`ReloadableIdentity`]).
-    refused: Mutex<Option<[u8; 32]>>,
+    files: Reloading<Arc<WebPkiServerVerifier>>,
 }
 
 impl fmt::Debug for ReloadableRoots {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReloadableRoots")
-            .field("path", &self.path)
+            .field("files", &self.files.paths)
             .finish_non_exhaustive()
     }
 }
@@ -338,15 +401,13 @@ impl ReloadableRoots {
         path: impl AsRef<Path>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Arc<Self>, TlsError> {
-        let path = path.as_ref().to_owned();
-        let (digest, verifier) = load_roots(&path, &provider)?;
-        Ok(Arc::new(Self {
-            path,
+        let files = Reloading::new(
+            vec![path.as_ref().to_owned()],
             provider,
-            current: RwLock::new(verifier),
-            loaded_digest: Mutex::new(digest),
-            refused: Mutex::new(None),
-        }))
+            parse_roots,
+            "tls trust roots",
+        )?;
+        Ok(Arc::new(Self { files }))
     }
 
     /// Reloads now if the file changed.
@@ -354,46 +415,11 @@ impl ReloadableRoots {
     /// # Errors
     /// Why the new file was refused; the previous roots stay in use.
     pub fn reload(&self) -> Result<Reloaded, TlsError> {
-        self.reload_checked(true)
-    }
-
-    /// As [`ReloadableIdentity`]: handshakes skip a file already refused.
-    fn reload_checked(&self, explicit: bool) -> Result<Reloaded, TlsError> {
-        let mut loaded = self
-            .loaded_digest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let digest = file_digest(&self.path)?;
-        if digest == *loaded {
-            return Ok(Reloaded::Unchanged);
-        }
-        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        if !explicit && *refused == Some(digest) {
-            return Ok(Reloaded::Unchanged);
-        }
-        match load_roots(&self.path, &self.provider) {
-            Ok((digest, verifier)) => {
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = verifier;
-                *loaded = digest;
-                *refused = None;
-                tracing::info!(target: "mqtt_sec::audit", roots = %self.path.display(), "tls trust roots reloaded");
-                Ok(Reloaded::Updated)
-            }
-            Err(error) => {
-                *refused = Some(digest);
-                tracing::warn!(
-                    target: "mqtt_sec::audit",
-                    roots = %self.path.display(),
-                    reason = %error,
-                    "tls trust roots file refused; the previous roots stay in use"
-                );
-                Err(error)
-            }
-        }
+        self.files.reload(true)
     }
 
     fn verifier(&self) -> Arc<WebPkiServerVerifier> {
-        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+        self.files.current()
     }
 }
 
@@ -406,7 +432,7 @@ impl ServerCertVerifier for ReloadableRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let _ = self.reload_checked(false);
+        let _ = self.files.reload(false);
         self.verifier().verify_server_cert(
             end_entity,
             intermediates,
@@ -417,28 +443,4 @@ impl ServerCertVerifier for ReloadableRoots {
     }
 
     crate::verifier::delegate_signature_checks!(self => self.verifier());
-}
-
-fn file_digest(path: &Path) -> Result<[u8; 32], TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(ring::digest::digest(&SHA256, &bytes).as_ref());
-    Ok(digest)
-}
-
-fn load_roots(
-    path: &Path,
-    provider: &Arc<CryptoProvider>,
-) -> Result<([u8; 32], Arc<WebPkiServerVerifier>), TlsError> {
-    let digest = file_digest(path)?;
-    let roots = crate::roots::TrustRoots::new().pem_file(path)?;
-    let verifier = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots.into_store()),
-        Arc::clone(provider),
-    )
-    .build()?;
-    Ok((digest, verifier))
 }
