@@ -12,6 +12,7 @@ use mqtt_sec_testkit::client::{ClientFailure, TestClient, rustls_error};
 use mqtt_sec_testkit::{
     CertSpec, Error, IssuedBy, KeyAlg, Mosquitto, TestPki, TlsListener, Validity, or_skip,
 };
+use mqtt_sec_tls::rustls::client::danger::ServerCertVerifier;
 use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::rustls::{CertificateError, ClientConfig, RootCertStore};
 use mqtt_sec_tls::{Pin, PinMismatch, PinScope, PinSet, PinnedServerVerifier};
@@ -124,11 +125,20 @@ async fn connect(
     let mut roots = RootCertStore::empty();
     roots.add(pki.root().cert_der().clone()).unwrap();
     let verifier = PinnedServerVerifier::new(Arc::new(roots), pins, provider.clone()).unwrap();
-    let config = ClientConfig::builder_with_provider(provider)
+    connect_with(broker, Arc::new(verifier)).await
+}
+
+/// Connects to the broker's TLS listener with a client that checks the
+/// server with `verifier`.
+async fn connect_with(
+    broker: &Mosquitto,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<TestClient, ClientFailure> {
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     let mut options = MqttOptions::new("pinned", broker.host(), broker.tls_port().unwrap());
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
@@ -331,7 +341,7 @@ async fn pin_only_accepts_the_pinned_self_signed_broker_and_nothing_else() {
         return;
     };
     let provider = Arc::new(ring::default_provider());
-    let connect_pin_only = |broker: &Mosquitto, pin: Pin, skip_name: bool| {
+    let pin_only = |pin: Pin, skip_name: bool| -> Arc<dyn ServerCertVerifier> {
         let pins = PinSet::builder([pin])
             .allow_without_backup()
             .build()
@@ -340,28 +350,18 @@ async fn pin_only_accepts_the_pinned_self_signed_broker_and_nothing_else() {
         if skip_name {
             verifier = verifier.skip_name_check();
         }
-        let config = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        let mut options = MqttOptions::new("pin-only", broker.host(), broker.tls_port().unwrap());
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(config),
-        )));
-        TestClient::connect(options)
+        Arc::new(verifier)
     };
     let pin = |cert: &mqtt_sec_testkit::IssuedCert| Pin::from_certificate(cert.cert_der()).unwrap();
 
-    connect_pin_only(&device_broker, pin(&device), false)
+    connect_with(&device_broker, pin_only(pin(&device), false))
         .await
         .unwrap();
     // Another self-signed key, even a perfectly valid one, is not the pinned one.
-    let error = mismatch(connect_pin_only(&other_broker, pin(&device), false).await);
+    let error = mismatch(connect_with(&other_broker, pin_only(pin(&device), false)).await);
     assert_ne!(error.presented.first(), Some(&pin(&device)));
     // Dates are still checked.
-    let error = connect_pin_only(&old_broker, pin(&old), false)
+    let error = connect_with(&old_broker, pin_only(pin(&old), false))
         .await
         .expect_err("expired");
     assert!(
@@ -374,7 +374,7 @@ async fn pin_only_accepts_the_pinned_self_signed_broker_and_nothing_else() {
         "{error}"
     );
     // So is the name, unless explicitly skipped.
-    let error = connect_pin_only(&misnamed_broker, pin(&misnamed), false)
+    let error = connect_with(&misnamed_broker, pin_only(pin(&misnamed), false))
         .await
         .expect_err("wrong name");
     assert!(
@@ -386,7 +386,7 @@ async fn pin_only_accepts_the_pinned_self_signed_broker_and_nothing_else() {
         ),
         "{error}"
     );
-    connect_pin_only(&misnamed_broker, pin(&misnamed), true)
+    connect_with(&misnamed_broker, pin_only(pin(&misnamed), true))
         .await
         .unwrap();
 }
@@ -401,18 +401,8 @@ async fn pin_only_refuses_a_ca_issued_certificate() {
         .allow_without_backup()
         .build()
         .unwrap();
-    let verifier = mqtt_sec_tls::danger::PinOnlyVerifier::new(pins, provider.clone());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    let mut options = MqttOptions::new("pin-only", s.broker.host(), s.broker.tls_port().unwrap());
-    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        Arc::new(config),
-    )));
-    let error = TestClient::connect(options)
+    let verifier = mqtt_sec_tls::danger::PinOnlyVerifier::new(pins, provider);
+    let error = connect_with(&s.broker, Arc::new(verifier))
         .await
         .expect_err("a CA-issued certificate is refused in pin-only mode");
     assert!(
