@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod envelope;
+mod error;
+mod keys;
+mod kid;
+mod primitive;
+pub mod replay;
+mod sequence;
+mod signer;
+mod topic;
+mod verifier;
+
+#[cfg(feature = "rumqttc")]
+pub mod client;
+
+pub use ed25519_dalek;
+
+pub use error::{Error, KeyError, MalformedEnvelope, SignError, TopicNameError, VerifyError};
+pub use keys::{KeyRegistry, MAX_JWK_SET_LEN, TrustedKey};
+pub use kid::{Kid, MAX_KID_LEN};
+pub use sequence::{FileSequenceStore, SequenceStore};
+pub use signer::Signer;
+pub use verifier::{
+    DEFAULT_CLOCK_SKEW, DEFAULT_MAX_ENVELOPE, DEFAULT_RETAINED_MAX_AGE, Delivery, Message,
+    Verified, Verifier,
+};
+
+/// The MQTT v5 user property that carries a detached envelope (base64url, no padding).
+pub const DETACHED_PROPERTY: &str = "mqtt-sec-sig";

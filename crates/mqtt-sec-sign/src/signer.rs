@@ -1,0 +1,211 @@
+//! The publisher side: an Ed25519 key, its key id, and a sequence counter that
+//! never goes backwards.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+
+use crate::clock::{Clock, SystemClock, since_epoch};
+use crate::error::{KeyError, SignError};
+use crate::kid::jwk_x;
+use crate::sequence::SequenceStore;
+use crate::{Kid, envelope, topic};
+
+/// How many sequence numbers a [`SequenceStore`] reserves at a time.
+const RESERVE_BLOCK: u64 = 1024;
+
+/// Signs MQTT messages into envelopes.
+///
+/// Each envelope carries the key id, the issue time and a sequence number that
+/// is strictly greater than the one before. By default the sequence number is
+/// `max(previous + 1, microseconds since the Unix epoch)`, so it keeps growing
+/// across restarts as long as the clock does not go backwards and the signer
+/// averages less than one message per microsecond. Where the clock cannot be
+/// trusted, [`Signer::with_sequence_store`] persists the counter instead.
+///
+/// The signing key is zeroized on drop and never printed.
+///
+/// ```
+/// use mqtt_sec_sign::Signer;
+/// let signer = Signer::generate()?;
+/// let envelope = signer.sign("sensors/kitchen/temp", b"21.5")?;
+/// assert_eq!(envelope[0], 0xd2); // CBOR tag 18: COSE_Sign1
+/// # Ok::<(), mqtt_sec_sign::Error>(())
+/// ```
+pub struct Signer {
+    key: SigningKey,
+    kid: Kid,
+    clock: Arc<dyn Clock>,
+    sequence: Mutex<Sequence>,
+}
+
+struct Sequence {
+    last: Option<u64>,
+    store: Option<Box<dyn SequenceStore>>,
+    /// With a store: the highest number the store has durably reserved.
+    reserved: u64,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("kid", &self.kid)
+            .field("key", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer for `key`, with the RFC 7638 thumbprint as key id and the system clock.
+    pub fn new(key: SigningKey) -> Self {
+        let kid = Kid::thumbprint(&key.verifying_key());
+        Self {
+            key,
+            kid,
+            clock: Arc::new(SystemClock),
+            sequence: Mutex::new(Sequence { last: None, store: None, reserved: 0 }),
+        }
+    }
+
+    /// A signer with a fresh key from the operating system's random generator.
+    ///
+    /// # Errors
+    /// [`KeyError::Random`] if the random generator fails.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|_| KeyError::Random)?;
+        Ok(Self::new(SigningKey::from_bytes(&seed)))
+    }
+
+    /// A signer from a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`, as
+    /// written by `openssl genpkey -algorithm ed25519`).
+    ///
+    /// # Errors
+    /// [`KeyError::Pkcs8`] if the PEM is not an Ed25519 PKCS#8 key.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
+        SigningKey::from_pkcs8_pem(pem).map(Self::new).map_err(|_| KeyError::Pkcs8)
+    }
+
+    /// A signer from a PKCS#8 DER private key.
+    ///
+    /// # Errors
+    /// [`KeyError::Pkcs8`] if the DER is not an Ed25519 PKCS#8 key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        SigningKey::from_pkcs8_der(der).map(Self::new).map_err(|_| KeyError::Pkcs8)
+    }
+
+    /// Uses `kid` instead of the thumbprint.
+    #[must_use]
+    pub fn with_kid(mut self, kid: Kid) -> Self {
+        self.kid = kid;
+        self
+    }
+
+    /// Reads the time from `clock` (issue times, and the clock-seeded sequence).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Takes sequence numbers from a persisted counter instead of the clock.
+    ///
+    /// The store is asked to reserve numbers in blocks of 1,024 before they are
+    /// used, so a crash skips at most a block and never reuses a number.
+    ///
+    /// # Errors
+    /// [`SignError::SequenceStore`] if the store cannot be read or cannot reserve;
+    /// [`SignError::SequenceExhausted`] if it is at the end of the sequence space.
+    pub fn with_sequence_store(self, store: impl SequenceStore + 'static) -> Result<Self, SignError> {
+        let loaded = store.load().map_err(SignError::SequenceStore)?;
+        let start = match loaded {
+            Some(n) => n.checked_add(1).ok_or(SignError::SequenceExhausted)?,
+            None => 0,
+        };
+        let reserved = start.saturating_add(RESERVE_BLOCK - 1);
+        store.reserve(reserved).map_err(SignError::SequenceStore)?;
+        let last = start.checked_sub(1);
+        *self.sequence.lock().unwrap_or_else(|e| e.into_inner()) =
+            Sequence { last, store: Some(Box::new(store)), reserved };
+        Ok(self)
+    }
+
+    /// The key id written into every envelope.
+    pub fn kid(&self) -> &Kid {
+        &self.kid
+    }
+
+    /// The public key subscribers need.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The public key as a JWK (RFC 8037) with this signer's key id, for a JWK Set.
+    pub fn public_jwk(&self) -> String {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": jwk_x(&self.verifying_key()),
+            "kid": String::from_utf8_lossy(self.kid.as_bytes()),
+            "alg": "EdDSA",
+            "use": "sig",
+        })
+        .to_string()
+    }
+
+    fn next_sequence(&self) -> Result<u64, SignError> {
+        let mut state = self.sequence.lock().unwrap_or_else(|e| e.into_inner());
+        let next = match state.last {
+            Some(last) => last.checked_add(1).ok_or(SignError::SequenceExhausted)?,
+            None => 0,
+        };
+        let seq = if let Some(store) = &state.store {
+            if next > state.reserved {
+                let reserved = next.saturating_add(RESERVE_BLOCK - 1);
+                store.reserve(reserved).map_err(SignError::SequenceStore)?;
+                state.reserved = reserved;
+            }
+            next
+        } else {
+            let micros = u64::try_from(since_epoch(self.clock.now()).as_micros()).unwrap_or(u64::MAX);
+            next.max(micros)
+        };
+        state.last = Some(seq);
+        Ok(seq)
+    }
+
+    /// Signs `payload` for `topic`: the envelope is the MQTT payload to publish.
+    ///
+    /// # Errors
+    /// [`SignError::InvalidTopic`] for a topic that is not a valid topic name
+    /// (empty, wildcard, NUL, over 65,535 bytes); sequence errors as in
+    /// [`Signer::with_sequence_store`].
+    pub fn sign(&self, topic: &str, payload: &[u8]) -> Result<Vec<u8>, SignError> {
+        let (protected, signature) = self.sign_parts(topic, payload)?;
+        Ok(envelope::encode(&protected, Some(payload), &signature))
+    }
+
+    /// Signs `payload` for `topic` in detached mode (MQTT v5): the payload travels
+    /// unchanged and the returned string goes into the user property
+    /// [`DETACHED_PROPERTY`](crate::DETACHED_PROPERTY).
+    ///
+    /// # Errors
+    /// As [`Signer::sign`].
+    pub fn sign_detached(&self, topic: &str, payload: &[u8]) -> Result<String, SignError> {
+        let (protected, signature) = self.sign_parts(topic, payload)?;
+        Ok(URL_SAFE_NO_PAD.encode(envelope::encode(&protected, None, &signature)))
+    }
+
+    fn sign_parts(&self, topic: &str, payload: &[u8]) -> Result<(Vec<u8>, [u8; 64]), SignError> {
+        topic::check_topic_name(topic)?;
+        let seq = self.next_sequence()?;
+        let iat = since_epoch(self.clock.now()).as_secs();
+        let protected = envelope::protected_header(&self.kid, iat, seq);
+        let tbs = envelope::sig_structure(&protected, topic, payload);
+        Ok((protected, self.key.sign(&tbs).to_bytes()))
+    }
+}

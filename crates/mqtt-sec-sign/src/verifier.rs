@@ -1,0 +1,406 @@
+//! The subscriber side: the verification policy, applied in a fixed order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::clock::{Clock, SystemClock};
+use crate::envelope::{self, Parsed};
+use crate::error::{MalformedEnvelope, VerifyError};
+use crate::keys::{Entry, KeyRegistry, TrustedKey};
+use crate::primitive::{self, Item};
+use crate::replay::{MemoryReplayStore, ReplayRejection, ReplayStore};
+use crate::{Kid, topic};
+
+/// Default largest envelope, in bytes.
+pub const DEFAULT_MAX_ENVELOPE: usize = 256 * 1024;
+/// Default allowed difference between the issue time and the verifier's clock.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
+/// Default maximum age of a retained message.
+pub const DEFAULT_RETAINED_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How the broker delivered a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// A message forwarded as it was published: it must be fresh (within the
+    /// clock skew) and pass the replay window.
+    #[default]
+    Live,
+    /// A retained message sent on subscribe (the MQTT retain flag set on
+    /// delivery): it may be up to the retained maximum age old and skips the
+    /// replay window, because the broker legitimately delivers it again on
+    /// every subscription.
+    Retained,
+}
+
+/// An incoming message to verify.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    topic: &'a str,
+    body: Body<'a>,
+    delivery: Delivery,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Body<'a> {
+    Envelope(&'a [u8]),
+    Detached { payload: &'a [u8], signature: &'a str },
+}
+
+impl<'a> Message<'a> {
+    /// A message whose MQTT payload is an envelope with the payload attached.
+    pub fn envelope(topic: &'a str, envelope: &'a [u8]) -> Self {
+        Self { topic, body: Body::Envelope(envelope), delivery: Delivery::Live }
+    }
+
+    /// An MQTT v5 message whose payload travels unchanged and whose signature is
+    /// the value of the [`DETACHED_PROPERTY`](crate::DETACHED_PROPERTY) user property.
+    pub fn detached(topic: &'a str, payload: &'a [u8], signature: &'a str) -> Self {
+        Self { topic, body: Body::Detached { payload, signature }, delivery: Delivery::Live }
+    }
+
+    /// Sets how the message was delivered.
+    #[must_use]
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Marks the message retained (`true`) or live, from the MQTT retain flag.
+    #[must_use]
+    pub fn retained(self, retain: bool) -> Self {
+        self.delivery(if retain { Delivery::Retained } else { Delivery::Live })
+    }
+}
+
+/// A message that passed every check. Only a [`Verifier`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    kid: Kid,
+    topic: String,
+    payload: Vec<u8>,
+    issued_at: u64,
+    seq: u64,
+}
+
+impl Verified {
+    /// The key that signed it.
+    pub fn kid(&self) -> &Kid {
+        &self.kid
+    }
+
+    /// The topic it was signed for and arrived on.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The application payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The application payload, owned.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+
+    /// When the signer says it signed it (whole seconds).
+    pub fn issued_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.issued_at)
+    }
+
+    /// The signer's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// Verifies envelopes against a [`KeyRegistry`].
+///
+/// The checks run in this order, and the first failure is the error: size
+/// limit, decoding, topic name, key lookup (unknown, revoked, outside its
+/// validity), topic allowed for the key, `verify_strict` over the exact bytes
+/// received, freshness, and finally the replay window, which is only updated
+/// once everything else passed. Every decision is an audit event on
+/// `mqtt_sec::audit` (kid, topic, reason; never the payload).
+///
+/// ```
+/// use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier, VerifyError};
+/// let signer = Signer::generate()?;
+/// let registry = KeyRegistry::new();
+/// registry.insert(TrustedKey::new(signer.verifying_key())?)?;
+/// let verifier = Verifier::new(registry);
+///
+/// let envelope = signer.sign("sensors/kitchen/temp", b"21.5")?;
+/// let message = verifier.verify("sensors/kitchen/temp", &envelope)?;
+/// assert_eq!(message.payload(), b"21.5");
+///
+/// // The same envelope again is a replay; on another topic it is a forgery.
+/// assert!(matches!(verifier.verify("sensors/kitchen/temp", &envelope), Err(VerifyError::Replayed { .. })));
+/// assert!(matches!(verifier.verify("sensors/hall/temp", &envelope), Err(VerifyError::SignatureInvalid)));
+/// # Ok::<(), mqtt_sec_sign::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    registry: KeyRegistry,
+    clock: Arc<dyn Clock>,
+    replay: Arc<dyn ReplayStore>,
+    max_envelope: usize,
+    clock_skew: Duration,
+    retained_max_age: Duration,
+}
+
+/// What the checks before the signature produced.
+struct Candidate {
+    parsed: Parsed,
+    payload: Vec<u8>,
+    key: Arc<TrustedKey>,
+    tbs: Vec<u8>,
+}
+
+impl Verifier {
+    /// A verifier with the defaults: 256 KiB envelopes, 30 s clock skew, 24 h
+    /// for retained messages, replay windows of 64 in memory, the system clock.
+    pub fn new(registry: KeyRegistry) -> Self {
+        Self {
+            registry,
+            clock: Arc::new(SystemClock),
+            replay: Arc::new(MemoryReplayStore::default()),
+            max_envelope: DEFAULT_MAX_ENVELOPE,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            retained_max_age: DEFAULT_RETAINED_MAX_AGE,
+        }
+    }
+
+    /// Reads the time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Rejects envelopes larger than `bytes` before parsing them.
+    #[must_use]
+    pub fn max_envelope_len(mut self, bytes: usize) -> Self {
+        self.max_envelope = bytes;
+        self
+    }
+
+    /// How far the issue time of a live message may be from the verifier's clock.
+    #[must_use]
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// How old a retained message may be.
+    #[must_use]
+    pub fn retained_max_age(mut self, age: Duration) -> Self {
+        self.retained_max_age = age;
+        self
+    }
+
+    /// Uses in-memory replay windows of `size` sequence numbers (default 64).
+    #[must_use]
+    pub fn replay_window(mut self, size: usize) -> Self {
+        self.replay = Arc::new(MemoryReplayStore::new(size));
+        self
+    }
+
+    /// Keeps replay state in `store` (to persist or share it).
+    #[must_use]
+    pub fn with_replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = store;
+        self
+    }
+
+    /// The registry this verifier trusts.
+    pub fn registry(&self) -> &KeyRegistry {
+        &self.registry
+    }
+
+    /// Verifies a live envelope received on `topic`.
+    ///
+    /// # Errors
+    /// The first failed check, as a [`VerifyError`].
+    pub fn verify(&self, topic: &str, envelope: &[u8]) -> Result<Verified, VerifyError> {
+        self.verify_message(&Message::envelope(topic, envelope))
+    }
+
+    /// Verifies one message.
+    ///
+    /// # Errors
+    /// The first failed check, as a [`VerifyError`].
+    pub fn verify_message(&self, message: &Message<'_>) -> Result<Verified, VerifyError> {
+        let now = self.clock.now();
+        let mut kid = None;
+        let result = self.precheck(message, now).and_then(|candidate| {
+            kid = Some(candidate.parsed.kid.clone());
+            let signature_ok = primitive::verify_one(
+                candidate.key.verifying_key(),
+                &candidate.tbs,
+                &candidate.parsed.signature,
+            );
+            self.postcheck(candidate, signature_ok, message, now)
+        });
+        audit(message, kid.as_ref(), &result);
+        result
+    }
+
+    /// Verifies many messages, with one batch equation for the signatures when
+    /// they are all valid, and single verification to pinpoint failures when
+    /// not. Returns one result per message, in order; freshness and replay are
+    /// applied in that order too, so a duplicate inside the batch is caught.
+    pub fn verify_batch(&self, messages: &[Message<'_>]) -> Vec<Result<Verified, VerifyError>> {
+        let now = self.clock.now();
+        let candidates: Vec<Result<Candidate, VerifyError>> =
+            messages.iter().map(|m| self.precheck(m, now)).collect();
+        let items: Vec<Item<'_>> = candidates
+            .iter()
+            .flatten()
+            .map(|c| Item {
+                key: c.key.verifying_key(),
+                message: &c.tbs,
+                signature: &c.parsed.signature,
+            })
+            .collect();
+        let mut verdicts = primitive::verify_many(&items).into_iter();
+        candidates
+            .into_iter()
+            .zip(messages)
+            .map(|(candidate, message)| {
+                let mut kid = None;
+                let result = candidate.and_then(|c| {
+                    kid = Some(c.parsed.kid.clone());
+                    let ok = verdicts.next().unwrap_or(false);
+                    self.postcheck(c, ok, message, now)
+                });
+                audit(message, kid.as_ref(), &result);
+                result
+            })
+            .collect()
+    }
+
+    /// Everything before the signature: limits, decoding, key and topic.
+    fn precheck(&self, message: &Message<'_>, now: SystemTime) -> Result<Candidate, VerifyError> {
+        let parsed = match message.body {
+            Body::Envelope(bytes) => {
+                if bytes.len() > self.max_envelope {
+                    return Err(VerifyError::TooLarge { len: bytes.len(), max: self.max_envelope });
+                }
+                envelope::decode(bytes)?
+            }
+            Body::Detached { signature, .. } => {
+                let max = self.max_envelope.div_ceil(3) * 4;
+                if signature.len() > max {
+                    return Err(VerifyError::TooLarge { len: signature.len(), max });
+                }
+                let bytes = URL_SAFE_NO_PAD
+                    .decode(signature)
+                    .map_err(|_| MalformedEnvelope::BadDetachedProperty)?;
+                envelope::decode(&bytes)?
+            }
+        };
+        let (mut parsed, payload) = match (message.body, parsed.payload.is_some()) {
+            (Body::Envelope(_), true) => {
+                let mut parsed = parsed;
+                let payload = parsed.payload.take().unwrap_or_default();
+                (parsed, payload)
+            }
+            (Body::Detached { payload, .. }, false) => (parsed, payload.to_vec()),
+            _ => return Err(MalformedEnvelope::PayloadMode.into()),
+        };
+        parsed.payload = None;
+        topic::check_topic_name(message.topic)?;
+        let key = match self.registry.get(&parsed.kid) {
+            None => return Err(VerifyError::UnknownKid { kid: parsed.kid }),
+            Some(Entry::Revoked) => return Err(VerifyError::KeyRevoked { kid: parsed.kid }),
+            Some(Entry::Trusted(key)) => key,
+        };
+        if !key.valid_at(now) {
+            return Err(VerifyError::KeyNotValid { kid: parsed.kid });
+        }
+        if !key.may_sign_for(message.topic) {
+            return Err(VerifyError::TopicNotAllowed {
+                kid: parsed.kid,
+                topic: topic::bounded(message.topic),
+            });
+        }
+        let tbs = envelope::sig_structure(&parsed.protected, message.topic, &payload);
+        Ok(Candidate { parsed, payload, key, tbs })
+    }
+
+    /// Everything after the signature: freshness, then the replay window.
+    fn postcheck(
+        &self,
+        candidate: Candidate,
+        signature_ok: bool,
+        message: &Message<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, VerifyError> {
+        if !signature_ok {
+            return Err(VerifyError::SignatureInvalid);
+        }
+        let Candidate { parsed, payload, .. } = candidate;
+        let issued = Duration::from_secs(parsed.iat);
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let max_age = match message.delivery {
+            Delivery::Live => self.clock_skew,
+            Delivery::Retained => self.retained_max_age,
+        };
+        if issued > now {
+            let ahead = issued - now;
+            if ahead > self.clock_skew {
+                return Err(VerifyError::FromFuture { ahead });
+            }
+        } else if now - issued > max_age {
+            return Err(VerifyError::Stale { age: now - issued, max: max_age });
+        }
+        if message.delivery == Delivery::Live {
+            self.replay.check_and_record(&parsed.kid, parsed.seq).map_err(|r| match r {
+                ReplayRejection::Replayed => {
+                    VerifyError::Replayed { kid: parsed.kid.clone(), seq: parsed.seq }
+                }
+                ReplayRejection::TooOld { highest } => {
+                    VerifyError::SequenceTooOld { kid: parsed.kid.clone(), seq: parsed.seq, highest }
+                }
+                ReplayRejection::Store(e) => VerifyError::ReplayStore(e),
+            })?;
+        }
+        Ok(Verified {
+            kid: parsed.kid,
+            topic: message.topic.to_owned(),
+            payload,
+            issued_at: parsed.iat,
+            seq: parsed.seq,
+        })
+    }
+}
+
+/// One audit event per decision: kid, topic and reason, never the payload.
+fn audit(message: &Message<'_>, kid: Option<&Kid>, result: &Result<Verified, VerifyError>) {
+    let topic = topic::bounded(message.topic);
+    match result {
+        Ok(v) => tracing::debug!(
+            target: "mqtt_sec::audit",
+            kid = %v.kid, topic = %topic, seq = v.seq, "signed message accepted"
+        ),
+        Err(e) => {
+            let kid = match (kid, e) {
+                (Some(kid), _) => kid.to_string(),
+                (_, VerifyError::UnknownKid { kid })
+                | (_, VerifyError::KeyRevoked { kid })
+                | (_, VerifyError::KeyNotValid { kid })
+                | (_, VerifyError::TopicNotAllowed { kid, .. }) => kid.to_string(),
+                _ => "-".to_owned(),
+            };
+            tracing::warn!(
+                target: "mqtt_sec::audit",
+                kid = %kid, topic = %topic, reason = e.reason(), error = %e,
+                "signed message rejected"
+            );
+        }
+    }
+}
