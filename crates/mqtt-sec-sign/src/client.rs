@@ -92,7 +92,11 @@ pub struct SignedClientV5 {
 impl SignedClientV5 {
     /// Wraps `client`; every publish is signed by `signer` in `mode`.
     pub fn new(client: rumqttc::v5::AsyncClient, signer: Arc<Signer>, mode: V5Mode) -> Self {
-        Self { client, signer, mode }
+        Self {
+            client,
+            signer,
+            mode,
+        }
     }
 
     /// Signs and publishes.
@@ -123,16 +127,22 @@ impl SignedClientV5 {
         payload: &[u8],
         mut properties: PublishProperties,
     ) -> Result<(), PublishError> {
-        properties.user_properties.retain(|(name, _)| name != DETACHED_PROPERTY);
+        properties
+            .user_properties
+            .retain(|(name, _)| name != DETACHED_PROPERTY);
         let body = match self.mode {
             V5Mode::Envelope => self.signer.sign(topic, payload)?,
             V5Mode::Detached => {
                 let signature = self.signer.sign_detached(topic, payload)?;
-                properties.user_properties.push((DETACHED_PROPERTY.to_owned(), signature));
+                properties
+                    .user_properties
+                    .push((DETACHED_PROPERTY.to_owned(), signature));
                 payload.to_vec()
             }
         };
-        self.client.publish_with_properties(topic, qos, retain, body, properties).await?;
+        self.client
+            .publish_with_properties(topic, qos, retain, body, properties)
+            .await?;
         Ok(())
     }
 

@@ -107,7 +107,8 @@ fn head_len(len: usize) -> usize {
 /// The bytes that are signed (RFC 9052 section 4.4):
 /// `["Signature1", protected, external_aad, payload]`.
 pub(crate) fn sig_structure(protected: &[u8], topic: &str, payload: &[u8]) -> Vec<u8> {
-    let aad_len = 1 + head_len(DOMAIN_LABEL.len()) + DOMAIN_LABEL.len() + head_len(topic.len()) + topic.len();
+    let aad_len =
+        1 + head_len(DOMAIN_LABEL.len()) + DOMAIN_LABEL.len() + head_len(topic.len()) + topic.len();
     let mut out =
         Vec::with_capacity(16 + protected.len() + aad_len + head_len(aad_len) + payload.len() + 9);
     out.push(0x84); // array(4)
@@ -170,10 +171,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     // We process exactly one optional parameter, the CWT claims; anything else
     // marked critical must make us stop (RFC 9052 section 3.1).
     if let Some(label) = header.crit.iter().find(|label| {
-        !matches!(label, RegisteredLabelWithPrivate::Assigned(HeaderParameter::CwtClaims))
-            && **label != RegisteredLabelWithPrivate::PrivateUse(CWT_CLAIMS_LABEL)
+        !matches!(
+            label,
+            RegisteredLabelWithPrivate::Assigned(HeaderParameter::CwtClaims)
+        ) && **label != RegisteredLabelWithPrivate::PrivateUse(CWT_CLAIMS_LABEL)
     }) {
-        return Err(VerifyError::UnknownCriticalHeader { label: format!("{label:?}") });
+        return Err(VerifyError::UnknownCriticalHeader {
+            label: format!("{label:?}"),
+        });
     }
     let kid = Kid::from_envelope(header.key_id).ok_or(MalformedEnvelope::BadKid)?;
     let claims = header
@@ -186,8 +191,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Parsed, VerifyError> {
         .signature
         .try_into()
         .map_err(|_| MalformedEnvelope::BadSignatureLength)?;
-    let protected = sign1.protected.original_data.ok_or(MalformedEnvelope::InvalidStructure)?;
-    Ok(Parsed { protected, kid, iat, seq, payload: sign1.payload, signature })
+    let protected = sign1
+        .protected
+        .original_data
+        .ok_or(MalformedEnvelope::InvalidStructure)?;
+    Ok(Parsed {
+        protected,
+        kid,
+        iat,
+        seq,
+        payload: sign1.payload,
+        signature,
+    })
 }
 
 /// `iat` must be a non-negative whole number of seconds and `cti` exactly 8 bytes.
@@ -257,7 +272,12 @@ mod tests {
         for (iat, seq, topic, payload) in [
             (0u64, 0u64, "a", &b""[..]),
             (1_700_000_000, 1 << 40, "sensors/t1", &b"21.5"[..]),
-            (u64::from(u32::MAX) + 1, u64::MAX, &*"x".repeat(300), &[7u8; 70_000][..]),
+            (
+                u64::from(u32::MAX) + 1,
+                u64::MAX,
+                &*"x".repeat(300),
+                &[7u8; 70_000][..],
+            ),
         ] {
             let protected = protected_header(&kid(), iat, seq);
             let claims = coset::cwt::ClaimsSetBuilder::new()
@@ -279,7 +299,10 @@ mod tests {
                 sig_structure(&protected, topic, payload),
                 sign1.tbs_data(&external_aad(topic))
             );
-            assert_eq!(encode(&protected, Some(payload), &[9; 64]), sign1.to_tagged_vec().unwrap());
+            assert_eq!(
+                encode(&protected, Some(payload), &[9; 64]),
+                sign1.to_tagged_vec().unwrap()
+            );
         }
     }
 

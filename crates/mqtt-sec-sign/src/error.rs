@@ -87,7 +87,9 @@ pub enum VerifyError {
         seq: u64,
     },
     /// The sequence number is below the replay window: too old to tell whether it is a replay.
-    #[error("sequence number {seq} of key {kid} is below the replay window (highest seen {highest})")]
+    #[error(
+        "sequence number {seq} of key {kid} is below the replay window (highest seen {highest})"
+    )]
     SequenceTooOld {
         /// The key id.
         kid: Kid,

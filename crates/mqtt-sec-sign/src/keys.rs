@@ -76,7 +76,9 @@ impl TrustedKey {
     /// [`KeyError::WeakKey`], [`KeyError::BadKid`], [`KeyError::TopicFilter`].
     pub fn from_jwk(jwk: &str) -> Result<Self, KeyError> {
         if jwk.len() > MAX_JWK_SET_LEN {
-            return Err(KeyError::Jwk(format!("larger than {MAX_JWK_SET_LEN} bytes")));
+            return Err(KeyError::Jwk(format!(
+                "larger than {MAX_JWK_SET_LEN} bytes"
+            )));
         }
         let value: serde_json::Value =
             serde_json::from_str(jwk).map_err(|e| KeyError::Jwk(e.to_string()))?;
@@ -132,7 +134,10 @@ impl TrustedKey {
                 .as_array()
                 .ok_or_else(|| KeyError::TopicFilter("mqtt_topics is not an array".into()))?
                 .iter()
-                .map(|t| t.as_str().ok_or_else(|| KeyError::TopicFilter("not a string".into())))
+                .map(|t| {
+                    t.as_str()
+                        .ok_or_else(|| KeyError::TopicFilter("not a string".into()))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             key = key.restrict_from_jwk(&topics)?;
         }
@@ -146,7 +151,9 @@ impl TrustedKey {
 
     #[cfg(not(feature = "acl"))]
     fn restrict_from_jwk(self, _topics: &[&str]) -> Result<Self, KeyError> {
-        Err(KeyError::TopicFilter("mqtt_topics needs the acl feature of mqtt-sec-sign".into()))
+        Err(KeyError::TopicFilter(
+            "mqtt_topics needs the acl feature of mqtt-sec-sign".into(),
+        ))
     }
 
     /// Uses `kid` instead of the thumbprint.
@@ -189,7 +196,9 @@ impl TrustedKey {
     ) -> Result<Self, KeyError> {
         let parsed = filters
             .into_iter()
-            .map(|f| mqtt_sec_acl::TopicFilter::new(f).map_err(|e| KeyError::TopicFilter(e.to_string())))
+            .map(|f| {
+                mqtt_sec_acl::TopicFilter::new(f).map_err(|e| KeyError::TopicFilter(e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         self.topics.get_or_insert_with(Vec::new).extend(parsed);
         Ok(self)
@@ -258,7 +267,9 @@ impl KeyRegistry {
     pub fn insert(&self, key: TrustedKey) -> Result<(), KeyError> {
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         if keys.contains_key(key.kid()) {
-            return Err(KeyError::KidCollision { kid: key.kid().clone() });
+            return Err(KeyError::KidCollision {
+                kid: key.kid().clone(),
+            });
         }
         keys.insert(key.kid().clone(), Entry::Trusted(Arc::new(key)));
         Ok(())
@@ -271,7 +282,9 @@ impl KeyRegistry {
     /// two keys of the set with the same id; on error no key is added.
     pub fn insert_jwk_set(&self, jwks: &str) -> Result<usize, KeyError> {
         if jwks.len() > MAX_JWK_SET_LEN {
-            return Err(KeyError::Jwk(format!("larger than {MAX_JWK_SET_LEN} bytes")));
+            return Err(KeyError::Jwk(format!(
+                "larger than {MAX_JWK_SET_LEN} bytes"
+            )));
         }
         let set: serde_json::Value =
             serde_json::from_str(jwks).map_err(|e| KeyError::Jwk(e.to_string()))?;
@@ -279,13 +292,17 @@ impl KeyRegistry {
             .get("keys")
             .and_then(serde_json::Value::as_array)
             .ok_or_else(|| KeyError::Jwk("not a JWK Set: missing keys array".into()))?;
-        let parsed =
-            entries.iter().map(TrustedKey::from_jwk_value).collect::<Result<Vec<_>, _>>()?;
+        let parsed = entries
+            .iter()
+            .map(TrustedKey::from_jwk_value)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         let mut seen = std::collections::HashSet::new();
         for key in &parsed {
             if keys.contains_key(key.kid()) || !seen.insert(key.kid().clone()) {
-                return Err(KeyError::KidCollision { kid: key.kid().clone() });
+                return Err(KeyError::KidCollision {
+                    kid: key.kid().clone(),
+                });
             }
         }
         let count = parsed.len();
@@ -299,13 +316,18 @@ impl KeyRegistry {
     /// cannot be registered again. Returns whether the id was trusted before.
     pub fn revoke(&self, kid: &Kid) -> bool {
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        matches!(keys.insert(kid.clone(), Entry::Revoked), Some(Entry::Trusted(_)))
+        matches!(
+            keys.insert(kid.clone(), Entry::Revoked),
+            Some(Entry::Trusted(_))
+        )
     }
 
     /// Number of trusted (not revoked) keys.
     pub fn len(&self) -> usize {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.values().filter(|e| matches!(e, Entry::Trusted(_))).count()
+        keys.values()
+            .filter(|e| matches!(e, Entry::Trusted(_)))
+            .count()
     }
 
     /// Whether no key is trusted.
@@ -314,6 +336,10 @@ impl KeyRegistry {
     }
 
     pub(crate) fn get(&self, kid: &Kid) -> Option<Entry> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).get(kid).cloned()
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kid)
+            .cloned()
     }
 }

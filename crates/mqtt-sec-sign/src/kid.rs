@@ -91,7 +91,9 @@ mod tests {
     /// RFC 8037 appendix A.2 (public key) and A.3 (its thumbprint).
     #[test]
     fn rfc8037_thumbprint() {
-        let x = URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
         let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
         assert_eq!(
             Kid::thumbprint(&key).to_string(),

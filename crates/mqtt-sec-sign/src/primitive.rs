@@ -18,7 +18,8 @@ pub(crate) fn check_public_key(key: &VerifyingKey) -> Result<(), KeyError> {
 
 /// `verify_strict`: canonical S, R and A not of small order, exact R comparison.
 pub(crate) fn verify_one(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> bool {
-    key.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
+    key.verify_strict(message, &Signature::from_bytes(signature))
+        .is_ok()
 }
 
 /// Little-endian p = 2^255 - 19, the field modulus.
@@ -69,12 +70,15 @@ pub(crate) struct Item<'a> {
 /// strict verification rejects it. See `docs/envelope.md`.
 pub(crate) fn verify_many(items: &[Item<'_>]) -> Vec<bool> {
     let mut verdicts = vec![false; items.len()];
-    let candidates: Vec<usize> =
-        (0..items.len()).filter(|&i| batchable(items[i].signature)).collect();
+    let candidates: Vec<usize> = (0..items.len())
+        .filter(|&i| batchable(items[i].signature))
+        .collect();
     if candidates.len() >= 2 {
         let messages: Vec<&[u8]> = candidates.iter().map(|&i| items[i].message).collect();
-        let signatures: Vec<Signature> =
-            candidates.iter().map(|&i| Signature::from_bytes(items[i].signature)).collect();
+        let signatures: Vec<Signature> = candidates
+            .iter()
+            .map(|&i| Signature::from_bytes(items[i].signature))
+            .collect();
         let keys: Vec<VerifyingKey> = candidates.iter().map(|&i| *items[i].key).collect();
         if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
             for &i in &candidates {
@@ -88,4 +92,141 @@ pub(crate) fn verify_many(items: &[Item<'_>]) -> Vec<bool> {
         verdicts[i] = verify_one(item.key, item.message, item.signature);
     }
     verdicts
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signer as _, SigningKey};
+    use serde_json::Value;
+
+    use super::*;
+
+    fn data(name: &str) -> Value {
+        let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn hex(v: &Value) -> Vec<u8> {
+        hex::decode(v.as_str().unwrap()).unwrap()
+    }
+
+    /// RFC 8032 section 7.1: deterministic signatures, strict verification, key checks.
+    #[test]
+    fn rfc8032_known_answers() {
+        for case in data("rfc8032.json")["tests"].as_array().unwrap() {
+            let secret: [u8; 32] = hex(&case["secret"]).try_into().unwrap();
+            let key = SigningKey::from_bytes(&secret);
+            assert_eq!(
+                key.verifying_key().as_bytes().to_vec(),
+                hex(&case["public"])
+            );
+            let message = hex(&case["message"]);
+            let signature: [u8; 64] = hex(&case["signature"]).try_into().unwrap();
+            assert_eq!(key.sign(&message).to_bytes(), signature, "{}", case["name"]);
+            check_public_key(&key.verifying_key()).unwrap();
+            assert!(verify_one(&key.verifying_key(), &message, &signature));
+            let mut bad = signature;
+            bad[63] ^= 0x10;
+            assert!(!verify_one(&key.verifying_key(), &message, &bad));
+        }
+    }
+
+    /// cose-wg/Examples eddsa-sig-01: the ToBeSigned bytes signed with the RFC 8032 key.
+    #[test]
+    fn cose_wg_eddsa_sig_01() {
+        let case = data("cose-wg-eddsa-sig-01.json");
+        let secret: [u8; 32] = hex(&case["input"]["sign0"]["key"]["d_hex"])
+            .try_into()
+            .unwrap();
+        let tbs = hex::decode(case["intermediates"]["ToBeSign_hex"].as_str().unwrap()).unwrap();
+        let cbor = hex::decode(case["output"]["cbor"].as_str().unwrap()).unwrap();
+        let signature = SigningKey::from_bytes(&secret).sign(&tbs).to_bytes();
+        assert_eq!(&cbor[cbor.len() - 64..], &signature[..]);
+    }
+
+    /// Every Wycheproof ed25519 vector through key registration and strict
+    /// verification, and through the batch path next to valid signatures: each
+    /// `valid` case accepted, each `invalid` case rejected (the file has no
+    /// `acceptable` cases).
+    #[test]
+    fn wycheproof_ed25519() {
+        let file = data("ed25519_test.json");
+        let helper = SigningKey::from_bytes(&[42; 32]);
+        let helper_key = helper.verifying_key();
+        let helper_sigs: Vec<[u8; 64]> = (0u8..3).map(|i| helper.sign(&[i]).to_bytes()).collect();
+        let (mut valid, mut invalid) = (0, 0);
+        for group in file["testGroups"].as_array().unwrap() {
+            let pk: [u8; 32] = hex(&group["publicKey"]["pk"]).try_into().unwrap();
+            let key = VerifyingKey::from_bytes(&pk)
+                .ok()
+                .filter(|k| check_public_key(k).is_ok());
+            for case in group["tests"].as_array().unwrap() {
+                let id = &case["tcId"];
+                let message = hex(&case["msg"]);
+                let signature: Option<[u8; 64]> = hex(&case["sig"]).try_into().ok();
+                let (single, batched) = match (&key, &signature) {
+                    (Some(key), Some(signature)) => {
+                        let mut items: Vec<Item<'_>> = helper_sigs
+                            .iter()
+                            .zip([[0u8], [1], [2]].iter())
+                            .map(|(s, m)| Item {
+                                key: &helper_key,
+                                message: m,
+                                signature: s,
+                            })
+                            .collect();
+                        items.insert(
+                            1,
+                            Item {
+                                key,
+                                message: &message,
+                                signature,
+                            },
+                        );
+                        let verdicts = verify_many(&items);
+                        assert!(
+                            verdicts[0] && verdicts[2] && verdicts[3],
+                            "tcId {id}: helpers"
+                        );
+                        (verify_one(key, &message, signature), verdicts[1])
+                    }
+                    _ => (false, false),
+                };
+                match case["result"].as_str().unwrap() {
+                    "valid" => {
+                        assert!(single && batched, "tcId {id} valid but rejected");
+                        valid += 1;
+                    }
+                    "invalid" => {
+                        assert!(!single && !batched, "tcId {id} invalid but accepted");
+                        invalid += 1;
+                    }
+                    other => panic!("tcId {id}: unexpected result {other}"),
+                }
+            }
+        }
+        assert_eq!((valid, invalid), (88, 63));
+    }
+
+    #[test]
+    fn batch_pinpoints_the_bad_signature() {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let vk = key.verifying_key();
+        let messages: Vec<Vec<u8>> = (0u8..20).map(|i| vec![i; 40]).collect();
+        let mut signatures: Vec<[u8; 64]> =
+            messages.iter().map(|m| key.sign(m).to_bytes()).collect();
+        signatures[13][5] ^= 1;
+        let items: Vec<Item<'_>> = messages
+            .iter()
+            .zip(&signatures)
+            .map(|(m, s)| Item {
+                key: &vk,
+                message: m,
+                signature: s,
+            })
+            .collect();
+        let verdicts = verify_many(&items);
+        assert_eq!(verdicts.iter().filter(|v| !**v).count(), 1);
+        assert!(!verdicts[13]);
+    }
 }

@@ -44,7 +44,11 @@ impl ReplayWindow {
     /// An empty window of `size` numbers (clamped to 1..=65,536).
     pub fn new(size: usize) -> Self {
         let size = size.clamp(1, MAX_WINDOW);
-        Self { size, highest: None, bits: vec![0; size.div_ceil(64)] }
+        Self {
+            size,
+            highest: None,
+            bits: vec![0; size.div_ceil(64)],
+        }
     }
 
     /// A window that refuses everything up to and including `highest`: how to
@@ -76,7 +80,9 @@ impl ReplayWindow {
     /// # Errors
     /// [`ReplayRejection::Replayed`] or [`ReplayRejection::TooOld`].
     pub fn check(&self, seq: u64) -> Result<(), ReplayRejection> {
-        let Some(highest) = self.highest else { return Ok(()) };
+        let Some(highest) = self.highest else {
+            return Ok(());
+        };
         if seq > highest {
             return Ok(());
         }
@@ -160,17 +166,27 @@ pub struct MemoryReplayStore {
 impl MemoryReplayStore {
     /// A store with windows of `size` sequence numbers.
     pub fn new(size: usize) -> Self {
-        Self { size, windows: Mutex::new(HashMap::new()) }
+        Self {
+            size,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Starts `kid` with a window (for example one resumed from persisted state).
     pub fn set_window(&self, kid: Kid, window: ReplayWindow) {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).insert(kid, window);
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kid, window);
     }
 
     /// A copy of the window of `kid`, to persist it.
     pub fn window(&self, kid: &Kid) -> Option<ReplayWindow> {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).get(kid).cloned()
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kid)
+            .cloned()
     }
 }
 
@@ -203,7 +219,9 @@ mod tests {
 
     /// The window, written from its definition over the set of accepted numbers.
     fn reference(accepted: &BTreeSet<u64>, size: usize, seq: u64) -> Result<(), ReplayRejection> {
-        let Some(&highest) = accepted.last() else { return Ok(()) };
+        let Some(&highest) = accepted.last() else {
+            return Ok(());
+        };
         if seq > highest {
             Ok(())
         } else if highest - seq >= size as u64 {
@@ -241,11 +259,17 @@ mod tests {
             assert_eq!(w.check_and_record(seq), Ok(()), "{seq}");
         }
         assert_eq!(w.check_and_record(98), Err(ReplayRejection::Replayed));
-        assert_eq!(w.check_and_record(36), Err(ReplayRejection::TooOld { highest: 100 }));
+        assert_eq!(
+            w.check_and_record(36),
+            Err(ReplayRejection::TooOld { highest: 100 })
+        );
         assert_eq!(w.check_and_record(164), Ok(()));
         assert_eq!(w.check_and_record(164), Err(ReplayRejection::Replayed));
         assert_eq!(w.check_and_record(101), Ok(()));
-        assert_eq!(w.check_and_record(100), Err(ReplayRejection::TooOld { highest: 164 }));
+        assert_eq!(
+            w.check_and_record(100),
+            Err(ReplayRejection::TooOld { highest: 164 })
+        );
     }
 
     #[test]
@@ -253,7 +277,10 @@ mod tests {
         let mut w = ReplayWindow::resume_after(64, 1000);
         assert_eq!(w.check_and_record(1000), Err(ReplayRejection::Replayed));
         assert_eq!(w.check_and_record(990), Err(ReplayRejection::Replayed));
-        assert_eq!(w.check_and_record(900), Err(ReplayRejection::TooOld { highest: 1000 }));
+        assert_eq!(
+            w.check_and_record(900),
+            Err(ReplayRejection::TooOld { highest: 1000 })
+        );
         assert_eq!(w.check_and_record(1001), Ok(()));
     }
 }

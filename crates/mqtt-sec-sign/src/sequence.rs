@@ -34,7 +34,9 @@ pub struct FileSequenceStore {
 impl FileSequenceStore {
     /// A store at `path`; the file is created on the first reservation.
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Self { path: path.as_ref().to_owned() }
+        Self {
+            path: path.as_ref().to_owned(),
+        }
     }
 }
 
@@ -42,7 +44,10 @@ impl SequenceStore for FileSequenceStore {
     fn load(&self) -> io::Result<Option<u64>> {
         match fs::read_to_string(&self.path) {
             Ok(text) => text.trim().parse().map(Some).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "sequence file is not a decimal number")
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "sequence file is not a decimal number",
+                )
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

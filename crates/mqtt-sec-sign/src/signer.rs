@@ -67,7 +67,11 @@ impl Signer {
             key,
             kid,
             clock: Arc::new(SystemClock),
-            sequence: Mutex::new(Sequence { last: None, store: None, reserved: 0 }),
+            sequence: Mutex::new(Sequence {
+                last: None,
+                store: None,
+                reserved: 0,
+            }),
         }
     }
 
@@ -87,7 +91,9 @@ impl Signer {
     /// # Errors
     /// [`KeyError::Pkcs8`] if the PEM is not an Ed25519 PKCS#8 key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
-        SigningKey::from_pkcs8_pem(pem).map(Self::new).map_err(|_| KeyError::Pkcs8)
+        SigningKey::from_pkcs8_pem(pem)
+            .map(Self::new)
+            .map_err(|_| KeyError::Pkcs8)
     }
 
     /// A signer from a PKCS#8 DER private key.
@@ -95,7 +101,9 @@ impl Signer {
     /// # Errors
     /// [`KeyError::Pkcs8`] if the DER is not an Ed25519 PKCS#8 key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        SigningKey::from_pkcs8_der(der).map(Self::new).map_err(|_| KeyError::Pkcs8)
+        SigningKey::from_pkcs8_der(der)
+            .map(Self::new)
+            .map_err(|_| KeyError::Pkcs8)
     }
 
     /// Uses `kid` instead of the thumbprint.
@@ -120,7 +128,10 @@ impl Signer {
     /// # Errors
     /// [`SignError::SequenceStore`] if the store cannot be read or cannot reserve;
     /// [`SignError::SequenceExhausted`] if it is at the end of the sequence space.
-    pub fn with_sequence_store(self, store: impl SequenceStore + 'static) -> Result<Self, SignError> {
+    pub fn with_sequence_store(
+        self,
+        store: impl SequenceStore + 'static,
+    ) -> Result<Self, SignError> {
         let loaded = store.load().map_err(SignError::SequenceStore)?;
         let start = match loaded {
             Some(n) => n.checked_add(1).ok_or(SignError::SequenceExhausted)?,
@@ -129,8 +140,11 @@ impl Signer {
         let reserved = start.saturating_add(RESERVE_BLOCK - 1);
         store.reserve(reserved).map_err(SignError::SequenceStore)?;
         let last = start.checked_sub(1);
-        *self.sequence.lock().unwrap_or_else(|e| e.into_inner()) =
-            Sequence { last, store: Some(Box::new(store)), reserved };
+        *self.sequence.lock().unwrap_or_else(|e| e.into_inner()) = Sequence {
+            last,
+            store: Some(Box::new(store)),
+            reserved,
+        };
         Ok(self)
     }
 
@@ -171,7 +185,8 @@ impl Signer {
             }
             next
         } else {
-            let micros = u64::try_from(since_epoch(self.clock.now()).as_micros()).unwrap_or(u64::MAX);
+            let micros =
+                u64::try_from(since_epoch(self.clock.now()).as_micros()).unwrap_or(u64::MAX);
             next.max(micros)
         };
         state.last = Some(seq);

@@ -40,7 +40,10 @@ mod tests {
         assert_eq!(check_topic_name("a/+/b"), Err(TopicNameError::Wildcard));
         assert_eq!(check_topic_name("a/#"), Err(TopicNameError::Wildcard));
         assert_eq!(check_topic_name("a\0b"), Err(TopicNameError::Nul));
-        assert_eq!(check_topic_name(&"a".repeat(65_536)), Err(TopicNameError::TooLong));
+        assert_eq!(
+            check_topic_name(&"a".repeat(65_536)),
+            Err(TopicNameError::TooLong)
+        );
         assert!(check_topic_name(&"a".repeat(65_535)).is_ok());
         assert!(check_topic_name("/").is_ok());
         assert!(check_topic_name("$SYS/x").is_ok());

@@ -46,19 +46,30 @@ pub struct Message<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Body<'a> {
     Envelope(&'a [u8]),
-    Detached { payload: &'a [u8], signature: &'a str },
+    Detached {
+        payload: &'a [u8],
+        signature: &'a str,
+    },
 }
 
 impl<'a> Message<'a> {
     /// A message whose MQTT payload is an envelope with the payload attached.
     pub fn envelope(topic: &'a str, envelope: &'a [u8]) -> Self {
-        Self { topic, body: Body::Envelope(envelope), delivery: Delivery::Live }
+        Self {
+            topic,
+            body: Body::Envelope(envelope),
+            delivery: Delivery::Live,
+        }
     }
 
     /// An MQTT v5 message whose payload travels unchanged and whose signature is
     /// the value of the [`DETACHED_PROPERTY`](crate::DETACHED_PROPERTY) user property.
     pub fn detached(topic: &'a str, payload: &'a [u8], signature: &'a str) -> Self {
-        Self { topic, body: Body::Detached { payload, signature }, delivery: Delivery::Live }
+        Self {
+            topic,
+            body: Body::Detached { payload, signature },
+            delivery: Delivery::Live,
+        }
     }
 
     /// Sets how the message was delivered.
@@ -71,7 +82,11 @@ impl<'a> Message<'a> {
     /// Marks the message retained (`true`) or live, from the MQTT retain flag.
     #[must_use]
     pub fn retained(self, retain: bool) -> Self {
-        self.delivery(if retain { Delivery::Retained } else { Delivery::Live })
+        self.delivery(if retain {
+            Delivery::Retained
+        } else {
+            Delivery::Live
+        })
     }
 }
 
@@ -288,14 +303,20 @@ impl Verifier {
         let parsed = match message.body {
             Body::Envelope(bytes) => {
                 if bytes.len() > self.max_envelope {
-                    return Err(VerifyError::TooLarge { len: bytes.len(), max: self.max_envelope });
+                    return Err(VerifyError::TooLarge {
+                        len: bytes.len(),
+                        max: self.max_envelope,
+                    });
                 }
                 envelope::decode(bytes)?
             }
             Body::Detached { signature, .. } => {
                 let max = self.max_envelope.div_ceil(3) * 4;
                 if signature.len() > max {
-                    return Err(VerifyError::TooLarge { len: signature.len(), max });
+                    return Err(VerifyError::TooLarge {
+                        len: signature.len(),
+                        max,
+                    });
                 }
                 let bytes = URL_SAFE_NO_PAD
                     .decode(signature)
@@ -329,7 +350,12 @@ impl Verifier {
             });
         }
         let tbs = envelope::sig_structure(&parsed.protected, message.topic, &payload);
-        Ok(Candidate { parsed, payload, key, tbs })
+        Ok(Candidate {
+            parsed,
+            payload,
+            key,
+            tbs,
+        })
     }
 
     /// Everything after the signature: freshness, then the replay window.
@@ -343,7 +369,9 @@ impl Verifier {
         if !signature_ok {
             return Err(VerifyError::SignatureInvalid);
         }
-        let Candidate { parsed, payload, .. } = candidate;
+        let Candidate {
+            parsed, payload, ..
+        } = candidate;
         let issued = Duration::from_secs(parsed.iat);
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let max_age = match message.delivery {
@@ -356,18 +384,26 @@ impl Verifier {
                 return Err(VerifyError::FromFuture { ahead });
             }
         } else if now - issued > max_age {
-            return Err(VerifyError::Stale { age: now - issued, max: max_age });
+            return Err(VerifyError::Stale {
+                age: now - issued,
+                max: max_age,
+            });
         }
         if message.delivery == Delivery::Live {
-            self.replay.check_and_record(&parsed.kid, parsed.seq).map_err(|r| match r {
-                ReplayRejection::Replayed => {
-                    VerifyError::Replayed { kid: parsed.kid.clone(), seq: parsed.seq }
-                }
-                ReplayRejection::TooOld { highest } => {
-                    VerifyError::SequenceTooOld { kid: parsed.kid.clone(), seq: parsed.seq, highest }
-                }
-                ReplayRejection::Store(e) => VerifyError::ReplayStore(e),
-            })?;
+            self.replay
+                .check_and_record(&parsed.kid, parsed.seq)
+                .map_err(|r| match r {
+                    ReplayRejection::Replayed => VerifyError::Replayed {
+                        kid: parsed.kid.clone(),
+                        seq: parsed.seq,
+                    },
+                    ReplayRejection::TooOld { highest } => VerifyError::SequenceTooOld {
+                        kid: parsed.kid.clone(),
+                        seq: parsed.seq,
+                        highest,
+                    },
+                    ReplayRejection::Store(e) => VerifyError::ReplayStore(e),
+                })?;
         }
         Ok(Verified {
             kid: parsed.kid,

@@ -7,6 +7,7 @@ mod error;
 mod mosquitto;
 mod passwords;
 mod pki;
+mod python;
 mod skip;
 mod tool;
 
@@ -20,6 +21,7 @@ pub use passwords::PasswordFile;
 pub use pki::{
     CaCert, CertSpec, IssuedBy, IssuedCert, KeyAlg, TestPki, TestPkiBuilder, Usage, Validity,
 };
+pub use python::PythonScript;
 pub use skip::{in_ci, or_skip};
 
 /// The certificate and key types of the public API, re-exported so users

@@ -45,6 +45,13 @@ pub(crate) const OPENSSL: Tool = Tool {
     hint: "install it (Debian/Ubuntu: `apt-get install -y openssl`) or set MQTT_SEC_OPENSSL to the binary",
 };
 
+pub(crate) const PYTHON: Tool = Tool {
+    name: "python3",
+    env_var: "MQTT_SEC_PYTHON",
+    extra_dirs: &[],
+    hint: "install Python 3 (Debian/Ubuntu: `apt-get install -y python3 python3-pip`) or set MQTT_SEC_PYTHON to the interpreter",
+};
+
 impl Tool {
     /// The program's path: the environment override, then `PATH`, then the
     /// extra directories.
