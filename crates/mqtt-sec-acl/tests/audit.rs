@@ -4,34 +4,10 @@
 // Test code: a failed unwrap or panic is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use mqtt_sec_acl::{Action, PolicyIndex, Principal, mosquitto};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn captured(run: impl FnOnce()) -> String {
-    let sink = Captured::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_target(true)
-        .finish();
-    tracing::subscriber::with_default(subscriber, run);
-    String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    mqtt_sec_testkit::capture_logs(run).1
 }
 
 #[test]

@@ -172,10 +172,12 @@ impl Verifier {
     /// that is not UTF-8 or empty (an unresolved alias);
     /// [`MalformedEnvelope::BadDetachedProperty`] for a repeated property.
     pub fn verify_publish_v5(&self, publish: &PublishV5) -> Result<Verified, VerifyError> {
-        let topic = std::str::from_utf8(&publish.topic)
+        let Some(topic) = std::str::from_utf8(&publish.topic)
             .ok()
             .filter(|t| !t.is_empty())
-            .ok_or(VerifyError::InvalidTopic(TopicNameError::NotUtf8))?;
+        else {
+            return reject("<not UTF-8 or empty>", TopicNameError::NotUtf8.into());
+        };
         let mut signatures = publish
             .properties
             .iter()
@@ -186,9 +188,16 @@ impl Verifier {
             (None, _) => Message::envelope(topic, &publish.payload),
             (Some(signature), None) => Message::detached(topic, &publish.payload, signature),
             (Some(_), Some(_)) => {
-                return Err(MalformedEnvelope::BadDetachedProperty.into());
+                return reject(topic, MalformedEnvelope::BadDetachedProperty.into());
             }
         };
         self.verify_message(&message.retained(publish.retain))
     }
+}
+
+/// Audits and returns a rejection found before the verifier saw the message.
+fn reject(topic: &str, error: VerifyError) -> Result<Verified, VerifyError> {
+    let result = Err(error);
+    crate::verifier::audit(topic, None, &result);
+    result
 }

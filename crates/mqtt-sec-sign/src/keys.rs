@@ -173,10 +173,10 @@ impl TrustedKey {
         not_before: Option<SystemTime>,
         not_after: Option<SystemTime>,
     ) -> Result<Self, KeyError> {
-        if let (Some(nb), Some(na)) = (not_before, not_after) {
-            if na < nb {
-                return Err(KeyError::EmptyValidity);
-            }
+        if let (Some(nb), Some(na)) = (not_before, not_after)
+            && na < nb
+        {
+            return Err(KeyError::EmptyValidity);
         }
         self.not_before = not_before;
         self.not_after = not_after;

@@ -1,6 +1,7 @@
 //! Key ids and RFC 7638 thumbprints.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,13 +13,13 @@ use crate::error::KeyError;
 /// Longest key id accepted, in bytes.
 pub const MAX_KID_LEN: usize = 256;
 
-/// A key id: the bytes of the COSE `kid` header.
+/// A key id: the bytes of the COSE `kid` header (cheap to clone).
 ///
 /// By default it is the RFC 7638 JWK thumbprint of the public key, as its
 /// base64url text (43 ASCII bytes), so that the `kid` of a JWK Set entry and the
 /// `kid` of an envelope are the same string.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Kid(Box<[u8]>);
+pub struct Kid(Arc<[u8]>);
 
 impl Kid {
     /// A key id from raw bytes (1 to 256).
@@ -30,12 +31,12 @@ impl Kid {
         if bytes.is_empty() || bytes.len() > MAX_KID_LEN {
             return Err(KeyError::BadKid);
         }
-        Ok(Self(bytes.into_boxed_slice()))
+        Ok(Self(bytes.into()))
     }
 
     /// The RFC 7638 thumbprint of an Ed25519 public key (RFC 8037 section 2 members).
     pub fn thumbprint(key: &VerifyingKey) -> Self {
-        Self(jwk_thumbprint(key).into_bytes().into_boxed_slice())
+        Self(jwk_thumbprint(key).into_bytes().into())
     }
 
     /// The raw bytes.
@@ -43,8 +44,8 @@ impl Kid {
         &self.0
     }
 
-    pub(crate) fn from_envelope(bytes: Vec<u8>) -> Option<Self> {
-        (!bytes.is_empty() && bytes.len() <= MAX_KID_LEN).then(|| Self(bytes.into_boxed_slice()))
+    pub(crate) fn from_envelope(bytes: &[u8]) -> Option<Self> {
+        (!bytes.is_empty() && bytes.len() <= MAX_KID_LEN).then(|| Self(bytes.into()))
     }
 }
 

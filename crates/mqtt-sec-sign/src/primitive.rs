@@ -1,7 +1,6 @@
 //! Ed25519 as this crate uses it: strict single verification, key checks, and a
 //! batch fast path that accepts what strict verification accepts.
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::error::KeyError;
@@ -30,27 +29,44 @@ const P: [u8; 32] = {
     p
 };
 
-/// Whether a signature may join a batch: its R must be a canonical encoding of a
-/// point that is not of small order, the two R properties `verify_strict`
-/// checks and the batch equation does not. Anything else goes to single
-/// verification, which rejects it.
+/// The y coordinates (little-endian, sign bit clear) of the eight points of
+/// small order: 1 (the identity), p - 1 (order 2), 0 (order 4), and the two of
+/// order 8. A point is of small order exactly when its y is one of these.
+const SMALL_ORDER_Y: [[u8; 32]; 5] = {
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let mut minus_one = P;
+    minus_one[0] = 0xec;
+    [
+        one,
+        minus_one,
+        [0u8; 32],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+    ]
+};
+
+/// Whether a signature may join a batch: its R must be a canonical encoding
+/// (y < p) and not of a point of small order, the two R properties
+/// `verify_strict` checks and the batch equation does not. Both are byte
+/// comparisons, so the batch does not pay for a second decompression of R. An
+/// R that is not a point at all fails the batch, and single verification then
+/// rejects it.
 fn batchable(signature: &[u8; 64]) -> bool {
     let mut y = [0u8; 32];
     y.copy_from_slice(&signature[..32]);
     y[31] &= 0x7f;
-    // Canonical means y < p; compare as little-endian numbers, most significant byte first.
-    if y.iter().rev().cmp(P.iter().rev()) != std::cmp::Ordering::Less {
-        return false;
-    }
-    CompressedEdwardsY(y_with_sign(signature))
-        .decompress()
-        .is_some_and(|r| !r.is_small_order())
-}
-
-fn y_with_sign(signature: &[u8; 64]) -> [u8; 32] {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&signature[..32]);
-    r
+    // Compare as little-endian numbers: most significant byte first.
+    let canonical = y.iter().rev().cmp(P.iter().rev()) == std::cmp::Ordering::Less;
+    canonical && !SMALL_ORDER_Y.contains(&y)
 }
 
 /// One signature to check.
@@ -206,6 +222,56 @@ mod tests {
             }
         }
         assert_eq!((valid, invalid), (88, 63));
+    }
+
+    /// The byte test for small order agrees with decompressing and asking
+    /// curve25519-dalek, on the small-order encodings and on random ones.
+    #[test]
+    fn small_order_blocklist_matches_decompression() {
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        let mut encodings: Vec<[u8; 32]> = SMALL_ORDER_Y.to_vec();
+        for y in SMALL_ORDER_Y {
+            let mut negative = y;
+            negative[31] |= 0x80;
+            encodings.push(negative);
+        }
+        let key = SigningKey::from_bytes(&[1; 32]);
+        for i in 0u32..2000 {
+            encodings.push(
+                key.sign(&i.to_le_bytes()).to_bytes()[..32]
+                    .try_into()
+                    .unwrap(),
+            );
+            let mut random = [0u8; 32];
+            random[..4].copy_from_slice(&i.to_le_bytes());
+            random[31] = (i % 256) as u8 & 0x7f;
+            encodings.push(random);
+        }
+        // Non-canonical: y = p + k, which decompress reduces modulo p.
+        for k in 0u8..19 {
+            let mut y = P;
+            y[0] = 0xed + k;
+            encodings.push(y);
+        }
+        let mut small = 0;
+        for r in encodings {
+            let mut signature = [0u8; 64];
+            signature[..32].copy_from_slice(&r);
+            let Some(point) = CompressedEdwardsY(r).decompress() else {
+                continue;
+            };
+            let canonical = point.compress().to_bytes() == r;
+            assert_eq!(
+                batchable(&signature),
+                canonical && !point.is_small_order(),
+                "{r:02x?}"
+            );
+            small += usize::from(point.is_small_order());
+        }
+        assert!(
+            small >= 10,
+            "the small-order encodings were tested: {small}"
+        );
     }
 
     #[test]

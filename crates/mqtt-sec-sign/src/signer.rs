@@ -20,12 +20,14 @@ const RESERVE_BLOCK: u64 = 1024;
 
 /// Signs MQTT messages into envelopes.
 ///
-/// Each envelope carries the key id, the issue time and a sequence number that
-/// is strictly greater than the one before. By default the sequence number is
-/// `max(previous + 1, microseconds since the Unix epoch)`, so it keeps growing
-/// across restarts as long as the clock does not go backwards and the signer
-/// averages less than one message per microsecond. Where the clock cannot be
-/// trusted, [`Signer::with_sequence_store`] persists the counter instead.
+/// Each envelope carries the key id, the issue time and a sequence number one
+/// greater than the one before, so subscribers' replay windows see dense
+/// numbers and tolerate reordering. By default the first number is the time in
+/// microseconds since the Unix epoch: a restarted signer starts above
+/// everything it signed before as long as the clock did not go backwards and
+/// it signed fewer messages than microseconds passed (a million per second).
+/// Where the clock cannot be trusted, [`Signer::with_sequence_store`] persists
+/// the counter instead.
 ///
 /// The signing key is zeroized on drop and never printed.
 ///
@@ -177,17 +179,20 @@ impl Signer {
             Some(last) => last.checked_add(1).ok_or(SignError::SequenceExhausted)?,
             None => 0,
         };
-        let seq = if let Some(store) = &state.store {
-            if next > state.reserved {
-                let reserved = next.saturating_add(RESERVE_BLOCK - 1);
-                store.reserve(reserved).map_err(SignError::SequenceStore)?;
-                state.reserved = reserved;
+        let seq = match (&state.store, state.last) {
+            (Some(store), _) => {
+                if next > state.reserved {
+                    let reserved = next.saturating_add(RESERVE_BLOCK - 1);
+                    store.reserve(reserved).map_err(SignError::SequenceStore)?;
+                    state.reserved = reserved;
+                }
+                next
             }
-            next
-        } else {
-            let micros =
-                u64::try_from(since_epoch(self.clock.now()).as_micros()).unwrap_or(u64::MAX);
-            next.max(micros)
+            (None, Some(_)) => next,
+            // The first number of a clock-seeded signer: the time in microseconds.
+            (None, None) => {
+                u64::try_from(since_epoch(self.clock.now()).as_micros()).unwrap_or(u64::MAX)
+            }
         };
         state.last = Some(seq);
         Ok(seq)

@@ -23,11 +23,27 @@ pub(crate) fn check_topic_name(topic: &str) -> Result<(), TopicNameError> {
 
 /// At most 256 bytes of the topic, cut at a character boundary, for errors and audit events.
 pub(crate) fn bounded(topic: &str) -> String {
-    let mut end = topic.len().min(256);
-    while !topic.is_char_boundary(end) {
-        end -= 1;
+    Bounded(topic).as_str().to_owned()
+}
+
+/// Displays at most 256 bytes of a topic, without allocating unless formatted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounded<'a>(pub(crate) &'a str);
+
+impl<'a> Bounded<'a> {
+    fn as_str(self) -> &'a str {
+        let mut end = self.0.len().min(256);
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        &self.0[..end]
     }
-    topic[..end].to_owned()
+}
+
+impl std::fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]

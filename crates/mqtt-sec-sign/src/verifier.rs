@@ -123,7 +123,10 @@ impl Verified {
 
     /// When the signer says it signed it (whole seconds).
     pub fn issued_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.issued_at)
+        // Freshness bounded it by the verifier's clock, so this cannot overflow.
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(self.issued_at))
+            .unwrap_or(UNIX_EPOCH)
     }
 
     /// The signer's sequence number.
@@ -260,7 +263,7 @@ impl Verifier {
             );
             self.postcheck(candidate, signature_ok, message, now)
         });
-        audit(message, kid.as_ref(), &result);
+        audit(message.topic, kid.as_ref(), &result);
         result
     }
 
@@ -292,7 +295,7 @@ impl Verifier {
                     let ok = verdicts.next().unwrap_or(false);
                     self.postcheck(c, ok, message, now)
                 });
-                audit(message, kid.as_ref(), &result);
+                audit(message.topic, kid.as_ref(), &result);
                 result
             })
             .collect()
@@ -416,8 +419,8 @@ impl Verifier {
 }
 
 /// One audit event per decision: kid, topic and reason, never the payload.
-fn audit(message: &Message<'_>, kid: Option<&Kid>, result: &Result<Verified, VerifyError>) {
-    let topic = topic::bounded(message.topic);
+pub(crate) fn audit(topic: &str, kid: Option<&Kid>, result: &Result<Verified, VerifyError>) {
+    let topic = topic::Bounded(topic);
     match result {
         Ok(v) => tracing::debug!(
             target: "mqtt_sec::audit",
@@ -425,13 +428,14 @@ fn audit(message: &Message<'_>, kid: Option<&Kid>, result: &Result<Verified, Ver
         ),
         Err(e) => {
             let kid = match (kid, e) {
-                (Some(kid), _) => kid.to_string(),
-                (_, VerifyError::UnknownKid { kid })
+                (Some(kid), _)
+                | (_, VerifyError::UnknownKid { kid })
                 | (_, VerifyError::KeyRevoked { kid })
                 | (_, VerifyError::KeyNotValid { kid })
-                | (_, VerifyError::TopicNotAllowed { kid, .. }) => kid.to_string(),
-                _ => "-".to_owned(),
+                | (_, VerifyError::TopicNotAllowed { kid, .. }) => Some(kid),
+                _ => None,
             };
+            let kid = kid.map_or_else(|| "-".to_owned(), Kid::to_string);
             tracing::warn!(
                 target: "mqtt_sec::audit",
                 kid = %kid, topic = %topic, reason = e.reason(), error = %e,

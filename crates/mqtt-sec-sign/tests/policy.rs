@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use coset::HeaderBuilder;
 use coset::cbor::value::Value;
 use coset::iana::{Algorithm, HeaderParameter};
-use coset::{HeaderBuilder, Label};
 use ed25519_dalek::SigningKey;
 use mqtt_sec_sign::replay::MemoryReplayStore;
 use mqtt_sec_sign::{
@@ -593,7 +593,6 @@ fn missing_or_malformed_claims_and_kid_are_rejected() {
             .seq(),
         9
     );
-    let _ = Label::Int(15);
 }
 
 /// The group order L, little-endian.

@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod logs;
 mod mosquitto;
 mod passwords;
 mod pki;
@@ -16,6 +17,7 @@ mod tool;
 pub mod client;
 
 pub use error::{Error, Result};
+pub use logs::capture_logs;
 pub use mosquitto::{ListenerKind, Mosquitto, MosquittoBuilder, TlsListener, TlsVersion};
 pub use passwords::PasswordFile;
 pub use pki::{

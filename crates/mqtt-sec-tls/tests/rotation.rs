@@ -235,20 +235,6 @@ async fn reloaded_roots_apply_to_the_next_connection() {
 /// explicit reload reports again.
 #[test]
 fn refused_files_are_audited_once_per_content() {
-    use std::io::Write;
-    use std::sync::Mutex;
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     let mut pki = TestPki::new().unwrap();
     let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
     let (chain, key) = (pki.dir().join("srv-chain.pem"), pki.dir().join("srv.key"));
@@ -268,19 +254,12 @@ fn refused_files_are_audited_once_per_content() {
         .config();
     std::fs::write(&key, b"not a key").unwrap();
 
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), log) = mqtt_sec_testkit::capture_logs(|| {
         for _ in 0..3 {
             handshake(&client, &server, "localhost").unwrap(); // the old certificate keeps serving
         }
         assert!(identity.reload().is_err());
     });
-    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     assert_eq!(
         log.matches("tls identity files refused").count(),
         2,

@@ -1,0 +1,282 @@
+//! Key loading and the key registry: PKCS#8 PEM from openssl, SPKI PEM, JWK and
+//! JWK Sets (RFC 8037), thumbprints, refusals, and persisted sequence numbers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::Command;
+
+use mqtt_sec_sign::{
+    FileSequenceStore, KeyError, KeyRegistry, SequenceStore, SignError, Signer, TrustedKey,
+    Verifier, envelope,
+};
+use mqtt_sec_testkit::in_ci;
+use support::{Fixture, NOW};
+
+/// RFC 8037 appendix A.2: the public key as a JWK, and A.3 its thumbprint.
+const RFC8037_JWK: &str =
+    r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+const RFC8037_KID: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+
+#[test]
+fn rfc8037_jwk_loads_under_its_thumbprint() {
+    let key = TrustedKey::from_jwk(RFC8037_JWK).unwrap();
+    assert_eq!(key.kid().to_string(), RFC8037_KID);
+    // The same key as the RFC 8032 TEST 1 secret, so the signer agrees.
+    assert_eq!(Fixture::new().signer.kid().to_string(), RFC8037_KID);
+}
+
+#[test]
+fn jwk_refusals() {
+    let cases: &[(&str, KeyError)] = &[
+        (
+            r#"{"kty":"EC","crv":"P-256","x":"a","y":"b"}"#,
+            KeyError::UnsupportedJwk,
+        ),
+        (
+            r#"{"kty":"OKP","crv":"X25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+            KeyError::UnsupportedJwk,
+        ),
+        (
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}"#,
+            KeyError::PrivateKeyInPublicSet,
+        ),
+        (
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMl"}"#,
+            KeyError::InvalidPublicKey,
+        ),
+        (
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo="}"#,
+            KeyError::InvalidPublicKey,
+        ),
+        // The identity point: small order.
+        (
+            r#"{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+            KeyError::WeakKey,
+        ),
+        (
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":""}"#,
+            KeyError::BadKid,
+        ),
+    ];
+    for (jwk, expected) in cases {
+        assert_eq!(
+            TrustedKey::from_jwk(jwk).err().as_ref(),
+            Some(expected),
+            "{jwk}"
+        );
+    }
+    for jwk in [
+        "not json",
+        "[]",
+        r#"{"kty":"OKP","crv":"Ed25519"}"#,
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc"}"#,
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"ES256"}"#,
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","key_ops":["sign"]}"#,
+        r#"{"kty":"OKP","crv":"Ed25519","x":7}"#,
+    ] {
+        assert!(
+            matches!(TrustedKey::from_jwk(jwk), Err(KeyError::Jwk(_))),
+            "{jwk}"
+        );
+    }
+    let huge = format!(
+        r#"{{"pad":"{}"}}"#,
+        "a".repeat(mqtt_sec_sign::MAX_JWK_SET_LEN)
+    );
+    assert!(matches!(TrustedKey::from_jwk(&huge), Err(KeyError::Jwk(_))));
+}
+
+#[test]
+fn jwk_set_loads_all_or_nothing_with_topics_and_rotation() {
+    let old = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
+    let new = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[2; 32]));
+    let jwk = |s: &Signer, extra: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(&s.public_jwk()).unwrap();
+        if !extra.is_empty() {
+            v["mqtt_topics"] = serde_json::from_str(extra).unwrap();
+        }
+        v
+    };
+    let set =
+        serde_json::json!({"keys": [jwk(&old, ""), jwk(&new, r#"["sensors/#"]"#)]}).to_string();
+    let registry = KeyRegistry::new();
+    assert_eq!(registry.insert_jwk_set(&set).unwrap(), 2);
+    let verifier = Verifier::new(registry.clone());
+    // Rotation: old and new keys side by side.
+    verifier
+        .verify("x/y", &old.sign("x/y", b"1").unwrap())
+        .unwrap();
+    verifier
+        .verify("sensors/a", &new.sign("sensors/a", b"1").unwrap())
+        .unwrap();
+    #[cfg(feature = "acl")]
+    assert!(matches!(
+        verifier.verify("x/y", &new.sign("x/y", b"1").unwrap()),
+        Err(mqtt_sec_sign::VerifyError::TopicNotAllowed { .. })
+    ));
+    // Loading the same set again collides, and adds nothing.
+    assert!(matches!(
+        registry.insert_jwk_set(&set),
+        Err(KeyError::KidCollision { .. })
+    ));
+    assert_eq!(registry.len(), 2);
+
+    // A set with one bad key adds nothing.
+    let third = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
+    let bad = serde_json::json!({"keys": [jwk(&third, ""), {"kty": "OKP", "crv": "Ed25519", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}).to_string();
+    assert_eq!(registry.insert_jwk_set(&bad), Err(KeyError::WeakKey));
+    assert_eq!(registry.len(), 2);
+    // Two keys of one set with the same kid.
+    let dup = serde_json::json!({"keys": [jwk(&third, ""), jwk(&third, "")]}).to_string();
+    assert!(matches!(
+        KeyRegistry::new().insert_jwk_set(&dup),
+        Err(KeyError::KidCollision { .. })
+    ));
+    assert!(matches!(
+        registry.insert_jwk_set(r#"{"nokeys": []}"#),
+        Err(KeyError::Jwk(_))
+    ));
+}
+
+fn openssl(args: &[&str]) -> Option<Vec<u8>> {
+    match Command::new("openssl").args(args).output() {
+        Ok(out) if out.status.success() => Some(out.stdout),
+        Ok(out) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) if !in_ci() => {
+            eprintln!("SKIPPED: openssl not installed");
+            None
+        }
+        Err(e) => panic!("openssl is required under CI: {e}"),
+    }
+}
+
+#[test]
+fn keys_from_openssl_pem_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("key.pem");
+    let private = private.to_str().unwrap();
+    let Some(_) = openssl(&["genpkey", "-algorithm", "ed25519", "-out", private]) else {
+        return;
+    };
+    let public = openssl(&["pkey", "-in", private, "-pubout"]).unwrap();
+    let signer = Signer::from_pkcs8_pem(&std::fs::read_to_string(private).unwrap()).unwrap();
+    let trusted = TrustedKey::from_public_key_pem(std::str::from_utf8(&public).unwrap()).unwrap();
+    assert_eq!(trusted.kid(), signer.kid());
+    let registry = KeyRegistry::new();
+    registry.insert(trusted).unwrap();
+    Verifier::new(registry)
+        .verify("a/b", &signer.sign("a/b", b"hi").unwrap())
+        .unwrap();
+
+    let der = openssl(&["pkey", "-in", private, "-outform", "DER"]).unwrap();
+    assert_eq!(Signer::from_pkcs8_der(&der).unwrap().kid(), signer.kid());
+    // An EC key is not an Ed25519 key.
+    let ec = dir.path().join("ec.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        ec.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(
+        Signer::from_pkcs8_pem(&std::fs::read_to_string(&ec).unwrap()).err(),
+        Some(KeyError::Pkcs8)
+    );
+    assert_eq!(
+        Signer::from_pkcs8_pem("garbage").err(),
+        Some(KeyError::Pkcs8)
+    );
+    assert_eq!(
+        TrustedKey::from_public_key_pem("garbage").err(),
+        Some(KeyError::InvalidPublicKey)
+    );
+}
+
+#[test]
+fn persisted_sequence_numbers_never_repeat_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seq");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let seq_of = |e: &[u8]| envelope::inspect(e).unwrap().seq;
+
+    let signer = Signer::new(key.clone())
+        .with_sequence_store(FileSequenceStore::new(&path))
+        .unwrap();
+    let first: Vec<u64> = (0..1500)
+        .map(|_| seq_of(&signer.sign("a", b"x").unwrap()))
+        .collect();
+    assert_eq!(first, (0..1500).collect::<Vec<_>>());
+    assert_eq!(
+        FileSequenceStore::new(&path).load().unwrap(),
+        Some(2047),
+        "reserved in blocks"
+    );
+    drop(signer);
+    // A restart (or a crash) continues above everything reserved.
+    let signer = Signer::new(key)
+        .with_sequence_store(FileSequenceStore::new(&path))
+        .unwrap();
+    assert_eq!(seq_of(&signer.sign("a", b"x").unwrap()), 2048);
+
+    std::fs::write(&path, "not a number").unwrap();
+    let err = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[4; 32]))
+        .with_sequence_store(FileSequenceStore::new(&path))
+        .err();
+    assert!(matches!(err, Some(SignError::SequenceStore(_))));
+    std::fs::write(&path, u64::MAX.to_string()).unwrap();
+    let err = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[4; 32]))
+        .with_sequence_store(FileSequenceStore::new(&path))
+        .err();
+    assert!(matches!(err, Some(SignError::SequenceExhausted)));
+}
+
+#[test]
+fn a_failing_store_stops_signing() {
+    #[derive(Debug)]
+    struct Full;
+    impl SequenceStore for Full {
+        fn load(&self) -> std::io::Result<Option<u64>> {
+            Ok(Some(10))
+        }
+        fn reserve(&self, upto: u64) -> std::io::Result<()> {
+            if upto > 2000 {
+                Err(std::io::Error::other("disk full"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let signer = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[5; 32]))
+        .with_sequence_store(Full)
+        .unwrap();
+    for _ in 11..=1034 {
+        signer.sign("a", b"x").unwrap();
+    }
+    assert!(matches!(
+        signer.sign("a", b"x"),
+        Err(SignError::SequenceStore(_))
+    ));
+}
+
+#[test]
+fn clock_seeded_sequence_is_dense_and_a_restart_starts_above_it() {
+    let f = Fixture::new();
+    let seq = |s: &Signer| envelope::inspect(&s.sign("a", b"x").unwrap()).unwrap().seq;
+    let a = seq(&f.signer);
+    f.clock.rewind(std::time::Duration::from_secs(5));
+    let (b, c) = (seq(&f.signer), seq(&f.signer));
+    assert_eq!(
+        (a, b, c),
+        (NOW * 1_000_000, a + 1, a + 2),
+        "dense, whatever the clock does"
+    );
+    // A restart one millisecond later (after the rewind, five seconds later) starts above.
+    f.clock.advance(std::time::Duration::from_millis(5_001));
+    let restarted = Signer::new(f.key.clone()).with_clock(f.clock.clone());
+    assert!(seq(&restarted) > c);
+}
