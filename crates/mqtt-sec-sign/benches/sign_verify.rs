@@ -1,7 +1,7 @@
 //! Envelope signing and verification against raw Ed25519 in the same run, and
 //! batch against single verification.
 //!
-//! `cargo bench -p mqtt-sec-sign`; figures in docs/benchmarks.md.
+//! `cargo bench -p mqtt-sec-sign --bench sign_verify`; figures in the crate README.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;

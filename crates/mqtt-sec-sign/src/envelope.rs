@@ -278,7 +278,7 @@ fn first_time(seen: &mut Vec<Label>, label: &Label) -> Result<(), VerifyError> {
 ///
 /// A strict reader for this one profile rather than a general COSE decoder:
 /// it borrows instead of building a tree of values, so decoding costs a small
-/// fraction of the signature check (see docs/benchmarks.md). The tests compare
+/// fraction of the signature check (see the crate README). The tests compare
 /// it with coset on valid and mutated envelopes.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Parsed, VerifyError> {
     if bytes.first() != Some(&TAG_COSE_SIGN1) {

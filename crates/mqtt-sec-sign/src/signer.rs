@@ -160,7 +160,8 @@ impl Signer {
         self.key.verifying_key()
     }
 
-    /// The public key as a JWK (RFC 8037) with this signer's key id, for a JWK Set.
+    /// The public key as a JWK (RFC 8037) with this signer's key id, for a JWK
+    /// Set. (A key id that is not UTF-8 cannot be written exactly: use text ids.)
     pub fn public_jwk(&self) -> String {
         serde_json::json!({
             "kty": "OKP",

@@ -26,8 +26,9 @@ pub(crate) fn bounded(topic: &str) -> String {
     Bounded(topic).as_str().to_owned()
 }
 
-/// Displays at most 256 bytes of a topic, without allocating unless formatted.
-#[derive(Debug, Clone, Copy)]
+/// At most 256 bytes of a topic, without allocating unless formatted. Its
+/// `Debug` form quotes and escapes, so a topic cannot forge log lines.
+#[derive(Clone, Copy)]
 pub(crate) struct Bounded<'a>(pub(crate) &'a str);
 
 impl<'a> Bounded<'a> {
@@ -40,9 +41,9 @@ impl<'a> Bounded<'a> {
     }
 }
 
-impl std::fmt::Display for Bounded<'_> {
+impl std::fmt::Debug for Bounded<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        std::fmt::Debug::fmt(self.as_str(), f)
     }
 }
 

@@ -144,6 +144,9 @@ impl Verified {
 /// once everything else passed. Every decision is an audit event on
 /// `mqtt_sec::audit` (kid, topic, reason; never the payload).
 ///
+/// Clones share the registry and the replay state, so one verifier can serve
+/// many tasks.
+///
 /// ```
 /// use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier, VerifyError};
 /// let signer = Signer::generate()?;
@@ -314,7 +317,7 @@ impl Verifier {
                 envelope::decode(bytes)?
             }
             Body::Detached { signature, .. } => {
-                let max = self.max_envelope.div_ceil(3) * 4;
+                let max = self.max_envelope.div_ceil(3).saturating_mul(4);
                 if signature.len() > max {
                     return Err(VerifyError::TooLarge {
                         len: signature.len(),
@@ -424,7 +427,7 @@ pub(crate) fn audit(topic: &str, kid: Option<&Kid>, result: &Result<Verified, Ve
     match result {
         Ok(v) => tracing::debug!(
             target: "mqtt_sec::audit",
-            kid = %v.kid, topic = %topic, seq = v.seq, "signed message accepted"
+            kid = %v.kid, topic = ?topic, seq = v.seq, "signed message accepted"
         ),
         Err(e) => {
             let kid = match (kid, e) {
@@ -438,7 +441,7 @@ pub(crate) fn audit(topic: &str, kid: Option<&Kid>, result: &Result<Verified, Ve
             let kid = kid.map_or_else(|| "-".to_owned(), Kid::to_string);
             tracing::warn!(
                 target: "mqtt_sec::audit",
-                kid = %kid, topic = %topic, reason = e.reason(), error = %e,
+                kid = %kid, topic = ?topic, reason = e.reason(), error = %e,
                 "signed message rejected"
             );
         }

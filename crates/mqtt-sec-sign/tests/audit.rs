@@ -57,4 +57,11 @@ fn long_topics_are_bounded_in_events() {
     let topic = format!("a/{}", "x".repeat(10_000));
     let (_, log) = capture_logs(|| f.verifier.verify(&topic, b"garbage").unwrap_err());
     assert!(log.len() < 2_000, "{} bytes", log.len());
+    // A topic with a line break cannot forge a second audit line.
+    let (_, log) = capture_logs(|| {
+        f.verifier
+            .verify("a\nmqtt_sec::audit: signed message accepted", b"garbage")
+            .unwrap_err()
+    });
+    assert_eq!(log.lines().count(), 1, "{log}");
 }

@@ -1,0 +1,16 @@
+//! JWK and JWK Set loading for the key registry never panics, and a set is
+//! loaded all or nothing.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mqtt_sec_sign::{KeyRegistry, TrustedKey};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let _ = TrustedKey::from_jwk(text);
+    let registry = KeyRegistry::new();
+    match registry.insert_jwk_set(text) {
+        Ok(n) => assert_eq!(registry.len(), n),
+        Err(_) => assert!(registry.is_empty()),
+    }
+});
