@@ -9,7 +9,10 @@
 //! `mqtt_sec::audit` and never hand out the payload.
 //!
 //! MQTT v5 topic aliases must be resolved before verification: rumqttc hands
-//! out an aliased publish with an empty topic, which is rejected.
+//! out an aliased publish with an empty topic, which is rejected. Do not
+//! subscribe with the v5 "retain as published" option where you verify: it
+//! sets the retain flag on live messages, which would then be judged by the
+//! retained-message age instead of the replay window.
 
 use std::sync::Arc;
 

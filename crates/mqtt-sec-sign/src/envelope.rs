@@ -330,7 +330,13 @@ fn parse_protected(bytes: &[u8]) -> Result<ProtectedFields, VerifyError> {
         let label = reader.label()?;
         first_time(&mut seen, &label)?;
         match label {
-            Label::Int(LABEL_ALG) => alg_ok = reader.header()? == Header::Negative(7), // -8
+            Label::Int(LABEL_ALG) => {
+                // -8 (EdDSA) is encoded as negative 7; anything else is not the key's algorithm.
+                if reader.header()? != Header::Negative(7) {
+                    return Err(VerifyError::AlgorithmMismatch);
+                }
+                alg_ok = true;
+            }
             Label::Int(LABEL_CRIT) => crit = parse_crit(&mut reader)?,
             Label::Int(LABEL_KID) => kid = Some(reader.bytes()?),
             Label::Int(CWT_CLAIMS_LABEL) => claims = Some(parse_claims(&mut reader)?),

@@ -31,12 +31,14 @@ pub enum ReplayRejection {
 /// the `size - 1` numbers below it were accepted too.
 ///
 /// A number above the highest is accepted and slides the window; one inside
-/// the window is accepted once; one below the window is refused.
+/// the window is accepted once; one below the window is refused. The bitmap is
+/// circular (bit `seq mod capacity`), so sliding costs the distance slid, not
+/// the window size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayWindow {
     size: usize,
     highest: Option<u64>,
-    /// Bit `i` is set when `highest - i` was accepted.
+    /// Bit `seq % (64 * bits.len())` is set when `seq` (inside the window) was accepted.
     bits: Vec<u64>,
 }
 
@@ -70,9 +72,28 @@ impl ReplayWindow {
         self.size
     }
 
-    fn bit(&self, i: u64) -> bool {
-        let i = i as usize; // i < size <= 65,536
-        self.bits[i / 64] >> (i % 64) & 1 == 1
+    fn capacity(&self) -> u64 {
+        self.bits.len() as u64 * 64
+    }
+
+    /// The word and bit of `seq` in the circular bitmap.
+    fn position(&self, seq: u64) -> (usize, u64) {
+        let bit = seq % self.capacity(); // < 65,536
+        ((bit / 64) as usize, 1 << (bit % 64))
+    }
+
+    fn seen(&self, seq: u64) -> bool {
+        let (word, mask) = self.position(seq);
+        self.bits[word] & mask != 0
+    }
+
+    fn set(&mut self, seq: u64, on: bool) {
+        let (word, mask) = self.position(seq);
+        if on {
+            self.bits[word] |= mask;
+        } else {
+            self.bits[word] &= !mask;
+        }
     }
 
     /// Checks `seq` without recording it.
@@ -86,11 +107,10 @@ impl ReplayWindow {
         if seq > highest {
             return Ok(());
         }
-        let back = highest - seq;
-        if back >= self.size as u64 {
+        if highest - seq >= self.size as u64 {
             return Err(ReplayRejection::TooOld { highest });
         }
-        if self.bit(back) {
+        if self.seen(seq) {
             return Err(ReplayRejection::Replayed);
         }
         Ok(())
@@ -103,40 +123,20 @@ impl ReplayWindow {
     pub fn check_and_record(&mut self, seq: u64) -> Result<(), ReplayRejection> {
         self.check(seq)?;
         match self.highest {
-            Some(highest) if seq <= highest => {
-                let back = (highest - seq) as usize;
-                self.bits[back / 64] |= 1 << (back % 64);
-            }
-            Some(highest) => {
-                self.shift(seq - highest);
-                self.bits[0] |= 1;
+            Some(highest) if seq > highest => {
+                // The positions of the numbers slid over held numbers now below the window.
+                if seq - highest >= self.capacity() {
+                    self.bits.fill(0);
+                } else {
+                    (highest + 1..seq).for_each(|n| self.set(n, false));
+                }
                 self.highest = Some(seq);
             }
-            None => {
-                self.bits[0] |= 1;
-                self.highest = Some(seq);
-            }
+            Some(_) => {}
+            None => self.highest = Some(seq),
         }
+        self.set(seq, true);
         Ok(())
-    }
-
-    /// Moves every bit `by` positions towards older numbers.
-    fn shift(&mut self, by: u64) {
-        let words = self.bits.len();
-        if by >= (words * 64) as u64 {
-            self.bits.fill(0);
-            return;
-        }
-        let (word_shift, bit_shift) = ((by / 64) as usize, (by % 64) as u32);
-        for j in (0..words).rev() {
-            let from = j.checked_sub(word_shift);
-            let high = from.map_or(0, |f| self.bits[f] << bit_shift);
-            let low = match from.and_then(|f| f.checked_sub(1)) {
-                Some(f) if bit_shift > 0 => self.bits[f] >> (64 - bit_shift),
-                _ => 0,
-            };
-            self.bits[j] = high | low;
-        }
     }
 }
 

@@ -306,7 +306,7 @@ impl Verifier {
 
     /// Everything before the signature: limits, decoding, key and topic.
     fn precheck(&self, message: &Message<'_>, now: SystemTime) -> Result<Candidate, VerifyError> {
-        let parsed = match message.body {
+        let mut parsed = match message.body {
             Body::Envelope(bytes) => {
                 if bytes.len() > self.max_envelope {
                     return Err(VerifyError::TooLarge {
@@ -330,16 +330,11 @@ impl Verifier {
                 envelope::decode(&bytes)?
             }
         };
-        let (mut parsed, payload) = match (message.body, parsed.payload.is_some()) {
-            (Body::Envelope(_), true) => {
-                let mut parsed = parsed;
-                let payload = parsed.payload.take().unwrap_or_default();
-                (parsed, payload)
-            }
-            (Body::Detached { payload, .. }, false) => (parsed, payload.to_vec()),
+        let payload = match (message.body, parsed.payload.take()) {
+            (Body::Envelope(_), Some(attached)) => attached,
+            (Body::Detached { payload, .. }, None) => payload.to_vec(),
             _ => return Err(MalformedEnvelope::PayloadMode.into()),
         };
-        parsed.payload = None;
         topic::check_topic_name(message.topic)?;
         let key = match self.registry.get(&parsed.kid) {
             None => return Err(VerifyError::UnknownKid { kid: parsed.kid }),

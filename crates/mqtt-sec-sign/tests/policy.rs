@@ -454,6 +454,22 @@ fn any_algorithm_other_than_eddsa_is_rejected() {
             "{alg:?}"
         );
     }
+    // The algorithm as text, or as a private-use number.
+    for alg in [
+        coset::Algorithm::Text("EdDSA".into()),
+        coset::Algorithm::PrivateUse(-65_544),
+    ] {
+        let h = HeaderBuilder::new()
+            .algorithm_label(alg)
+            .key_id(f.kid().as_bytes().to_vec())
+            .value(15, claims(NOW as i64, 1))
+            .build();
+        let envelope = build(&f.key, h, Default::default(), TOPIC, b"x");
+        assert_eq!(
+            f.verifier.verify(TOPIC, &envelope),
+            Err(VerifyError::AlgorithmMismatch)
+        );
+    }
     let no_alg = HeaderBuilder::new()
         .key_id(f.kid().as_bytes().to_vec())
         .value(15, claims(NOW as i64, 1))
