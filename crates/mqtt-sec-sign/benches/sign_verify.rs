@@ -147,50 +147,75 @@ fn paired(c: &mut Criterion) {
     let mut group = c.benchmark_group("paired");
     for size in SIZES {
         let payload = vec![0xa5; size];
-        let signature = key.sign(&payload);
         let totals = Cell::new((Duration::ZERO, Duration::ZERO));
         group.bench_function(BenchmarkId::new("sign envelope vs raw", size), |b| {
             b.iter_custom(|iters| {
-                let (mut raw, mut ours) = totals.get();
-                let mut elapsed = Duration::ZERO;
-                for _ in 0..iters {
-                    let t = Instant::now();
-                    black_box(key.sign(black_box(&payload)));
-                    raw += t.elapsed();
-                    let t = Instant::now();
-                    black_box(signer.sign(TOPIC, black_box(&payload)).unwrap());
-                    let d = t.elapsed();
-                    ours += d;
-                    elapsed += d;
-                }
-                totals.set((raw, ours));
-                elapsed
+                alternate(
+                    iters,
+                    &totals,
+                    |_| {
+                        black_box(key.sign(black_box(&payload)));
+                    },
+                    |_| drop(black_box(signer.sign(TOPIC, black_box(&payload)).unwrap())),
+                )
             })
         });
         report("sign", size, totals.get());
         let totals = Cell::new((Duration::ZERO, Duration::ZERO));
         group.bench_function(BenchmarkId::new("verify envelope vs raw", size), |b| {
             b.iter_custom(|iters| {
-                let envelopes: Vec<Vec<u8>> = (0..iters)
-                    .map(|_| signer.sign(TOPIC, &payload).unwrap())
+                // Both sides verify a different message each time, as a subscriber does.
+                let inputs: Vec<(Vec<u8>, Vec<u8>, ed25519_dalek::Signature)> = (0..iters)
+                    .map(|i| {
+                        let mut message = payload.clone();
+                        message[..8].copy_from_slice(&i.to_be_bytes());
+                        let signature = key.sign(&message);
+                        (signer.sign(TOPIC, &message).unwrap(), message, signature)
+                    })
                     .collect();
-                let (mut raw, mut ours) = totals.get();
-                let mut elapsed = Duration::ZERO;
-                for envelope in &envelopes {
-                    let t = Instant::now();
-                    vk.verify_strict(black_box(&payload), &signature).unwrap();
-                    raw += t.elapsed();
-                    let t = Instant::now();
-                    black_box(verifier.verify(TOPIC, black_box(envelope)).unwrap());
-                    let d = t.elapsed();
-                    ours += d;
-                    elapsed += d;
-                }
-                totals.set((raw, ours));
-                elapsed
+                alternate(
+                    iters,
+                    &totals,
+                    |i| {
+                        let (_, message, signature) = &inputs[i as usize];
+                        vk.verify_strict(black_box(message), signature).unwrap();
+                    },
+                    |i| {
+                        let envelope = &inputs[i as usize].0;
+                        drop(black_box(
+                            verifier.verify(TOPIC, black_box(envelope)).unwrap(),
+                        ));
+                    },
+                )
             })
         });
         report("verify", size, totals.get());
+        // Control: the baseline against itself on other messages, to show how
+        // far this machine's noise moves a ratio that should be 1.
+        let totals = Cell::new((Duration::ZERO, Duration::ZERO));
+        group.bench_function(BenchmarkId::new("control: raw vs raw", size), |b| {
+            b.iter_custom(|iters| {
+                let inputs: Vec<(Vec<u8>, ed25519_dalek::Signature)> = (0..iters * 2)
+                    .map(|i| {
+                        let mut message = payload.clone();
+                        message[..8].copy_from_slice(&i.to_be_bytes());
+                        let signature = key.sign(&message);
+                        (message, signature)
+                    })
+                    .collect();
+                let verify = |i: usize| {
+                    let (message, signature) = &inputs[i];
+                    vk.verify_strict(black_box(message), signature).unwrap();
+                };
+                alternate(
+                    iters,
+                    &totals,
+                    |i| verify(2 * i as usize),
+                    |i| verify(2 * i as usize + 1),
+                )
+            })
+        });
+        report("control (raw verify vs raw verify)", size, totals.get());
     }
     group.sample_size(20);
     for n in [16usize, 64, 256] {
@@ -227,6 +252,9 @@ fn paired(c: &mut Criterion) {
             })
         });
         let (single, batched, count) = totals.get();
+        if count == 0 {
+            continue; // filtered out
+        }
         let per_message = |d: Duration| d.as_secs_f64() * 1e6 / count as f64;
         println!(
             "paired batch {n}: single {:.1} us/msg, batch {:.1} us/msg, throughput {:.2}x",
@@ -238,8 +266,42 @@ fn paired(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs the baseline and ours once per iteration, each first in every other
+/// iteration; adds both times to `totals` and returns ours.
+fn alternate(
+    iters: u64,
+    totals: &Cell<(Duration, Duration)>,
+    mut baseline: impl FnMut(u64),
+    mut ours: impl FnMut(u64),
+) -> Duration {
+    let time = |f: &mut dyn FnMut(u64), i: u64| {
+        let t = Instant::now();
+        f(i);
+        t.elapsed()
+    };
+    let (mut base_total, mut ours_total) = totals.get();
+    let mut elapsed = Duration::ZERO;
+    for i in 0..iters {
+        let (b, o) = if i % 2 == 0 {
+            let b = time(&mut baseline, i);
+            (b, time(&mut ours, i))
+        } else {
+            let o = time(&mut ours, i);
+            (time(&mut baseline, i), o)
+        };
+        base_total += b;
+        ours_total += o;
+        elapsed += o;
+    }
+    totals.set((base_total, ours_total));
+    elapsed
+}
+
 /// Prints the accumulated ratio of ours to the baseline.
 fn report(what: &str, size: usize, (raw, ours): (Duration, Duration)) {
+    if raw.is_zero() {
+        return; // filtered out
+    }
     println!(
         "paired {what} {size} B: envelope / raw = {:.3}",
         ours.as_secs_f64() / raw.as_secs_f64()
