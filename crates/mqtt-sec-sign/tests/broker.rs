@@ -65,6 +65,24 @@ fn background_client(options: MqttOptions) -> AsyncClient {
     client
 }
 
+/// Publishes raw bytes with `client` and returns what `subscriber` receives.
+async fn relay(
+    client: &AsyncClient,
+    subscriber: &mut TestClient,
+    topic: &str,
+    payload: Vec<u8>,
+) -> rumqttc::Publish {
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    subscriber
+        .next_message(WAIT)
+        .await
+        .unwrap()
+        .expect("the broker delivers it")
+}
+
 fn verifier_for(signer: &Signer) -> Verifier {
     let registry = KeyRegistry::new();
     registry
@@ -129,15 +147,7 @@ async fn signed_messages_survive_the_broker_and_forgeries_and_replays_do_not() {
     let forged = attacker_key
         .sign("plant/line-1/valve", b"open everything")
         .unwrap();
-    attacker
-        .publish("plant/line-1/valve", QoS::AtLeastOnce, false, forged)
-        .await
-        .unwrap();
-    let publish = subscriber
-        .next_message(WAIT)
-        .await
-        .unwrap()
-        .expect("forged message delivered by the broker");
+    let publish = relay(&attacker, &mut subscriber, "plant/line-1/valve", forged).await;
     assert_eq!(
         verifier.verify_publish(&publish),
         Err(VerifyError::SignatureInvalid)
@@ -145,33 +155,18 @@ async fn signed_messages_survive_the_broker_and_forgeries_and_replays_do_not() {
 
     // It replays a captured genuine envelope, and moves one to another topic.
     let captured = captured.unwrap();
-    attacker
-        .publish(
-            "plant/line-1/valve",
-            QoS::AtLeastOnce,
-            false,
-            captured.clone(),
-        )
-        .await
-        .unwrap();
-    let publish = subscriber
-        .next_message(WAIT)
-        .await
-        .unwrap()
-        .expect("replayed message");
+    let publish = relay(
+        &attacker,
+        &mut subscriber,
+        "plant/line-1/valve",
+        captured.clone(),
+    )
+    .await;
     assert!(matches!(
         verifier.verify_publish(&publish),
         Err(VerifyError::Replayed { .. })
     ));
-    attacker
-        .publish("plant/line-2/valve", QoS::AtLeastOnce, false, captured)
-        .await
-        .unwrap();
-    let publish = subscriber
-        .next_message(WAIT)
-        .await
-        .unwrap()
-        .expect("moved message");
+    let publish = relay(&attacker, &mut subscriber, "plant/line-2/valve", captured).await;
     assert_eq!(
         verifier.verify_publish(&publish),
         Err(VerifyError::SignatureInvalid)
