@@ -58,8 +58,13 @@ impl PasswordFile {
     }
 
     /// Writes the file: plaintext users hashed with `mosquitto_passwd -U`,
-    /// then the raw lines.
-    pub(crate) fn write(&self, path: &Path) -> Result<()> {
+    /// then the raw lines. (Interop tests read it back to check that their
+    /// code verifies what mosquitto's own tool writes.)
+    ///
+    /// # Errors
+    /// [`Error::ToolMissing`] without `mosquitto_passwd`; I/O errors; a user
+    /// name or password with a character the file format cannot hold.
+    pub fn write(&self, path: &Path) -> Result<()> {
         for (user, password) in &self.plain {
             check_field("user name", user, true)?;
             check_field("password", password, false)?;

@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+pub mod password;
+
+pub use error::{AuthError, PasswordError, PasswordFileError};
+pub use secrecy::{self, SecretString};
