@@ -73,6 +73,24 @@ pub enum PasswordFileError {
     },
 }
 
+/// Why a certificate identity could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The input is over the size limit.
+    #[error("certificate input larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// No `CERTIFICATE` PEM block.
+    #[error("no CERTIFICATE block in the PEM text")]
+    Pem,
+    /// The DER does not parse as an X.509 certificate.
+    #[error("not a valid X.509 certificate: {0}")]
+    Certificate(String),
+}
+
 /// Any error of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -83,4 +101,7 @@ pub enum AuthError {
     /// A password file problem.
     #[error(transparent)]
     PasswordFile(#[from] PasswordFileError),
+    /// A certificate identity problem.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }

@@ -4,7 +4,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+pub mod identity;
 pub mod password;
 
-pub use error::{AuthError, PasswordError, PasswordFileError};
+pub use error::{AuthError, IdentityError, PasswordError, PasswordFileError};
 pub use secrecy::{self, SecretString};

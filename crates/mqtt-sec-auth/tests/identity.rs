@@ -1,0 +1,220 @@
+//! Certificate identities against openssl's own view of the same certificate:
+//! RFC 2253 subject (what mosquitto's use_subject_as_username uses), SHA-256
+//! fingerprint; names, SANs, validity and user name mapping.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use mqtt_sec_auth::IdentityError;
+use mqtt_sec_auth::identity::{CertificateIdentity, SubjectAltName, UsernameFrom};
+use mqtt_sec_testkit::in_ci;
+use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair, SanType};
+
+fn cert(dn: &[(DnType, DnValue)], sans: Vec<SanType>) -> (String, Vec<u8>) {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    for (ty, value) in dn {
+        name.push(ty.clone(), value.clone());
+    }
+    params.distinguished_name = name;
+    params.subject_alt_names = sans;
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), cert.der().to_vec())
+}
+
+/// `openssl x509 <args>` on a PEM certificate, or `None` (skip) without openssl outside CI.
+fn openssl(pem: &str, args: &[&str]) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cert.pem");
+    std::fs::write(&path, pem).unwrap();
+    let out = match Command::new("openssl")
+        .arg("x509")
+        .arg("-in")
+        .arg(&path)
+        .args(args)
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) if !in_ci() => {
+            eprintln!("SKIPPED: openssl not installed");
+            return None;
+        }
+        Err(e) => panic!("openssl is required under CI: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap().trim_end().to_owned())
+}
+
+fn utf8(s: &str) -> DnValue {
+    DnValue::Utf8String(s.into())
+}
+
+#[test]
+fn subject_dn_matches_openssl_rfc2253() {
+    let subjects: Vec<Vec<(DnType, DnValue)>> = vec![
+        vec![(DnType::CommonName, utf8("sensor-17"))],
+        vec![
+            (
+                DnType::CountryName,
+                DnValue::PrintableString("CH".try_into().unwrap()),
+            ),
+            (DnType::OrganizationName, utf8("Acme, Inc.")),
+            (
+                DnType::OrganizationalUnitName,
+                utf8("Plant +1 <east>; \"north\""),
+            ),
+            (DnType::CommonName, utf8("device\\17")),
+        ],
+        vec![
+            (DnType::CommonName, utf8("#hash first")),
+            (DnType::LocalityName, utf8(" spaced ")),
+        ],
+        vec![
+            (DnType::CommonName, utf8("Zürich ☃")),
+            (DnType::StateOrProvinceName, utf8("tab\there")),
+        ],
+        vec![
+            (
+                DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]),
+                DnValue::Ia5String("example".try_into().unwrap()),
+            ),
+            (
+                DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+                DnValue::Ia5String("ops@example.com".try_into().unwrap()),
+            ),
+            (
+                DnType::CustomDnType(vec![1, 3, 6, 1, 4, 1, 99999, 1]),
+                utf8("unknown type"),
+            ),
+            (
+                DnType::CommonName,
+                DnValue::BmpString("bmp name".try_into().unwrap()),
+            ),
+        ],
+    ];
+    for dn in subjects {
+        let (pem, der) = cert(&dn, vec![]);
+        let id = CertificateIdentity::from_der(&der).unwrap();
+        let Some(expected) = openssl(&pem, &["-noout", "-subject", "-nameopt", "RFC2253"]) else {
+            return;
+        };
+        let expected = expected.strip_prefix("subject=").unwrap();
+        assert_eq!(id.subject_dn(), expected, "{dn:?}");
+        assert_eq!(
+            id.mqtt_username(UsernameFrom::SubjectDn).as_deref(),
+            Some(expected)
+        );
+    }
+}
+
+#[test]
+fn fingerprint_matches_openssl() {
+    let (pem, der) = cert(&[(DnType::CommonName, utf8("fp"))], vec![]);
+    let id = CertificateIdentity::from_der(&der).unwrap();
+    let Some(out) = openssl(&pem, &["-noout", "-fingerprint", "-sha256"]) else {
+        return;
+    };
+    let expected = out.split_once('=').unwrap().1;
+    assert_eq!(id.fingerprint_hex(), expected);
+    assert_eq!(CertificateIdentity::from_pem(&pem).unwrap(), id);
+}
+
+#[test]
+fn names_sans_validity_and_user_names() {
+    let sans = vec![
+        SanType::DnsName("sensor-17.plant.example".try_into().unwrap()),
+        SanType::IpAddress("10.0.0.17".parse().unwrap()),
+        SanType::IpAddress("::1".parse().unwrap()),
+        SanType::Rfc822Name("ops@example.com".try_into().unwrap()),
+        SanType::URI("https://example.com/device/17".try_into().unwrap()),
+        SanType::URI("spiffe://plant.example/sensor/17".try_into().unwrap()),
+    ];
+    let dn = [
+        (DnType::OrganizationName, utf8("Acme")),
+        (DnType::CommonName, utf8("first")),
+    ];
+    let (_, der) = cert(&dn, sans);
+    let id = CertificateIdentity::from_der(&der).unwrap();
+    assert_eq!(id.common_name(), Some("first"));
+    assert_eq!(
+        id.mqtt_username(UsernameFrom::CommonName).as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        id.sans(),
+        [
+            SubjectAltName::Dns("sensor-17.plant.example".into()),
+            SubjectAltName::Ip("10.0.0.17".parse::<IpAddr>().unwrap()),
+            SubjectAltName::Ip("::1".parse::<IpAddr>().unwrap()),
+            SubjectAltName::Email("ops@example.com".into()),
+            SubjectAltName::Uri("https://example.com/device/17".into()),
+            SubjectAltName::Uri("spiffe://plant.example/sensor/17".into()),
+        ]
+    );
+    assert_eq!(id.spiffe_id(), Some("spiffe://plant.example/sensor/17"));
+
+    let now = SystemTime::now();
+    assert!(id.is_valid_at(now));
+    assert!(!id.expires_within(Duration::from_secs(86_400), now));
+    assert!(id.expires_within(Duration::from_secs(86_400 * 365 * 5000), now));
+    assert!(!id.is_valid_at(id.not_after() + Duration::from_secs(1)));
+    assert!(!id.is_valid_at(id.not_before() - Duration::from_secs(1)));
+    assert!(id.expires_within(Duration::ZERO, id.not_after()));
+}
+
+#[test]
+fn certificates_without_a_usable_common_name() {
+    let (_, der) = cert(&[(DnType::OrganizationName, utf8("no cn"))], vec![]);
+    let id = CertificateIdentity::from_der(&der).unwrap();
+    assert_eq!(id.common_name(), None);
+    assert_eq!(id.mqtt_username(UsernameFrom::CommonName), None);
+    assert_eq!(
+        id.mqtt_username(UsernameFrom::SubjectDn).as_deref(),
+        Some("O=no cn")
+    );
+    // A NUL inside the CN would cut the name in C code: refused.
+    let (_, der) = cert(&[(DnType::CommonName, utf8("admin\0.evil"))], vec![]);
+    assert_eq!(
+        CertificateIdentity::from_der(&der).unwrap().common_name(),
+        None
+    );
+}
+
+#[test]
+fn malformed_input_is_refused() {
+    let (pem, der) = cert(&[(DnType::CommonName, utf8("x"))], vec![]);
+    assert!(matches!(
+        CertificateIdentity::from_der(&der[..der.len() - 1]),
+        Err(IdentityError::Certificate(_))
+    ));
+    let mut trailing = der.clone();
+    trailing.push(0);
+    assert!(matches!(
+        CertificateIdentity::from_der(&trailing),
+        Err(IdentityError::Certificate(_))
+    ));
+    assert!(matches!(
+        CertificateIdentity::from_der(b"garbage"),
+        Err(IdentityError::Certificate(_))
+    ));
+    assert_eq!(
+        CertificateIdentity::from_pem("no pem here"),
+        Err(IdentityError::Pem)
+    );
+    let key_only = pem.replace("CERTIFICATE", "PRIVATE KEY");
+    assert_eq!(
+        CertificateIdentity::from_pem(&key_only),
+        Err(IdentityError::Pem)
+    );
+    assert!(matches!(
+        CertificateIdentity::from_der(&vec![0x30; 70_000]),
+        Err(IdentityError::TooLarge { .. })
+    ));
+}
