@@ -91,6 +91,36 @@ pub enum IdentityError {
     Certificate(String),
 }
 
+/// Why an Azure SAS token was refused. Never contains the token or the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SasError {
+    /// The shared access key is not base64, or empty.
+    #[error("shared access key is not non-empty base64")]
+    Key,
+    /// The token is over the size limit.
+    #[error("token longer than {max} bytes")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// The token does not have the SAS shape.
+    #[error("malformed SAS token: {0}")]
+    Malformed(&'static str),
+    /// The signature does not match.
+    #[error("signature invalid")]
+    SignatureInvalid,
+    /// The expiry (`se`) has passed.
+    #[error("token expired")]
+    Expired,
+    /// The token is for another resource.
+    #[error("token is for another resource")]
+    WrongResource,
+    /// The token names another policy (or none).
+    #[error("token is for another shared access policy")]
+    WrongPolicy,
+}
+
 /// Any error of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -104,4 +134,7 @@ pub enum AuthError {
     /// A certificate identity problem.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// An Azure SAS token problem.
+    #[error(transparent)]
+    Sas(#[from] SasError),
 }

@@ -6,6 +6,7 @@
 mod error;
 pub mod identity;
 pub mod password;
+pub mod sas;
 
-pub use error::{AuthError, IdentityError, PasswordError, PasswordFileError};
+pub use error::{AuthError, IdentityError, PasswordError, PasswordFileError, SasError};
 pub use secrecy::{self, SecretString};
