@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 mod error;
 pub mod identity;
 pub mod password;

@@ -123,7 +123,8 @@ pub struct SasClaims {
 /// Verifies a token: its signature with `key` (constant time), that it has
 /// not expired at `now`, that it is for `expected_resource` (compared
 /// case-insensitively, as Azure treats host names), and that its policy is
-/// `expected_policy` when one is given.
+/// `expected_policy` when one is given. Each decision is an audit event on
+/// `mqtt_sec::audit` with the expected resource and the reason, never the token.
 ///
 /// # Errors
 /// [`SasError`]: too long, malformed (which part), signature invalid,
@@ -135,7 +136,32 @@ pub fn verify(
     expected_policy: Option<&str>,
     now: SystemTime,
 ) -> Result<SasClaims, SasError> {
-    let token = token.expose_secret();
+    let result = check(
+        token.expose_secret(),
+        key,
+        expected_resource,
+        expected_policy,
+        now,
+    );
+    let resource = crate::audit::bounded(expected_resource);
+    match &result {
+        Ok(_) => {
+            tracing::info!(target: "mqtt_sec::audit", resource = ?resource, "SAS token accepted")
+        }
+        Err(e) => {
+            tracing::warn!(target: "mqtt_sec::audit", resource = ?resource, reason = %e, "SAS token rejected")
+        }
+    }
+    result
+}
+
+fn check(
+    token: &str,
+    key: &SasKey,
+    expected_resource: &str,
+    expected_policy: Option<&str>,
+    now: SystemTime,
+) -> Result<SasClaims, SasError> {
     if token.len() > MAX_SAS_TOKEN_LEN {
         return Err(SasError::TooLong {
             max: MAX_SAS_TOKEN_LEN,

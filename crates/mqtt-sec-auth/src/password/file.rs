@@ -92,16 +92,27 @@ impl PasswordFile {
     /// Whether `user` exists and `password` matches. An unknown user costs a
     /// verification against the first user's hash, so that timing does not
     /// tell which user names exist (when the file's hashes share parameters).
+    ///
+    /// Each decision is an audit event on `mqtt_sec::audit` with the user name
+    /// (at most 256 bytes, escaped) and the reason; never the password.
     pub fn verify(&self, user: &str, password: &SecretString) -> bool {
-        match self.get(user) {
-            Some(hash) => hash.verify(password),
+        let (ok, reason) = match self.get(user) {
+            Some(hash) if hash.verify(password) => (true, "password accepted"),
+            Some(_) => (false, "wrong password"),
             None => {
                 if let Some((_, hash)) = self.users.first() {
                     let _ = hash.verify(password);
                 }
-                false
+                (false, "unknown user")
             }
+        };
+        let shown = crate::audit::bounded(user);
+        if ok {
+            tracing::info!(target: "mqtt_sec::audit", user = ?shown, "password accepted");
+        } else {
+            tracing::warn!(target: "mqtt_sec::audit", user = ?shown, reason, "password rejected");
         }
+        ok
     }
 
     /// Adds or replaces `user` with a new `$7$` hash of `password`.
