@@ -217,4 +217,8 @@ fn malformed_input_is_refused() {
         CertificateIdentity::from_der(&vec![0x30; 70_000]),
         Err(IdentityError::TooLarge { .. })
     ));
+    assert!(matches!(
+        CertificateIdentity::from_pem(&"A".repeat(140_000)),
+        Err(IdentityError::TooLarge { .. })
+    ));
 }

@@ -243,6 +243,10 @@ fn password_files_follow_mosquitto_and_report_lines() {
                 error: PasswordError::UnknownScheme,
             },
         ),
+        (
+            format!("{}:{h7}\n", "u".repeat(65_536)),
+            PasswordFileError::BadUser { line: 1 },
+        ),
     ];
     for (text, expected) in errors {
         assert_eq!(PasswordFile::parse(&text), Err(expected.clone()), "{text}");

@@ -204,3 +204,43 @@ fn reject(topic: &str, error: VerifyError) -> Result<Verified, VerifyError> {
     crate::verifier::audit(topic, None, &result);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{KeyRegistry, TrustedKey};
+
+    fn verifier(signer: &Signer) -> Verifier {
+        let registry = KeyRegistry::new();
+        registry
+            .insert(TrustedKey::new(signer.verifying_key()).unwrap())
+            .unwrap();
+        Verifier::new(registry)
+    }
+
+    fn publish_v5(topic: &[u8], payload: Vec<u8>) -> PublishV5 {
+        PublishV5 {
+            topic: topic.to_vec().into(),
+            payload: payload.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn v5_topics_that_are_empty_or_not_utf8_are_refused() {
+        let signer = Signer::generate().unwrap();
+        let verifier = verifier(&signer);
+        let envelope = signer.sign("a/b", b"x").unwrap();
+        for topic in [&b""[..], &[0xff, 0xfe][..]] {
+            assert_eq!(
+                verifier.verify_publish_v5(&publish_v5(topic, envelope.clone())),
+                Err(VerifyError::InvalidTopic(TopicNameError::NotUtf8))
+            );
+        }
+        assert!(
+            verifier
+                .verify_publish_v5(&publish_v5(b"a/b", envelope))
+                .is_ok()
+        );
+    }
+}

@@ -14,11 +14,38 @@ use ed25519_dalek::SigningKey;
 use mqtt_sec_sign::replay::MemoryReplayStore;
 use mqtt_sec_sign::{
     Delivery, KeyError, KeyRegistry, Kid, MalformedEnvelope, Message, Signer, TopicNameError,
-    TrustedKey, Verifier, VerifyError,
+    TrustedKey, Verified, Verifier, VerifyError,
 };
 use support::{Fixture, NOW, build, build_raw, claims, header};
 
 const TOPIC: &str = "plant/line-1/valve";
+
+/// A protected header with this algorithm, key id and (optional) claims.
+fn header_of(alg: coset::Algorithm, kid: &[u8], claims: Option<Value>) -> coset::Header {
+    let builder = HeaderBuilder::new()
+        .algorithm_label(alg)
+        .key_id(kid.to_vec());
+    match claims {
+        Some(claims) => builder.value(15, claims).build(),
+        None => builder.build(),
+    }
+}
+
+/// Signs `header` correctly for TOPIC and verifies the result.
+fn verify_header(f: &Fixture, header: coset::Header) -> Result<Verified, VerifyError> {
+    f.verifier.verify(
+        TOPIC,
+        &build(&f.key, header, Default::default(), TOPIC, b"x"),
+    )
+}
+
+/// The first bytes of a hand-written protected header: a map of `entries`
+/// with alg EdDSA and the key id.
+fn raw_protected(entries: u8, kid: &Kid) -> Vec<u8> {
+    let mut protected = vec![0xa0 | entries, 0x01, 0x27, 0x04];
+    support::cbor_bstr(&mut protected, kid.as_bytes());
+    protected
+}
 
 #[test]
 fn a_signed_message_verifies_with_its_fields() {
@@ -393,8 +420,7 @@ fn untagged_truncated_and_malformed_input_is_rejected() {
 fn duplicate_map_keys_are_rejected() {
     let f = Fixture::new();
     let kid = f.kid();
-    let mut protected = vec![0xa4, 0x01, 0x27, 0x04];
-    support::cbor_bstr(&mut protected, kid.as_bytes());
+    let mut protected = raw_protected(4, &kid);
     protected.extend_from_slice(&[0x0f, 0xa2, 0x06, 0x1a]);
     protected.extend_from_slice(&(NOW as u32).to_be_bytes());
     protected.extend_from_slice(&[0x07, 0x48, 0, 0, 0, 0, 0, 0, 0, 1]);
@@ -406,8 +432,7 @@ fn duplicate_map_keys_are_rejected() {
         Err(VerifyError::Malformed(MalformedEnvelope::DuplicateMapKey))
     );
     // The claims map repeats iat.
-    let mut protected = vec![0xa3, 0x01, 0x27, 0x04];
-    support::cbor_bstr(&mut protected, kid.as_bytes());
+    let mut protected = raw_protected(3, &kid);
     protected.extend_from_slice(&[
         0x0f, 0xa3, 0x06, 0x01, 0x06, 0x02, 0x07, 0x48, 0, 0, 0, 0, 0, 0, 0, 1,
     ]);
@@ -423,8 +448,7 @@ fn a_correctly_signed_envelope_in_another_encoding_verifies_over_the_received_by
     // A non-deterministic but valid encoding (iat as an 8-byte integer): the
     // signature covers the bytes as received, so it verifies.
     let f = Fixture::new();
-    let mut protected = vec![0xa3, 0x01, 0x27, 0x04];
-    support::cbor_bstr(&mut protected, f.kid().as_bytes());
+    let mut protected = raw_protected(3, &f.kid());
     protected.extend_from_slice(&[0x0f, 0xa2, 0x06, 0x1b]);
     protected.extend_from_slice(&NOW.to_be_bytes());
     protected.extend_from_slice(&[0x07, 0x48, 0, 0, 0, 0, 0, 0, 0, 1]);
@@ -442,14 +466,9 @@ fn any_algorithm_other_than_eddsa_is_rejected() {
         Algorithm::Ed448,
         Algorithm::HMAC_256_256,
     ] {
-        let h = HeaderBuilder::new()
-            .algorithm(alg)
-            .key_id(f.kid().as_bytes().to_vec())
-            .value(15, claims(NOW as i64, 1))
-            .build();
-        let envelope = build(&f.key, h, Default::default(), TOPIC, b"x");
+        let h = header_of(alg.into(), f.kid().as_bytes(), Some(claims(NOW as i64, 1)));
         assert_eq!(
-            f.verifier.verify(TOPIC, &envelope),
+            verify_header(&f, h),
             Err(VerifyError::AlgorithmMismatch),
             "{alg:?}"
         );
@@ -459,16 +478,8 @@ fn any_algorithm_other_than_eddsa_is_rejected() {
         coset::Algorithm::Text("EdDSA".into()),
         coset::Algorithm::PrivateUse(-65_544),
     ] {
-        let h = HeaderBuilder::new()
-            .algorithm_label(alg)
-            .key_id(f.kid().as_bytes().to_vec())
-            .value(15, claims(NOW as i64, 1))
-            .build();
-        let envelope = build(&f.key, h, Default::default(), TOPIC, b"x");
-        assert_eq!(
-            f.verifier.verify(TOPIC, &envelope),
-            Err(VerifyError::AlgorithmMismatch)
-        );
+        let h = header_of(alg, f.kid().as_bytes(), Some(claims(NOW as i64, 1)));
+        assert_eq!(verify_header(&f, h), Err(VerifyError::AlgorithmMismatch));
     }
     let no_alg = HeaderBuilder::new()
         .key_id(f.kid().as_bytes().to_vec())
@@ -559,36 +570,22 @@ fn missing_or_malformed_claims_and_kid_are_rejected() {
         Value::Bytes(vec![]),
     ];
     for (i, claims) in bad_claims.into_iter().enumerate() {
-        let h = HeaderBuilder::new()
-            .algorithm(Algorithm::EdDSA)
-            .key_id(f.kid().as_bytes().to_vec())
-            .value(15, claims)
-            .build();
-        let envelope = build(&f.key, h, Default::default(), TOPIC, b"x");
+        let h = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), Some(claims));
         assert_eq!(
-            f.verifier.verify(TOPIC, &envelope),
+            verify_header(&f, h),
             Err(VerifyError::Malformed(MalformedEnvelope::BadClaims)),
             "case {i}"
         );
     }
-    let no_claims = HeaderBuilder::new()
-        .algorithm(Algorithm::EdDSA)
-        .key_id(f.kid().as_bytes().to_vec())
-        .build();
-    let envelope = build(&f.key, no_claims, Default::default(), TOPIC, b"x");
+    let no_claims = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), None);
     assert_eq!(
-        f.verifier.verify(TOPIC, &envelope),
+        verify_header(&f, no_claims),
         Err(VerifyError::Malformed(MalformedEnvelope::BadClaims))
     );
     for kid in [vec![], vec![b'k'; 257]] {
-        let h = HeaderBuilder::new()
-            .algorithm(Algorithm::EdDSA)
-            .key_id(kid)
-            .value(15, claims(NOW as i64, 1))
-            .build();
-        let envelope = build(&f.key, h, Default::default(), TOPIC, b"x");
+        let h = header_of(Algorithm::EdDSA.into(), &kid, Some(claims(NOW as i64, 1)));
         assert_eq!(
-            f.verifier.verify(TOPIC, &envelope),
+            verify_header(&f, h),
             Err(VerifyError::Malformed(MalformedEnvelope::BadKid))
         );
     }
@@ -597,18 +594,8 @@ fn missing_or_malformed_claims_and_kid_are_rejected() {
     if let Value::Map(m) = &mut extra {
         m.push((Value::from(1), Value::Text("issuer".into())));
     }
-    let h = HeaderBuilder::new()
-        .algorithm(Algorithm::EdDSA)
-        .key_id(f.kid().as_bytes().to_vec())
-        .value(15, extra)
-        .build();
-    assert_eq!(
-        f.verifier
-            .verify(TOPIC, &build(&f.key, h, Default::default(), TOPIC, b"x"))
-            .unwrap()
-            .seq(),
-        9
-    );
+    let h = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), Some(extra));
+    assert_eq!(verify_header(&f, h).unwrap().seq(), 9);
 }
 
 /// The group order L, little-endian.
@@ -851,4 +838,32 @@ fn kid_is_the_rfc7638_thumbprint_and_can_be_chosen() {
     assert_eq!(named.kid().to_string(), "device-17");
     assert!(format!("{named:?}").contains("[redacted]"));
     assert!(!format!("{named:?}").contains("9d61"));
+}
+
+#[test]
+fn a_failing_replay_store_refuses_instead_of_accepting() {
+    #[derive(Debug)]
+    struct Down;
+    impl mqtt_sec_sign::replay::ReplayStore for Down {
+        fn check_and_record(
+            &self,
+            _: &Kid,
+            _: u64,
+        ) -> Result<(), mqtt_sec_sign::replay::ReplayRejection> {
+            Err(mqtt_sec_sign::replay::ReplayRejection::Store(
+                "database down".into(),
+            ))
+        }
+    }
+    let f = Fixture::new();
+    let verifier = f.verifier.clone().with_replay_store(Arc::new(Down));
+    let envelope = f.signer.sign(TOPIC, b"x").unwrap();
+    assert_eq!(
+        verifier.verify(TOPIC, &envelope),
+        Err(VerifyError::ReplayStore("database down".into()))
+    );
+    // Retained messages do not consult the window, so the store is not asked.
+    verifier
+        .verify_message(&Message::envelope(TOPIC, &envelope).retained(true))
+        .unwrap();
 }
