@@ -137,4 +137,183 @@ pub enum AuthError {
     /// An Azure SAS token problem.
     #[error(transparent)]
     Sas(#[from] SasError),
+    /// A JWT was refused.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    /// A key could not be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A key source failed.
+    #[error(transparent)]
+    KeySource(#[from] KeySourceError),
+    /// A token could not be minted.
+    #[error(transparent)]
+    Mint(#[from] MintError),
+}
+
+/// Why a JWT was refused. Never contains the token; names from the token
+/// (kid, algorithm) are cut to 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// The token is over the size limit (checked before any decoding).
+    #[error("token longer than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// Not three base64url parts of JSON objects, or a member of the wrong type.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// `alg: none`: an unsigned token.
+    #[error("unsigned token (alg none)")]
+    AlgNone,
+    /// An `alg` we do not verify.
+    #[error("unsupported algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// A `crit` header parameter we do not understand (RFC 7515 section 4.1.11).
+    #[error("critical header parameter {0:?} not understood")]
+    UnknownCritical(String),
+    /// A `typ` other than `JWT` (or the configured type).
+    #[error("wrong token type")]
+    WrongType,
+    /// No `kid`, and the key set has more than one key.
+    #[error("no kid and more than one key")]
+    MissingKid,
+    /// No key with this `kid`.
+    #[error("unknown kid {0:?}")]
+    UnknownKid(String),
+    /// The header's `alg` is not the algorithm of the selected key: algorithm
+    /// confusion (RFC 8725 section 2.1) or a wrong key.
+    #[error("algorithm {found} does not match the key's {expected}")]
+    AlgorithmMismatch {
+        /// The key's algorithm.
+        expected: &'static str,
+        /// The token's.
+        found: String,
+    },
+    /// The signature does not verify with the selected key.
+    #[error("signature invalid")]
+    SignatureInvalid,
+    /// A required claim is absent.
+    #[error("missing claim {0}")]
+    MissingClaim(String),
+    /// A claim has the wrong type or an impossible value.
+    #[error("invalid claim {0}")]
+    InvalidClaim(String),
+    /// `exp` has passed (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `iat` is older than the maximum age.
+    #[error("token too old")]
+    TooOld,
+    /// `exp - iat` is over the maximum lifetime.
+    #[error("token lifetime too long")]
+    LifetimeTooLong,
+    /// `iss` is not an accepted issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// No accepted audience in `aud` (or an `aud` where none is expected).
+    #[error("wrong audience")]
+    WrongAudience,
+    /// The identity claim does not name this client (client id or username).
+    #[error("token belongs to another client")]
+    WrongClient,
+    /// The `cnf` `x5t#S256` is not the fingerprint of the client certificate
+    /// (or no certificate was presented).
+    #[error("token bound to another certificate")]
+    CertificateMismatch,
+    /// A `cnf` confirmation method we cannot check (only `x5t#S256` is).
+    #[error("unsupported confirmation method in cnf")]
+    UnsupportedConfirmation,
+    /// The key source failed.
+    #[error(transparent)]
+    Keys(#[from] KeySourceError),
+}
+
+/// Why a key could not be used. Never contains key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The input is over the size limit.
+    #[error("key input larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// Not PEM, or not the expected PEM block.
+    #[error("not a PEM {0} block")]
+    Pem(&'static str),
+    /// The key is malformed or not the kind it claims to be.
+    #[error("invalid key: {0}")]
+    Invalid(&'static str),
+    /// A key type, curve or algorithm we do not support.
+    #[error("unsupported key: {0}")]
+    Unsupported(String),
+    /// RSA modulus outside 2048..=8192 bits.
+    #[error("RSA key of {bits} bits: 2048 to 8192 required")]
+    RsaSize {
+        /// Modulus size.
+        bits: usize,
+    },
+    /// HS256 secrets must have at least 256 bits (RFC 7518 section 3.2).
+    #[error("HMAC secret of {len} bytes: at least 32 required")]
+    WeakSecret {
+        /// Secret length.
+        len: usize,
+    },
+    /// A JWK Set problem, with the key's position in `keys`.
+    #[error("JWK {index}: {error}")]
+    Jwk {
+        /// 0-based position.
+        index: usize,
+        /// What is wrong.
+        error: Box<KeyError>,
+    },
+    /// A public JWK Set carries private key members.
+    #[error("private key member {0:?} in a public key")]
+    PrivateMember(&'static str),
+    /// Two keys share a `kid`.
+    #[error("duplicate kid {0:?}")]
+    DuplicateKid(String),
+    /// The JWK's `use`, `key_ops` or `alg` rules it out for verifying
+    /// signatures with its key type.
+    #[error("key not usable for signatures: {0}")]
+    NotForSignatures(&'static str),
+}
+
+/// Why a key source could not give keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySourceError {
+    /// Reading failed (the path and the I/O error).
+    #[error("reading {0}")]
+    Io(String),
+    /// The keys read were refused.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A fetcher failed; its own message.
+    #[error("fetching keys: {0}")]
+    Fetch(String),
+}
+
+/// Why a token could not be minted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintError {
+    /// The template is unusable (reserved claim in the extras, zero lifetime, ...).
+    #[error("claims template: {0}")]
+    Template(&'static str),
+    /// The clock is before 1970.
+    #[error("clock before the Unix epoch")]
+    Clock,
+    /// The crypto backend failed to sign.
+    #[error("signing failed")]
+    Signing,
 }

@@ -4,10 +4,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+pub mod credentials;
 mod error;
 pub mod identity;
+pub mod jwt;
 pub mod password;
 pub mod sas;
 
-pub use error::{AuthError, IdentityError, PasswordError, PasswordFileError, SasError};
+pub use error::{
+    AuthError, IdentityError, JwtError, KeyError, KeySourceError, MintError, PasswordError,
+    PasswordFileError, SasError,
+};
 pub use secrecy::{self, SecretString};

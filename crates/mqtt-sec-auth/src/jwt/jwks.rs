@@ -1,0 +1,258 @@
+//! JWK Sets (RFC 7517): the keys a verifier trusts, selected by `kid`.
+//!
+//! Keys of a supported type are read strictly: bad base64url, wrong sizes,
+//! private members in a public key, a short RSA modulus or HMAC secret, or a
+//! duplicate `kid` refuse the whole set, so a half-read set never replaces a
+//! good one. Keys this crate does not verify with (encryption keys, other
+//! curves or algorithms) are skipped and listed by [`KeySet::skipped`]: an
+//! identity provider's set often carries them beside the signing keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretSlice;
+use serde_json::{Map, Value};
+
+use super::json::parse_object;
+use super::key::JwtKey;
+use crate::KeyError;
+
+/// Largest JWK Set document read.
+pub const MAX_JWKS_LEN: usize = 1024 * 1024;
+/// Most keys in one set.
+pub const MAX_JWKS_KEYS: usize = 10_000;
+/// Longest `kid`.
+pub const MAX_KID_LEN: usize = 256;
+
+/// A JWK the set did not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// Position in `keys`.
+    pub index: usize,
+    /// Its `kid`, if it had one.
+    pub kid: Option<String>,
+    /// Why it is not used.
+    pub reason: String,
+}
+
+/// The keys a verifier trusts, by `kid`. Old and new keys side by side is
+/// how rotation works: publish the new key, start signing with it, retire
+/// the old one when its last token has expired.
+///
+/// ```
+/// use mqtt_sec_auth::jwt::KeySet;
+/// let set = KeySet::from_jwks_json(r#"{"keys": [
+///   {"kty": "OKP", "crv": "Ed25519", "kid": "device-2026",
+///    "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+///   {"kty": "RSA", "use": "enc", "kid": "not-for-us", "e": "AQAB", "n": "AAAA"}
+/// ]}"#)?;
+/// assert_eq!(set.len(), 1);
+/// assert!(set.get("device-2026").is_some());
+/// assert_eq!(set.skipped()[0].kid.as_deref(), Some("not-for-us"));
+/// # Ok::<(), mqtt_sec_auth::KeyError>(())
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct KeySet {
+    keys: Vec<Arc<JwtKey>>,
+    by_kid: HashMap<String, usize>,
+    skipped: Vec<SkippedKey>,
+}
+
+impl KeySet {
+    /// A set of these keys.
+    ///
+    /// # Errors
+    /// [`KeyError::DuplicateKid`].
+    pub fn new(keys: impl IntoIterator<Item = JwtKey>) -> Result<Self, KeyError> {
+        let mut set = KeySet::default();
+        for key in keys {
+            set.insert(key)?;
+        }
+        Ok(set)
+    }
+
+    fn insert(&mut self, key: JwtKey) -> Result<(), KeyError> {
+        if self.by_kid.contains_key(key.kid()) {
+            return Err(KeyError::DuplicateKid(key.kid().to_owned()));
+        }
+        self.by_kid.insert(key.kid().to_owned(), self.keys.len());
+        self.keys.push(Arc::new(key));
+        Ok(())
+    }
+
+    /// Reads a JWK Set document (`{"keys": [...]}`), at most
+    /// [`MAX_JWKS_LEN`] bytes and [`MAX_JWKS_KEYS`] keys. A key without
+    /// `kid` gets its RFC 7638 thumbprint.
+    ///
+    /// # Errors
+    /// [`KeyError::TooLarge`], [`KeyError::Invalid`] for a document that is
+    /// not a JWK Set, [`KeyError::Jwk`] (with the position) for a key of a
+    /// supported type that is malformed, weak or private, and
+    /// [`KeyError::DuplicateKid`].
+    pub fn from_jwks_json(text: &str) -> Result<Self, KeyError> {
+        if text.len() > MAX_JWKS_LEN {
+            return Err(KeyError::TooLarge { max: MAX_JWKS_LEN });
+        }
+        let document = parse_object(text.as_bytes()).ok_or(KeyError::Invalid(
+            "not a JSON object without duplicate names",
+        ))?;
+        let Some(Value::Array(items)) = document.get("keys") else {
+            return Err(KeyError::Invalid("no \"keys\" array"));
+        };
+        if items.len() > MAX_JWKS_KEYS {
+            return Err(KeyError::TooLarge { max: MAX_JWKS_KEYS });
+        }
+        let mut set = KeySet::default();
+        for (index, item) in items.iter().enumerate() {
+            let wrap = |error| KeyError::Jwk {
+                index,
+                error: Box::new(error),
+            };
+            let Value::Object(jwk) = item else {
+                return Err(wrap(KeyError::Invalid("not a JSON object")));
+            };
+            let kid = match jwk.get("kid") {
+                None => None,
+                Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => {
+                    Some(kid.clone())
+                }
+                Some(_) => return Err(wrap(KeyError::Invalid("kid is not a 1..=256 byte string"))),
+            };
+            match read_jwk(jwk).map_err(wrap)? {
+                Ok(key) => {
+                    let key = match &kid {
+                        Some(kid) => key.with_kid(kid.clone()),
+                        None => key,
+                    };
+                    set.insert(key)?;
+                }
+                Err(reason) => set.skipped.push(SkippedKey { index, kid, reason }),
+            }
+        }
+        Ok(set)
+    }
+
+    /// The key named `kid`.
+    pub fn get(&self, kid: &str) -> Option<&Arc<JwtKey>> {
+        self.by_kid.get(kid).map(|i| &self.keys[*i])
+    }
+
+    /// The only key, for tokens without `kid`; `None` unless the set has
+    /// exactly one.
+    pub fn only(&self) -> Option<&Arc<JwtKey>> {
+        match self.keys.as_slice() {
+            [key] => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The keys, in document order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<JwtKey>> {
+        self.keys.iter()
+    }
+
+    /// How many keys are usable.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Keys of the document that are not used, and why.
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
+    }
+
+    /// The public keys as a JWK Set document (HMAC secrets are left out),
+    /// for publishing to verifiers.
+    pub fn to_public_jwks(&self) -> Value {
+        let keys: Vec<Value> = self.keys.iter().filter_map(|k| k.public_jwk()).collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// `Ok(Ok(key))`, `Ok(Err(why it is skipped))`, or `Err` when it is broken.
+fn read_jwk(jwk: &Map<String, Value>) -> Result<Result<JwtKey, String>, KeyError> {
+    let text = |name: &'static str| -> Result<Option<&str>, KeyError> {
+        match jwk.get(name) {
+            None => Ok(None),
+            Some(Value::String(value)) => Ok(Some(value.as_str())),
+            Some(_) => Err(KeyError::Invalid("a JWK member is not a string")),
+        }
+    };
+    let kty = text("kty")?.ok_or(KeyError::Invalid("no kty"))?;
+    if let Some(usage) = text("use")?
+        && usage != "sig"
+    {
+        return Ok(Err(format!("use {usage:?}")));
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let Value::Array(ops) = ops else {
+            return Err(KeyError::Invalid("key_ops is not an array"));
+        };
+        if !ops.iter().any(|op| op == "verify") {
+            return Ok(Err("key_ops without verify".into()));
+        }
+    }
+    let alg = text("alg")?;
+    let (expected_alg, crv) = match kty {
+        "RSA" => ("RS256", None),
+        "EC" => ("ES256", Some("P-256")),
+        "OKP" => ("EdDSA", Some("Ed25519")),
+        "oct" => ("HS256", None),
+        other => return Ok(Err(format!("kty {other:?}"))),
+    };
+    if let Some(crv) = crv {
+        let found = text("crv")?.ok_or(KeyError::Invalid("no crv"))?;
+        if found != crv {
+            return Ok(Err(format!("crv {found:?}")));
+        }
+    }
+    // RFC 9864 names EdDSA over Ed25519 "Ed25519".
+    if let Some(alg) = alg
+        && alg != expected_alg
+        && !(kty == "OKP" && alg == "Ed25519")
+    {
+        return Ok(Err(format!("alg {alg:?}")));
+    }
+    if kty != "oct"
+        && let Some(member) = PRIVATE_MEMBERS.iter().find(|m| jwk.contains_key(**m))
+    {
+        return Err(KeyError::PrivateMember(member));
+    }
+    let bytes = |name: &'static str| -> Result<Vec<u8>, KeyError> {
+        let value = text(name)?.ok_or(KeyError::Invalid("a required member is missing"))?;
+        URL_SAFE_NO_PAD
+            .decode(value)
+            .map_err(|_| KeyError::Invalid("a member is not base64url without padding"))
+    };
+    let key = match kty {
+        "RSA" => JwtKey::rs256(&bytes("n")?, &bytes("e")?)?,
+        "EC" => {
+            let (x, y) = (bytes("x")?, bytes("y")?);
+            if x.len() != 32 || y.len() != 32 {
+                return Err(KeyError::Invalid("P-256 coordinates are not 32 bytes"));
+            }
+            let mut point = Vec::with_capacity(65);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            JwtKey::es256(&point)?
+        }
+        "OKP" => {
+            let x: [u8; 32] = bytes("x")?
+                .try_into()
+                .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
+            JwtKey::ed25519(x)
+        }
+        _ => JwtKey::hs256(SecretSlice::from(bytes("k")?))?,
+    };
+    Ok(Ok(key))
+}

@@ -1,0 +1,290 @@
+//! Verification keys whose algorithm is fixed by the key (RFC 8725 section
+//! 3.1): the token's `alg` only has to agree, it never chooses.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use ring::digest;
+use secrecy::{ExposeSecret, SecretSlice};
+use serde_json::{Value, json};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
+use zeroize::Zeroizing;
+
+use super::ring_provider::{RingVerifier, VerifyMaterial, rsa_components};
+use crate::KeyError;
+
+/// Longest PEM or DER key input read.
+pub const MAX_KEY_INPUT_LEN: usize = 64 * 1024;
+
+const OID_ED25519: &str = "1.3.101.112";
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+
+/// One verification key: Ed25519 (EdDSA), P-256 (ES256), RSA 2048 to 8192
+/// bits (RS256) or an HMAC secret of at least 32 bytes (HS256), with its
+/// `kid` (by default its RFC 7638 thumbprint).
+///
+/// ```
+/// use mqtt_sec_auth::jwt::JwtKey;
+/// use mqtt_sec_auth::KeyError;
+/// use mqtt_sec_auth::secrecy::SecretSlice;
+///
+/// let key = JwtKey::hs256(SecretSlice::from(vec![7u8; 32]))?;
+/// assert_eq!(key.algorithm(), jsonwebtoken::Algorithm::HS256);
+/// assert_eq!(key.kid(), key.thumbprint());
+/// // RFC 7518 section 3.2: shorter secrets are refused.
+/// assert_eq!(
+///     JwtKey::hs256(SecretSlice::from(vec![7u8; 16])).unwrap_err(),
+///     KeyError::WeakSecret { len: 16 }
+/// );
+/// # Ok::<(), KeyError>(())
+/// ```
+pub struct JwtKey {
+    kid: String,
+    thumbprint: String,
+    verifier: RingVerifier,
+    /// The public RFC 7638 members; `None` for an HMAC secret.
+    members: Option<Value>,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl JwtKey {
+    /// A public key: `members` are its RFC 7638 required members.
+    fn public(algorithm: Algorithm, material: VerifyMaterial, members: Value) -> Self {
+        let thumbprint = thumbprint_of(members.to_string().as_bytes());
+        JwtKey {
+            kid: thumbprint.clone(),
+            thumbprint,
+            verifier: RingVerifier::from_parts(algorithm, material),
+            members: Some(members),
+        }
+    }
+
+    /// An Ed25519 public key (EdDSA).
+    pub fn ed25519(public_key: [u8; 32]) -> Self {
+        let members = json!({"crv": "Ed25519", "kty": "OKP", "x": b64(&public_key)});
+        Self::public(
+            Algorithm::EdDSA,
+            VerifyMaterial::Ed25519(public_key),
+            members,
+        )
+    }
+
+    /// A P-256 public key (ES256) as an uncompressed SEC1 point (65 bytes).
+    ///
+    /// # Errors
+    /// [`KeyError::Invalid`] for another length or encoding. Points off the
+    /// curve are refused by ring at verification: every token fails.
+    pub fn es256(point: &[u8]) -> Result<Self, KeyError> {
+        if point.len() != 65 || point[0] != 4 {
+            return Err(KeyError::Invalid(
+                "P-256 point is not 65 bytes, uncompressed",
+            ));
+        }
+        let members = json!({
+            "crv": "P-256", "kty": "EC", "x": b64(&point[1..33]), "y": b64(&point[33..]),
+        });
+        Ok(Self::public(
+            Algorithm::ES256,
+            VerifyMaterial::EcPoint(point.to_vec()),
+            members,
+        ))
+    }
+
+    /// An RSA public key (RS256) from its modulus and exponent (big-endian).
+    ///
+    /// # Errors
+    /// [`KeyError::RsaSize`] outside 2048..=8192 bits; [`KeyError::Invalid`]
+    /// for an even, too small or over 33-bit exponent (ring's limits).
+    pub fn rs256(modulus: &[u8], exponent: &[u8]) -> Result<Self, KeyError> {
+        let n = strip_leading_zeros(modulus);
+        let e = strip_leading_zeros(exponent);
+        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        if !(2048..=8192).contains(&bits) {
+            return Err(KeyError::RsaSize { bits });
+        }
+        let exponent_value = e
+            .iter()
+            .fold(0u64, |acc, b| acc.saturating_mul(256) | u64::from(*b));
+        if e.len() > 5 || exponent_value < 3 || exponent_value % 2 == 0 || exponent_value >= 1 << 33
+        {
+            return Err(KeyError::Invalid(
+                "RSA exponent must be odd, >= 3 and < 2^33",
+            ));
+        }
+        let members = json!({"e": b64(e), "kty": "RSA", "n": b64(n)});
+        let material = VerifyMaterial::Rsa {
+            n: n.to_vec(),
+            e: e.to_vec(),
+        };
+        Ok(Self::public(Algorithm::RS256, material, members))
+    }
+
+    /// An HMAC-SHA-256 secret (HS256), at least 32 bytes.
+    ///
+    /// # Errors
+    /// [`KeyError::WeakSecret`] for a shorter secret.
+    pub fn hs256(secret: SecretSlice<u8>) -> Result<Self, KeyError> {
+        let len = secret.expose_secret().len();
+        if len < 32 {
+            return Err(KeyError::WeakSecret { len });
+        }
+        let canonical = Zeroizing::new(format!(
+            r#"{{"k":"{}","kty":"oct"}}"#,
+            Zeroizing::new(b64(secret.expose_secret())).as_str()
+        ));
+        let thumbprint = thumbprint_of(canonical.as_bytes());
+        Ok(JwtKey {
+            kid: thumbprint.clone(),
+            thumbprint,
+            verifier: RingVerifier::from_parts(Algorithm::HS256, VerifyMaterial::Hmac(secret)),
+            members: None,
+        })
+    }
+
+    /// A `PUBLIC KEY` (SubjectPublicKeyInfo) PEM block: Ed25519, P-256 or RSA.
+    ///
+    /// # Errors
+    /// [`KeyError::Pem`], [`KeyError::Unsupported`] for other key types,
+    /// and the errors of the per-type constructors.
+    pub fn from_public_key_pem(pem_text: &str) -> Result<Self, KeyError> {
+        if pem_text.len() > MAX_KEY_INPUT_LEN {
+            return Err(KeyError::TooLarge {
+                max: MAX_KEY_INPUT_LEN,
+            });
+        }
+        let block = pem::parse(pem_text).map_err(|_| KeyError::Pem("PUBLIC KEY"))?;
+        if block.tag() != "PUBLIC KEY" {
+            return Err(KeyError::Pem("PUBLIC KEY"));
+        }
+        Self::from_public_key_der(block.contents())
+    }
+
+    /// A DER SubjectPublicKeyInfo: Ed25519, P-256 or RSA.
+    ///
+    /// # Errors
+    /// As [`JwtKey::from_public_key_pem`].
+    pub fn from_public_key_der(der: &[u8]) -> Result<Self, KeyError> {
+        if der.len() > MAX_KEY_INPUT_LEN {
+            return Err(KeyError::TooLarge {
+                max: MAX_KEY_INPUT_LEN,
+            });
+        }
+        let spki = match SubjectPublicKeyInfo::from_der(der) {
+            Ok(([], spki)) => spki,
+            _ => return Err(KeyError::Invalid("not a DER SubjectPublicKeyInfo")),
+        };
+        let key_bits: &[u8] = &spki.subject_public_key.data;
+        match spki.algorithm.algorithm.to_id_string().as_str() {
+            OID_ED25519 => {
+                let key: [u8; 32] = key_bits
+                    .try_into()
+                    .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
+                Ok(Self::ed25519(key))
+            }
+            OID_EC_PUBLIC_KEY => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|oid| oid.to_id_string());
+                if curve.as_deref() != Some(OID_P256) {
+                    return Err(KeyError::Unsupported("EC curve other than P-256".into()));
+                }
+                Self::es256(key_bits)
+            }
+            OID_RSA => {
+                let (n, e) = rsa_components(key_bits)
+                    .map_err(|_| KeyError::Invalid("not a PKCS#1 RSAPublicKey"))?;
+                Self::rs256(&n, &e)
+            }
+            other => Err(KeyError::Unsupported(format!(
+                "public key algorithm {other}"
+            ))),
+        }
+    }
+
+    /// The same key under another `kid`.
+    #[must_use]
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = kid.into();
+        self
+    }
+
+    /// The key id tokens name it by.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The only algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        jsonwebtoken::crypto::JwtVerifier::algorithm(&self.verifier)
+    }
+
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
+    }
+
+    /// The public JWK (with `kid`, `alg` and `use: sig`); `None` for an
+    /// HMAC secret, which is never exported.
+    pub fn public_jwk(&self) -> Option<Value> {
+        let mut jwk = self.members.as_ref()?.as_object()?.clone();
+        jwk.insert("kid".into(), Value::from(self.kid.clone()));
+        jwk.insert("alg".into(), Value::from(algorithm_name(self.algorithm())));
+        jwk.insert("use".into(), Value::from("sig"));
+        Some(Value::Object(jwk))
+    }
+
+    /// Checks `signature` over `message` (the JWS signing input).
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        jsonwebtoken::signature::Verifier::verify(&self.verifier, message, &signature.to_vec())
+            .is_ok()
+    }
+}
+
+/// The JOSE name of an algorithm.
+pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unknown",
+    }
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// RFC 7638: base64url SHA-256 of the required members, sorted, without
+/// whitespace. The `json!` literals above list them in that order, so the
+/// text is canonical whether or not serde_json's `preserve_order` is on.
+pub(crate) fn thumbprint_of(canonical: &[u8]) -> String {
+    b64(digest::digest(&digest::SHA256, canonical).as_ref())
+}

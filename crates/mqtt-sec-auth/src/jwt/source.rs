@@ -1,0 +1,343 @@
+//! Where a verifier's keys come from: a fixed set, a file that is reloaded
+//! when it changes, or any fetcher (HTTP JWKS endpoint, broker plugin
+//! config) behind a cache with a TTL and back-off on failure.
+//!
+//! Sources keep serving the last good set when a reload fails: a broken
+//! file or an unreachable endpoint must not lock every client out. Each
+//! failure is an audit event.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use super::jwks::{KeySet, MAX_JWKS_LEN};
+use crate::KeySourceError;
+
+/// Gives the keys to verify with. Implement it to plug in your own store.
+pub trait KeySource: Send + Sync {
+    /// The current keys.
+    ///
+    /// # Errors
+    /// When no keys could ever be loaded.
+    fn keys(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError>;
+
+    /// A token names a `kid` the current keys lack: a source that can look
+    /// again (a rotated JWKS endpoint) may do so now, rate limited. The
+    /// default is [`KeySource::keys`].
+    ///
+    /// # Errors
+    /// As [`KeySource::keys`].
+    fn keys_for_unknown_kid(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        self.keys(now)
+    }
+}
+
+/// A fixed set.
+impl KeySource for Arc<KeySet> {
+    fn keys(&self, _now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        Ok(Arc::clone(self))
+    }
+}
+
+/// A shared source (one file or cache behind several verifiers).
+impl<S: KeySource> KeySource for Arc<S> {
+    fn keys(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        (**self).keys(now)
+    }
+
+    fn keys_for_unknown_kid(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        (**self).keys_for_unknown_kid(now)
+    }
+}
+
+/// Fetches a whole key set, for [`CachedKeySource`]. Closures returning
+/// `Result<KeySet, KeySourceError>` are fetchers.
+pub trait KeyFetcher: Send + Sync {
+    /// One attempt; it may block (an HTTP request). The cache calls it with
+    /// its lock held, so concurrent verifiers never fetch twice at once.
+    ///
+    /// # Errors
+    /// Anything that went wrong, as [`KeySourceError::Fetch`] or the key
+    /// error of the document.
+    fn fetch(&self) -> Result<KeySet, KeySourceError>;
+}
+
+impl<F> KeyFetcher for F
+where
+    F: Fn() -> Result<KeySet, KeySourceError> + Send + Sync,
+{
+    fn fetch(&self) -> Result<KeySet, KeySourceError> {
+        self()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another verifier cannot leave the cached state half-written
+    // (every update is a plain assignment), so a poisoned lock is still good.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn audit_failure(source: &str, error: &KeySourceError, serving_stale: bool) {
+    tracing::warn!(
+        target: "mqtt_sec::audit",
+        source,
+        reason = %error,
+        serving_stale,
+        "key source refresh failed"
+    );
+}
+
+#[derive(Default)]
+struct CacheState {
+    keys: Option<Arc<KeySet>>,
+    fetched_at: Option<SystemTime>,
+    retry_at: Option<SystemTime>,
+    failures: u32,
+    last_error: Option<KeySourceError>,
+}
+
+/// Caches a [`KeyFetcher`]'s set for a TTL; after a failure it retries with
+/// exponential back-off (1 s doubling up to 5 min by default) and serves the
+/// last good set meanwhile. A token with an unknown `kid` triggers an early
+/// fetch at most once per `min_refetch` (30 s by default).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, SystemTime};
+/// use mqtt_sec_auth::jwt::{CachedKeySource, KeySet, KeySource};
+///
+/// let source = CachedKeySource::new(|| {
+///     // An HTTP GET of the issuer's jwks_uri goes here.
+///     KeySet::from_jwks_json(r#"{"keys": []}"#).map_err(Into::into)
+/// })
+/// .ttl(Duration::from_secs(600));
+/// assert!(source.keys(SystemTime::now())?.is_empty());
+/// # Ok::<(), mqtt_sec_auth::KeySourceError>(())
+/// ```
+pub struct CachedKeySource<F> {
+    fetcher: F,
+    ttl: Duration,
+    min_refetch: Duration,
+    backoff_start: Duration,
+    backoff_max: Duration,
+    state: Mutex<CacheState>,
+}
+
+impl<F> std::fmt::Debug for CachedKeySource<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedKeySource")
+            .field("ttl", &self.ttl)
+            .field("min_refetch", &self.min_refetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: KeyFetcher> CachedKeySource<F> {
+    /// A cache with a 5-minute TTL.
+    pub fn new(fetcher: F) -> Self {
+        CachedKeySource {
+            fetcher,
+            ttl: Duration::from_secs(300),
+            min_refetch: Duration::from_secs(30),
+            backoff_start: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+
+    /// How long a fetched set is used before fetching again.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The shortest time between fetches triggered by unknown `kid`s.
+    #[must_use]
+    pub fn min_refetch(mut self, interval: Duration) -> Self {
+        self.min_refetch = interval;
+        self
+    }
+
+    /// The first retry delay after a failure and the longest.
+    #[must_use]
+    pub fn backoff(mut self, start: Duration, max: Duration) -> Self {
+        self.backoff_start = start;
+        self.backoff_max = max.max(start);
+        self
+    }
+
+    fn fetch(
+        &self,
+        state: &mut CacheState,
+        now: SystemTime,
+    ) -> Result<Arc<KeySet>, KeySourceError> {
+        match self.fetcher.fetch() {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                *state = CacheState {
+                    keys: Some(Arc::clone(&keys)),
+                    fetched_at: Some(now),
+                    ..CacheState::default()
+                };
+                Ok(keys)
+            }
+            Err(error) => {
+                state.failures = state.failures.saturating_add(1);
+                let doublings = state.failures.saturating_sub(1).min(20);
+                let delay = self
+                    .backoff_start
+                    .saturating_mul(1 << doublings)
+                    .min(self.backoff_max);
+                state.retry_at = Some(now + delay);
+                audit_failure("cached fetcher", &error, state.keys.is_some());
+                state.last_error = Some(error.clone());
+                state.keys.clone().ok_or(error)
+            }
+        }
+    }
+
+    fn stale_or_error(state: &CacheState) -> Result<Arc<KeySet>, KeySourceError> {
+        match (&state.keys, &state.last_error) {
+            (Some(keys), _) => Ok(Arc::clone(keys)),
+            (None, Some(error)) => Err(error.clone()),
+            (None, None) => Err(KeySourceError::Fetch("no keys fetched yet".into())),
+        }
+    }
+}
+
+impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
+    fn keys(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        let mut state = lock(&self.state);
+        if let (Some(keys), Some(at)) = (&state.keys, state.fetched_at)
+            && now < at + self.ttl
+        {
+            return Ok(Arc::clone(keys));
+        }
+        if state.retry_at.is_some_and(|retry| now < retry) {
+            return Self::stale_or_error(&state);
+        }
+        self.fetch(&mut state, now)
+    }
+
+    fn keys_for_unknown_kid(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        let mut state = lock(&self.state);
+        let recent = state
+            .fetched_at
+            .is_some_and(|at| now < at + self.min_refetch);
+        let backing_off = state.retry_at.is_some_and(|retry| now < retry);
+        if recent || backing_off {
+            return Self::stale_or_error(&state);
+        }
+        self.fetch(&mut state, now)
+    }
+}
+
+struct FileState {
+    keys: Arc<KeySet>,
+    stamp: (Option<SystemTime>, u64),
+    checked_at: SystemTime,
+}
+
+/// A JWK Set file, reloaded when its modification time or size changes
+/// (looked at most once per second by default). An invalid new version is
+/// refused with an audit event and the previous keys stay in use.
+pub struct FileKeySource {
+    path: PathBuf,
+    check_every: Duration,
+    state: Mutex<FileState>,
+}
+
+impl std::fmt::Debug for FileKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileKeySource")
+            .field("path", &self.path)
+            .field("check_every", &self.check_every)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_file(path: &Path) -> Result<((Option<SystemTime>, u64), KeySet), KeySourceError> {
+    let io = |e: std::io::Error| KeySourceError::Io(format!("{}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.len() > MAX_JWKS_LEN as u64 {
+        return Err(crate::KeyError::TooLarge { max: MAX_JWKS_LEN }.into());
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let keys = KeySet::from_jwks_json(&text)?;
+    Ok(((meta.modified().ok(), meta.len()), keys))
+}
+
+impl FileKeySource {
+    /// Loads the file now.
+    ///
+    /// # Errors
+    /// [`KeySourceError::Io`] or the file's [`KeySourceError::Key`] error.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, KeySourceError> {
+        let path = path.into();
+        let (stamp, keys) = read_file(&path)?;
+        Ok(FileKeySource {
+            path,
+            check_every: Duration::from_secs(1),
+            state: Mutex::new(FileState {
+                keys: Arc::new(keys),
+                stamp,
+                checked_at: SystemTime::UNIX_EPOCH,
+            }),
+        })
+    }
+
+    /// How often the file's metadata is looked at.
+    #[must_use]
+    pub fn check_every(mut self, interval: Duration) -> Self {
+        self.check_every = interval;
+        self
+    }
+
+    fn reload_if_changed(&self, state: &mut FileState, now: SystemTime) {
+        state.checked_at = now;
+        let stamp = std::fs::metadata(&self.path).map(|m| (m.modified().ok(), m.len()));
+        if matches!(&stamp, Ok(stamp) if *stamp == state.stamp) {
+            return;
+        }
+        // A broken version is reported once, not at every check.
+        if let Ok(stamp) = stamp {
+            state.stamp = stamp;
+        }
+        match read_file(&self.path) {
+            Ok((stamp, keys)) => {
+                tracing::info!(
+                    target: "mqtt_sec::audit",
+                    path = %self.path.display(),
+                    keys = keys.len(),
+                    "key file reloaded"
+                );
+                state.keys = Arc::new(keys);
+                state.stamp = stamp;
+            }
+            Err(error) => audit_failure("key file", &error, true),
+        }
+    }
+}
+
+impl KeySource for FileKeySource {
+    fn keys(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        let mut state = lock(&self.state);
+        let due = state
+            .checked_at
+            .checked_add(self.check_every)
+            .is_none_or(|at| now >= at);
+        if due {
+            self.reload_if_changed(&mut state, now);
+        }
+        Ok(Arc::clone(&state.keys))
+    }
+
+    fn keys_for_unknown_kid(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
+        let mut state = lock(&self.state);
+        self.reload_if_changed(&mut state, now);
+        Ok(Arc::clone(&state.keys))
+    }
+}

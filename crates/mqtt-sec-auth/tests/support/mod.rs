@@ -1,0 +1,137 @@
+//! Keys and hand-made tokens shared by the JWT tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use mqtt_sec_auth::JwtError;
+use mqtt_sec_auth::jwt::VerifiedToken;
+use mqtt_sec_auth::jwt::{
+    ClientContext, KeySet, RING_PROVIDER, SigningKey, TokenVerifier, Validation,
+};
+use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
+
+pub const RSA_PEM: &str = include_str!("../data/rsa2048-test-key.pem");
+pub const HS_SECRET: &[u8] = b"an HS256 test secret of 32 bytes or more!";
+
+/// A private key in both forms the tests need: ours, and jsonwebtoken's
+/// `EncodingKey` to sign hand-made headers and claims.
+pub struct TestKey {
+    pub signing: SigningKey,
+    pub encoding: EncodingKey,
+    pub alg: Algorithm,
+}
+
+impl TestKey {
+    pub fn ed25519() -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let der = pair.serialize_der();
+        TestKey {
+            signing: SigningKey::from_pkcs8_der(&der).unwrap(),
+            encoding: EncodingKey::from_ed_der(&der),
+            alg: Algorithm::EdDSA,
+        }
+    }
+
+    pub fn es256() -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let der = pair.serialize_der();
+        TestKey {
+            signing: SigningKey::from_pkcs8_der(&der).unwrap(),
+            encoding: EncodingKey::from_ec_der(&der),
+            alg: Algorithm::ES256,
+        }
+    }
+
+    pub fn rs256() -> Self {
+        let pkcs1 = pem::parse(RSA_PEM).unwrap().into_contents();
+        TestKey {
+            signing: SigningKey::from_pem(&SecretString::from(RSA_PEM)).unwrap(),
+            encoding: EncodingKey::from_rsa_der(&pkcs1),
+            alg: Algorithm::RS256,
+        }
+    }
+
+    pub fn hs256() -> Self {
+        TestKey {
+            signing: SigningKey::hs256(SecretSlice::from(HS_SECRET.to_vec())).unwrap(),
+            encoding: EncodingKey::from_secret(HS_SECRET),
+            alg: Algorithm::HS256,
+        }
+    }
+
+    pub fn all() -> Vec<TestKey> {
+        vec![Self::ed25519(), Self::es256(), Self::rs256(), Self::hs256()]
+    }
+
+    pub fn kid(&self) -> &str {
+        self.signing.kid()
+    }
+
+    /// A key set holding this key's verifying half.
+    pub fn key_set(&self) -> Arc<KeySet> {
+        let jwk = match self.signing.verifying_key().public_jwk() {
+            Some(jwk) => jwk,
+            None => serde_json::json!({
+                "kty": "oct", "k": URL_SAFE_NO_PAD.encode(HS_SECRET), "kid": self.kid(),
+            }),
+        };
+        let doc = serde_json::json!({ "keys": [jwk] }).to_string();
+        Arc::new(KeySet::from_jwks_json(&doc).unwrap())
+    }
+
+    /// Header and claims JSON exactly as given, signed with `alg` (which
+    /// may differ from the key's, for confusion tests).
+    pub fn sign_raw_as(&self, alg: Algorithm, header: &str, claims: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signer = (RING_PROVIDER.signer_factory)(&alg, &self.encoding).unwrap();
+        let signature =
+            jsonwebtoken::signature::Signer::try_sign(&*signer, input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    pub fn sign_raw(&self, header: &str, claims: &str) -> String {
+        self.sign_raw_as(self.alg, header, claims)
+    }
+
+    /// A token with this key's alg and kid and these claims.
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
+        let header = serde_json::json!({
+            "alg": mqtt_sec_auth::jwt::algorithm_name(self.alg), "typ": "JWT", "kid": self.kid(),
+        });
+        self.sign_raw(&header.to_string(), &claims.to_string())
+    }
+}
+
+pub fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+pub fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Claims valid at [`now`] for client `dev-1`.
+pub fn good_claims() -> serde_json::Value {
+    let t = secs(now());
+    serde_json::json!({"sub": "dev-1", "iat": t - 10, "exp": t + 600})
+}
+
+pub fn verify_with(
+    keys: Arc<KeySet>,
+    validation: Validation,
+    token: &str,
+) -> Result<VerifiedToken, JwtError> {
+    TokenVerifier::new(keys, validation).verify(token, &ClientContext::new("dev-1"), now())
+}
+
+pub fn verify(key: &TestKey, token: &str) -> Result<(), JwtError> {
+    verify_with(key.key_set(), Validation::new(), token).map(|_| ())
+}
