@@ -135,3 +135,34 @@ pub fn verify_with(
 pub fn verify(key: &TestKey, token: &str) -> Result<(), JwtError> {
     verify_with(key.key_set(), Validation::new(), token).map(|_| ())
 }
+
+/// With whatever provider jsonwebtoken has installed: its `encode` makes
+/// tokens our verifier accepts, and its `decode` accepts tokens we mint,
+/// for all four algorithms.
+pub fn jsonwebtoken_api_interoperates() {
+    use jsonwebtoken::{DecodingKey, Header, jwk::Jwk};
+    use mqtt_sec_auth::jwt::{ClaimsTemplate, TokenMinter};
+    for key in TestKey::all() {
+        let keys = key.key_set();
+        let decoding = match key.signing.verifying_key().public_jwk() {
+            Some(jwk) => {
+                DecodingKey::from_jwk(&serde_json::from_value::<Jwk>(jwk).unwrap()).unwrap()
+            }
+            None => DecodingKey::from_secret(HS_SECRET),
+        };
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid().to_owned());
+        let theirs = jsonwebtoken::encode(&header, &good_claims(), &key.encoding).unwrap();
+        verify_with(std::sync::Arc::clone(&keys), Validation::new(), &theirs).unwrap();
+
+        let minter = TokenMinter::new(key.signing, ClaimsTemplate::new("dev-1").audience("b"));
+        let ours = minter.mint(SystemTime::now()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(key.alg);
+        validation.set_audience(&["b"]);
+        let decoded =
+            jsonwebtoken::decode::<serde_json::Value>(ours.as_str(), &decoding, &validation)
+                .unwrap();
+        assert_eq!(decoded.claims["sub"], "dev-1");
+        assert_eq!(decoded.header.kid.as_deref(), Some(minter.key().kid()));
+    }
+}

@@ -1,0 +1,416 @@
+//! JWK Sets, RFC 7638 thumbprints, rotation and key sources.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mqtt_sec_auth::jwt::{
+    CachedKeySource, ClientContext, FileKeySource, JwtKey, KeySet, KeySource, TokenVerifier,
+    Validation,
+};
+use mqtt_sec_auth::{JwtError, KeyError, KeySourceError};
+use serde_json::json;
+use support::*;
+
+fn set(keys: serde_json::Value) -> Result<KeySet, KeyError> {
+    KeySet::from_jwks_json(&json!({ "keys": keys }).to_string())
+}
+
+fn jwk_error(keys: serde_json::Value) -> KeyError {
+    match set(keys).unwrap_err() {
+        KeyError::Jwk { error, .. } => *error,
+        other => other,
+    }
+}
+
+#[test]
+fn rfc7638_thumbprint_example() {
+    // RFC 7638 section 3.1.
+    let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+    let keys =
+        set(json!([{"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"}]))
+            .unwrap();
+    let key = keys.get("2011-04-29").unwrap();
+    assert_eq!(
+        key.thumbprint(),
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    );
+    // Without a kid, the thumbprint is the kid.
+    let keys = set(json!([{"kty": "RSA", "n": n, "e": "AQAB"}])).unwrap();
+    assert!(
+        keys.get("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+            .is_some()
+    );
+    // RFC 8037 appendix A.3, the Ed25519 key.
+    let okp = set(json!([{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}])).unwrap();
+    assert!(
+        okp.get("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+            .is_some()
+    );
+}
+
+#[test]
+fn all_four_key_types_load_and_verify_their_tokens() {
+    let keys = TestKey::all();
+    let mut jwks: Vec<serde_json::Value> = keys
+        .iter()
+        .filter_map(|k| k.signing.verifying_key().public_jwk())
+        .collect();
+    assert_eq!(jwks.len(), 3, "the HMAC secret is never exported");
+    use base64::Engine;
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(HS_SECRET);
+    jwks.push(json!({"kty": "oct", "k": k, "alg": "HS256", "use": "sig"}));
+    let set = Arc::new(set(json!(jwks)).unwrap());
+    assert_eq!(set.len(), 4);
+    let verifier = TokenVerifier::new(Arc::clone(&set), Validation::new());
+    for key in &keys {
+        let token = key.sign_claims(&good_claims());
+        let verified = verifier
+            .verify(&token, &ClientContext::new("dev-1"), now())
+            .unwrap();
+        assert_eq!(verified.kid(), key.kid());
+    }
+    // Exported sets round-trip (without the secret).
+    let public = KeySet::from_jwks_json(&set.to_public_jwks().to_string()).unwrap();
+    assert_eq!(public.len(), 3);
+}
+
+#[test]
+fn broken_keys_refuse_the_whole_set() {
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let ok = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "a"});
+    assert_eq!(
+        set(json!([ok, {"kty": "OKP", "crv": "Ed25519", "x": x, "d": x}])).unwrap_err(),
+        KeyError::Jwk {
+            index: 1,
+            error: Box::new(KeyError::PrivateMember("d"))
+        }
+    );
+    assert_eq!(
+        set(json!([ok, ok])).unwrap_err(),
+        KeyError::DuplicateKid("a".into())
+    );
+    assert!(matches!(
+        jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": "a+b/"}])),
+        KeyError::Invalid(_)
+    ));
+    assert!(matches!(
+        jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}])),
+        KeyError::Invalid(_)
+    ));
+    assert!(matches!(
+        jwk_error(json!([{"kty": "OKP", "crv": "Ed25519"}])),
+        KeyError::Invalid(_)
+    ));
+    assert!(matches!(
+        jwk_error(json!([{"kty": "EC", "crv": "P-256", "x": x, "y": "AAAA"}])),
+        KeyError::Invalid(_)
+    ));
+    assert!(matches!(
+        jwk_error(json!([{"crv": "P-256"}])),
+        KeyError::Invalid("no kty")
+    ));
+    assert!(matches!(
+        jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": 3}])),
+        KeyError::Invalid(_)
+    ));
+    assert!(matches!(
+        jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k".repeat(257)}])),
+        KeyError::Invalid(_)
+    ));
+    assert!(matches!(
+        jwk_error(json!(["not an object"])),
+        KeyError::Invalid(_)
+    ));
+    assert_eq!(
+        jwk_error(json!([{"kty": "oct", "k": "c2hvcnQ"}])),
+        KeyError::WeakSecret { len: 5 }
+    );
+    // RSA: 1024 bits is too small; also from a PEM.
+    let small =
+        JwtKey::from_public_key_pem(include_str!("data/rsa1024-test-public.pem")).unwrap_err();
+    assert_eq!(small, KeyError::RsaSize { bits: 1024 });
+    let n_1024 = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        [0xC5u8; 128],
+    );
+    assert_eq!(
+        jwk_error(json!([{"kty": "RSA", "n": n_1024, "e": "AQAB"}])),
+        KeyError::RsaSize { bits: 1024 }
+    );
+    let n_2048 = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        [0xC5u8; 256],
+    );
+    assert!(matches!(
+        jwk_error(json!([{"kty": "RSA", "n": n_2048, "e": "AA"}])),
+        KeyError::Invalid(_)
+    ));
+    // Documents.
+    for doc in [
+        "[]",
+        "{}",
+        r#"{"keys": {}}"#,
+        "not json",
+        r#"{"keys": [], "keys": []}"#,
+    ] {
+        assert!(
+            matches!(KeySet::from_jwks_json(doc), Err(KeyError::Invalid(_))),
+            "{doc}"
+        );
+    }
+    let huge = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(1024 * 1024));
+    assert_eq!(
+        KeySet::from_jwks_json(&huge).unwrap_err(),
+        KeyError::TooLarge { max: 1024 * 1024 }
+    );
+    let many = json!({"keys": vec![json!({"kty": "unknown"}); 10_001]}).to_string();
+    assert_eq!(
+        KeySet::from_jwks_json(&many).unwrap_err(),
+        KeyError::TooLarge { max: 10_000 }
+    );
+}
+
+#[test]
+fn keys_we_do_not_verify_with_are_skipped_and_listed() {
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let keys = set(json!([
+        {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "good"},
+        {"kty": "RSA", "use": "enc", "kid": "enc", "n": "AAAA", "e": "AQAB"},
+        {"kty": "RSA", "alg": "PS256", "kid": "pss", "n": "AAAA", "e": "AQAB"},
+        {"kty": "OKP", "crv": "X25519", "kid": "x25519", "x": x},
+        {"kty": "EC", "crv": "P-384", "kid": "p384", "x": x, "y": x},
+        {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "wrap", "key_ops": ["wrapKey"]},
+        {"kty": "AKP", "kid": "pq"},
+    ]))
+    .unwrap();
+    assert_eq!(keys.len(), 1);
+    let skipped: Vec<_> = keys
+        .skipped()
+        .iter()
+        .map(|s| s.kid.clone().unwrap())
+        .collect();
+    assert_eq!(skipped, ["enc", "pss", "x25519", "p384", "wrap", "pq"]);
+    assert!(keys.skipped()[0].reason.contains("enc"));
+    // RFC 9864's fully-specified "Ed25519" is EdDSA over Ed25519.
+    assert_eq!(
+        set(json!([{"kty": "OKP", "crv": "Ed25519", "x": x, "alg": "Ed25519"}]))
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn public_key_pems_of_each_type() {
+    let rsa_public = {
+        let key = TestKey::rs256();
+        let jwk = key.signing.verifying_key().public_jwk().unwrap();
+        (key, jwk)
+    };
+    let from_jwk = set(json!([rsa_public.1])).unwrap();
+    assert_eq!(from_jwk.iter().next().unwrap().kid(), rsa_public.0.kid());
+    for alg in [&rcgen::PKCS_ED25519, &rcgen::PKCS_ECDSA_P256_SHA256] {
+        let pair = rcgen::KeyPair::generate_for(alg).unwrap();
+        let key = JwtKey::from_public_key_pem(&pair.public_key_pem()).unwrap();
+        let signing =
+            mqtt_sec_auth::jwt::SigningKey::from_pkcs8_der(&pair.serialize_der()).unwrap();
+        assert_eq!(key.kid(), signing.kid());
+    }
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    assert!(matches!(
+        JwtKey::from_public_key_pem(&p384.public_key_pem()),
+        Err(KeyError::Unsupported(_))
+    ));
+    assert_eq!(
+        JwtKey::from_public_key_pem("junk").unwrap_err(),
+        KeyError::Pem("PUBLIC KEY")
+    );
+    assert!(matches!(
+        JwtKey::from_public_key_der(b"\x30\x00"),
+        Err(KeyError::Invalid(_))
+    ));
+    assert_eq!(
+        JwtKey::from_public_key_pem(&"x".repeat(70_000)).unwrap_err(),
+        KeyError::TooLarge { max: 65_536 }
+    );
+}
+
+#[test]
+fn rotation_old_and_new_keys_side_by_side() {
+    let old = TestKey::es256();
+    let new = TestKey::ed25519();
+    let old_token = old.sign_claims(&good_claims());
+    let new_token = new.sign_claims(&good_claims());
+    let both = |keys: Vec<&TestKey>| {
+        let jwks: Vec<_> = keys
+            .iter()
+            .map(|k| k.signing.verifying_key().public_jwk().unwrap())
+            .collect();
+        Arc::new(set(json!(jwks)).unwrap())
+    };
+    let during = both(vec![&old, &new]);
+    assert!(verify_with(Arc::clone(&during), Validation::new(), &old_token).is_ok());
+    assert!(verify_with(during, Validation::new(), &new_token).is_ok());
+    let after = both(vec![&new]);
+    assert!(verify_with(Arc::clone(&after), Validation::new(), &new_token).is_ok());
+    assert_eq!(
+        verify_with(after, Validation::new(), &old_token).unwrap_err(),
+        JwtError::UnknownKid(old.kid().to_owned())
+    );
+}
+
+fn write_jwks(path: &std::path::Path, keys: &[&TestKey]) {
+    let jwks: Vec<_> = keys
+        .iter()
+        .map(|k| k.signing.verifying_key().public_jwk().unwrap())
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json!({ "keys": jwks }).to_string()).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+#[test]
+fn file_source_reloads_on_change_and_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let (a, b) = (TestKey::ed25519(), TestKey::es256());
+    write_jwks(&path, &[&a]);
+    let source = Arc::new(
+        FileKeySource::open(&path)
+            .unwrap()
+            .check_every(Duration::ZERO),
+    );
+    let verifier = TokenVerifier::new(Arc::clone(&source), Validation::new());
+    let verify = |key: &TestKey| {
+        verifier.verify(
+            &key.sign_claims(&good_claims()),
+            &ClientContext::new("dev-1"),
+            now(),
+        )
+    };
+    assert!(verify(&a).is_ok());
+    assert!(matches!(verify(&b), Err(JwtError::UnknownKid(_))));
+    write_jwks(&path, &[&a, &b]);
+    assert!(verify(&b).is_ok(), "new key picked up");
+    // A broken file is refused and the previous keys stay.
+    let (_, logs) = mqtt_sec_testkit::capture_logs(|| {
+        std::fs::write(
+            &path,
+            r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}"#,
+        )
+        .unwrap();
+        assert!(verify(&a).is_ok() && verify(&b).is_ok());
+    });
+    assert!(logs.contains("key source refresh failed"), "{logs}");
+    write_jwks(&path, &[&b]);
+    assert!(
+        matches!(verify(&a), Err(JwtError::UnknownKid(_))),
+        "old key retired"
+    );
+    assert!(verify(&b).is_ok());
+    // A missing file at start is an error.
+    assert!(matches!(
+        FileKeySource::open(dir.path().join("none")),
+        Err(KeySourceError::Io(_))
+    ));
+}
+
+#[test]
+fn file_source_checks_at_once_for_an_unknown_kid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let (a, b) = (TestKey::ed25519(), TestKey::ed25519());
+    write_jwks(&path, &[&a]);
+    let source = FileKeySource::open(&path)
+        .unwrap()
+        .check_every(Duration::from_secs(3600));
+    let verifier = TokenVerifier::new(source, Validation::new());
+    write_jwks(&path, &[&a, &b]);
+    let token = b.sign_claims(&good_claims());
+    assert!(
+        verifier
+            .verify(&token, &ClientContext::new("dev-1"), now())
+            .is_ok()
+    );
+}
+
+#[test]
+fn cached_source_ttl_backoff_and_unknown_kid_refetch() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let key = TestKey::ed25519();
+    let doc = json!({"keys": [key.signing.verifying_key().public_jwk().unwrap()]}).to_string();
+    let (f, x) = (Arc::clone(&fetches), Arc::clone(&fail));
+    let source = CachedKeySource::new(move || {
+        f.fetch_add(1, Ordering::SeqCst);
+        if x.load(Ordering::SeqCst) {
+            Err(KeySourceError::Fetch("503".into()))
+        } else {
+            KeySet::from_jwks_json(&doc).map_err(Into::into)
+        }
+    })
+    .ttl(Duration::from_secs(60))
+    .min_refetch(Duration::from_secs(10))
+    .backoff(Duration::from_secs(2), Duration::from_secs(16));
+    let at = |s: u64| now() + Duration::from_secs(s);
+    let count = || fetches.load(Ordering::SeqCst);
+
+    assert_eq!(source.keys(at(0)).unwrap().len(), 1);
+    source.keys(at(59)).unwrap();
+    assert_eq!(count(), 1, "within the TTL");
+    source.keys(at(60)).unwrap();
+    assert_eq!(count(), 2, "TTL passed");
+    // Unknown kid: one early fetch, then not again within min_refetch.
+    source.keys_for_unknown_kid(at(65)).unwrap();
+    assert_eq!(count(), 2, "fetched 5 s ago");
+    source.keys_for_unknown_kid(at(70)).unwrap();
+    assert_eq!(count(), 3);
+    // Failures: stale keys are served, retries back off 2, 4, 8, 16, 16 s.
+    fail.store(true, Ordering::SeqCst);
+    let (_, logs) = mqtt_sec_testkit::capture_logs(|| {
+        assert_eq!(source.keys(at(130)).unwrap().len(), 1);
+    });
+    assert!(
+        logs.contains("503") && logs.contains("serving_stale=true"),
+        "{logs}"
+    );
+    assert_eq!(count(), 4);
+    let mut t = 130;
+    for delay in [2, 4, 8, 16, 16] {
+        source.keys(at(t + delay - 1)).unwrap();
+        source.keys_for_unknown_kid(at(t + delay - 1)).unwrap();
+        let before = count();
+        source.keys(at(t + delay)).unwrap();
+        assert_eq!(count(), before + 1, "retry after {delay} s");
+        t += delay;
+    }
+    fail.store(false, Ordering::SeqCst);
+    source.keys(at(t + 16)).unwrap();
+    let recovered = count();
+    source.keys(at(t + 17)).unwrap();
+    assert_eq!(count(), recovered, "cached again after recovery");
+
+    // Never fetched: the error comes through.
+    let never = CachedKeySource::new(|| Err(KeySourceError::Fetch("down".into())));
+    assert_eq!(
+        never.keys(now()).unwrap_err(),
+        KeySourceError::Fetch("down".into())
+    );
+    assert_eq!(
+        never.keys(now()).unwrap_err(),
+        KeySourceError::Fetch("down".into())
+    );
+    let verifier = TokenVerifier::new(never, Validation::new());
+    assert!(matches!(
+        verifier.verify(
+            &key.sign_claims(&good_claims()),
+            &ClientContext::new("dev-1"),
+            now()
+        ),
+        Err(JwtError::Keys(KeySourceError::Fetch(_)))
+    ));
+}
