@@ -22,7 +22,10 @@ use support::*;
 
 fn pyjwt(mode: &str, request: &Value) -> Option<Value> {
     let script = PythonScript::new(
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt.py")),
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/pyjwt.py"
+        )),
         &["jwt", "cryptography"],
         "pip install PyJWT cryptography",
     );
@@ -47,21 +50,29 @@ fn tokens_signed_by_pyjwt_verify_and_its_bad_ones_are_refused() {
     );
     let mut seen = Vec::new();
     for token in signed["tokens"].as_array().unwrap() {
-        let (case, alg) = (token["case"].as_str().unwrap(), token["alg"].as_str().unwrap());
+        let (case, alg) = (
+            token["case"].as_str().unwrap(),
+            token["alg"].as_str().unwrap(),
+        );
         let text = token["token"].as_str().unwrap();
         let result = verifier.verify(text, &ClientContext::new("dev-1"), now());
         let expected = match case {
             "good" => {
                 let verified = result.unwrap();
                 assert_eq!(verified.identity(), "dev-1");
-                assert_eq!(mqtt_sec_auth::jwt::algorithm_name(verified.algorithm()), alg);
+                assert_eq!(
+                    mqtt_sec_auth::jwt::algorithm_name(verified.algorithm()),
+                    alg
+                );
                 // And a flipped signature bit is caught.
                 let (input, sig) = text.rsplit_once('.').unwrap();
                 let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
                 sig[0] ^= 0x80;
                 let tampered = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
                 assert_eq!(
-                    verifier.verify(&tampered, &ClientContext::new("dev-1"), now()).unwrap_err(),
+                    verifier
+                        .verify(&tampered, &ClientContext::new("dev-1"), now())
+                        .unwrap_err(),
                     JwtError::SignatureInvalid,
                     "{alg}"
                 );
@@ -85,13 +96,15 @@ fn tokens_signed_by_pyjwt_verify_and_its_bad_ones_are_refused() {
 fn tokens_we_mint_verify_with_pyjwt() {
     let mut tokens = Vec::new();
     for key in TestKey::all() {
-        let jwk = key.signing.verifying_key().public_jwk().unwrap_or_else(|| {
-            json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode(HS_SECRET), "kid": key.kid()})
-        });
+        let jwk = key.signing.verifying_key().public_jwk().unwrap_or_else(
+            || json!({"kty": "oct", "k": URL_SAFE_NO_PAD.encode(HS_SECRET), "kid": key.kid()}),
+        );
         let alg = mqtt_sec_auth::jwt::algorithm_name(key.alg);
         let minter = TokenMinter::new(
             key.signing,
-            ClaimsTemplate::new("dev-1").issuer("factory").audience("broker"),
+            ClaimsTemplate::new("dev-1")
+                .issuer("factory")
+                .audience("broker"),
         );
         let token = minter.mint(SystemTime::now()).unwrap();
         let (input, sig) = token.as_str().rsplit_once('.').unwrap();
@@ -101,18 +114,30 @@ fn tokens_we_mint_verify_with_pyjwt() {
         tokens.push(json!({"alg": alg, "token": token.as_str(), "jwk": jwk}));
         tokens.push(json!({"alg": alg, "token": tampered, "jwk": jwk}));
     }
-    let Some(results) = pyjwt("verify", &json!({"tokens": tokens, "aud": "broker", "iss": "factory"}))
-    else {
+    let Some(results) = pyjwt(
+        "verify",
+        &json!({"tokens": tokens, "aud": "broker", "iss": "factory"}),
+    ) else {
         return;
     };
     let results = results.as_array().unwrap();
     assert_eq!(results.len(), 8);
     for (i, result) in results.iter().enumerate() {
         if i % 2 == 0 {
-            assert_eq!(result["valid"], json!(true), "{}: {result}", tokens[i]["alg"]);
+            assert_eq!(
+                result["valid"],
+                json!(true),
+                "{}: {result}",
+                tokens[i]["alg"]
+            );
             assert_eq!(result["claims"]["sub"], "dev-1");
         } else {
-            assert_eq!(result["valid"], json!(false), "tampered {}", tokens[i]["alg"]);
+            assert_eq!(
+                result["valid"],
+                json!(false),
+                "tampered {}",
+                tokens[i]["alg"]
+            );
             assert_eq!(result["error"], "InvalidSignatureError");
         }
     }
