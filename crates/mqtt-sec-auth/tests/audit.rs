@@ -73,3 +73,47 @@ fn sas_decisions_are_audited_without_the_token() {
         .unwrap();
     assert!(!log.contains(sig), "{log}");
 }
+
+#[test]
+fn jwt_decisions_are_audited_without_the_token() {
+    use mqtt_sec_auth::jwt::{
+        ClaimsTemplate, ClientContext, KeySet, SigningKey, TokenMinter, TokenVerifier, Validation,
+    };
+    let (key, _) = SigningKey::generate_ed25519().unwrap();
+    let jwks = serde_json::json!({"keys": [key.verifying_key().public_jwk().unwrap()]});
+    let keys = std::sync::Arc::new(KeySet::from_jwks_json(&jwks.to_string()).unwrap());
+    let kid = key.kid().to_owned();
+    let token = TokenMinter::new(key, ClaimsTemplate::new("dev-1"))
+        .mint(std::time::SystemTime::now())
+        .unwrap();
+    let verifier = TokenVerifier::new(keys, Validation::new());
+    let now = std::time::SystemTime::now();
+    let (_, log) = capture_logs(|| {
+        verifier
+            .verify(token.as_str(), &ClientContext::new("dev-1"), now)
+            .unwrap();
+        verifier
+            .verify(
+                token.as_str(),
+                &ClientContext::new("dev-2\nforged line"),
+                now,
+            )
+            .unwrap_err();
+        verifier
+            .verify("garbage", &ClientContext::new("dev-3"), now)
+            .unwrap_err();
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines[0].contains("JWT accepted") && lines[0].contains(&kid) && lines[0].contains("dev-1")
+    );
+    assert!(lines[1].contains("JWT rejected") && lines[1].contains("another client"));
+    assert!(lines[1].contains("\\n"), "escaped client id: {}", lines[1]);
+    assert!(lines[2].contains("malformed token"));
+    let signature = token.as_str().rsplit('.').next().unwrap();
+    assert!(
+        !log.contains(signature) && !log.contains(token.as_str()),
+        "{log}"
+    );
+}

@@ -400,7 +400,9 @@ fn wrong_key_unknown_kid_and_missing_kid() {
     // No kid: fine with one key, refused with two.
     let no_kid = key.sign_raw(r#"{"alg":"EdDSA"}"#, &good_claims().to_string());
     assert_eq!(verify(&key, &no_kid), Ok(()));
-    let two = Arc::new(KeySet::new([JwtKey::ed25519([9; 32]), JwtKey::ed25519([10; 32])]).unwrap());
+    let jwk = |k: &TestKey| k.signing.verifying_key().public_jwk().unwrap();
+    let doc = json!({"keys": [jwk(&key), jwk(&TestKey::ed25519())]}).to_string();
+    let two = Arc::new(KeySet::from_jwks_json(&doc).unwrap());
     assert_eq!(
         verify_with(two, Validation::new(), &no_kid).unwrap_err(),
         JwtError::MissingKid
@@ -411,6 +413,23 @@ fn wrong_key_unknown_kid_and_missing_kid() {
         verify(&key, &bad),
         Err(JwtError::Malformed("kid is not a string"))
     );
+}
+
+#[test]
+fn ed25519_keys_must_be_points_of_large_order() {
+    // The identity point (small order) and a y with no curve point.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    assert!(matches!(
+        JwtKey::ed25519(identity),
+        Err(mqtt_sec_auth::KeyError::Invalid(_))
+    ));
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    assert!(matches!(
+        JwtKey::ed25519(not_a_point),
+        Err(mqtt_sec_auth::KeyError::Invalid(_))
+    ));
 }
 
 #[test]

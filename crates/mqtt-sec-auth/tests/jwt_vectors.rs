@@ -129,3 +129,48 @@ fn hex_prefix() -> Vec<u8> {
         0x20,
     ]
 }
+
+/// Our Ed25519 verification (ed25519-dalek `verify` plus byte checks for
+/// small-order R, keys of small order refused at load) accepts exactly what
+/// Wycheproof says is valid.
+#[test]
+fn wycheproof_ed25519() {
+    // The copy (with its license) that mqtt-sec-sign's tests use.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mqtt-sec-sign/tests/data/ed25519_test.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let hex = |s: &str| {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let (mut valid, mut invalid) = (0, 0);
+    for group in doc["testGroups"].as_array().unwrap() {
+        let pk = hex(group["publicKey"]["pk"].as_str().unwrap());
+        let key =
+            jsonwebtoken::DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&pk)).unwrap();
+        for test in group["tests"].as_array().unwrap() {
+            let accepted =
+                (RING_PROVIDER.verifier_factory)(&Algorithm::EdDSA, &key).is_ok_and(|v| {
+                    jsonwebtoken::signature::Verifier::verify(
+                        &*v,
+                        &hex(test["msg"].as_str().unwrap()),
+                        &hex(test["sig"].as_str().unwrap()),
+                    )
+                    .is_ok()
+                });
+            let expected = test["result"] == "valid";
+            assert_eq!(
+                accepted, expected,
+                "tcId {}: {}",
+                test["tcId"], test["comment"]
+            );
+            if expected { valid += 1 } else { invalid += 1 }
+        }
+    }
+    assert_eq!((valid, invalid), (88, 63));
+}

@@ -250,7 +250,7 @@ fn read_jwk(jwk: &Map<String, Value>) -> Result<Result<JwtKey, String>, KeyError
             let x: [u8; 32] = bytes("x")?
                 .try_into()
                 .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
-            JwtKey::ed25519(x)
+            JwtKey::ed25519(x)?
         }
         _ => JwtKey::hs256(SecretSlice::from(bytes("k")?))?,
     };

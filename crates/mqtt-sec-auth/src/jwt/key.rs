@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 use zeroize::Zeroizing;
 
-use super::ring_provider::{RingVerifier, VerifyMaterial, rsa_components};
+use super::ring_provider::{RingVerifier, VerifyMaterial, ed25519_key, rsa_components};
 use crate::KeyError;
 
 /// Longest PEM or DER key input read.
@@ -75,13 +75,20 @@ impl JwtKey {
     }
 
     /// An Ed25519 public key (EdDSA).
-    pub fn ed25519(public_key: [u8; 32]) -> Self {
+    ///
+    /// # Errors
+    /// [`KeyError::Invalid`] when the bytes are not a curve point or the
+    /// point has small order (a key every signature would "match").
+    pub fn ed25519(public_key: [u8; 32]) -> Result<Self, KeyError> {
+        let key = ed25519_key(&public_key).ok_or(KeyError::Invalid(
+            "Ed25519 key is not a point or has small order",
+        ))?;
         let members = json!({"crv": "Ed25519", "kty": "OKP", "x": b64(&public_key)});
-        Self::public(
+        Ok(Self::public(
             Algorithm::EdDSA,
-            VerifyMaterial::Ed25519(public_key),
+            VerifyMaterial::Ed25519(key),
             members,
-        )
+        ))
     }
 
     /// A P-256 public key (ES256) as an uncompressed SEC1 point (65 bytes).
@@ -194,7 +201,7 @@ impl JwtKey {
                 let key: [u8; 32] = key_bits
                     .try_into()
                     .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
-                Ok(Self::ed25519(key))
+                Self::ed25519(key)
             }
             OID_EC_PUBLIC_KEY => {
                 let curve = spki
