@@ -12,6 +12,35 @@
 //! pending queue when a connection ends and sends them again when the broker
 //! resumes the session. Use `clean_session = false` (MQTT 3.1.1), or the
 //! broker starts a new session and rumqttc drops that queue.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mqtt_sec_auth::credentials::{JwtCredentials, RefreshingEventLoop};
+//! use mqtt_sec_auth::jwt::{ClaimsTemplate, SigningKey, TokenMinter};
+//! use mqtt_sec_auth::SecretString;
+//! use rumqttc::{AsyncClient, MqttOptions};
+//!
+//! # async fn run(device_key_pem: SecretString) -> Result<(), Box<dyn std::error::Error>> {
+//! let minter = TokenMinter::new(
+//!     SigningKey::from_pem(&device_key_pem)?,
+//!     ClaimsTemplate::new("sensor-17").audience("mqtt.example.com"),
+//! );
+//! let mut options = MqttOptions::new("sensor-17", "mqtt.example.com", 8883);
+//! options.set_clean_session(false);
+//! let (client, eventloop) = AsyncClient::new(options, 64);
+//! let mut events = RefreshingEventLoop::new(eventloop, JwtCredentials::new(minter, "unused"))
+//!     .refresh_margin(Duration::from_secs(120));
+//! loop {
+//!     match events.poll().await {
+//!         Ok(event) => { /* handle incoming publishes */ let _ = event; }
+//!         Err(error) => {
+//!             eprintln!("{error}; reconnecting");
+//!             tokio::time::sleep(Duration::from_secs(1)).await;
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
