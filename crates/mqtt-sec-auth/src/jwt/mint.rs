@@ -109,15 +109,21 @@ impl SigningKey {
         }
     }
 
-    /// A new random Ed25519 key, and its PKCS#8 DER to store.
+    /// A new random Ed25519 key, and its PKCS#8 DER to store (version 1,
+    /// RFC 8410: what openssl, PyJWT and ed25519-dalek read).
     ///
     /// # Errors
     /// [`KeyError::Invalid`] if the system random generator fails.
     pub fn generate_ed25519() -> Result<(Self, Zeroizing<Vec<u8>>), KeyError> {
-        let rng = SystemRandom::new();
-        let document = sig::Ed25519KeyPair::generate_pkcs8(&rng)
+        const PKCS8_V1_PREFIX: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        let mut der = Zeroizing::new(vec![0u8; 48]);
+        der[..16].copy_from_slice(&PKCS8_V1_PREFIX);
+        SystemRandom::new()
+            .fill(&mut der[16..])
             .map_err(|_| KeyError::Invalid("random generator failed"))?;
-        let der = Zeroizing::new(document.as_ref().to_vec());
         Ok((Self::from_pkcs8_der(&der)?, der))
     }
 

@@ -1,0 +1,7 @@
+//! One module per command family.
+
+pub(crate) mod acl;
+pub(crate) mod envelope;
+pub(crate) mod jwt;
+pub(crate) mod passwd;
+pub(crate) mod pin;

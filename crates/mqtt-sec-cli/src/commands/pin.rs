@@ -1,0 +1,50 @@
+//! `mqtt-sec pin`: RFC 7469 pins of certificate files or of a live server.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqtt_sec_tls::{Pin, danger, rustls};
+use serde_json::json;
+
+use crate::PinArgs;
+use crate::io::{CliError, print_json, read_file};
+
+pub(crate) fn run(args: &PinArgs, json: bool) -> Result<ExitCode, CliError> {
+    let mut rows = Vec::new();
+    if let Some(address) = &args.connect {
+        let host = match address.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => {
+                return Err(CliError::new(format!(
+                    "--connect {address}: expected HOST:PORT"
+                )));
+            }
+        };
+        let name = args.server_name.as_deref().unwrap_or(host);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let pins = danger::fetch_server_pins(address, name, provider, Duration::from_secs(10))
+            .map_err(|e| CliError::new(format!("{address}: {e}")))?;
+        rows.extend(pins.into_iter().map(|pin| (address.clone(), pin)));
+    }
+    for path in &args.certificates {
+        let pins =
+            Pin::from_pem_certificates(&read_file(path)?).map_err(|e| CliError::at(path, e))?;
+        rows.extend(
+            pins.into_iter()
+                .map(|pin| (path.display().to_string(), pin)),
+        );
+    }
+    if json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(source, pin)| json!({"source": source, "pin": pin.to_string()}))
+            .collect();
+        print_json(&json!(items));
+    } else {
+        for (_, pin) in &rows {
+            println!("{pin}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,278 @@
+//! `mqtt-sec`: the operational chores of a secure MQTT deployment (pins,
+//! keys, signed payloads, tokens, password files, ACL checks), thin over the
+//! mqtt-sec crates.
+//!
+//! Exit status: 0 success, allowed or valid; 1 denied, invalid or
+//! verification failed; 2 usage or input error (one line on stderr naming
+//! the file and, for rule files, the line).
+#![forbid(unsafe_code)]
+
+mod commands;
+mod io;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::io::CliError;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mqtt-sec",
+    version,
+    about = "Security chores for MQTT deployments"
+)]
+struct Cli {
+    /// Machine-readable output (JSON) where the command has any.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print RFC 7469 pins (base64 SHA-256 of the SPKI), one per certificate.
+    Pin(PinArgs),
+    /// Make an Ed25519 key (PKCS#8 PEM) and print its kid.
+    Keygen(KeygenArgs),
+    /// Sign a payload for a topic: writes the COSE_Sign1 envelope.
+    Sign(SignArgs),
+    /// Verify an envelope for a topic: writes the payload.
+    Verify(VerifyArgs),
+    /// Mint or verify JWTs.
+    #[command(subcommand)]
+    Jwt(JwtCommand),
+    /// Manage a mosquitto password file (mosquitto_passwd's common forms).
+    Passwd(PasswdArgs),
+    /// Check requests against, or lint, an ACL file.
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+#[derive(Args, Debug)]
+struct PinArgs {
+    /// PEM files with one or more certificates.
+    #[arg(required_unless_present = "connect", conflicts_with = "connect")]
+    certificates: Vec<PathBuf>,
+    /// Connect to HOST:PORT and print the pins of the chain it presents, leaf first.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// The TLS server name to present (default: the host of --connect).
+    #[arg(long, requires = "connect")]
+    server_name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Where to write the private key (refused if it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the public key as a JWK.
+    #[arg(long, value_name = "PUB.jwk")]
+    public: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// Ed25519 private key (PKCS#8 PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The MQTT topic the envelope is bound to.
+    #[arg(long)]
+    topic: String,
+    /// The payload (default: standard input).
+    #[arg(long = "in")]
+    input: Option<PathBuf>,
+    /// Where to write the envelope (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Trusted keys: a JWK Set or one JWK.
+    #[arg(long)]
+    keys: PathBuf,
+    /// The MQTT topic the envelope arrived on.
+    #[arg(long)]
+    topic: String,
+    /// The envelope (default: standard input).
+    #[arg(long = "in")]
+    input: Option<PathBuf>,
+    /// Where to write the payload (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Clock skew tolerated on the envelope's time, in seconds.
+    #[arg(long, value_name = "SECS")]
+    max_skew: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum JwtCommand {
+    /// Mint a token with a device key (Ed25519, P-256 or RSA PEM).
+    Mint(JwtMintArgs),
+    /// Verify a token; prints its claims as JSON.
+    Verify(JwtVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+struct JwtMintArgs {
+    /// Private key PEM (PKCS#8, or PKCS#1 RSA).
+    #[arg(long)]
+    key: PathBuf,
+    /// `sub`: the client id the token is for.
+    #[arg(long)]
+    sub: String,
+    /// `aud` (repeat for several).
+    #[arg(long)]
+    aud: Vec<String>,
+    /// `iss`.
+    #[arg(long)]
+    iss: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    ttl: u64,
+    /// Another claim, its value as JSON (`acl=[...]`, `model="x"`).
+    #[arg(long, value_name = "NAME=JSON")]
+    claim: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("keysource").required(true).args(["keys", "key", "secret_file"])))]
+struct JwtVerifyArgs {
+    /// A JWK Set.
+    #[arg(long)]
+    keys: Option<PathBuf>,
+    /// A public key PEM (SubjectPublicKeyInfo).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// An HS256 secret (the file's bytes; one trailing newline is dropped).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Accept only this algorithm (EdDSA, ES256, RS256, HS256).
+    #[arg(long)]
+    alg: Option<String>,
+    /// Required audience.
+    #[arg(long)]
+    aud: Option<String>,
+    /// Required issuer.
+    #[arg(long)]
+    iss: Option<String>,
+    /// The client id `sub` must name (otherwise `sub` is not bound).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The token (`-` reads it from standard input).
+    token: String,
+}
+
+#[derive(Args, Debug)]
+struct PasswdArgs {
+    /// Create a new file (replacing an existing one).
+    #[arg(short = 'c', conflicts_with_all = ["delete", "verify"])]
+    create: bool,
+    /// Batch: the password is the last argument, not read from standard input.
+    #[arg(short = 'b', requires = "password", conflicts_with_all = ["delete", "verify"])]
+    batch: bool,
+    /// Delete the user.
+    #[arg(short = 'D', conflicts_with = "verify")]
+    delete: bool,
+    /// PBKDF2 iterations (default 210,000; mosquitto_passwd writes 101).
+    #[arg(short = 'I', value_name = "ITERATIONS")]
+    iterations: Option<u32>,
+    /// Check USER's password (read from standard input) instead of changing the file.
+    #[arg(long)]
+    verify: bool,
+    /// The password file.
+    file: PathBuf,
+    /// The user.
+    user: String,
+    /// The password, with -b.
+    password: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AclCommand {
+    /// Decide one request; prints allow or deny and the deciding rule.
+    Check(AclCheckArgs),
+    /// Report invalid lines, dead rules and risky placeholders.
+    Lint(AclLintArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum AclFormat {
+    /// mosquitto's acl_file.
+    Mosquitto,
+    /// mqtt-sec-acl's native format as JSON.
+    Json,
+    /// mqtt-sec-acl's native format as TOML.
+    Toml,
+}
+
+#[derive(Args, Debug)]
+struct AclFileArgs {
+    /// The rule file.
+    #[arg(long)]
+    file: PathBuf,
+    /// Its format (default: by extension, .json/.toml, else mosquitto).
+    #[arg(long, value_enum)]
+    format: Option<AclFormat>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["publish", "subscribe", "receive"])))]
+struct AclCheckArgs {
+    #[command(flatten)]
+    file: AclFileArgs,
+    /// The username of the client.
+    #[arg(long)]
+    username: Option<String>,
+    /// The client id.
+    #[arg(long, default_value = "")]
+    client_id: String,
+    /// Publish to TOPIC.
+    #[arg(long)]
+    publish: bool,
+    /// Subscribe to the filter TOPIC.
+    #[arg(long)]
+    subscribe: bool,
+    /// Be sent a message on TOPIC.
+    #[arg(long)]
+    receive: bool,
+    /// The topic name or filter.
+    topic: String,
+}
+
+#[derive(Args, Debug)]
+struct AclLintArgs {
+    #[command(flatten)]
+    file: AclFileArgs,
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let json = cli.json;
+    match cli.command {
+        Command::Pin(args) => commands::pin::run(&args, json),
+        Command::Keygen(args) => commands::envelope::keygen(&args, json),
+        Command::Sign(args) => commands::envelope::sign(&args),
+        Command::Verify(args) => commands::envelope::verify(&args),
+        Command::Jwt(JwtCommand::Mint(args)) => commands::jwt::mint(&args),
+        Command::Jwt(JwtCommand::Verify(args)) => commands::jwt::verify(&args, json),
+        Command::Passwd(args) => commands::passwd::run(&args, json),
+        Command::Acl(AclCommand::Check(args)) => commands::acl::check(&args, json),
+        Command::Acl(AclCommand::Lint(args)) => commands::acl::lint(&args, json),
+    }
+}
+
+fn main() -> ExitCode {
+    // clap exits with 2 on usage errors and 0 for --help/--version.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mqtt-sec: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,742 @@
+//! Drives the `mqtt-sec` binary: every command, its success and each failure
+//! kind (exit 1 for denied/invalid, 2 for usage/input errors with a
+//! one-line message naming the file), and never a panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use mqtt_sec_testkit::{CertSpec, Mosquitto, PasswordFile, TestPki, TlsListener, in_ci, or_skip};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stdout_bytes: Vec<u8>,
+    stderr: String,
+}
+
+fn mqtt_sec(args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-sec"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_BACKTRACE", "1")
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stdout_bytes: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
+    run
+}
+
+/// Exit status 2 with one line on stderr that mentions `needle`.
+fn input_error(args: &[&str], stdin: &[u8], needle: &str) {
+    let run = mqtt_sec(args, stdin);
+    assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+    assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    if !run.stderr.starts_with("error:") {
+        // Ours (clap's usage messages span lines, with a usage hint).
+        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+    }
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn usage_errors_help_and_version() {
+    input_error(&["--bogus"], b"", "--bogus");
+    input_error(&["pin"], b"", "required");
+    input_error(&["acl", "check", "--file", "x", "topic"], b"", "required");
+    input_error(&["passwd", "-c", "-D", "f", "u"], b"", "cannot be used");
+    input_error(&["jwt", "verify", "tok"], b"", "required");
+    assert_eq!(mqtt_sec(&["--help"], b"").code, 0);
+    assert!(
+        mqtt_sec(&["--version"], b"")
+            .stdout
+            .starts_with("mqtt-sec ")
+    );
+}
+
+#[test]
+fn pin_prints_one_pin_per_certificate_in_file_order() {
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let client = pki.issue(&CertSpec::client("dev")).unwrap();
+    let expected = |path: &Path| -> Vec<String> {
+        mqtt_sec_tls::Pin::from_pem_certificates(&std::fs::read(path).unwrap())
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let run = mqtt_sec(&["pin", s(server.chain_path()), s(client.cert_path())], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut want = expected(server.chain_path());
+    assert_eq!(want.len(), 2, "leaf and intermediate");
+    want.extend(expected(client.cert_path()));
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), want);
+    // 44 characters of base64 each: SHA-256.
+    assert!(want.iter().all(|p| p.len() == 44 && p.ends_with('=')));
+
+    let json = mqtt_sec(&["--json", "pin", s(client.cert_path())], b"");
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value[0]["pin"], want[2]);
+
+    input_error(
+        &["pin", "/nonexistent/cert.pem"],
+        b"",
+        "/nonexistent/cert.pem",
+    );
+    input_error(&["pin", s(server.key_path())], b"", s(server.key_path()));
+}
+
+#[test]
+fn pin_connect_reads_the_chain_a_server_presents() {
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let Some(broker) = or_skip(
+        Mosquitto::builder()
+            .tls_listener(TlsListener::new(&server))
+            .start(),
+    ) else {
+        return;
+    };
+    let address = format!("127.0.0.1:{}", broker.tls_port().unwrap());
+    let run = mqtt_sec(
+        &["pin", "--connect", &address, "--server-name", "localhost"],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let file = mqtt_sec(&["pin", s(server.chain_path())], b"");
+    assert_eq!(run.stdout, file.stdout, "leaf first, as in the chain file");
+    // Nothing listens here.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    input_error(
+        &["pin", "--connect", &format!("127.0.0.1:{port}")],
+        b"",
+        "127.0.0.1",
+    );
+    input_error(&["pin", "--connect", "no-port"], b"", "HOST:PORT");
+}
+
+fn openssl_reads(key: &Path) -> bool {
+    match Command::new("openssl")
+        .args(["pkey", "-in", s(key), "-noout"])
+        .status()
+    {
+        Ok(status) => status.success(),
+        Err(e) => {
+            assert!(!in_ci(), "openssl is needed under CI: {e}");
+            true
+        }
+    }
+}
+
+#[test]
+fn keygen_sign_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("device.pem");
+    let public = dir.path().join("device.jwk");
+    let run = mqtt_sec(&["keygen", "--out", s(&key), "--public", s(&public)], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let kid = run.stdout.trim().to_owned();
+    let jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&public).unwrap()).unwrap();
+    assert_eq!(jwk["kid"], kid.as_str());
+    assert!(jwk.get("d").is_none(), "no private part in the public JWK");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(openssl_reads(&key), "openssl reads the PKCS#8 key");
+    input_error(&["keygen", "--out", s(&key)], b"", "already exists");
+
+    // stdin to stdout, and files.
+    let envelope = mqtt_sec(
+        &["sign", "--key", s(&key), "--topic", "telemetry/dev"],
+        b"21.5 C",
+    );
+    assert_eq!(envelope.code, 0, "{}", envelope.stderr);
+    let signed = dir.path().join("msg.cose");
+    std::fs::write(&signed, &envelope.stdout_bytes).unwrap();
+    let jwks = write(dir.path(), "keys.json", &format!(r#"{{"keys": [{jwk}]}}"#));
+    for keys in [&jwks, &public] {
+        let run = mqtt_sec(
+            &[
+                "verify",
+                "--keys",
+                s(keys),
+                "--topic",
+                "telemetry/dev",
+                "--in",
+                s(&signed),
+            ],
+            b"",
+        );
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (0, "21.5 C"),
+            "{}",
+            run.stderr
+        );
+    }
+    let out = dir.path().join("payload");
+    let run = mqtt_sec(
+        &[
+            "verify",
+            "--keys",
+            s(&jwks),
+            "--topic",
+            "telemetry/dev",
+            "--out",
+            s(&out),
+        ],
+        &envelope.stdout_bytes,
+    );
+    assert_eq!(run.code, 0);
+    assert_eq!(std::fs::read(&out).unwrap(), b"21.5 C");
+
+    // Verification failures: exit 1 and the reason.
+    let other_topic = mqtt_sec(
+        &["verify", "--keys", s(&jwks), "--topic", "telemetry/other"],
+        &envelope.stdout_bytes,
+    );
+    assert_eq!(other_topic.code, 1);
+    assert!(
+        other_topic.stderr.contains("signature invalid"),
+        "{}",
+        other_topic.stderr
+    );
+    let mut tampered = envelope.stdout_bytes.clone();
+    let last = tampered.len() - 70;
+    tampered[last] ^= 1;
+    let run = mqtt_sec(
+        &["verify", "--keys", s(&jwks), "--topic", "telemetry/dev"],
+        &tampered,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let other_key = dir.path().join("other.pem");
+    let other_public = dir.path().join("other.jwk");
+    mqtt_sec(
+        &[
+            "keygen",
+            "--out",
+            s(&other_key),
+            "--public",
+            s(&other_public),
+        ],
+        b"",
+    );
+    let run = mqtt_sec(
+        &[
+            "verify",
+            "--keys",
+            s(&other_public),
+            "--topic",
+            "telemetry/dev",
+        ],
+        &envelope.stdout_bytes,
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("no trusted key"), "{}", run.stderr);
+    let garbage = mqtt_sec(
+        &["verify", "--keys", s(&jwks), "--topic", "telemetry/dev"],
+        b"not cbor",
+    );
+    assert_eq!(garbage.code, 1);
+
+    // Input errors: exit 2 naming the file.
+    let bad_json = write(dir.path(), "bad.json", "{not json");
+    input_error(
+        &["verify", "--keys", s(&bad_json), "--topic", "t"],
+        b"",
+        "bad.json",
+    );
+    let not_key = write(
+        dir.path(),
+        "not-key.pem",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
+    input_error(
+        &["sign", "--key", s(&not_key), "--topic", "t"],
+        b"x",
+        "not-key.pem",
+    );
+    input_error(
+        &["sign", "--key", "/nonexistent.pem", "--topic", "t"],
+        b"x",
+        "/nonexistent.pem",
+    );
+    input_error(
+        &["sign", "--key", s(&key), "--topic", "bad/#"],
+        b"x",
+        "--topic",
+    );
+}
+
+#[test]
+fn jwt_mint_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("device.pem");
+    let public = dir.path().join("device.jwk");
+    mqtt_sec(&["keygen", "--out", s(&key), "--public", s(&public)], b"");
+    let mint = mqtt_sec(
+        &[
+            "jwt",
+            "mint",
+            "--key",
+            s(&key),
+            "--sub",
+            "dev-1",
+            "--aud",
+            "broker",
+            "--iss",
+            "factory",
+            "--ttl",
+            "600",
+            "--claim",
+            r#"acl={"pub": ["t/dev-1"]}"#,
+        ],
+        b"",
+    );
+    assert_eq!(mint.code, 0, "{}", mint.stderr);
+    let token = mint.stdout.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let ok = mqtt_sec(
+        &[
+            "jwt",
+            "verify",
+            "--keys",
+            s(&public),
+            "--aud",
+            "broker",
+            "--iss",
+            "factory",
+            "--client-id",
+            "dev-1",
+            "--alg",
+            "EdDSA",
+            &token,
+        ],
+        b"",
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let claims: serde_json::Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(claims["sub"], "dev-1");
+    assert_eq!(claims["acl"]["pub"][0], "t/dev-1");
+    let from_stdin = mqtt_sec(
+        &[
+            "--json",
+            "jwt",
+            "verify",
+            "--keys",
+            s(&public),
+            "--aud",
+            "broker",
+            "-",
+        ],
+        token.as_bytes(),
+    );
+    let value: serde_json::Value = serde_json::from_str(&from_stdin.stdout).unwrap();
+    assert_eq!(value["alg"], "EdDSA");
+
+    // Invalid tokens: exit 1 with the reason.
+    for (args, reason) in [
+        (vec!["--aud", "other"], "wrong audience"),
+        (
+            vec!["--aud", "broker", "--client-id", "dev-2"],
+            "another client",
+        ),
+        (vec!["--aud", "broker", "--iss", "evil"], "wrong issuer"),
+        (vec!["--aud", "broker", "--alg", "ES256"], "--alg"),
+    ] {
+        let mut all = vec!["jwt", "verify", "--keys", s(&public)];
+        all.extend(args);
+        all.push(&token);
+        let run = mqtt_sec(&all, b"");
+        assert_eq!(run.code, 1, "{all:?}: {}", run.stderr);
+        assert!(run.stderr.contains(reason), "{all:?}: {}", run.stderr);
+    }
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    let run = mqtt_sec(
+        &[
+            "jwt",
+            "verify",
+            "--keys",
+            s(&public),
+            "--aud",
+            "broker",
+            &tampered,
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1);
+
+    // HS256 with a secret file, and a PEM public key.
+    use mqtt_sec_auth::jwt::{ClaimsTemplate, SigningKey, TokenMinter};
+    let secret = b"a secret of at least thirty-two bytes!!";
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, [&secret[..], b"\n"].concat()).unwrap();
+    let hs = SigningKey::hs256(secret.to_vec().into()).unwrap();
+    let hs_token = TokenMinter::new(hs, ClaimsTemplate::new("svc"))
+        .mint(SystemTime::now())
+        .unwrap();
+    let run = mqtt_sec(
+        &[
+            "jwt",
+            "verify",
+            "--secret-file",
+            s(&secret_file),
+            hs_token.as_str(),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expired = TokenMinter::new(
+        SigningKey::hs256(secret.to_vec().into()).unwrap(),
+        ClaimsTemplate::new("svc").lifetime(Duration::from_secs(60)),
+    )
+    .mint(SystemTime::now() - Duration::from_secs(3600))
+    .unwrap();
+    let run = mqtt_sec(
+        &[
+            "jwt",
+            "verify",
+            "--secret-file",
+            s(&secret_file),
+            expired.as_str(),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("expired"), "{}", run.stderr);
+    let weak = write(dir.path(), "weak", "short");
+    input_error(
+        &["jwt", "verify", "--secret-file", s(&weak), "t"],
+        b"",
+        "weak",
+    );
+
+    // Input errors.
+    input_error(
+        &[
+            "jwt",
+            "mint",
+            "--key",
+            s(&key),
+            "--sub",
+            "d",
+            "--claim",
+            "x=not json",
+        ],
+        b"",
+        "--claim x",
+    );
+    input_error(
+        &[
+            "jwt",
+            "mint",
+            "--key",
+            s(&key),
+            "--sub",
+            "d",
+            "--claim",
+            "novalue",
+        ],
+        b"",
+        "NAME=JSON",
+    );
+    input_error(
+        &["jwt", "mint", "--key", s(&public), "--sub", "d"],
+        b"",
+        "device.jwk",
+    );
+    input_error(
+        &["jwt", "verify", "--key", s(&public), "t"],
+        b"",
+        "device.jwk",
+    );
+    input_error(
+        &["jwt", "verify", "--keys", "/nonexistent.json", "t"],
+        b"",
+        "/nonexistent.json",
+    );
+    input_error(
+        &["jwt", "verify", "--keys", s(&public), "--alg", "none", "t"],
+        b"",
+        "--alg none",
+    );
+}
+
+#[test]
+fn passwd_is_compatible_with_mosquitto() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwords");
+    let f = s(&file);
+    assert_eq!(
+        mqtt_sec(
+            &["passwd", "-c", "-b", "-I", "101", f, "alice", "alice-pw"],
+            b""
+        )
+        .code,
+        0
+    );
+    assert_eq!(mqtt_sec(&["passwd", f, "bob"], b"bob-pw\n").code, 0);
+    assert_eq!(
+        mqtt_sec(&["passwd", "-b", f, "carol", "carol-pw"], b"").code,
+        0
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("alice:$7$101$"), "{text}");
+    assert!(text.contains("bob:$7$210000$"), "strong by default: {text}");
+    assert!(!text.contains("-pw"));
+
+    let verify = |user: &str, password: &str| {
+        mqtt_sec(&["passwd", "--verify", f, user], password.as_bytes()).code
+    };
+    assert_eq!(verify("alice", "alice-pw\n"), 0);
+    assert_eq!(verify("bob", "bob-pw"), 0);
+    assert_eq!(verify("alice", "wrong\n"), 1);
+    assert_eq!(verify("nobody", "alice-pw\n"), 1);
+    let json = mqtt_sec(&["--json", "passwd", "--verify", f, "alice"], b"alice-pw");
+    assert_eq!(json.stdout.trim(), r#"{"user":"alice","valid":true}"#);
+
+    assert_eq!(mqtt_sec(&["passwd", "-D", f, "carol"], b"").code, 0);
+    assert_eq!(verify("carol", "carol-pw"), 1);
+    input_error(&["passwd", "-D", f, "carol"], b"", "no user");
+    input_error(&["passwd", f, "dave", "pw"], b"", "-b");
+    input_error(&["passwd", "-I", "0", "-b", f, "dave", "pw"], b"", "-I");
+    let broken = write(
+        dir.path(),
+        "broken",
+        "alice:$7$101$AAAA$AAAA\nbob:nothash\n",
+    );
+    input_error(&["passwd", "--verify", s(&broken), "bob"], b"x", "line 1");
+    input_error(
+        &["passwd", "--verify", "/nonexistent", "bob"],
+        b"x",
+        "/nonexistent",
+    );
+
+    // mosquitto loads the file and checks the passwords.
+    let lines = std::fs::read_to_string(&file).unwrap();
+    let passwords = lines
+        .lines()
+        .fold(PasswordFile::new(), |p, line| p.raw_line(line));
+    let Some(broker) = or_skip(
+        Mosquitto::builder()
+            .plain_listener()
+            .allow_anonymous(false)
+            .password_file(passwords)
+            .start(),
+    ) else {
+        return;
+    };
+    let runtime = tokio_runtime();
+    for (user, password, accepted) in [
+        ("alice", "alice-pw", true),
+        ("bob", "bob-pw", true),
+        ("bob", "alice-pw", false),
+    ] {
+        let mut options = rumqttc::MqttOptions::new(
+            format!("c-{user}-{accepted}"),
+            broker.host(),
+            broker.plain_port().unwrap(),
+        );
+        options.set_credentials(user, password);
+        let connected = runtime
+            .block_on(mqtt_sec_testkit::client::TestClient::connect(options))
+            .is_ok();
+        assert_eq!(connected, accepted, "{user}/{password}");
+    }
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn acl_check_and_lint() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = write(
+        dir.path(),
+        "acl",
+        "user alice\ntopic write telemetry/alice/#\ntopic deny telemetry/alice/secret\n\npattern read cmd/%c\n",
+    );
+    let a = s(&acl);
+    let check = |args: &[&str]| {
+        let mut all = vec!["acl", "check", "--file", a];
+        all.extend(args);
+        mqtt_sec(&all, b"")
+    };
+    let allowed = check(&["--username", "alice", "--publish", "telemetry/alice/t"]);
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    assert!(
+        allowed.stdout.starts_with("allow\n") && allowed.stdout.contains(":2: "),
+        "{}",
+        allowed.stdout
+    );
+    let denied = check(&["--username", "alice", "--publish", "telemetry/alice/secret"]);
+    assert_eq!(denied.code, 1);
+    assert!(
+        denied.stdout.starts_with("deny\n") && denied.stdout.contains(":3: "),
+        "{}",
+        denied.stdout
+    );
+    let other = check(&["--username", "bob", "--publish", "telemetry/alice/t"]);
+    assert_eq!(other.code, 1);
+    assert!(other.stdout.contains("no rule matches"));
+    let json = mqtt_sec(
+        &[
+            "--json",
+            "acl",
+            "check",
+            "--file",
+            a,
+            "--client-id",
+            "c1",
+            "--receive",
+            "cmd/c1",
+        ],
+        b"",
+    );
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        (value["decision"].as_str(), value["line"].as_u64()),
+        (Some("allow"), Some(5))
+    );
+    assert_eq!(
+        check(&["--client-id", "c1", "--subscribe", "cmd/c1"]).code,
+        0
+    );
+    // mosquitto grants every SUBSCRIBE and checks each delivery instead.
+    let subscribe = check(&["--client-id", "c1", "--subscribe", "cmd/c2"]);
+    assert_eq!(subscribe.code, 0);
+    assert!(
+        subscribe.stdout.contains("checks each delivery"),
+        "{}",
+        subscribe.stdout
+    );
+    assert_eq!(check(&["--client-id", "c1", "--receive", "cmd/c2"]).code, 1);
+
+    // Native formats, by extension or flag.
+    let native =
+        r#"{"rules": [{"effect": "allow", "actions": ["publish"], "topic": "a/${clientid}"}]}"#;
+    let json_file = write(dir.path(), "policy.json", native);
+    let run = mqtt_sec(
+        &[
+            "acl",
+            "check",
+            "--file",
+            s(&json_file),
+            "--client-id",
+            "x",
+            "--publish",
+            "a/x",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    let renamed = write(dir.path(), "policy.txt", native);
+    let run = mqtt_sec(
+        &[
+            "acl",
+            "check",
+            "--file",
+            s(&renamed),
+            "--format",
+            "json",
+            "--client-id",
+            "x",
+            "--publish",
+            "a/y",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{} {}", run.stdout, run.stderr);
+
+    // Lint.
+    assert_eq!(mqtt_sec(&["acl", "lint", "--file", a], b"").code, 0);
+    let bad = write(
+        dir.path(),
+        "bad.acl",
+        "topic reed a\nuser bob\ntopic read b\n",
+    );
+    let lint = mqtt_sec(&["acl", "lint", "--file", s(&bad)], b"");
+    assert_eq!(lint.code, 1);
+    assert!(lint.stdout.contains("bad.acl:1: error:"), "{}", lint.stdout);
+    let lint_json = mqtt_sec(&["--json", "acl", "lint", "--file", s(&bad)], b"");
+    let findings: serde_json::Value = serde_json::from_str(&lint_json.stdout).unwrap();
+    assert_eq!(findings[0]["line"], 1);
+
+    // Input errors name the file and line.
+    input_error(
+        &["acl", "check", "--file", s(&bad), "--publish", "a"],
+        b"",
+        "bad.acl: line 1",
+    );
+    input_error(
+        &[
+            "acl",
+            "check",
+            "--file",
+            "/nonexistent.acl",
+            "--publish",
+            "a",
+        ],
+        b"",
+        "/nonexistent.acl",
+    );
+    let broken_json = write(dir.path(), "broken.json", "{");
+    input_error(
+        &["acl", "check", "--file", s(&broken_json), "--publish", "a"],
+        b"",
+        "broken.json",
+    );
+    input_error(
+        &[
+            "acl",
+            "check",
+            "--file",
+            a,
+            "--format",
+            "yaml",
+            "--publish",
+            "a",
+        ],
+        b"",
+        "yaml",
+    );
+    input_error(
+        &["acl", "check", "--file", a, "--publish", "--subscribe", "a"],
+        b"",
+        "cannot be used",
+    );
+}
