@@ -203,7 +203,11 @@ impl SasCredentials {
 
 impl CredentialProvider for SasCredentials {
     async fn credentials(&self) -> Result<Credentials, CredentialError> {
-        let expiry = SystemTime::now() + self.lifetime;
+        let expiry = SystemTime::now()
+            .checked_add(self.lifetime)
+            .ok_or(CredentialError::Sas(SasError::Malformed(
+                "lifetime too long",
+            )))?;
         let token = sas::mint(&self.resource, &self.key, expiry, self.policy.as_deref());
         Ok(Credentials::new(self.username.clone(), token).expiring_at(expiry))
     }
@@ -294,8 +298,12 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
     }
 
     fn refresh_due(&self, now: SystemTime) -> bool {
-        let lead = self.margin + self.eventloop.mqtt_options.keep_alive();
-        self.expires_at.is_some_and(|exp| now + lead >= exp)
+        let lead = self
+            .margin
+            .saturating_add(self.eventloop.mqtt_options.keep_alive());
+        // A lead beyond the representable future means: renew now.
+        self.expires_at
+            .is_some_and(|exp| now.checked_add(lead).is_none_or(|at| at >= exp))
     }
 
     /// Polls rumqttc, first setting fresh credentials when it is about to

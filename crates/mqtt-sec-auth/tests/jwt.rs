@@ -752,6 +752,11 @@ fn minting_refuses_bad_templates_and_keys() {
         minter(reserved).mint(now()),
         Err(mqtt_sec_auth::MintError::Template(_))
     ));
+    let forever = ClaimsTemplate::new("dev-1").lifetime(Duration::MAX);
+    assert!(matches!(
+        minter(forever).mint(now()),
+        Err(mqtt_sec_auth::MintError::Template(_))
+    ));
     let zero = ClaimsTemplate::new("dev-1").lifetime(Duration::from_millis(500));
     assert!(matches!(
         minter(zero).mint(now()),

@@ -141,6 +141,17 @@ fn broken_keys_refuse_the_whole_set() {
         jwk_error(json!([{"kty": "RSA", "n": n_1024, "e": "AQAB"}])),
         KeyError::RsaSize { bits: 1024 }
     );
+    // An empty or all-zero modulus (found by the fuzz smoke run: it overflowed).
+    for n in ["", "AAAA"] {
+        assert_eq!(
+            jwk_error(json!([{"kty": "RSA", "n": n, "e": "AQAB"}])),
+            KeyError::RsaSize { bits: 0 }
+        );
+    }
+    assert_eq!(
+        JwtKey::rs256(&[], &[1, 0, 1]).unwrap_err(),
+        KeyError::RsaSize { bits: 0 }
+    );
     let n_2048 = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         [0xC5u8; 256],

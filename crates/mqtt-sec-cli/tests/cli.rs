@@ -450,6 +450,20 @@ fn jwt_mint_and_verify() {
             s(&key),
             "--sub",
             "d",
+            "--ttl",
+            "18446744073709551615",
+        ],
+        b"",
+        "lifetime too long",
+    );
+    input_error(
+        &[
+            "jwt",
+            "mint",
+            "--key",
+            s(&key),
+            "--sub",
+            "d",
             "--claim",
             "x=not json",
         ],

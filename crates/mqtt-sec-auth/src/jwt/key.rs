@@ -120,7 +120,10 @@ impl JwtKey {
     pub fn rs256(modulus: &[u8], exponent: &[u8]) -> Result<Self, KeyError> {
         let n = strip_leading_zeros(modulus);
         let e = strip_leading_zeros(exponent);
-        let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+        // `n` has no leading zero byte, so only its first byte has leading zero bits.
+        let bits = n
+            .first()
+            .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
         if !(2048..=8192).contains(&bits) {
             return Err(KeyError::RsaSize { bits });
         }

@@ -327,6 +327,15 @@ impl TokenMinter {
             .map_err(|_| MintError::Clock)?
             .as_secs();
         let exp = iat.saturating_add(t.lifetime.as_secs());
+        let (Some(issued_at), Some(expires_at)) = (
+            UNIX_EPOCH.checked_add(Duration::from_secs(iat)),
+            UNIX_EPOCH.checked_add(Duration::from_secs(exp)),
+        ) else {
+            return Err(MintError::Template("lifetime too long"));
+        };
+        if i64::try_from(exp).is_err() {
+            return Err(MintError::Template("lifetime too long"));
+        }
         let mut jti = [0u8; 16];
         self.rng.fill(&mut jti).map_err(|_| MintError::Signing)?;
 
@@ -363,8 +372,8 @@ impl TokenMinter {
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(MintedToken {
             token: SecretString::from(token),
-            issued_at: UNIX_EPOCH + Duration::from_secs(iat),
-            expires_at: UNIX_EPOCH + Duration::from_secs(exp),
+            issued_at,
+            expires_at,
         })
     }
 }

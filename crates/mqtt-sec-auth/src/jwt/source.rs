@@ -191,7 +191,7 @@ impl<F: KeyFetcher> CachedKeySource<F> {
                     .backoff_start
                     .saturating_mul(1 << doublings)
                     .min(self.backoff_max);
-                state.retry_at = Some(now + delay);
+                state.retry_at = Some(now.checked_add(delay).unwrap_or(now));
                 audit_failure("cached fetcher", &error, state.keys.is_some());
                 state.last_error = Some(error.clone());
                 state.keys.clone().ok_or(error)
@@ -212,7 +212,7 @@ impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
     fn keys(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
         let mut state = lock(&self.state);
         if let (Some(keys), Some(at)) = (&state.keys, state.fetched_at)
-            && now < at + self.ttl
+            && at.checked_add(self.ttl).is_none_or(|end| now < end)
         {
             return Ok(Arc::clone(keys));
         }
@@ -226,7 +226,7 @@ impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
         let mut state = lock(&self.state);
         let recent = state
             .fetched_at
-            .is_some_and(|at| now < at + self.min_refetch);
+            .is_some_and(|at| at.checked_add(self.min_refetch).is_none_or(|end| now < end));
         let backing_off = state.retry_at.is_some_and(|retry| now < retry);
         if recent || backing_off {
             return Self::stale_or_error(&state);
