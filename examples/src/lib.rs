@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod broker;
+
 use std::fmt::Display;
 use std::process::ExitCode;
 
