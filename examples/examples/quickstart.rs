@@ -26,16 +26,12 @@ use mqtt_sec_auth::jwt::{
 use mqtt_sec_auth::password::{HashParams, PasswordFile};
 use mqtt_sec_examples::Report;
 use mqtt_sec_examples::broker::EmbeddedBroker;
+use mqtt_sec_examples::lab::{Error, client_tls, connected, server_tls};
 use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
-use mqtt_sec_testkit::{CertSpec, IssuedCert, TestPki};
-use mqtt_sec_tls::rustls::crypto::ring;
-use mqtt_sec_tls::{
-    ClientAuth, ClientTls, Identity, Pin, PinSet, Revocation, ServerTls, TrustRoots,
-};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use mqtt_sec_testkit::{CertSpec, TestPki};
+use mqtt_sec_tls::{Pin, PinSet};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const DEVICE: &str = "sensor-17";
 const AUDIENCE: &str = "quickstart-broker";
@@ -53,43 +49,6 @@ fn main() -> ExitCode {
         report.expect(format!("no error ({error})"), false);
     }
     report.finish()
-}
-
-fn server_tls(pki: &TestPki, server: &IssuedCert) -> Result<ServerTls, Error> {
-    Ok(ServerTls::builder(Arc::new(ring::default_provider()))
-        .identity(Identity::from_pem_files(
-            server.chain_path(),
-            server.key_path(),
-        )?)
-        .client_auth(ClientAuth::Required {
-            roots: TrustRoots::new().pem_file(pki.root().cert_path())?,
-            revocation: Revocation::new(),
-        })
-        .build()?)
-}
-
-fn client_tls(pki: &TestPki, pins: PinSet, identity: &IssuedCert) -> Result<ClientTls, Error> {
-    Ok(ClientTls::builder(Arc::new(ring::default_provider()))
-        .trust(TrustRoots::new().pem_file(pki.root().cert_path())?)
-        .pins(pins)
-        .identity(Identity::from_pem_files(
-            identity.chain_path(),
-            identity.key_path(),
-        )?)
-        .build()?)
-}
-
-/// Polls until the first CONNACK (or the first error).
-async fn connected(events: &mut EventLoop) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match tokio::time::timeout_at(deadline, events.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok(()),
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(error.to_string()),
-            Err(_) => return Err("no CONNACK within 10 s".into()),
-        }
-    }
 }
 
 async fn run(report: &mut Report) -> Result<(), Error> {
@@ -149,7 +108,7 @@ async fn run(report: &mut Report) -> Result<(), Error> {
         }
         accepted
     });
-    let broker = EmbeddedBroker::start(&server_tls(&pki, &server)?, auth)?;
+    let broker = EmbeddedBroker::start(&server_tls(&pki, &server)?, Some(auth))?;
     report.detail(format!("listening on {}", broker.url()));
 
     report.step("the backend connects (mTLS + password) and subscribes to telemetry/#");
@@ -326,10 +285,7 @@ async fn run(report: &mut Report) -> Result<(), Error> {
 
     report
         .step("failure 5: a server presenting another (CA-valid) certificate fails the pin check");
-    let fake = EmbeddedBroker::start(
-        &server_tls(&pki, &impostor)?,
-        Arc::new(|_: &str, _: &str, _: &str| true),
-    )?;
+    let fake = EmbeddedBroker::start(&server_tls(&pki, &impostor)?, None)?;
     let options = device_tls.mqtt_options(&fake.url(), DEVICE)?;
     let result = connect_once(options, DEVICE, "unused").await;
     report.expect(

@@ -9,15 +9,21 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_tls::ServerTls;
 
 /// Decides a CONNECT: client id, username, password.
 pub type AuthFn = dyn Fn(&str, &str, &str) -> bool + Send + Sync;
 
+/// SHA-256 fingerprints (`AB:CD:...`) of the client certificates presented,
+/// one per accepted TLS connection, in order.
+type Presented = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A running broker; it lives until the process ends.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     tls_address: SocketAddr,
+    presented: Presented,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -50,12 +56,13 @@ dynamic_filters = true
 }
 
 impl EmbeddedBroker {
-    /// Starts rumqttd and a TLS front end with `tls`; `auth` decides every
-    /// CONNECT.
+    /// Starts rumqttd and a TLS front end with `tls`. With `auth`, it decides
+    /// every CONNECT (and a CONNECT without username and password is
+    /// refused); without, the client certificate (mTLS) is the only check.
     ///
     /// # Errors
     /// When a port cannot be bound or rumqttd does not come up within 10 s.
-    pub fn start(tls: &ServerTls, auth: Arc<AuthFn>) -> Result<Self, String> {
+    pub fn start(tls: &ServerTls, auth: Option<Arc<AuthFn>>) -> Result<Self, String> {
         let io = |e: std::io::Error| e.to_string();
         let mqtt_port = free_port().map_err(io)?;
         let mut config = rumqttd_config(mqtt_port)?;
@@ -64,10 +71,12 @@ impl EmbeddedBroker {
             .as_mut()
             .and_then(|servers| servers.get_mut("1"))
             .ok_or("rumqttd configuration without the v4 server")?;
-        server.set_auth_handler(move |client_id: String, user: String, pass: String| {
-            let auth = Arc::clone(&auth);
-            async move { auth(&client_id, &user, &pass) }
-        });
+        if let Some(auth) = auth {
+            server.set_auth_handler(move |client_id: String, user: String, pass: String| {
+                let auth = Arc::clone(&auth);
+                async move { auth(&client_id, &user, &pass) }
+            });
+        }
         std::thread::spawn(move || {
             let mut broker = rumqttd::Broker::new(config);
             if let Err(error) = broker.start() {
@@ -87,13 +96,26 @@ impl EmbeddedBroker {
         listener.set_nonblocking(true).map_err(io)?;
         let tls_address = listener.local_addr().map_err(io)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-        std::thread::spawn(move || terminate_tls(listener, acceptor, mqtt_address));
-        Ok(EmbeddedBroker { tls_address })
+        let presented = Presented::default();
+        let log = Arc::clone(&presented);
+        std::thread::spawn(move || terminate_tls(listener, acceptor, mqtt_address, log));
+        Ok(EmbeddedBroker {
+            tls_address,
+            presented,
+        })
     }
 
     /// The TLS listener's address.
     pub fn address(&self) -> SocketAddr {
         self.tls_address
+    }
+
+    /// The fingerprints of the client certificates presented so far.
+    pub fn client_certificates(&self) -> Vec<String> {
+        self.presented
+            .lock()
+            .map(|log| log.clone())
+            .unwrap_or_default()
     }
 
     /// `mqtts://127.0.0.1:PORT`.
@@ -105,7 +127,12 @@ impl EmbeddedBroker {
 /// Accepts TLS connections and relays their bytes to rumqttd. A failed
 /// handshake (untrusted client certificate, wrong pin on the client side)
 /// just closes that connection.
-fn terminate_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, mqtt: SocketAddr) {
+fn terminate_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mqtt: SocketAddr,
+    presented: Presented,
+) {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -123,10 +150,21 @@ fn terminate_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, mqt
         };
         while let Ok((socket, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let presented = Arc::clone(&presented);
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(socket).await else {
                     return;
                 };
+                let fingerprint = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| CertificateIdentity::from_der(leaf).ok())
+                    .map(|identity| identity.fingerprint_hex());
+                if let (Some(fingerprint), Ok(mut log)) = (fingerprint, presented.lock()) {
+                    log.push(fingerprint);
+                }
                 let Ok(mut upstream) = tokio::net::TcpStream::connect(mqtt).await else {
                     return;
                 };

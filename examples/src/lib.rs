@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod lab;
 
 use std::fmt::Display;
 use std::process::ExitCode;
