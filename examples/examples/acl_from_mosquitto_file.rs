@@ -4,18 +4,18 @@
 //!
 //! ```text
 //! cargo run -p mqtt-sec-examples --example acl_from_mosquitto_file [-- ACL_FILE]
+//! cargo run -p mqtt-sec-examples --example acl_from_mosquitto_file -- --help
 //! ```
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use mqtt_sec_acl::client::GuardedClient;
 use mqtt_sec_acl::{Action, PolicyIndex, Principal, mosquitto};
 use mqtt_sec_examples::Report;
-use mqtt_sec_examples::broker::EmbeddedBroker;
-use mqtt_sec_examples::lab::{
-    Error, client_tls, connected, keep_polling, next, pinned_broker, run_example, server_tls,
-};
-use mqtt_sec_testkit::CertSpec;
+use mqtt_sec_examples::args::BrokerArgs;
+use mqtt_sec_examples::lab::{Error, Lab, connected, keep_polling, next, run_example};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -32,13 +32,27 @@ topic readwrite commands/#
 topic reed alerts/#
 ";
 
-fn main() -> ExitCode {
-    run_example(|report| Box::pin(run(report)))
+/// A mosquitto acl_file read by mqtt-sec-acl: linted, queried like the
+/// broker would, and used by a device to refuse what the broker would drop,
+/// before it is sent.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Lint this file instead of the built-in one (and stop there).
+    acl_file: Option<PathBuf>,
+    #[command(flatten)]
+    broker: BrokerArgs,
 }
 
-async fn run(report: &mut Report) -> Result<(), Error> {
-    let text = match std::env::args().nth(1) {
-        Some(path) => std::fs::read_to_string(path)?,
+fn main() -> ExitCode {
+    let args = Args::parse();
+    run_example(|report| Box::pin(run(report, args)))
+}
+
+async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
+    let text = match &args.acl_file {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        }
         None => ACL.to_owned(),
     };
     report.step("lint the file");
@@ -46,7 +60,7 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     for finding in &findings {
         report.detail(format!("line {:?}: {}", finding.line, finding.message));
     }
-    if std::env::args().nth(1).is_none() {
+    if args.acl_file.is_none() {
         report.expect(
             "the typo on line 10 is reported",
             findings.iter().any(|f| f.line == Some(10)),
@@ -82,13 +96,9 @@ async fn run(report: &mut Report) -> Result<(), Error> {
             );
         }
 
+        let mut lab = Lab::start(&args.broker, None, report)?;
         report.step("a device uses the same rules to refuse what the broker would drop");
-        let (mut pki, server, pins) = pinned_broker()?;
-        let broker = EmbeddedBroker::start(&server_tls(&pki, &server)?, None)?;
-        let watcher_cert = pki.issue(&CertSpec::client("ops"))?;
-        let options =
-            client_tls(&pki, pins.clone(), &watcher_cert)?.mqtt_options(&broker.url(), "ops")?;
-        let (watcher, mut events) = AsyncClient::new(options, 64);
+        let (watcher, mut events) = AsyncClient::new(lab.options("ops")?, 64);
         connected(&mut events).await?;
         watcher.subscribe("telemetry/#", QoS::AtLeastOnce).await?;
         let (tx, mut seen) = mpsc::unbounded_channel();
@@ -101,11 +111,7 @@ async fn run(report: &mut Report) -> Result<(), Error> {
         });
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
-        let device_cert = pki.issue(&CertSpec::client("sensor-1"))?;
-        let mut options =
-            client_tls(&pki, pins, &device_cert)?.mqtt_options(&broker.url(), "sensor-1")?;
-        options.set_credentials("sensor-1", "");
-        let (client, mut events) = AsyncClient::new(options, 64);
+        let (client, mut events) = AsyncClient::new(lab.options("sensor-1")?, 64);
         connected(&mut events).await?;
         keep_polling(events);
         let principal = Principal::new("sensor-1").with_username("sensor-1");

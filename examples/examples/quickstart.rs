@@ -8,68 +8,61 @@
 //!
 //! ```text
 //! cargo run -p mqtt-sec-examples --example quickstart
+//! cargo run -p mqtt-sec-examples --example quickstart -- --help
 //! ```
 //!
 //! Exits 0 only if every expectation held.
+//!
+//! With `--broker`, the story runs against that broker: both clients present
+//! `--cert`; the device's credential provider gives its JWT as the password
+//! (or `--username` and `--password-file` for brokers with password files,
+//! such as mosquitto); the stolen-token case needs a broker that verifies
+//! JWTs and is skipped; the wrong-pin case pins a key the broker does not
+//! hold.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use clap::Parser;
 use mqtt_sec_acl::client::GuardedClient;
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, Principal};
 use mqtt_sec_auth::SecretString;
-use mqtt_sec_auth::credentials::{JwtCredentials, RefreshingEventLoop};
+use mqtt_sec_auth::credentials::{
+    CredentialProvider, Credentials, JwtCredentials, RefreshingEventLoop, StaticCredentials,
+};
 use mqtt_sec_auth::jwt::{
     ClaimsTemplate, ClientContext, KeySet, SigningKey, TokenMinter, TokenVerifier, Validation,
 };
 use mqtt_sec_auth::password::{HashParams, PasswordFile};
 use mqtt_sec_examples::Report;
+use mqtt_sec_examples::args::BrokerArgs;
 use mqtt_sec_examples::broker::EmbeddedBroker;
-use mqtt_sec_examples::lab::{Error, client_tls, connected, server_tls};
+use mqtt_sec_examples::lab::{Error, Lab, connected, run_example, server_tls};
 use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
 use mqtt_sec_testkit::{CertSpec, TestPki};
 use mqtt_sec_tls::{Pin, PinSet};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 const DEVICE: &str = "sensor-17";
 const AUDIENCE: &str = "quickstart-broker";
 
-fn main() -> ExitCode {
-    let mut report = Report::new();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            report.expect(format!("a tokio runtime ({error})"), false);
-            return report.finish();
-        }
-    };
-    if let Err(error) = runtime.block_on(run(&mut report)) {
-        report.expect(format!("no error ({error})"), false);
-    }
-    report.finish()
+/// The whole story in one run: a device with mTLS, a pinned broker key and
+/// a short-lived JWT publishes signed telemetry through its ACL guard; a
+/// backend verifies every envelope; then the failures being caught.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
 }
 
-async fn run(report: &mut Report) -> Result<(), Error> {
-    report.step(
-        "make a throwaway PKI: root and intermediate CA, broker, device and backend certificates",
-    );
-    let mut pki = TestPki::new()?;
-    let server = pki.issue(&CertSpec::localhost_server("broker"))?;
-    let impostor = pki.issue(&CertSpec::localhost_server("impostor"))?;
-    let device_cert = pki.issue(&CertSpec::client(DEVICE))?;
-    let backend_cert = pki.issue(&CertSpec::client("backend"))?;
-    // Pin the broker's key, with the key it will rotate to as the backup pin.
-    let next_server = pki.issue(&CertSpec::localhost_server("broker-next"))?;
-    let pins = PinSet::builder([Pin::from_certificate(server.cert_der())?])
-        .backup([Pin::from_certificate(next_server.cert_der())?])
-        .build()?;
-    report.detail(format!(
-        "broker pin: {}",
-        Pin::from_certificate(server.cert_der())?
-    ));
+fn main() -> ExitCode {
+    let args = Args::parse();
+    run_example(|report| Box::pin(run(report, args)))
+}
 
+async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     report.step("keys: the device's JWT key and envelope key, the backend's password");
     let (jwt_key, jwt_key_der) = SigningKey::generate_ed25519()?;
     let device_jwks = serde_json::json!({ "keys": [jwt_key.verifying_key().public_jwk()] });
@@ -86,7 +79,8 @@ async fn run(report: &mut Report) -> Result<(), Error> {
         signer.kid()
     ));
 
-    report.step("start the embedded broker: rumqttd behind an mTLS front end; JWT or password checked per CONNECT");
+    // The embedded broker's check of every CONNECT: the backend's password,
+    // or a JWT of the device's key for the client id it presents.
     let token_verifier = TokenVerifier::new(
         Arc::new(KeySet::from_jwks_json(&device_jwks.to_string())?),
         Validation::new()
@@ -108,13 +102,20 @@ async fn run(report: &mut Report) -> Result<(), Error> {
         }
         accepted
     });
-    let broker = EmbeddedBroker::start(&server_tls(&pki, &server)?, Some(auth))?;
-    report.detail(format!("listening on {}", broker.url()));
+    let mut lab = Lab::start(&args.broker, Some(auth), report)?;
+    if lab.embedded().is_some() {
+        report.detail("rumqttd behind an mTLS front end; JWT or password checked per CONNECT");
+        report.detail("the device pins the broker's key, and its next key as the backup:");
+        for pin in lab.pins().pins() {
+            report.detail(format!("pin {pin}"));
+        }
+    }
 
     report.step("the backend connects (mTLS + password) and subscribes to telemetry/#");
-    let backend_tls = client_tls(&pki, pins.clone(), &backend_cert)?;
-    let mut options = backend_tls.mqtt_options(&broker.url(), "backend")?;
-    options.set_credentials("backend", "backend password");
+    let mut options = lab.options("backend")?;
+    if lab.embedded().is_some() {
+        options.set_credentials("backend", "backend password");
+    }
     let (backend, mut backend_events) = AsyncClient::new(options, 64);
     connected(&mut backend_events)
         .await
@@ -143,8 +144,8 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     report.step("the device connects: pinned broker key, mTLS, a 10-minute JWT from its credential provider");
-    let device_tls = client_tls(&pki, pins.clone(), &device_cert)?;
-    let options = device_tls.mqtt_options(&broker.url(), DEVICE)?;
+    let device_tls = lab.client_tls(DEVICE)?;
+    let options = device_tls.mqtt_options(&lab.url(), DEVICE)?;
     let (device, eventloop) = AsyncClient::new(options, 64);
     let minter = TokenMinter::new(
         jwt_key,
@@ -152,24 +153,27 @@ async fn run(report: &mut Report) -> Result<(), Error> {
             .audience(AUDIENCE)
             .lifetime(Duration::from_secs(600)),
     );
-    let mut device_events =
-        RefreshingEventLoop::new(eventloop, JwtCredentials::new(minter, DEVICE));
-    let first = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match device_events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(error) => return Err(error.to_string()),
-            }
+    let password_login = match &lab {
+        Lab::Real(real) => real
+            .credentials()
+            .map(|(user, password)| Credentials::new(user, password.clone())),
+        Lab::Embedded { .. } => None,
+    };
+    let first = match password_login {
+        Some(login) => {
+            report.detail("--username given: the provider gives that password instead of a JWT");
+            start_device(eventloop, StaticCredentials(login)).await
         }
-    })
-    .await
-    .map_err(|_| "device: no CONNACK within 10 s")?;
+        None => start_device(eventloop, JwtCredentials::new(minter, DEVICE)).await,
+    };
     report.expect(
-        "the broker accepted the device's JWT and certificate",
+        match &first {
+            Ok(_) => "the broker accepted the device's credentials and certificate".to_owned(),
+            Err(error) => format!("the device connects ({error})"),
+        },
         first.is_ok(),
     );
-    if let Some(expiry) = device_events.credentials_expire_at() {
+    if let Ok(Some(expiry)) = first {
         let left = expiry
             .duration_since(SystemTime::now())
             .unwrap_or_default()
@@ -178,13 +182,6 @@ async fn run(report: &mut Report) -> Result<(), Error> {
             "token valid for another {left} s; renewed before it expires"
         ));
     }
-    tokio::spawn(async move {
-        loop {
-            if device_events.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    });
 
     report.step("the device publishes signed telemetry through its ACL guard");
     let policy = Policy::from_json(
@@ -263,6 +260,10 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     report.step(
         "failure 4: the device's token presented under another client id is refused by the broker",
     );
+    let Lab::Embedded { pki, broker, .. } = &mut lab else {
+        report.detail("skipped with --broker: it needs a broker that verifies JWTs");
+        return wrong_pin_on_real_broker(report, &lab).await;
+    };
     // A genuine token of sensor-17 (minted with its key), copied by sensor-99.
     let copy = TokenMinter::new(
         SigningKey::from_pkcs8_der(&jwt_key_der)?,
@@ -285,16 +286,73 @@ async fn run(report: &mut Report) -> Result<(), Error> {
 
     report
         .step("failure 5: a server presenting another (CA-valid) certificate fails the pin check");
-    let fake = EmbeddedBroker::start(&server_tls(&pki, &impostor)?, None)?;
+    let impostor = pki.issue(&CertSpec::localhost_server("impostor"))?;
+    let fake = EmbeddedBroker::start(&server_tls(pki, &impostor)?, None)?;
     let options = device_tls.mqtt_options(&fake.url(), DEVICE)?;
-    let result = connect_once(options, DEVICE, "unused").await;
+    expect_pin_refusal(report, connect_once(options, DEVICE, "unused").await);
+    Ok(())
+}
+
+/// Connects the device with credentials from `provider`, waits for the first
+/// CONNACK, then keeps its event loop running; the credentials' expiry.
+async fn start_device<P: CredentialProvider + 'static>(
+    eventloop: EventLoop,
+    provider: P,
+) -> Result<Option<SystemTime>, String> {
+    let mut events = RefreshingEventLoop::new(eventloop, provider);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no CONNACK within 10 s".to_owned())??;
+    let expiry = events.credentials_expire_at();
+    tokio::spawn(async move {
+        loop {
+            if events.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Ok(expiry)
+}
+
+/// Failure 5 against a real broker: the device expects the pin of a key the
+/// broker does not hold, as if the broker had been replaced.
+async fn wrong_pin_on_real_broker(report: &mut Report, lab: &Lab) -> Result<(), Error> {
+    let Lab::Real(real) = lab else {
+        return Err("not a real broker".into());
+    };
+    report.step("failure 5: a server whose key is not the pinned one fails the pin check");
+    let mut other = TestPki::new()?;
+    let impostor = other.issue(&CertSpec::localhost_server("impostor"))?;
+    let wrong = PinSet::builder([Pin::from_certificate(impostor.cert_der())?])
+        .allow_without_backup()
+        .build()?;
+    report.detail(format!(
+        "the device expects {}",
+        wrong
+            .pins()
+            .next()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    ));
+    let options = real.client_tls(wrong)?.mqtt_options(real.url(), DEVICE)?;
+    expect_pin_refusal(report, connect_once(options, DEVICE, "unused").await);
+    Ok(())
+}
+
+/// Records that a connection was refused by the pin check.
+fn expect_pin_refusal(report: &mut Report, result: Result<(), String>) {
     report.expect(
         format!("refused: {}", result.clone().err().unwrap_or_default()),
-        result
-            .as_ref()
-            .is_err_and(|e| e.to_lowercase().contains("pin")),
+        result.is_err_and(|e| e.to_lowercase().contains("pin")),
     );
-    Ok(())
 }
 
 async fn connect_once(mut options: MqttOptions, user: &str, password: &str) -> Result<(), String> {

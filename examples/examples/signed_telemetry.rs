@@ -5,30 +5,37 @@
 //!
 //! ```text
 //! cargo run -p mqtt-sec-examples --example signed_telemetry
+//! cargo run -p mqtt-sec-examples --example signed_telemetry -- --help
 //! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Parser;
 use mqtt_sec_examples::Report;
-use mqtt_sec_examples::broker::EmbeddedBroker;
-use mqtt_sec_examples::lab::{
-    Error, client_tls, connected, keep_polling, next, pinned_broker, run_example, server_tls,
-};
+use mqtt_sec_examples::args::BrokerArgs;
+use mqtt_sec_examples::lab::{Error, Lab, connected, keep_polling, next, run_example};
 use mqtt_sec_sign::client::SignedClient;
 use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
-use mqtt_sec_testkit::CertSpec;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
 
-fn main() -> ExitCode {
-    run_example(|report| Box::pin(run(report)))
+/// Signed telemetry: every reading is a COSE_Sign1 envelope bound to its
+/// topic; the subscriber verifies each, rejects an envelope moved to another
+/// topic, and the messages of a revoked key.
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(flatten)]
+    broker: BrokerArgs,
 }
 
-async fn run(report: &mut Report) -> Result<(), Error> {
-    report.step("PKI and an embedded broker with mTLS (client certificates authenticate)");
-    let (mut pki, server, pins) = pinned_broker()?;
-    let broker = EmbeddedBroker::start(&server_tls(&pki, &server)?, None)?;
+fn main() -> ExitCode {
+    let args = Args::parse();
+    run_example(|report| Box::pin(run(report, args)))
+}
+
+async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
+    let mut lab = Lab::start(&args.broker, None, report)?;
 
     report.step("the subscriber trusts the sensor's public key and verifies plant/#");
     let signer = Arc::new(Signer::generate()?);
@@ -39,10 +46,7 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     let registry = KeyRegistry::new();
     registry.insert(TrustedKey::new(signer.verifying_key())?)?;
     let verifier = Arc::new(Verifier::new(registry));
-    let subscriber_cert = pki.issue(&CertSpec::client("dashboard"))?;
-    let options = client_tls(&pki, pins.clone(), &subscriber_cert)?
-        .mqtt_options(&broker.url(), "dashboard")?;
-    let (subscriber, mut events) = AsyncClient::new(options, 64);
+    let (subscriber, mut events) = AsyncClient::new(lab.options("dashboard")?, 64);
     connected(&mut events).await?;
     subscriber.subscribe("plant/#", QoS::AtLeastOnce).await?;
     let (tx, mut verdicts) = mpsc::unbounded_channel();
@@ -65,9 +69,7 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     report.step("the sensor publishes five signed readings");
-    let sensor_cert = pki.issue(&CertSpec::client("sensor-3"))?;
-    let options = client_tls(&pki, pins, &sensor_cert)?.mqtt_options(&broker.url(), "sensor-3")?;
-    let (client, mut events) = AsyncClient::new(options, 64);
+    let (client, mut events) = AsyncClient::new(lab.options("sensor-3")?, 64);
     connected(&mut events).await?;
     keep_polling(events);
     let sensor = SignedClient::new(client.clone(), Arc::clone(&signer));

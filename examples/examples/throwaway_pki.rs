@@ -4,19 +4,32 @@
 //! that uses them. The directory is kept and its path printed.
 //!
 //! ```text
-//! cargo run -p mqtt-sec-examples --example throwaway_pki
+//! cargo run -p mqtt-sec-examples --example throwaway_pki [-- --port 8883]
 //! ```
 //!
-//! Test certificates only: the keys are written unencrypted.
+//! The other examples then run against that mosquitto with the printed
+//! `--broker` flags. Test certificates only: the keys are written unencrypted.
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use mqtt_sec_examples::Report;
 use mqtt_sec_testkit::{CertSpec, KeyAlg, TestPki};
 
+/// Makes a throwaway PKI and a mosquitto configuration using it (mTLS
+/// listener on loopback), for running the other examples against a real
+/// broker. Test certificates only: the keys are written unencrypted.
+#[derive(Parser, Debug)]
+struct Args {
+    /// The port of the mosquitto listener.
+    #[arg(long, default_value_t = 8883)]
+    port: u16,
+}
+
 fn main() -> ExitCode {
+    let args = Args::parse();
     let mut report = Report::new();
-    match run(&mut report) {
+    match run(&mut report, args.port) {
         Ok(()) => report.finish(),
         Err(error) => {
             report.expect(format!("no error ({error})"), false);
@@ -25,7 +38,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(report: &mut Report) -> Result<(), mqtt_sec_testkit::Error> {
+fn run(report: &mut Report, port: u16) -> Result<(), mqtt_sec_testkit::Error> {
     report.step("create a root CA and an intermediate CA (ECDSA P-256)");
     let mut pki = TestPki::new()?;
 
@@ -42,15 +55,22 @@ fn run(report: &mut Report) -> Result<(), mqtt_sec_testkit::Error> {
             .uri("spiffe://example.org/device/1")
             .key_alg(KeyAlg::Ed25519),
     )?;
+    // Its renewal, for the rotate_client_cert example.
+    let renewed = pki.issue(&CertSpec::client("device-1-renewed").common_name("device-1"))?;
     let stolen = pki.issue(&CertSpec::client("stolen-device"))?;
     pki.revoke(&stolen)?;
 
-    report.step("write a mosquitto configuration for an mTLS listener on port 8883");
+    report.step(format!(
+        "write a mosquitto configuration for an mTLS listener on port {port}"
+    ));
     let dir = pki.dir();
     let conf = format!(
-        "listener 8883 127.0.0.1\ncertfile {chain}\nkeyfile {key}\ncafile {root}\n\
+        "listener {port} 127.0.0.1\ncertfile {chain}\nkeyfile {key}\ncafile {root}\n\
          require_certificate true\nuse_identity_as_username true\ncrlfile {crl}\n\
-         allow_anonymous false\n",
+         allow_anonymous false\n\
+         # Started as root, mosquitto would switch to the mosquitto user, who cannot\n\
+         # read the keys of this private directory: a throwaway test setup only.\n\
+         user root\n",
         chain = server.chain_path().display(),
         key = server.key_path().display(),
         root = pki.root().cert_path().display(),
@@ -65,6 +85,7 @@ fn run(report: &mut Report) -> Result<(), mqtt_sec_testkit::Error> {
         pki.crl_path(),
         device.chain_path(),
         device.key_path(),
+        renewed.chain_path(),
         &conf_path,
     ] {
         report.expect(format!("{} exists", path.display()), path.exists());
@@ -74,13 +95,23 @@ fn run(report: &mut Report) -> Result<(), mqtt_sec_testkit::Error> {
     report.step(format!("kept {}; try it:", dir.display()));
     report.detail(format!("mosquitto -c {}", conf_path.display()));
     report.detail(format!(
-        "mosquitto_sub -h localhost -p 8883 --cafile {d}/root-ca.pem --cert {d}/device-1-chain.pem \
+        "mosquitto_sub -h localhost -p {port} --cafile {d}/root-ca.pem --cert {d}/device-1-chain.pem \
          --key {d}/device-1.key -t '#' -v",
         d = dir.display()
     ));
     report.detail(format!(
         "the same with stolen-device-chain.pem is refused: revoked in {}/crl.pem",
         dir.display()
+    ));
+    report.detail("run the examples against it (rotate_client_cert also takes");
+    report.detail(format!(
+        "--next-cert {d}/device-1-renewed-chain.pem --next-key {d}/device-1-renewed.key):",
+        d = dir.display()
+    ));
+    report.detail(format!(
+        "cargo run -p mqtt-sec-examples --example quickstart -- --broker mqtts://localhost:{port} \
+         --ca {d}/root-ca.pem --cert {d}/device-1-chain.pem --key {d}/device-1.key",
+        d = dir.display()
     ));
     Ok(())
 }

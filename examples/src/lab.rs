@@ -4,10 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqtt_sec_testkit::{IssuedCert, TestPki};
+use mqtt_sec_auth::secrecy::ExposeSecret;
+use mqtt_sec_testkit::{CertSpec, IssuedCert, TestPki};
 use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::{ClientAuth, ClientTls, Identity, PinSet, Revocation, ServerTls, TrustRoots};
-use rumqttc::{Event, EventLoop, Packet};
+use rumqttc::{Event, EventLoop, MqttOptions, Packet};
+
+use crate::Report;
+use crate::args::{BrokerArgs, RealBroker};
+use crate::broker::{AuthFn, EmbeddedBroker};
 
 /// The error type of the examples.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -118,4 +123,120 @@ pub fn pinned_broker() -> Result<(TestPki, IssuedCert, PinSet), Error> {
         .backup([Pin::from_certificate(next.cert_der())?])
         .build()?;
     Ok((pki, server, pins))
+}
+
+/// Where an example's clients connect: the embedded broker behind mTLS with
+/// a throwaway PKI (each client gets its own certificate), or the real
+/// broker given with `--broker` (every client presents `--cert`).
+#[derive(Debug)]
+pub enum Lab {
+    /// The embedded broker (the default).
+    Embedded {
+        /// The throwaway PKI.
+        pki: Box<TestPki>,
+        /// The running broker.
+        broker: EmbeddedBroker,
+        /// The broker's pins (its key, and its next key as the backup).
+        pins: PinSet,
+    },
+    /// A real broker.
+    Real(RealBroker),
+}
+
+impl Lab {
+    /// Starts the embedded broker (`auth` decides every CONNECT), or
+    /// prepares the connections to the broker given with `--broker`.
+    ///
+    /// # Errors
+    /// When the broker cannot be started or reached, or a file is unusable.
+    pub fn start(
+        args: &BrokerArgs,
+        auth: Option<Arc<AuthFn>>,
+        report: &mut Report,
+    ) -> Result<Self, Error> {
+        if let Some(real) = args.real_broker()? {
+            report.step(format!("use the broker at {}", real.url()));
+            if args.pins.is_empty() {
+                report.detail("its pin, learned on first connection (pass --pin to give it):");
+            }
+            for pin in real.pins().pins() {
+                report.detail(format!("pin {pin}"));
+            }
+            if !real.has_identity() {
+                report.detail("no --cert/--key: server-authenticated TLS only");
+            }
+            return Ok(Self::Real(real));
+        }
+        report.step("make a throwaway PKI and start the embedded broker (mTLS)");
+        let (pki, server, pins) = pinned_broker()?;
+        let broker = EmbeddedBroker::start(&server_tls(&pki, &server)?, auth)?;
+        report.detail(format!("listening on {}", broker.url()));
+        Ok(Self::Embedded {
+            pki: Box::new(pki),
+            broker,
+            pins,
+        })
+    }
+
+    /// The broker's `mqtts://` URL.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Embedded { broker, .. } => broker.url(),
+            Self::Real(real) => real.url().to_owned(),
+        }
+    }
+
+    /// The pins of the broker's key.
+    pub fn pins(&self) -> &PinSet {
+        match self {
+            Self::Embedded { pins, .. } => pins,
+            Self::Real(real) => real.pins(),
+        }
+    }
+
+    /// The embedded broker, when the example runs on it.
+    pub fn embedded(&self) -> Option<&EmbeddedBroker> {
+        match self {
+            Self::Embedded { broker, .. } => Some(broker),
+            Self::Real(_) => None,
+        }
+    }
+
+    /// TLS for the client `name`, requiring `pins`.
+    ///
+    /// # Errors
+    /// When a certificate cannot be issued or a file is unusable.
+    pub fn client_tls_pinned(&mut self, name: &str, pins: PinSet) -> Result<ClientTls, Error> {
+        match self {
+            Self::Embedded { pki, .. } => {
+                let cert = pki.issue(&CertSpec::client(name))?;
+                client_tls(pki, pins, &cert)
+            }
+            Self::Real(real) => real.client_tls(pins),
+        }
+    }
+
+    /// TLS for the client `name`, requiring the broker's pins.
+    ///
+    /// # Errors
+    /// As [`Lab::client_tls_pinned`].
+    pub fn client_tls(&mut self, name: &str) -> Result<ClientTls, Error> {
+        let pins = self.pins().clone();
+        self.client_tls_pinned(name, pins)
+    }
+
+    /// Options for the client `name` (its client id): TLS, and on a real
+    /// broker the `--username` credentials given.
+    ///
+    /// # Errors
+    /// As [`Lab::client_tls_pinned`].
+    pub fn options(&mut self, name: &str) -> Result<MqttOptions, Error> {
+        let mut options = self.client_tls(name)?.mqtt_options(&self.url(), name)?;
+        if let Self::Real(real) = self
+            && let Some((user, password)) = real.credentials()
+        {
+            options.set_credentials(user, password.expose_secret());
+        }
+        Ok(options)
+    }
 }

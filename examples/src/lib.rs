@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod broker;
 pub mod lab;
 

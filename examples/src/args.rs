@@ -1,0 +1,168 @@
+//! The flags every example takes to run against a real broker instead of the
+//! embedded one, and what they resolve to.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqtt_sec_auth::SecretString;
+use mqtt_sec_tls::rustls::crypto::ring;
+use mqtt_sec_tls::{ClientTls, Identity, Pin, PinSet, TrustRoots};
+
+use crate::lab::Error;
+
+/// `--broker` and the files to reach it. Without `--broker` the example
+/// starts its embedded broker and makes its own throwaway PKI.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BrokerArgs {
+    /// Run against this broker (mqtts://HOST:PORT) instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
+    /// CA certificates (PEM) the broker's certificate chains to [default:
+    /// the system's roots].
+    #[arg(long, value_name = "FILE", requires = "broker")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mTLS; every client of the example
+    /// presents it.
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "key"])]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "cert"])]
+    pub key: Option<PathBuf>,
+    /// The broker's pin (base64 SHA-256 of its SPKI, as `mqtt-sec pin`
+    /// prints); repeat to add backup pins. Without it the pin of the
+    /// certificate the broker presents is learned on the first connection
+    /// (trust on first use: fine for a demo, not for a device).
+    #[arg(long = "pin", value_name = "PIN", requires = "broker")]
+    pub pins: Vec<Pin>,
+    /// MQTT username, for brokers with password authentication.
+    #[arg(long, value_name = "NAME", requires = "broker")]
+    pub username: Option<String>,
+    /// File whose first line is the password of --username.
+    #[arg(long, value_name = "FILE", requires = "username")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// A real broker to run against, from [`BrokerArgs`].
+#[derive(Debug)]
+pub struct RealBroker {
+    url: String,
+    pins: PinSet,
+    roots: TrustRoots,
+    identity: Option<(PathBuf, PathBuf)>,
+    credentials: Option<(String, SecretString)>,
+}
+
+impl BrokerArgs {
+    /// The real broker named by `--broker`, or `None` for the embedded one.
+    /// Learns the broker's pin when none is given.
+    ///
+    /// # Errors
+    /// A malformed URL, unreadable files, or a broker that cannot be reached.
+    pub fn real_broker(&self) -> Result<Option<RealBroker>, Error> {
+        let Some(url) = &self.broker else {
+            return Ok(None);
+        };
+        let roots = match &self.ca {
+            Some(ca) => TrustRoots::new().pem_file(ca)?,
+            None => TrustRoots::new().system()?,
+        };
+        let (host, port) = host_and_port(url, &roots)?;
+        let pins = match self.pins.split_first() {
+            Some((primary, [])) => PinSet::builder([*primary]).allow_without_backup().build()?,
+            Some((primary, backup)) => PinSet::builder([*primary])
+                .backup(backup.iter().copied())
+                .build()?,
+            None => {
+                let presented = mqtt_sec_tls::danger::fetch_server_pins(
+                    &format!("{host}:{port}"),
+                    &host,
+                    Arc::new(ring::default_provider()),
+                    Duration::from_secs(10),
+                )?;
+                let leaf = presented
+                    .into_iter()
+                    .next()
+                    .ok_or("the broker presented no certificate")?;
+                PinSet::builder([leaf]).allow_without_backup().build()?
+            }
+        };
+        let credentials = match &self.username {
+            Some(user) => {
+                let password = match &self.password_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    None => String::new(),
+                };
+                Some((user.clone(), SecretString::from(password)))
+            }
+            None => None,
+        };
+        Ok(Some(RealBroker {
+            url: url.clone(),
+            pins,
+            roots,
+            identity: self.cert.clone().zip(self.key.clone()),
+            credentials,
+        }))
+    }
+}
+
+/// Host and port of an `mqtts://` URL, parsed the way the clients will.
+fn host_and_port(url: &str, roots: &TrustRoots) -> Result<(String, u16), Error> {
+    let options = ClientTls::builder(Arc::new(ring::default_provider()))
+        .trust(roots.clone())
+        .no_identity()
+        .build()?
+        .mqtt_options(url, "probe")?;
+    Ok(options.broker_address())
+}
+
+impl RealBroker {
+    /// The broker's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The pins given, or learned from the broker.
+    pub fn pins(&self) -> &PinSet {
+        &self.pins
+    }
+
+    /// The trusted roots (`--ca`, or the system's).
+    pub fn roots(&self) -> &TrustRoots {
+        &self.roots
+    }
+
+    /// Whether `--cert` and `--key` were given.
+    pub fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// The `--username` and password given.
+    pub fn credentials(&self) -> Option<(&str, &SecretString)> {
+        self.credentials
+            .as_ref()
+            .map(|(user, pass)| (user.as_str(), pass))
+    }
+
+    /// A client configuration trusting `--ca`, requiring `pins`, and
+    /// presenting `--cert` when given.
+    ///
+    /// # Errors
+    /// When a file cannot be read or the configuration is refused.
+    pub fn client_tls(&self, pins: PinSet) -> Result<ClientTls, Error> {
+        let builder = ClientTls::builder(Arc::new(ring::default_provider()))
+            .trust(self.roots.clone())
+            .pins(pins);
+        let builder = match &self.identity {
+            Some((cert, key)) => builder.identity(Identity::from_pem_files(cert, key)?),
+            None => builder.no_identity(),
+        };
+        Ok(builder.build()?)
+    }
+}
