@@ -381,6 +381,28 @@ fn identity_binding() {
         ),
         Err(JwtError::InvalidClaim("sub".into()))
     );
+    // An identity longer than an MQTT string (65,535 bytes) can never equal
+    // a client id or username: refused as invalid, not compared.
+    let long_tokens = || Validation::new().max_token_len(256 * 1024);
+    let longest = "d".repeat(65_535);
+    assert_eq!(
+        check(
+            claims_with(|c| {
+                c["sub"] = json!(longest);
+            }),
+            long_tokens().bind_to(Binding::Unbound)
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            claims_with(|c| {
+                c["sub"] = json!("d".repeat(65_536));
+            }),
+            long_tokens().bind_to(Binding::Unbound)
+        ),
+        Err(JwtError::InvalidClaim("sub".into()))
+    );
 }
 
 #[test]
@@ -460,6 +482,33 @@ fn alg_none_and_unknown_algorithms() {
         verify(&key, &format!("{header}.{claims}.AAAA")),
         Err(JwtError::Malformed("alg is not a string"))
     );
+}
+
+#[test]
+fn ring_provider_refuses_a_key_of_another_family() {
+    use jsonwebtoken::DecodingKey;
+    use jsonwebtoken::errors::ErrorKind;
+    use mqtt_sec_auth::jwt::RING_PROVIDER;
+    let ed = DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode([9u8; 32])).unwrap();
+    let secret = DecodingKey::from_secret(&[7u8; 32]);
+    let refused = |alg: Algorithm, key: &DecodingKey| {
+        let error = (RING_PROVIDER.verifier_factory)(&alg, key)
+            .err()
+            .unwrap_or_else(|| panic!("{alg:?} accepted a key of another family"));
+        assert_eq!(error.kind(), &ErrorKind::InvalidAlgorithm, "{alg:?}");
+    };
+    for alg in [
+        Algorithm::ES256,
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::HS256,
+    ] {
+        refused(alg, &ed);
+    }
+    for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+        refused(alg, &secret);
+    }
+    assert!((RING_PROVIDER.verifier_factory)(&Algorithm::HS256, &secret).is_ok());
 }
 
 #[test]
@@ -737,6 +786,28 @@ fn certificate_bound_tokens() {
         check(
             claims_with(|c| {
                 c.insert("cnf".into(), json!("abc"));
+            }),
+            Validation::new()
+        ),
+        Err(JwtError::InvalidClaim("cnf".into()))
+    );
+    // A second confirmation method beside x5t#S256 is one we cannot check:
+    // refused rather than ignored, even with the right certificate.
+    let thumbprint = URL_SAFE_NO_PAD.encode(cert.fingerprint_sha256());
+    let key = TestKey::es256();
+    let token = key.sign_claims(&claims_with(|c| {
+        c.insert("cnf".into(), json!({"x5t#S256": thumbprint, "jkt": "abc"}));
+    }));
+    assert_eq!(
+        TokenVerifier::new(key.key_set(), Validation::new())
+            .verify(&token, &ctx.certificate(&cert), now())
+            .unwrap_err(),
+        JwtError::UnsupportedConfirmation
+    );
+    assert_eq!(
+        check(
+            claims_with(|c| {
+                c.insert("cnf".into(), json!({"x5t#S256": 7}));
             }),
             Validation::new()
         ),

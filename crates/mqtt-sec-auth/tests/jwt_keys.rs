@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqtt_sec_auth::jwt::{
-    CachedKeySource, ClientContext, FileKeySource, JwtKey, KeySet, KeySource, TokenVerifier,
-    Validation,
+    CachedKeySource, ClientContext, FileKeySource, JwtKey, KeySet, KeySource, MAX_JWKS_LEN,
+    TokenVerifier, Validation,
 };
 use mqtt_sec_auth::{JwtError, KeyError, KeySourceError};
 use serde_json::json;
@@ -328,6 +328,37 @@ fn file_source_reloads_on_change_and_keeps_the_last_good_set() {
         FileKeySource::open(dir.path().join("none")),
         Err(KeySourceError::Io(_))
     ));
+}
+
+#[test]
+fn file_source_refuses_a_file_over_the_jwks_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let a = TestKey::ed25519();
+    // Valid JSON, padded with whitespace to one byte over the limit: the
+    // size is checked before the file is read.
+    let jwks = json!({ "keys": [a.signing.verifying_key().public_jwk().unwrap()] }).to_string();
+    let padded = format!("{jwks}{}", " ".repeat(MAX_JWKS_LEN + 1 - jwks.len()));
+    std::fs::write(&path, &padded).unwrap();
+    assert!(matches!(
+        FileKeySource::open(&path),
+        Err(KeySourceError::Key(KeyError::TooLarge {
+            max: MAX_JWKS_LEN
+        }))
+    ));
+    // At the limit it loads.
+    std::fs::write(&path, &padded[..MAX_JWKS_LEN]).unwrap();
+    let source = FileKeySource::open(&path).unwrap();
+    let verifier = TokenVerifier::new(source, Validation::new());
+    assert!(
+        verifier
+            .verify(
+                &a.sign_claims(&good_claims()),
+                &ClientContext::new("dev-1"),
+                now()
+            )
+            .is_ok()
+    );
 }
 
 #[test]
