@@ -247,6 +247,16 @@ fn password_files_follow_mosquitto_and_report_lines() {
             format!("{}:{h7}\n", "u".repeat(65_536)),
             PasswordFileError::BadUser { line: 1 },
         ),
+        // Found by fuzzing: after leading blanks, a name starting with `#`
+        // would be written back as a comment line and the user lost.
+        (
+            format!("alice:{h7}\n\u{b}\t #bob:{h7}\n"),
+            PasswordFileError::BadUser { line: 2 },
+        ),
+        (
+            format!("a\rb:{h7}\n"),
+            PasswordFileError::BadUser { line: 1 },
+        ),
     ];
     for (text, expected) in errors {
         assert_eq!(PasswordFile::parse(&text), Err(expected.clone()), "{text}");

@@ -49,7 +49,8 @@ impl PasswordFile {
     ///
     /// # Errors
     /// [`PasswordFileError`] with the 1-based line number: a line without
-    /// `:`, an empty or too long user name, a duplicate user, or a hash
+    /// `:`, a user name [`PasswordFile::set`] would refuse (empty, too long,
+    /// starting with `#`, holding a carriage return), a duplicate user, or a hash
     /// [`PasswordHash::parse`] refuses; or the whole file over 16 MiB.
     pub fn parse(text: &str) -> Result<Self, PasswordFileError> {
         if text.len() > MAX_PASSWORD_FILE_LEN {
@@ -68,7 +69,9 @@ impl PasswordFile {
                 error: PasswordError::Fields,
             })?;
             let user = user.trim();
-            if user.is_empty() || user.len() > MAX_USERNAME_LEN {
+            // A name we could not write back (one starting with `#` after
+            // leading blanks would come back as a comment) is refused.
+            if !writable_user(user) {
                 return Err(PasswordFileError::BadUser { line });
             }
             if file.get(user).is_some() {
@@ -127,12 +130,7 @@ impl PasswordFile {
         password: &SecretString,
         params: HashParams,
     ) -> Result<(), PasswordFileError> {
-        let writable = !user.is_empty()
-            && user.len() <= MAX_USERNAME_LEN
-            && user.trim() == user
-            && !user.starts_with('#')
-            && !user.contains([':', '\n', '\r']);
-        if !writable {
+        if !writable_user(user) {
             return Err(PasswordFileError::BadUser { line: 0 });
         }
         let hash = PasswordHash::generate(password, params)
@@ -165,6 +163,17 @@ impl PasswordFile {
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
+}
+
+/// Whether `user` fits on a `user:hash` line and reads back as itself: not
+/// empty, at most 65,535 bytes, no surrounding blanks, no leading `#` (a
+/// comment), no `:` or line break.
+fn writable_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= MAX_USERNAME_LEN
+        && user.trim() == user
+        && !user.starts_with('#')
+        && !user.contains([':', '\n', '\r'])
 }
 
 /// The file's text, one `user:hash` line per user, as mosquitto reads it.
