@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_sec_auth::SecretString;
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::{ClientTls, Identity, Pin, PinSet, TrustRoots};
 
@@ -74,8 +75,13 @@ impl BrokerArgs {
                 .backup(backup.iter().copied())
                 .build()?,
             None => {
+                let address = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
                 let presented = mqtt_sec_tls::danger::fetch_server_pins(
-                    &format!("{host}:{port}"),
+                    &address,
                     &host,
                     Arc::new(ring::default_provider()),
                     Duration::from_secs(10),
@@ -90,15 +96,17 @@ impl BrokerArgs {
         let credentials = match &self.username {
             Some(user) => {
                 let password = match &self.password_file {
-                    Some(path) => std::fs::read_to_string(path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    None => String::new(),
+                    Some(path) => {
+                        let file = SecretString::from(
+                            std::fs::read_to_string(path)
+                                .map_err(|e| format!("{}: {e}", path.display()))?,
+                        );
+                        let first_line = file.expose_secret().lines().next().unwrap_or_default();
+                        SecretString::from(first_line.to_owned())
+                    }
+                    None => SecretString::from(String::new()),
                 };
-                Some((user.clone(), SecretString::from(password)))
+                Some((user.clone(), password))
             }
             None => None,
         };

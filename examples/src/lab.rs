@@ -202,34 +202,25 @@ impl Lab {
         }
     }
 
-    /// TLS for the client `name`, requiring `pins`.
-    ///
-    /// # Errors
-    /// When a certificate cannot be issued or a file is unusable.
-    pub fn client_tls_pinned(&mut self, name: &str, pins: PinSet) -> Result<ClientTls, Error> {
-        match self {
-            Self::Embedded { pki, .. } => {
-                let cert = pki.issue(&CertSpec::client(name))?;
-                client_tls(pki, pins, &cert)
-            }
-            Self::Real(real) => real.client_tls(pins),
-        }
-    }
-
     /// TLS for the client `name`, requiring the broker's pins.
     ///
     /// # Errors
-    /// As [`Lab::client_tls_pinned`].
+    /// When a certificate cannot be issued or a file is unusable.
     pub fn client_tls(&mut self, name: &str) -> Result<ClientTls, Error> {
-        let pins = self.pins().clone();
-        self.client_tls_pinned(name, pins)
+        match self {
+            Self::Embedded { pki, pins, .. } => {
+                let cert = pki.issue(&CertSpec::client(name))?;
+                client_tls(pki, pins.clone(), &cert)
+            }
+            Self::Real(real) => real.client_tls(real.pins().clone()),
+        }
     }
 
     /// Options for the client `name` (its client id): TLS, and on a real
     /// broker the `--username` credentials given.
     ///
     /// # Errors
-    /// As [`Lab::client_tls_pinned`].
+    /// As [`Lab::client_tls`].
     pub fn options(&mut self, name: &str) -> Result<MqttOptions, Error> {
         let mut options = self.client_tls(name)?.mqtt_options(&self.url(), name)?;
         if let Self::Real(real) = self
