@@ -36,7 +36,7 @@ use mqtt_sec_auth::jwt::{
 };
 use mqtt_sec_auth::password::{HashParams, PasswordFile};
 use mqtt_sec_examples::Report;
-use mqtt_sec_examples::args::BrokerArgs;
+use mqtt_sec_examples::args::{BrokerArgs, RealBroker};
 use mqtt_sec_examples::broker::EmbeddedBroker;
 use mqtt_sec_examples::lab::{Error, Lab, connected, run_example, server_tls};
 use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
@@ -260,9 +260,12 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     report.step(
         "failure 4: the device's token presented under another client id is refused by the broker",
     );
-    let Lab::Embedded { pki, broker, .. } = &mut lab else {
-        report.detail("skipped with --broker: it needs a broker that verifies JWTs");
-        return wrong_pin_on_real_broker(report, &lab).await;
+    let (pki, broker) = match &mut lab {
+        Lab::Embedded { pki, broker, .. } => (pki, broker),
+        Lab::Real(real) => {
+            report.detail("skipped with --broker: it needs a broker that verifies JWTs");
+            return wrong_pin_on_real_broker(report, real).await;
+        }
     };
     // A genuine token of sensor-17 (minted with its key), copied by sensor-99.
     let copy = TokenMinter::new(
@@ -324,10 +327,7 @@ async fn start_device<P: CredentialProvider + 'static>(
 
 /// Failure 5 against a real broker: the device expects the pin of a key the
 /// broker does not hold, as if the broker had been replaced.
-async fn wrong_pin_on_real_broker(report: &mut Report, lab: &Lab) -> Result<(), Error> {
-    let Lab::Real(real) = lab else {
-        return Err("not a real broker".into());
-    };
+async fn wrong_pin_on_real_broker(report: &mut Report, real: &RealBroker) -> Result<(), Error> {
     report.step("failure 5: a server whose key is not the pinned one fails the pin check");
     let mut other = TestPki::new()?;
     let impostor = other.issue(&CertSpec::localhost_server("impostor"))?;

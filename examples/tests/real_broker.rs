@@ -85,19 +85,24 @@ impl MtlsBroker {
         })
     }
 
-    fn flags(&self) -> Vec<String> {
+    /// The flags to reach the broker presenting `client`'s certificate.
+    fn flags_as(&self, client: &IssuedCert) -> Vec<String> {
         [
             "--broker",
             &self.url,
             "--ca",
             &self.pki.root().cert_path().display().to_string(),
             "--cert",
-            &self.device.chain_path().display().to_string(),
+            &client.chain_path().display().to_string(),
             "--key",
-            &self.device.key_path().display().to_string(),
+            &client.key_path().display().to_string(),
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    fn flags(&self) -> Vec<String> {
+        self.flags_as(&self.device)
     }
 
     fn run(&self, name: &str, extra: &[&str]) -> Output {
@@ -196,9 +201,7 @@ fn a_certificate_the_broker_does_not_trust_fails_the_run() {
     };
     let mut other = TestPki::new().unwrap();
     let stranger = other.issue(&CertSpec::client("stranger")).unwrap();
-    let mut args = broker.flags();
-    args[5] = stranger.chain_path().display().to_string();
-    args[7] = stranger.key_path().display().to_string();
+    let args = broker.flags_as(&stranger);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = run("signed_telemetry", &args);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
