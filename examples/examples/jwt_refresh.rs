@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 use clap::Parser;
 use mqtt_sec_auth::credentials::{JwtCredentials, RefreshingEventLoop};
 use mqtt_sec_auth::jwt::{
-    ClaimsTemplate, ClientContext, KeySet, SigningKey, TokenMinter, TokenVerifier, Validation,
+    ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter, TokenVerifier,
+    Validation,
 };
 use mqtt_sec_examples::Report;
 use mqtt_sec_examples::args::BrokerArgs;
@@ -44,9 +45,12 @@ fn main() -> ExitCode {
 async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     report.step("the device's JWT key; the embedded broker accepts its tokens up to 10 s long");
     let (key, _) = SigningKey::generate_ed25519()?;
-    let jwks = serde_json::json!({ "keys": [key.verifying_key().public_jwk()] }).to_string();
-    let verifier = TokenVerifier::new(
-        Arc::new(KeySet::from_jwks_json(&jwks)?),
+    // The device's public key, registered for dev-7 only.
+    let mut devices = DeviceKeys::new();
+    let public = key.verifying_key().to_public().ok_or("no public key")?;
+    devices.insert("dev-7", KeySet::new([public])?)?;
+    let verifier = TokenVerifier::per_device(
+        devices,
         Validation::new()
             .leeway(Duration::ZERO)
             .max_lifetime(Some(Duration::from_secs(10))),

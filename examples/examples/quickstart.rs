@@ -4,7 +4,8 @@
 //! telemetry through its ACL guard, and a backend that verifies every
 //! envelope. Then the failures being caught: a publish outside the ACL, a
 //! tampered and a replayed message, a token presented by another client id,
-//! and a server with the wrong pin.
+//! a device key minting a token for another device, and a server with the
+//! wrong pin.
 //!
 //! ```text
 //! cargo run -p mqtt-sec-examples --example quickstart
@@ -16,9 +17,9 @@
 //! With `--broker`, the story runs against that broker: both clients present
 //! `--cert`; the device's credential provider gives its JWT as the password
 //! (or `--username` and `--password-file` for brokers with password files,
-//! such as mosquitto); the stolen-token case needs a broker that verifies
-//! JWTs and is skipped; the wrong-pin case pins a key the broker does not
-//! hold.
+//! such as mosquitto); the stolen-token and impersonation cases need a
+//! broker that verifies JWTs and are skipped; the wrong-pin case pins a key
+//! the broker does not hold.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ use mqtt_sec_auth::credentials::{
     CredentialProvider, Credentials, JwtCredentials, RefreshingEventLoop, StaticCredentials,
 };
 use mqtt_sec_auth::jwt::{
-    ClaimsTemplate, ClientContext, KeySet, SigningKey, TokenMinter, TokenVerifier, Validation,
+    ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter, TokenVerifier,
+    Validation,
 };
 use mqtt_sec_auth::password::{HashParams, PasswordFile};
 use mqtt_sec_examples::Report;
@@ -46,6 +48,10 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 const DEVICE: &str = "sensor-17";
+const OTHER_DEVICE: &str = "sensor-18";
+
+/// What the broker's CONNECT check decided for a client id, and why not.
+type Decision = (String, Result<(), String>);
 const AUDIENCE: &str = "quickstart-broker";
 
 /// The whole story in one run: a device with mTLS, a pinned broker key and
@@ -65,7 +71,15 @@ fn main() -> ExitCode {
 async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     report.step("keys: the device's JWT key and envelope key, the backend's password");
     let (jwt_key, jwt_key_der) = SigningKey::generate_ed25519()?;
-    let device_jwks = serde_json::json!({ "keys": [jwt_key.verifying_key().public_jwk()] });
+    // The broker's device registry: each device's public key under its
+    // identity, so a key vouches for its own device only. sensor-18 is
+    // another device of the fleet, with its own key.
+    let (other_device_key, _) = SigningKey::generate_ed25519()?;
+    let mut devices = DeviceKeys::new();
+    for (device, key) in [(DEVICE, &jwt_key), (OTHER_DEVICE, &other_device_key)] {
+        let public = key.verifying_key().to_public().ok_or("no public key")?;
+        devices.insert(device, KeySet::new([public])?)?;
+    }
     let signer = Arc::new(Signer::generate()?);
     let mut passwords = PasswordFile::new();
     passwords.set(
@@ -80,25 +94,31 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     ));
 
     // The embedded broker's check of every CONNECT: the backend's password,
-    // or a JWT of the device's key for the client id it presents.
-    let token_verifier = TokenVerifier::new(
-        Arc::new(KeySet::from_jwks_json(&device_jwks.to_string())?),
+    // or a JWT signed by the key registered for the device it names, for the
+    // client id it presents.
+    let token_verifier = TokenVerifier::per_device(
+        devices,
         Validation::new()
             .audience(AUDIENCE)
             .max_lifetime(Some(Duration::from_secs(600))),
     );
-    let decisions = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let decisions: Arc<std::sync::Mutex<Vec<Decision>>> = Arc::default();
     let log = Arc::clone(&decisions);
     let auth = Arc::new(move |client_id: &str, user: &str, password: &str| {
-        let accepted = if user == "backend" {
-            passwords.verify(user, &SecretString::from(password.to_owned()))
+        let decision = if user == "backend" {
+            passwords
+                .verify(user, &SecretString::from(password.to_owned()))
+                .then_some(())
+                .ok_or_else(|| "wrong password".to_owned())
         } else {
             token_verifier
                 .verify(password, &ClientContext::new(client_id), SystemTime::now())
-                .is_ok()
+                .map(drop)
+                .map_err(|e| e.to_string())
         };
+        let accepted = decision.is_ok();
         if let Ok(mut log) = log.lock() {
-            log.push((client_id.to_owned(), accepted));
+            log.push((client_id.to_owned(), decision));
         }
         accepted
     });
@@ -263,7 +283,9 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     let (pki, broker) = match &mut lab {
         Lab::Embedded { pki, broker, .. } => (pki, broker),
         Lab::Real(real) => {
-            report.detail("skipped with --broker: it needs a broker that verifies JWTs");
+            report.detail(
+                "failures 4 and 5 skipped with --broker: they need a broker that verifies JWTs",
+            );
             return wrong_pin_on_real_broker(report, real).await;
         }
     };
@@ -283,12 +305,43 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     );
     let refused = decisions
         .lock()
-        .map(|log| log.iter().any(|(id, ok)| id == "sensor-99" && !ok))
+        .map(|log| log.iter().any(|(id, ok)| id == "sensor-99" && ok.is_err()))
         .unwrap_or(false);
     report.expect("the broker's JWT check said no for sensor-99", refused);
 
+    report.step(format!(
+        "failure 5: {DEVICE}'s key mints a token claiming to be {OTHER_DEVICE} and connects as it"
+    ));
+    let forged = TokenMinter::new(
+        SigningKey::from_pkcs8_der(&jwt_key_der)?,
+        ClaimsTemplate::new(OTHER_DEVICE)
+            .audience(AUDIENCE)
+            .lifetime(Duration::from_secs(600)),
+    )
+    .mint(SystemTime::now())?;
+    let impersonation = device_tls.mqtt_options(&broker.url(), OTHER_DEVICE)?;
+    let result = connect_once(impersonation, OTHER_DEVICE, forged.as_str()).await;
+    report.expect(
+        format!("refused: {}", result.clone().err().unwrap_or_default()),
+        result.is_err(),
+    );
+    let reason = decisions
+        .lock()
+        .ok()
+        .and_then(|log| {
+            log.iter()
+                .rev()
+                .find(|(id, _)| id == OTHER_DEVICE)
+                .and_then(|(_, decision)| decision.clone().err())
+        })
+        .unwrap_or_default();
+    report.expect(
+        format!("the broker's per-device key check said no: {reason}"),
+        reason.contains("vouches only for its own device"),
+    );
+
     report
-        .step("failure 5: a server presenting another (CA-valid) certificate fails the pin check");
+        .step("failure 6: a server presenting another (CA-valid) certificate fails the pin check");
     let impostor = pki.issue(&CertSpec::localhost_server("impostor"))?;
     let fake = EmbeddedBroker::start(&server_tls(pki, &impostor)?, None)?;
     let options = device_tls.mqtt_options(&fake.url(), DEVICE)?;
@@ -328,7 +381,7 @@ async fn start_device<P: CredentialProvider + 'static>(
 /// Failure 5 against a real broker: the device expects the pin of a key the
 /// broker does not hold, as if the broker had been replaced.
 async fn wrong_pin_on_real_broker(report: &mut Report, real: &RealBroker) -> Result<(), Error> {
-    report.step("failure 5: a server whose key is not the pinned one fails the pin check");
+    report.step("failure 6: a server whose key is not the pinned one fails the pin check");
     let mut other = TestPki::new()?;
     let impostor = other.issue(&CertSpec::localhost_server("impostor"))?;
     let wrong = PinSet::builder([Pin::from_certificate(impostor.cert_der())?])

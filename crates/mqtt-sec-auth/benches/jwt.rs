@@ -100,7 +100,7 @@ fn verify(c: &mut Criterion) {
                 .with_kid(kid.clone())]),
         }
         .unwrap();
-        let ours = TokenVerifier::new(
+        let ours = TokenVerifier::trusted_issuer(
             Arc::new(keys),
             Validation::new().issuer("factory").audience("broker"),
         );
@@ -163,7 +163,7 @@ fn lookup(c: &mut Criterion) {
         }
         let set = KeySet::from_jwks_json(&serde_json::json!({ "keys": keys }).to_string()).unwrap();
         assert_eq!(set.len(), size);
-        let verifier = TokenVerifier::new(
+        let verifier = TokenVerifier::trusted_issuer(
             Arc::new(set),
             Validation::new().issuer("factory").audience("broker"),
         );

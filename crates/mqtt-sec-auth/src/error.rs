@@ -183,6 +183,23 @@ pub enum JwtError {
     /// No key with this `kid`.
     #[error("unknown kid {0:?}")]
     UnknownKid(String),
+    /// Per-device keys: the identity the token claims has no keys
+    /// registered (an unknown or removed device).
+    #[error("no keys are registered for identity {0:?}")]
+    UnknownIdentity(String),
+    /// Per-device keys: the key the token names is not one of the keys of
+    /// the identity it claims. A device's key vouches for that device only;
+    /// this is what a stolen device key minting tokens for another device
+    /// looks like.
+    #[error(
+        "kid {kid:?} is not a key of identity {identity:?}: a device key vouches only for its own device"
+    )]
+    KeyNotForIdentity {
+        /// The token's `kid` (cut to 64 bytes).
+        kid: String,
+        /// The identity it claimed (cut to 64 bytes).
+        identity: String,
+    },
     /// The header's `alg` is not the algorithm of the selected key: algorithm
     /// confusion (RFC 8725 section 2.1) or a wrong key.
     #[error("algorithm {found} does not match the key's {expected}")]
@@ -282,6 +299,22 @@ pub enum KeyError {
     /// Two keys share a `kid`.
     #[error("duplicate kid {0:?}")]
     DuplicateKid(String),
+    /// One key registered for two device identities: either device could
+    /// log in as the other. Give each device its own key, or verify a
+    /// backend's tokens with `TokenVerifier::trusted_issuer`.
+    #[error("key {kid:?} already belongs to another device identity")]
+    SharedDeviceKey {
+        /// The key's `kid`.
+        kid: String,
+    },
+    /// A device key document problem, with the device's identity.
+    #[error("device {identity:?}: {error}")]
+    Device {
+        /// The identity (at most 256 bytes of it).
+        identity: String,
+        /// What is wrong with its keys.
+        error: Box<KeyError>,
+    },
     /// The JWK's `use`, `key_ops` or `alg` rules it out for verifying
     /// signatures with its key type.
     #[error("key not usable for signatures: {0}")]

@@ -321,12 +321,13 @@ fn issuer_and_audience() {
 fn identity_binding() {
     let key = TestKey::es256();
     let token = key.sign_claims(&good_claims());
-    let verifier = TokenVerifier::new(key.key_set(), Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(key.key_set(), Validation::new());
     let as_client = |id| verifier.verify(&token, &ClientContext::new(id), now());
     assert!(as_client("dev-1").is_ok());
     assert_eq!(as_client("dev-2").unwrap_err(), JwtError::WrongClient);
 
-    let by_user = TokenVerifier::new(key.key_set(), Validation::new().bind_to(Binding::Username));
+    let by_user =
+        TokenVerifier::trusted_issuer(key.key_set(), Validation::new().bind_to(Binding::Username));
     let ctx = ClientContext::new("any").username("dev-1");
     assert!(by_user.verify(&token, &ctx, now()).is_ok());
     let ctx = ClientContext::new("dev-1").username("someone");
@@ -342,7 +343,7 @@ fn identity_binding() {
 
     let unbound = Validation::new().bind_to(Binding::Unbound);
     assert_eq!(
-        TokenVerifier::new(key.key_set(), unbound)
+        TokenVerifier::trusted_issuer(key.key_set(), unbound)
             .verify(&token, &ClientContext::new("x"), now())
             .unwrap()
             .identity(),
@@ -742,7 +743,7 @@ fn certificate_bound_tokens() {
         ClaimsTemplate::new("dev-1").bind_to_certificate(&cert),
     );
     let token = minter.mint(now()).unwrap();
-    let verifier = TokenVerifier::new(keys.clone(), Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(keys.clone(), Validation::new());
     let ctx = ClientContext::new("dev-1");
     assert!(
         verifier
@@ -799,7 +800,7 @@ fn certificate_bound_tokens() {
         c.insert("cnf".into(), json!({"x5t#S256": thumbprint, "jkt": "abc"}));
     }));
     assert_eq!(
-        TokenVerifier::new(key.key_set(), Validation::new())
+        TokenVerifier::trusted_issuer(key.key_set(), Validation::new())
             .verify(&token, &ctx.certificate(&cert), now())
             .unwrap_err(),
         JwtError::UnsupportedConfirmation

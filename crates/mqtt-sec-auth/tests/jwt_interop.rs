@@ -44,7 +44,7 @@ fn tokens_signed_by_pyjwt_verify_and_its_bad_ones_are_refused() {
     for (kid, thumbprint) in signed["thumbprints"].as_object().unwrap() {
         assert_eq!(keys.get(kid).unwrap().thumbprint(), thumbprint, "{kid}");
     }
-    let verifier = TokenVerifier::new(
+    let verifier = TokenVerifier::trusted_issuer(
         Arc::new(keys),
         Validation::new().issuer("factory").audience("broker"),
     );

@@ -65,7 +65,7 @@ fn all_four_key_types_load_and_verify_their_tokens() {
     jwks.push(json!({"kty": "oct", "k": k, "alg": "HS256", "use": "sig"}));
     let set = Arc::new(set(json!(jwks)).unwrap());
     assert_eq!(set.len(), 4);
-    let verifier = TokenVerifier::new(Arc::clone(&set), Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(Arc::clone(&set), Validation::new());
     for key in &keys {
         let token = key.sign_claims(&good_claims());
         let verified = verifier
@@ -295,7 +295,7 @@ fn file_source_reloads_on_change_and_keeps_the_last_good_set() {
             .unwrap()
             .check_every(Duration::ZERO),
     );
-    let verifier = TokenVerifier::new(Arc::clone(&source), Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(Arc::clone(&source), Validation::new());
     let verify = |key: &TestKey| {
         verifier.verify(
             &key.sign_claims(&good_claims()),
@@ -349,7 +349,7 @@ fn file_source_refuses_a_file_over_the_jwks_limit() {
     // At the limit it loads.
     std::fs::write(&path, &padded[..MAX_JWKS_LEN]).unwrap();
     let source = FileKeySource::open(&path).unwrap();
-    let verifier = TokenVerifier::new(source, Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(source, Validation::new());
     assert!(
         verifier
             .verify(
@@ -370,7 +370,7 @@ fn file_source_checks_at_once_for_an_unknown_kid() {
     let source = FileKeySource::open(&path)
         .unwrap()
         .check_every(Duration::from_secs(3600));
-    let verifier = TokenVerifier::new(source, Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(source, Validation::new());
     write_jwks(&path, &[&a, &b]);
     let token = b.sign_claims(&good_claims());
     assert!(
@@ -446,7 +446,7 @@ fn cached_source_ttl_backoff_and_unknown_kid_refetch() {
         never.keys(now()).unwrap_err(),
         KeySourceError::Fetch("down".into())
     );
-    let verifier = TokenVerifier::new(never, Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(never, Validation::new());
     assert!(matches!(
         verifier.verify(
             &key.sign_claims(&good_claims()),

@@ -41,7 +41,7 @@ fn rfc7515_a1_hs256() {
         .bind_to(Binding::Unbound)
         .max_lifetime(None)
         .leeway(Duration::ZERO);
-    let verifier = TokenVerifier::new(std::sync::Arc::new(keys), validation);
+    let verifier = TokenVerifier::trusted_issuer(std::sync::Arc::new(keys), validation);
     let before = UNIX_EPOCH + Duration::from_secs(1_300_819_379);
     let client = ClientContext::new("any");
     let verified = verifier.verify(jws, &client, before).unwrap();
@@ -105,7 +105,7 @@ fn rfc8037_a4_ed25519() {
         keys.iter().next().unwrap().kid(),
         v["thumbprint"].as_str().unwrap()
     );
-    let verifier = TokenVerifier::new(std::sync::Arc::new(keys), Validation::new());
+    let verifier = TokenVerifier::trusted_issuer(std::sync::Arc::new(keys), Validation::new());
     let client = ClientContext::new("any");
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     assert_eq!(

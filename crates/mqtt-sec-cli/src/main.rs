@@ -140,15 +140,20 @@ struct JwtMintArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("keysource").required(true).args(["keys", "key", "secret_file"])))]
+#[command(group(clap::ArgGroup::new("keysource").required(true).args(["devices", "keys", "key", "secret_file"])))]
 struct JwtVerifyArgs {
-    /// A JWK Set.
+    /// A device key document (`{"devices": {"ID": {"keys": [...]}}}`): the
+    /// key must be one of the keys of the identity the token claims.
+    #[arg(long)]
+    devices: Option<PathBuf>,
+    /// A JWK Set of trusted issuer keys: any of them vouches for any `sub`.
     #[arg(long)]
     keys: Option<PathBuf>,
-    /// A public key PEM (SubjectPublicKeyInfo).
+    /// A trusted issuer's public key PEM (SubjectPublicKeyInfo).
     #[arg(long)]
     key: Option<PathBuf>,
-    /// An HS256 secret (the file's bytes; one trailing newline is dropped).
+    /// A trusted issuer's HS256 secret (the file's bytes; one trailing
+    /// newline is dropped).
     #[arg(long)]
     secret_file: Option<PathBuf>,
     /// Accept only this algorithm (EdDSA, ES256, RS256, HS256).

@@ -506,6 +506,68 @@ fn jwt_mint_and_verify() {
     );
 }
 
+/// `--devices`: a device's key vouches for that device only; the same key
+/// as a trusted issuer's (`--keys`) vouches for any `sub`.
+#[test]
+fn jwt_verify_with_device_keys_refuses_another_devices_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = (dir.path().join("a.pem"), dir.path().join("a.jwk"));
+    let (key_b, public_b) = (dir.path().join("b.pem"), dir.path().join("b.jwk"));
+    mqtt_sec(&["keygen", "--out", s(&key), "--public", s(&public)], b"");
+    mqtt_sec(
+        &["keygen", "--out", s(&key_b), "--public", s(&public_b)],
+        b"",
+    );
+    let jwk = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let devices = write(
+        dir.path(),
+        "devices.json",
+        &serde_json::json!({"devices": {
+            "device-a": {"keys": [jwk(&public)]},
+            "device-b": {"keys": [jwk(&public_b)]},
+        }})
+        .to_string(),
+    );
+    let mint = |sub: &str| {
+        let run = mqtt_sec(&["jwt", "mint", "--key", s(&key), "--sub", sub], b"");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout.trim().to_owned()
+    };
+    let (own, forged) = (mint("device-a"), mint("device-b"));
+    let verify = |source: &str, file: &Path, client: &str, token: &str| {
+        mqtt_sec(
+            &[
+                "jwt",
+                "verify",
+                source,
+                s(file),
+                "--client-id",
+                client,
+                token,
+            ],
+            b"",
+        )
+    };
+    let ok = verify("--devices", &devices, "device-a", &own);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let refused = verify("--devices", &devices, "device-b", &forged);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("vouches only for its own device"),
+        "{}",
+        refused.stderr
+    );
+    let issuer = verify("--keys", &public, "device-b", &forged);
+    assert_eq!(issuer.code, 0, "{}", issuer.stderr);
+    input_error(
+        &["jwt", "verify", "--devices", s(&public), "t"],
+        b"",
+        "devices",
+    );
+}
+
 #[test]
 fn passwd_is_compatible_with_mosquitto() {
     let dir = tempfile::tempdir().unwrap();

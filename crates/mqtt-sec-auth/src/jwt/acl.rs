@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use mqtt_sec_acl::emqx::{self, NoMatch};
 use mqtt_sec_acl::{Action, Policy, PolicyError, Principal, Reason};
 
-use super::verify::VerifiedToken;
+use super::verify::{KeyTrust, VerifiedToken};
 
 /// The outcome of [`TokenAcl::check`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,16 +67,39 @@ impl TokenAcl {
     }
 }
 
+/// Why a token's `acl` claim grants nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenAclError {
+    /// The claim is not a valid EMQX `acl` claim.
+    #[error("acl claim: {0}")]
+    Policy(#[from] PolicyError),
+    /// The token was signed with the device's own key
+    /// ([`KeyTrust::PerDevice`]): a device cannot grant itself permissions.
+    /// Only tokens of a trusted issuer carry rules.
+    #[error(
+        "acl claim in a token signed by the device's own key: a device cannot grant itself permissions"
+    )]
+    SelfGranted,
+}
+
 impl VerifiedToken {
     /// The token's EMQX `acl` claim (object or array form) as rules for this
-    /// client, expiring with the token; `None` without the claim.
+    /// client, expiring with the token; `None` without the claim. Only a
+    /// trusted issuer's token grants rules: in a token a device signed
+    /// itself the claim is refused, since the device would be choosing its
+    /// own permissions.
     ///
     /// # Errors
-    /// The claim's [`PolicyError`], naming the rule.
-    pub fn acl(&self) -> Result<Option<TokenAcl>, PolicyError> {
+    /// [`TokenAclError::SelfGranted`] for a per-device token with the
+    /// claim, [`TokenAclError::Policy`] naming the broken rule.
+    pub fn acl(&self) -> Result<Option<TokenAcl>, TokenAclError> {
         let Some(claim) = self.claim("acl") else {
             return Ok(None);
         };
+        if self.key_trust() != KeyTrust::Issuer {
+            return Err(TokenAclError::SelfGranted);
+        }
         let acl = emqx::parse_acl_claim(claim)?;
         let no_match = acl.no_match();
         let narrowed = acl.narrowed().to_vec();

@@ -98,6 +98,11 @@ impl KeySet {
         let document = parse_object(text.as_bytes()).ok_or(KeyError::Invalid(
             "not a JSON object without duplicate names",
         ))?;
+        Self::from_document(&document)
+    }
+
+    /// A JWK Set already parsed (strictly) into a JSON object.
+    pub(crate) fn from_document(document: &Map<String, Value>) -> Result<Self, KeyError> {
         let Some(Value::Array(items)) = document.get("keys") else {
             return Err(KeyError::Invalid("no \"keys\" array"));
         };

@@ -251,6 +251,19 @@ impl JwtKey {
         &self.thumbprint
     }
 
+    /// A copy of this public key, with its `kid`, for another key set;
+    /// `None` for an HMAC secret, which is never copied.
+    pub fn to_public(&self) -> Option<JwtKey> {
+        let key = match self.verifier.material() {
+            VerifyMaterial::Ed25519(key) => Self::ed25519(key.to_bytes()),
+            VerifyMaterial::EcPoint(point) => Self::es256(point),
+            VerifyMaterial::Rsa { n, e } => Self::rs256(n, e),
+            VerifyMaterial::Hmac(_) => return None,
+        };
+        // The material was accepted when this key was made, so it is again.
+        key.ok().map(|key| key.with_kid(self.kid.clone()))
+    }
+
     /// The public JWK (with `kid`, `alg` and `use: sig`); `None` for an
     /// HMAC secret, which is never exported.
     pub fn public_jwk(&self) -> Option<Value> {

@@ -16,6 +16,7 @@
 
 #[cfg(feature = "acl")]
 mod acl;
+mod device;
 mod json;
 mod jwks;
 mod key;
@@ -26,14 +27,19 @@ mod verify;
 
 #[cfg(feature = "acl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
-pub use acl::{TokenAcl, TokenAclDecision};
+pub use acl::{TokenAcl, TokenAclDecision, TokenAclError};
+pub use device::{
+    DeviceKeySource, DeviceKeys, FileDeviceKeySource, MAX_DEVICE_KEYS_LEN, MAX_DEVICES,
+    MAX_IDENTITY_LEN,
+};
 pub use jwks::{KeySet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey};
 pub use key::{JwtKey, MAX_KEY_INPUT_LEN, algorithm_name};
 pub use mint::{ClaimsTemplate, MintedToken, SigningKey, TokenMinter};
 pub use ring_provider::{RING_PROVIDER, RingSigner, RingVerifier, install_ring_provider};
 pub use source::{CachedKeySource, FileKeySource, KeyFetcher, KeySource};
 pub use verify::{
-    Binding, ClientContext, DEFAULT_MAX_TOKEN_LEN, TokenVerifier, Validation, VerifiedToken,
+    Binding, ClientContext, DEFAULT_MAX_TOKEN_LEN, KeyTrust, TokenVerifier, Validation,
+    VerifiedToken,
 };
 
 /// jsonwebtoken's algorithm names, re-exported for matching on

@@ -85,6 +85,10 @@ impl RingVerifier {
         }
     }
 
+    pub(crate) fn material(&self) -> &VerifyMaterial {
+        &self.material
+    }
+
     fn check(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
             VerifyMaterial::Ed25519(key) => verify_ed25519(key, message, signature),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::jwks::{KeySet, MAX_JWKS_LEN};
-use crate::KeySourceError;
+use crate::{KeyError, KeySourceError};
 
 /// Gives the keys to verify with. Implement it to plug in your own store.
 pub trait KeySource: Send + Sync {
@@ -235,68 +235,102 @@ impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
     }
 }
 
-struct FileState {
-    keys: Arc<KeySet>,
+/// A file parsed into `T`, reloaded when its modification time or size
+/// changes (looked at most once per `check_every`), read with a size
+/// limit. An invalid new version is refused with an audit event and the
+/// previous value stays in use. The one mechanism behind
+/// [`FileKeySource`] and [`FileDeviceKeySource`](super::FileDeviceKeySource).
+pub(crate) struct WatchedFile<T> {
+    path: PathBuf,
+    max_len: usize,
+    parse: fn(&str) -> Result<T, KeyError>,
+    /// What the file holds, for audit events ("key file").
+    label: &'static str,
+    check_every: Duration,
+    state: Mutex<WatchedState<T>>,
+}
+
+struct WatchedState<T> {
+    value: Arc<T>,
     stamp: (Option<SystemTime>, u64),
     checked_at: SystemTime,
 }
 
-/// A JWK Set file, reloaded when its modification time or size changes
-/// (looked at most once per second by default). An invalid new version is
-/// refused with an audit event and the previous keys stay in use.
-pub struct FileKeySource {
-    path: PathBuf,
-    check_every: Duration,
-    state: Mutex<FileState>,
-}
-
-impl std::fmt::Debug for FileKeySource {
+impl<T> std::fmt::Debug for WatchedFile<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileKeySource")
+        f.debug_struct("WatchedFile")
             .field("path", &self.path)
             .field("check_every", &self.check_every)
             .finish_non_exhaustive()
     }
 }
 
-fn read_file(path: &Path) -> Result<((Option<SystemTime>, u64), KeySet), KeySourceError> {
-    let io = |e: std::io::Error| KeySourceError::Io(format!("{}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.len() > MAX_JWKS_LEN as u64 {
-        return Err(crate::KeyError::TooLarge { max: MAX_JWKS_LEN }.into());
-    }
-    let text = std::fs::read_to_string(path).map_err(io)?;
-    let keys = KeySet::from_jwks_json(&text)?;
-    Ok(((meta.modified().ok(), meta.len()), keys))
-}
+type Stamp = (Option<SystemTime>, u64);
 
-impl FileKeySource {
-    /// Loads the file now.
-    ///
-    /// # Errors
-    /// [`KeySourceError::Io`] or the file's [`KeySourceError::Key`] error.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, KeySourceError> {
-        let path = path.into();
-        let (stamp, keys) = read_file(&path)?;
-        Ok(FileKeySource {
+impl<T> WatchedFile<T> {
+    pub(crate) fn open(
+        path: PathBuf,
+        max_len: usize,
+        parse: fn(&str) -> Result<T, KeyError>,
+        label: &'static str,
+    ) -> Result<Self, KeySourceError> {
+        let (stamp, value) = Self::read(&path, max_len, parse)?;
+        Ok(Self {
             path,
+            max_len,
+            parse,
+            label,
             check_every: Duration::from_secs(1),
-            state: Mutex::new(FileState {
-                keys: Arc::new(keys),
+            state: Mutex::new(WatchedState {
+                value: Arc::new(value),
                 stamp,
                 checked_at: SystemTime::UNIX_EPOCH,
             }),
         })
     }
 
-    /// How often the file's metadata is looked at.
-    #[must_use]
-    pub fn check_every(mut self, interval: Duration) -> Self {
+    pub(crate) fn check_every(mut self, interval: Duration) -> Self {
         self.check_every = interval;
         self
     }
 
-    fn reload_if_changed(&self, state: &mut FileState, now: SystemTime) {
+    /// Reads at most `max_len` bytes of the regular file at `path`, however
+    /// large it grows meanwhile (a FIFO or device is refused).
+    fn read(
+        path: &Path,
+        max_len: usize,
+        parse: fn(&str) -> Result<T, KeyError>,
+    ) -> Result<(Stamp, T), KeySourceError> {
+        let io = |e: &dyn std::fmt::Display| KeySourceError::Io(format!("{}: {e}", path.display()));
+        let meta = std::fs::metadata(path).map_err(|e| io(&e))?;
+        let bytes = match crate::fs::read_bounded(path, max_len) {
+            Ok(bytes) => bytes,
+            Err(crate::fs::ReadError::TooLarge) => {
+                return Err(KeyError::TooLarge { max: max_len }.into());
+            }
+            Err(e) => return Err(io(&e)),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| io(&"not UTF-8"))?;
+        let value = parse(&text)?;
+        Ok(((meta.modified().ok(), meta.len()), value))
+    }
+
+    /// The value in use, after looking at the file if a check is due (or
+    /// `now`, with `force`).
+    pub(crate) fn current(&self, now: SystemTime, force: bool) -> Arc<T> {
+        let mut state = lock(&self.state);
+        let due = force
+            || state
+                .checked_at
+                .checked_add(self.check_every)
+                .is_none_or(|at| now >= at);
+        if due {
+            self.reload_if_changed(&mut state, now);
+        }
+        Arc::clone(&state.value)
+    }
+
+    fn reload_if_changed(&self, state: &mut WatchedState<T>, now: SystemTime) {
         state.checked_at = now;
         let stamp = std::fs::metadata(&self.path).map(|m| (m.modified().ok(), m.len()));
         if matches!(&stamp, Ok(stamp) if *stamp == state.stamp) {
@@ -306,38 +340,61 @@ impl FileKeySource {
         if let Ok(stamp) = stamp {
             state.stamp = stamp;
         }
-        match read_file(&self.path) {
-            Ok((stamp, keys)) => {
+        match Self::read(&self.path, self.max_len, self.parse) {
+            Ok((stamp, value)) => {
                 tracing::info!(
                     target: "mqtt_sec::audit",
                     path = %self.path.display(),
-                    keys = keys.len(),
-                    "key file reloaded"
+                    "{} reloaded", self.label
                 );
-                state.keys = Arc::new(keys);
+                state.value = Arc::new(value);
                 state.stamp = stamp;
             }
-            Err(error) => audit_failure("key file", &error, true),
+            Err(error) => audit_failure(self.label, &error, true),
         }
+    }
+}
+
+/// A JWK Set file, reloaded when its modification time or size changes
+/// (looked at most once per second by default), read up to
+/// [`MAX_JWKS_LEN`] bytes however large the file grows. An invalid new
+/// version is refused with an audit event and the previous keys stay in use.
+#[derive(Debug)]
+pub struct FileKeySource {
+    file: WatchedFile<KeySet>,
+}
+
+impl FileKeySource {
+    /// Loads the file now.
+    ///
+    /// # Errors
+    /// [`KeySourceError::Io`] (also for a FIFO or device) or the file's
+    /// [`KeySourceError::Key`] error.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, KeySourceError> {
+        Ok(Self {
+            file: WatchedFile::open(
+                path.into(),
+                MAX_JWKS_LEN,
+                KeySet::from_jwks_json,
+                "key file",
+            )?,
+        })
+    }
+
+    /// How often the file's metadata is looked at.
+    #[must_use]
+    pub fn check_every(mut self, interval: Duration) -> Self {
+        self.file = self.file.check_every(interval);
+        self
     }
 }
 
 impl KeySource for FileKeySource {
     fn keys(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
-        let mut state = lock(&self.state);
-        let due = state
-            .checked_at
-            .checked_add(self.check_every)
-            .is_none_or(|at| now >= at);
-        if due {
-            self.reload_if_changed(&mut state, now);
-        }
-        Ok(Arc::clone(&state.keys))
+        Ok(self.file.current(now, false))
     }
 
     fn keys_for_unknown_kid(&self, now: SystemTime) -> Result<Arc<KeySet>, KeySourceError> {
-        let mut state = lock(&self.state);
-        self.reload_if_changed(&mut state, now);
-        Ok(Arc::clone(&state.keys))
+        Ok(self.file.current(now, true))
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The order of the checks: size (before any decoding) → three base64url
 //! parts → header (`alg: none`, unknown `alg`, `crit`, `typ`) → key by
-//! `kid` → the key's algorithm must be the header's → signature → claims
+//! `kid` (with per-device keys, among the keys of the identity the token
+//! claims) → the key's algorithm must be the header's → signature → claims
 //! (`exp`, `nbf`, `iat`, lifetime, `iss`, `aud`) → identity binding to the
 //! client → certificate binding (`cnf`). Header members that point at keys
 //! (`jwk`, `jku`, `x5u`, `x5c`) are ignored: keys only ever come from the
@@ -16,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use super::device::DeviceKeySource;
 use super::json::parse_object;
 use super::key::{JwtKey, algorithm_name};
 use super::source::KeySource;
@@ -36,6 +38,28 @@ pub enum Binding {
     Username,
     /// Nothing: the claim is the identity, whatever client presents it.
     Unbound,
+}
+
+/// Which identities a verifier's keys may vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyTrust {
+    /// Each key speaks for its own device only
+    /// ([`TokenVerifier::per_device`]): the safe default for tokens devices
+    /// sign themselves.
+    PerDevice,
+    /// Any key may vouch for any identity ([`TokenVerifier::trusted_issuer`]):
+    /// a backend or identity provider that mints tokens for many clients.
+    Issuer,
+}
+
+impl KeyTrust {
+    fn name(self) -> &'static str {
+        match self {
+            Self::PerDevice => "per-device",
+            Self::Issuer => "issuer",
+        }
+    }
 }
 
 /// The checks a [`TokenVerifier`] makes, with safe defaults: `exp`
@@ -190,6 +214,7 @@ impl<'a> ClientContext<'a> {
 pub struct VerifiedToken {
     identity: String,
     kid: String,
+    trust: KeyTrust,
     algorithm: Algorithm,
     expires_at: SystemTime,
     issued_at: Option<SystemTime>,
@@ -205,6 +230,11 @@ impl VerifiedToken {
     /// The `kid` of the key that verified it.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// Whether a device key or an issuer key vouched for the identity.
+    pub fn key_trust(&self) -> KeyTrust {
+        self.trust
     }
 
     /// The algorithm (the key's).
@@ -243,14 +273,22 @@ impl VerifiedToken {
     }
 }
 
-/// Verifies tokens with the keys of a [`KeySource`] and a [`Validation`].
+/// Verifies tokens with trusted keys and a [`Validation`].
+///
+/// Which identities a key may vouch for is chosen when the verifier is made:
+///
+/// - [`TokenVerifier::per_device`], for tokens devices sign themselves: the
+///   key must be one of the keys registered for the identity the token
+///   claims, so a stolen device key logs in as that device and no other.
+/// - [`TokenVerifier::trusted_issuer`], for tokens a backend or identity
+///   provider mints for many clients: any key of the set vouches for any
+///   identity, so each of them is as powerful as the whole fleet.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use std::time::{Duration, SystemTime};
+/// use std::time::SystemTime;
 /// use mqtt_sec_auth::jwt::{
-///     ClaimsTemplate, ClientContext, JwtKey, KeySet, TokenMinter, TokenVerifier, Validation,
-///     SigningKey,
+///     ClaimsTemplate, ClientContext, DeviceKeys, JwtKey, KeySet, SigningKey, TokenMinter,
+///     TokenVerifier, Validation,
 /// };
 /// use mqtt_sec_auth::JwtError;
 /// use mqtt_sec_auth::secrecy::SecretSlice;
@@ -264,9 +302,10 @@ impl VerifiedToken {
 /// let now = SystemTime::now();
 /// let token = minter.mint(now)?;
 ///
-/// // Broker side.
-/// let keys = Arc::new(KeySet::new([JwtKey::hs256(SecretSlice::from(secret))?])?);
-/// let verifier = TokenVerifier::new(keys, Validation::new().audience("mqtt.example.com"));
+/// // Broker side: the secret belongs to sensor-17 alone.
+/// let mut devices = DeviceKeys::new();
+/// devices.insert("sensor-17", KeySet::new([JwtKey::hs256(SecretSlice::from(secret))?])?)?;
+/// let verifier = TokenVerifier::per_device(devices, Validation::new().audience("mqtt.example.com"));
 /// let verified = verifier.verify(token.as_str(), &ClientContext::new("sensor-17"), now)?;
 /// assert_eq!(verified.identity(), "sensor-17");
 ///
@@ -276,13 +315,29 @@ impl VerifiedToken {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TokenVerifier {
-    keys: Box<dyn KeySource>,
+    trust: Trust,
     validation: Validation,
+}
+
+/// Where keys come from, and so which identities they vouch for.
+enum Trust {
+    PerDevice(Box<dyn DeviceKeySource>),
+    Issuer(Box<dyn KeySource>),
+}
+
+impl Trust {
+    fn kind(&self) -> KeyTrust {
+        match self {
+            Self::PerDevice(_) => KeyTrust::PerDevice,
+            Self::Issuer(_) => KeyTrust::Issuer,
+        }
+    }
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerifier")
+            .field("trust", &self.trust.kind())
             .field("validation", &self.validation)
             .finish_non_exhaustive()
     }
@@ -324,13 +379,83 @@ fn to_time(secs: u64) -> SystemTime {
         .unwrap_or(UNIX_EPOCH)
 }
 
+/// A trusted issuer's key by `kid` (looking again once if it is unknown);
+/// without `kid`, the set's only key.
+fn select_key(
+    keys: &dyn KeySource,
+    kid: Option<&str>,
+    now: SystemTime,
+) -> Result<Arc<JwtKey>, JwtError> {
+    let current = keys.keys(now)?;
+    let Some(kid) = kid else {
+        return current.only().cloned().ok_or(JwtError::MissingKid);
+    };
+    if let Some(key) = current.get(kid) {
+        return Ok(Arc::clone(key));
+    }
+    let keys = keys.keys_for_unknown_kid(now)?;
+    keys.get(kid)
+        .cloned()
+        .ok_or_else(|| JwtError::UnknownKid(cut(kid)))
+}
+
+/// One of `identity`'s own keys by `kid` (looking again once if it is
+/// unknown); without `kid`, its only key.
+fn select_device_key(
+    devices: &dyn DeviceKeySource,
+    identity: &str,
+    kid: Option<&str>,
+    now: SystemTime,
+) -> Result<Arc<JwtKey>, JwtError> {
+    let unknown = || JwtError::UnknownIdentity(cut(identity));
+    let current = devices.device_keys(identity, now)?;
+    let Some(kid) = kid else {
+        let keys = current.ok_or_else(unknown)?;
+        return keys.only().cloned().ok_or(JwtError::MissingKid);
+    };
+    if let Some(key) = current.as_ref().and_then(|keys| keys.get(kid)) {
+        return Ok(Arc::clone(key));
+    }
+    let keys = devices
+        .device_keys_for_unknown_kid(identity, now)?
+        .ok_or_else(unknown)?;
+    keys.get(kid)
+        .cloned()
+        .ok_or_else(|| JwtError::KeyNotForIdentity {
+            kid: cut(kid),
+            identity: cut(identity),
+        })
+}
+
 impl TokenVerifier {
-    /// A verifier of tokens signed by `keys`, checked by `validation`.
-    pub fn new(keys: impl KeySource + 'static, validation: Validation) -> Self {
+    /// A verifier of tokens that devices sign with their own keys: the key
+    /// is looked up among the keys `devices` holds for the identity the
+    /// token claims (its identity claim, `sub` by default), so a device's
+    /// key vouches for that device and no other. The identity is then bound
+    /// to the connection as `validation` says (the client id by default).
+    pub fn per_device(devices: impl DeviceKeySource + 'static, validation: Validation) -> Self {
         TokenVerifier {
-            keys: Box::new(keys),
+            trust: Trust::PerDevice(Box::new(devices)),
             validation,
         }
+    }
+
+    /// A verifier of tokens minted by trusted issuers (a backend, an identity
+    /// provider): any key of `keys` vouches for any identity. Use it only
+    /// for keys that never leave the issuer: with device keys in `keys`,
+    /// one stolen device could log in as every other
+    /// ([`TokenVerifier::per_device`] is the profile for those). Name the
+    /// issuers with [`Validation::issuer`].
+    pub fn trusted_issuer(keys: impl KeySource + 'static, validation: Validation) -> Self {
+        TokenVerifier {
+            trust: Trust::Issuer(Box::new(keys)),
+            validation,
+        }
+    }
+
+    /// Which identities this verifier's keys vouch for.
+    pub fn key_trust(&self) -> KeyTrust {
+        self.trust.kind()
     }
 
     /// Verifies `token` presented by `client` at `now`. Each decision is an
@@ -356,6 +481,7 @@ impl TokenVerifier {
                 kid = ?kid,
                 identity = ?crate::audit::bounded(&verified.identity),
                 alg = algorithm_name(verified.algorithm),
+                trust = self.trust.kind().name(),
                 "JWT accepted"
             ),
             Err(error) => tracing::warn!(
@@ -363,6 +489,7 @@ impl TokenVerifier {
                 client_id = ?client_id,
                 kid = ?kid,
                 reason = %error,
+                trust = self.trust.kind().name(),
                 "JWT rejected"
             ),
         }
@@ -396,7 +523,21 @@ impl TokenVerifier {
             Some(_) => return Err(JwtError::Malformed("kid is not a string")),
         };
         *kid_out = kid.map(str::to_owned);
-        let key = self.select_key(kid, now)?;
+        let decode_claims = || {
+            parse_object(&decode_part(payload_b64, "payload is not base64url")?)
+                .ok_or(JwtError::Malformed("payload is not a JSON object"))
+        };
+        // Per-device keys are found under the identity the token claims, so
+        // the claims are read (not yet trusted) before the signature.
+        let (key, claims) = match &self.trust {
+            Trust::Issuer(keys) => (select_key(keys.as_ref(), kid, now)?, None),
+            Trust::PerDevice(devices) => {
+                let claims = decode_claims()?;
+                let identity = self.identity_of(&claims)?;
+                let key = select_device_key(devices.as_ref(), identity, kid, now)?;
+                (key, Some(claims))
+            }
+        };
         if algorithm_name(key.algorithm()) != alg {
             return Err(JwtError::AlgorithmMismatch {
                 expected: algorithm_name(key.algorithm()),
@@ -409,9 +550,22 @@ impl TokenVerifier {
         if !key.verify(signing_input.as_bytes(), &signature) {
             return Err(JwtError::SignatureInvalid);
         }
-        let claims = parse_object(&decode_part(payload_b64, "payload is not base64url")?)
-            .ok_or(JwtError::Malformed("payload is not a JSON object"))?;
+        let claims = match claims {
+            Some(claims) => claims,
+            None => decode_claims()?,
+        };
         self.check_claims(claims, &key, client, now)
+    }
+
+    /// The identity claim: a non-empty string of at most 65,535 bytes (the
+    /// MQTT limit for a client id or username).
+    fn identity_of<'c>(&self, claims: &'c Map<String, Value>) -> Result<&'c str, JwtError> {
+        let name = &self.validation.identity_claim;
+        match claims.get(name) {
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= 65_535 => Ok(id),
+            Some(_) => Err(JwtError::InvalidClaim(cut(name))),
+            None => Err(JwtError::MissingClaim(cut(name))),
+        }
     }
 
     /// The header's `alg` once it is a signature algorithm and nothing in
@@ -454,20 +608,6 @@ impl TokenVerifier {
         Ok(alg)
     }
 
-    fn select_key(&self, kid: Option<&str>, now: SystemTime) -> Result<Arc<JwtKey>, JwtError> {
-        let keys = self.keys.keys(now)?;
-        let Some(kid) = kid else {
-            return keys.only().cloned().ok_or(JwtError::MissingKid);
-        };
-        if let Some(key) = keys.get(kid) {
-            return Ok(Arc::clone(key));
-        }
-        let keys = self.keys.keys_for_unknown_kid(now)?;
-        keys.get(kid)
-            .cloned()
-            .ok_or_else(|| JwtError::UnknownKid(cut(kid)))
-    }
-
     fn check_claims(
         &self,
         claims: Map<String, Value>,
@@ -504,11 +644,7 @@ impl TokenVerifier {
         }
         self.check_issuer(&claims)?;
         self.check_audience(&claims)?;
-        let identity = match claims.get(&v.identity_claim) {
-            Some(Value::String(id)) if !id.is_empty() && id.len() <= 65_535 => id.clone(),
-            Some(_) => return Err(JwtError::InvalidClaim(cut(&v.identity_claim))),
-            None => return Err(JwtError::MissingClaim(cut(&v.identity_claim))),
-        };
+        let identity = self.identity_of(&claims)?.to_owned();
         let bound = match v.binding {
             Binding::ClientId => identity == client.client_id,
             Binding::Username => client.username == Some(identity.as_str()),
@@ -521,6 +657,7 @@ impl TokenVerifier {
         Ok(VerifiedToken {
             identity,
             kid: key.kid().to_owned(),
+            trust: self.trust.kind(),
             algorithm: key.algorithm(),
             expires_at: to_time(exp),
             issued_at: iat.map(to_time),

@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use mqtt_sec_auth::JwtError;
 use mqtt_sec_auth::jwt::VerifiedToken;
 use mqtt_sec_auth::jwt::{
-    ClientContext, KeySet, RING_PROVIDER, SigningKey, TokenVerifier, Validation,
+    ClientContext, DeviceKeys, KeySet, RING_PROVIDER, SigningKey, TokenVerifier, Validation,
 };
 use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 
@@ -124,12 +124,48 @@ pub fn good_claims() -> serde_json::Value {
     serde_json::json!({"sub": "dev-1", "iat": t - 10, "exp": t + 600})
 }
 
+/// Verifies `token` for client `dev-1` with `keys` as a trusted issuer's,
+/// and checks that with the same keys registered as `dev-1`'s own, a
+/// per-device verifier decides the same (it may name another reason: it
+/// reads the identity before the signature, and knows no keys for others).
 pub fn verify_with(
     keys: Arc<KeySet>,
     validation: Validation,
     token: &str,
 ) -> Result<VerifiedToken, JwtError> {
-    TokenVerifier::new(keys, validation).verify(token, &ClientContext::new("dev-1"), now())
+    let client = ClientContext::new("dev-1");
+    let mut devices = DeviceKeys::new();
+    devices.insert("dev-1", (*keys).clone()).unwrap();
+    let per_device =
+        TokenVerifier::per_device(devices, validation.clone()).verify(token, &client, now());
+    let issuer = TokenVerifier::trusted_issuer(keys, validation).verify(token, &client, now());
+    match (&issuer, &per_device) {
+        (Ok(a), Ok(b)) => assert_eq!(a.identity(), b.identity()),
+        // Only dev-1's keys are registered: another identity has none.
+        (Ok(a), Err(JwtError::UnknownIdentity(_))) if a.identity() != "dev-1" => {}
+        (Err(JwtError::UnknownKid(a)), Err(JwtError::KeyNotForIdentity { kid, .. })) => {
+            assert_eq!(a, kid)
+        }
+        (Err(a), Err(b)) => {
+            let reordered = |e: &JwtError| {
+                matches!(
+                    e,
+                    JwtError::Malformed(_)
+                        | JwtError::MissingClaim(_)
+                        | JwtError::InvalidClaim(_)
+                        | JwtError::WrongClient
+                        | JwtError::UnknownIdentity(_)
+                        | JwtError::SignatureInvalid
+                )
+            };
+            assert!(
+                a == b || (reordered(a) && reordered(b)),
+                "issuer {a:?}, per-device {b:?}"
+            );
+        }
+        _ => panic!("issuer {issuer:?} but per-device {per_device:?}"),
+    }
+    issuer
 }
 
 pub fn verify(key: &TestKey, token: &str) -> Result<(), JwtError> {

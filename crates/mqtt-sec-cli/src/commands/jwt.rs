@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec_auth::jwt::{
-    Binding, ClaimsTemplate, ClientContext, JwtKey, KeySet, SigningKey, TokenMinter, TokenVerifier,
-    Validation, algorithm_name,
+    Binding, ClaimsTemplate, ClientContext, DeviceKeys, JwtKey, KeySet, SigningKey, TokenMinter,
+    TokenVerifier, Validation, algorithm_name,
 };
 use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 
@@ -86,7 +86,13 @@ pub(crate) fn verify(args: &JwtVerifyArgs, json: bool) -> Result<ExitCode, CliEr
     if args.client_id.is_none() {
         validation = validation.bind_to(Binding::Unbound);
     }
-    let verifier = TokenVerifier::new(Arc::new(keys(args)?), validation);
+    let verifier = match &args.devices {
+        Some(path) => TokenVerifier::per_device(
+            DeviceKeys::from_json(&read_text(path)?).map_err(|e| CliError::at(path, e))?,
+            validation,
+        ),
+        None => TokenVerifier::trusted_issuer(Arc::new(keys(args)?), validation),
+    };
     let token = if args.token == "-" {
         String::from_utf8(read_input(None)?)
             .map_err(|_| CliError::new("standard input: not UTF-8 text"))?
