@@ -88,6 +88,9 @@ struct SignArgs {
     /// Where to write the envelope (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Sign for a retained publish (the topic's state), not a live message.
+    #[arg(long)]
+    retained: bool,
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +110,10 @@ struct VerifyArgs {
     /// Clock skew tolerated on the envelope's time, in seconds.
     #[arg(long, value_name = "SECS")]
     max_skew: Option<u64>,
+    /// The envelope was delivered with the MQTT retain flag (it counts only
+    /// if the envelope was also signed as retained).
+    #[arg(long)]
+    retained: bool,
 }
 
 #[derive(Subcommand, Debug)]

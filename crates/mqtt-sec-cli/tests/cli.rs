@@ -219,6 +219,45 @@ fn keygen_sign_and_verify() {
     assert_eq!(run.code, 0);
     assert_eq!(std::fs::read(&out).unwrap(), b"21.5 C");
 
+    // Signed as retained state, and verified as delivered with the retain flag.
+    let state = mqtt_sec(
+        &[
+            "sign",
+            "--key",
+            s(&key),
+            "--topic",
+            "telemetry/dev",
+            "--retained",
+        ],
+        b"open",
+    );
+    assert_eq!(state.code, 0, "{}", state.stderr);
+    let header = mqtt_sec_sign::envelope::inspect(&state.stdout_bytes).unwrap();
+    assert_eq!(header.intent, mqtt_sec_sign::envelope::Intent::Retained);
+    assert_eq!(
+        mqtt_sec_sign::envelope::inspect(&envelope.stdout_bytes)
+            .unwrap()
+            .intent,
+        mqtt_sec_sign::envelope::Intent::Live
+    );
+    let run = mqtt_sec(
+        &[
+            "verify",
+            "--keys",
+            s(&jwks),
+            "--topic",
+            "telemetry/dev",
+            "--retained",
+        ],
+        &state.stdout_bytes,
+    );
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "open"),
+        "{}",
+        run.stderr
+    );
+
     // Verification failures: exit 1 and the reason.
     let other_topic = mqtt_sec(
         &["verify", "--keys", s(&jwks), "--topic", "telemetry/other"],

@@ -3,22 +3,23 @@
 //! MQTT 3.1.1 ([`SignedClient`]) carries the envelope as the payload. MQTT 5
 //! ([`SignedClientV5`]) carries either the envelope as the payload or, in
 //! [`V5Mode::Detached`], the unchanged payload plus the envelope in the user
-//! property [`DETACHED_PROPERTY`]. [`Verifier::verify_publish`] and
-//! [`Verifier::verify_publish_v5`] verify what arrives (the retain flag selects
-//! the retained-message policy); rejections are audit events on
-//! `mqtt_sec::audit` and never hand out the payload.
+//! property [`DETACHED_PROPERTY`]. A publish with the retain flag is signed
+//! as retained state, one without as a live message. [`Verifier::verify_publish`]
+//! and [`Verifier::verify_publish_v5`] verify what arrives: the retain flag
+//! selects the retained-message policy only for envelopes signed as
+//! retained, so setting the flag on a captured live message replays
+//! nothing. Rejections are audit events on `mqtt_sec::audit` and never hand
+//! out the payload.
 //!
 //! MQTT v5 topic aliases must be resolved before verification: rumqttc hands
-//! out an aliased publish with an empty topic, which is rejected. Do not
-//! subscribe with the v5 "retain as published" option where you verify: it
-//! sets the retain flag on live messages, which would then be judged by the
-//! retained-message age instead of the replay window.
+//! out an aliased publish with an empty topic, which is rejected.
 
 use std::sync::Arc;
 
 use rumqttc::v5::mqttbytes::v5::{Publish as PublishV5, PublishProperties};
 use rumqttc::{AsyncClient, Publish, QoS};
 
+use crate::envelope::Intent;
 use crate::error::{MalformedEnvelope, SignError, TopicNameError, VerifyError};
 use crate::{DETACHED_PROPERTY, Message, Signer, Verified, Verifier};
 
@@ -37,6 +38,15 @@ pub enum PublishError {
     ClientV5(#[from] rumqttc::v5::ClientError),
 }
 
+/// What a publish with this retain flag signs for.
+fn intent(retain: bool) -> Intent {
+    if retain {
+        Intent::Retained
+    } else {
+        Intent::Live
+    }
+}
+
 /// An MQTT 3.1.1 client that signs every publish: the payload on the wire is the envelope.
 #[derive(Debug, Clone)]
 pub struct SignedClient {
@@ -50,7 +60,8 @@ impl SignedClient {
         Self { client, signer }
     }
 
-    /// Signs `payload` for `topic` and publishes the envelope.
+    /// Signs `payload` for `topic` (as retained state when `retain` is set,
+    /// else as a live message) and publishes the envelope.
     ///
     /// # Errors
     /// [`PublishError::Sign`] (invalid topic, sequence store) or [`PublishError::Client`].
@@ -61,7 +72,7 @@ impl SignedClient {
         retain: bool,
         payload: &[u8],
     ) -> Result<(), PublishError> {
-        let envelope = self.signer.sign(topic, payload)?;
+        let envelope = self.signer.sign_for(topic, payload, intent(retain))?;
         self.client.publish(topic, qos, retain, envelope).await?;
         Ok(())
     }
@@ -134,9 +145,11 @@ impl SignedClientV5 {
             .user_properties
             .retain(|(name, _)| name != DETACHED_PROPERTY);
         let body = match self.mode {
-            V5Mode::Envelope => self.signer.sign(topic, payload)?,
+            V5Mode::Envelope => self.signer.sign_for(topic, payload, intent(retain))?,
             V5Mode::Detached => {
-                let signature = self.signer.sign_detached(topic, payload)?;
+                let signature = self
+                    .signer
+                    .sign_detached_for(topic, payload, intent(retain))?;
                 properties
                     .user_properties
                     .push((DETACHED_PROPERTY.to_owned(), signature));
@@ -157,7 +170,8 @@ impl SignedClientV5 {
 
 impl Verifier {
     /// Verifies an incoming MQTT 3.1.1 publish whose payload is an envelope.
-    /// A publish with the retain flag set is judged as a retained message.
+    /// A publish with the retain flag set is judged as a retained message if
+    /// it was signed as one, else as a live message.
     ///
     /// # Errors
     /// As [`Verifier::verify_message`].

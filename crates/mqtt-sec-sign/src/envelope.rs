@@ -15,6 +15,13 @@ use crate::error::{MalformedEnvelope, VerifyError};
 /// The domain-separation label that starts the external AAD.
 pub const DOMAIN_LABEL: &str = "mqtt-sec-sign/1";
 
+/// The protected header parameter that marks an envelope signed for a
+/// retained publish: `"mqtt-retain": true`. Absent for a live message. The
+/// MQTT retain flag itself is not signed (a broker, or anyone who may
+/// publish to the topic, sets it at will), so only this signed intent lets
+/// a verifier treat a message as retained state.
+pub const RETAIN_LABEL: &str = "mqtt-retain";
+
 /// The first byte of every envelope: CBOR tag 18 (COSE_Sign1) in its one-byte form.
 const TAG_COSE_SIGN1: u8 = 0xd2;
 /// COSE header labels (RFC 9052): algorithm, critical, key id; and the CWT
@@ -71,10 +78,28 @@ fn tstr(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// The serialized protected header: `{1: -8, 4: kid, 15: {6: iat, 7: h'seq as 8 bytes'}}`.
-pub(crate) fn protected_header(kid: &Kid, iat: u64, seq: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + kid.as_bytes().len());
-    out.push(0xa3); // map(3)
+/// What a publisher signs for: a live message, or a retained one (the
+/// broker keeps it and hands it to every later subscription).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Intent {
+    /// A message for the subscribers of the moment: accepted once, while
+    /// fresh, whatever retain flag it arrives with.
+    #[default]
+    Live,
+    /// The topic's retained state: accepted again on every delivery with
+    /// the retain flag, up to the retained maximum age.
+    Retained,
+}
+
+/// The serialized protected header: `{1: -8, 4: kid, 15: {6: iat, 7:
+/// h'seq as 8 bytes'}}`, and `"mqtt-retain": true` last for a retained
+/// message (deterministic order: integer keys first, RFC 8949 4.2.1).
+pub(crate) fn protected_header(kid: &Kid, iat: u64, seq: u64, intent: Intent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + kid.as_bytes().len());
+    out.push(match intent {
+        Intent::Live => 0xa3, // map(3)
+        Intent::Retained => 0xa4,
+    });
     out.extend_from_slice(&[0x01, 0x27]); // 1 (alg): -8 (EdDSA)
     out.push(0x04); // 4 (kid)
     bstr(&mut out, kid.as_bytes());
@@ -83,6 +108,10 @@ pub(crate) fn protected_header(kid: &Kid, iat: u64, seq: u64) -> Vec<u8> {
     head(&mut out, 0, iat);
     head(&mut out, 0, CLAIM_CTI as u64);
     bstr(&mut out, &seq.to_be_bytes());
+    if intent == Intent::Retained {
+        tstr(&mut out, RETAIN_LABEL);
+        out.push(0xf5); // true
+    }
     out
 }
 
@@ -152,6 +181,7 @@ pub(crate) struct Parsed {
     pub(crate) kid: Kid,
     pub(crate) iat: u64,
     pub(crate) seq: u64,
+    pub(crate) intent: Intent,
     pub(crate) payload: Option<Vec<u8>>,
     pub(crate) signature: [u8; SIGNATURE_LEN],
 }
@@ -308,6 +338,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Parsed, VerifyError> {
         kid: header.kid,
         iat: header.iat,
         seq: header.seq,
+        intent: header.intent,
         payload,
         signature,
     })
@@ -317,6 +348,7 @@ struct ProtectedFields {
     kid: Kid,
     iat: u64,
     seq: u64,
+    intent: Intent,
 }
 
 /// The protected header: alg EdDSA, a kid, the CWT claims; any other
@@ -326,6 +358,7 @@ fn parse_protected(bytes: &[u8]) -> Result<ProtectedFields, VerifyError> {
     let entries = reader.map_len()?;
     let mut seen = Vec::with_capacity(entries.min(8));
     let (mut alg_ok, mut kid, mut claims, mut crit) = (false, None, None, Vec::new());
+    let mut intent = Intent::Live;
     for _ in 0..entries {
         let label = reader.label()?;
         first_time(&mut seen, &label)?;
@@ -340,6 +373,14 @@ fn parse_protected(bytes: &[u8]) -> Result<ProtectedFields, VerifyError> {
             Label::Int(LABEL_CRIT) => crit = parse_crit(&mut reader)?,
             Label::Int(LABEL_KID) => kid = Some(reader.bytes()?),
             Label::Int(CWT_CLAIMS_LABEL) => claims = Some(parse_claims(&mut reader)?),
+            // Only `true`: a live message omits the parameter, so each intent
+            // has exactly one encoding.
+            Label::Text(ref text) if text == RETAIN_LABEL => {
+                if reader.header()? != Header::Simple(simple::TRUE) {
+                    return Err(MalformedEnvelope::BadRetain.into());
+                }
+                intent = Intent::Retained;
+            }
             // Other RFC 9052 parameters are not used, but must have their defined types.
             Label::Int(LABEL_CONTENT_TYPE) => match reader.header()? {
                 Header::Positive(_) => {}
@@ -360,11 +401,12 @@ fn parse_protected(bytes: &[u8]) -> Result<ProtectedFields, VerifyError> {
     if !alg_ok {
         return Err(VerifyError::AlgorithmMismatch);
     }
-    // We process exactly one optional parameter, the CWT claims; anything else
-    // marked critical must make us stop (RFC 9052 section 3.1).
+    // We process two optional parameters, the CWT claims and the retain
+    // intent; anything else marked critical must make us stop (RFC 9052
+    // section 3.1).
     if let Some(label) = crit
         .into_iter()
-        .find(|l| *l != Label::Int(CWT_CLAIMS_LABEL))
+        .find(|l| *l != Label::Int(CWT_CLAIMS_LABEL) && *l != Label::Text(RETAIN_LABEL.to_owned()))
     {
         return Err(VerifyError::UnknownCriticalHeader {
             label: format!("{label:?}"),
@@ -374,7 +416,12 @@ fn parse_protected(bytes: &[u8]) -> Result<ProtectedFields, VerifyError> {
         .and_then(Kid::from_envelope)
         .ok_or(MalformedEnvelope::BadKid)?;
     let (iat, seq) = claims.ok_or(MalformedEnvelope::BadClaims)?;
-    Ok(ProtectedFields { kid, iat, seq })
+    Ok(ProtectedFields {
+        kid,
+        iat,
+        seq,
+        intent,
+    })
 }
 
 /// `crit`: a non-empty array of labels.
@@ -434,6 +481,8 @@ pub struct UnverifiedHeader {
     pub issued_at: u64,
     /// The claimed sequence number.
     pub seq: u64,
+    /// Whether it claims to be signed for a retained publish.
+    pub intent: Intent,
     /// The attached payload length, or `None` for a detached envelope.
     pub payload_len: Option<usize>,
 }
@@ -449,6 +498,7 @@ pub fn inspect(envelope: &[u8]) -> Result<UnverifiedHeader, VerifyError> {
         kid: parsed.kid,
         issued_at: parsed.iat,
         seq: parsed.seq,
+        intent: parsed.intent,
         payload_len: parsed.payload.as_ref().map(Vec::len),
     })
 }
@@ -481,7 +531,7 @@ mod tests {
                 &[7u8; 70_000][..],
             ),
         ] {
-            let protected = protected_header(&kid(), iat, seq);
+            let protected = protected_header(&kid(), iat, seq, Intent::Live);
             let claims = coset::cwt::ClaimsSetBuilder::new()
                 .issued_at(Timestamp::WholeSeconds(iat as i64))
                 .cwt_id(seq.to_be_bytes().to_vec())
@@ -510,7 +560,7 @@ mod tests {
 
     #[test]
     fn decode_round_trip() {
-        let protected = protected_header(&kid(), 1_700_000_000, 42);
+        let protected = protected_header(&kid(), 1_700_000_000, 42, Intent::Live);
         let bytes = encode(&protected, Some(b"hi"), &[1; 64]);
         let parsed = decode(&bytes).unwrap();
         assert_eq!((parsed.iat, parsed.seq), (1_700_000_000, 42));

@@ -151,6 +151,10 @@ pub enum MalformedEnvelope {
     /// The protected header has no CWT claims (label 15) with `iat` and an 8-byte `cti`.
     #[error("missing or invalid CWT claims (label 15: iat and an 8-byte cti)")]
     BadClaims,
+    /// The retain intent parameter (`"mqtt-retain"`) is present with another
+    /// value than `true`.
+    #[error("the mqtt-retain header parameter is not true")]
+    BadRetain,
     /// The signature is not 64 bytes.
     #[error("signature is not 64 bytes")]
     BadSignatureLength,

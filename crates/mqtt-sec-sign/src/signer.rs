@@ -10,6 +10,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 use crate::clock::{Clock, SystemClock, since_epoch};
+use crate::envelope::Intent;
 use crate::error::{KeyError, SignError};
 use crate::kid::jwk_x;
 use crate::sequence::SequenceStore;
@@ -199,33 +200,78 @@ impl Signer {
         Ok(seq)
     }
 
-    /// Signs `payload` for `topic`: the envelope is the MQTT payload to publish.
+    /// Signs `payload` for `topic` as a live message: the envelope is the
+    /// MQTT payload to publish. Subscribers accept it once, while fresh,
+    /// whatever retain flag it arrives with, so a captured live command
+    /// cannot be replayed as a retained message.
     ///
     /// # Errors
     /// [`SignError::InvalidTopic`] for a topic that is not a valid topic name
     /// (empty, wildcard, NUL, over 65,535 bytes); sequence errors as in
     /// [`Signer::with_sequence_store`].
     pub fn sign(&self, topic: &str, payload: &[u8]) -> Result<Vec<u8>, SignError> {
-        let (protected, signature) = self.sign_parts(topic, payload)?;
+        self.sign_for(topic, payload, Intent::Live)
+    }
+
+    /// Signs `payload` for `topic` as retained state, to publish with the
+    /// retain flag: subscribers accept it on every delivery with the retain
+    /// flag, up to the retained maximum age (24 h by default). Use it for
+    /// state (`valve/1/state` = `open`), never for commands.
+    ///
+    /// # Errors
+    /// As [`Signer::sign`].
+    pub fn sign_retained(&self, topic: &str, payload: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.sign_for(topic, payload, Intent::Retained)
+    }
+
+    /// Signs `payload` for `topic` with the given intent.
+    ///
+    /// # Errors
+    /// As [`Signer::sign`].
+    pub fn sign_for(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        intent: Intent,
+    ) -> Result<Vec<u8>, SignError> {
+        let (protected, signature) = self.sign_parts(topic, payload, intent)?;
         Ok(envelope::encode(&protected, Some(payload), &signature))
     }
 
-    /// Signs `payload` for `topic` in detached mode (MQTT v5): the payload travels
-    /// unchanged and the returned string goes into the user property
-    /// [`DETACHED_PROPERTY`](crate::DETACHED_PROPERTY).
+    /// Signs `payload` for `topic` as a live message in detached mode (MQTT
+    /// v5): the payload travels unchanged and the returned string goes into
+    /// the user property [`DETACHED_PROPERTY`](crate::DETACHED_PROPERTY).
     ///
     /// # Errors
     /// As [`Signer::sign`].
     pub fn sign_detached(&self, topic: &str, payload: &[u8]) -> Result<String, SignError> {
-        let (protected, signature) = self.sign_parts(topic, payload)?;
+        self.sign_detached_for(topic, payload, Intent::Live)
+    }
+
+    /// As [`Signer::sign_detached`], with the given intent.
+    ///
+    /// # Errors
+    /// As [`Signer::sign`].
+    pub fn sign_detached_for(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        intent: Intent,
+    ) -> Result<String, SignError> {
+        let (protected, signature) = self.sign_parts(topic, payload, intent)?;
         Ok(URL_SAFE_NO_PAD.encode(envelope::encode(&protected, None, &signature)))
     }
 
-    fn sign_parts(&self, topic: &str, payload: &[u8]) -> Result<(Vec<u8>, [u8; 64]), SignError> {
+    fn sign_parts(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        intent: Intent,
+    ) -> Result<(Vec<u8>, [u8; 64]), SignError> {
         topic::check_topic_name(topic)?;
         let seq = self.next_sequence()?;
         let iat = since_epoch(self.clock.now()).as_secs();
-        let protected = envelope::protected_header(&self.kid, iat, seq);
+        let protected = envelope::protected_header(&self.kid, iat, seq, intent);
         let tbs = envelope::sig_structure(&protected, topic, payload);
         Ok((protected, self.key.sign(&tbs).to_bytes()))
     }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::{Clock, SystemClock};
-use crate::envelope::{self, Parsed};
+use crate::envelope::{self, Intent, Parsed};
 use crate::error::{MalformedEnvelope, VerifyError};
 use crate::keys::{Entry, KeyRegistry, TrustedKey};
 use crate::primitive::{self, Item};
@@ -21,7 +21,11 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// Default maximum age of a retained message.
 pub const DEFAULT_RETAINED_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// How the broker delivered a message.
+/// How the broker delivered a message: the MQTT retain flag on delivery.
+///
+/// The flag is not signed, so it only counts together with the publisher's
+/// signed intent ([`Intent`]): an envelope is judged as retained state only
+/// when it was signed as retained **and** arrives with the retain flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Delivery {
     /// A message forwarded as it was published: it must be fresh (within the
@@ -29,9 +33,10 @@ pub enum Delivery {
     #[default]
     Live,
     /// A retained message sent on subscribe (the MQTT retain flag set on
-    /// delivery): it may be up to the retained maximum age old and skips the
-    /// replay window, because the broker legitimately delivers it again on
-    /// every subscription.
+    /// delivery). An envelope signed as retained may then be up to the
+    /// retained maximum age old and skips the replay window, because the
+    /// broker legitimately delivers it again on every subscription; one
+    /// signed live is judged live all the same (fresh, accepted once).
     Retained,
 }
 
@@ -98,6 +103,7 @@ pub struct Verified {
     payload: Vec<u8>,
     issued_at: u64,
     seq: u64,
+    retained: bool,
 }
 
 impl Verified {
@@ -132,6 +138,13 @@ impl Verified {
     /// The signer's sequence number.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Whether it was accepted as retained state: signed as retained and
+    /// delivered with the retain flag, so the same envelope may be accepted
+    /// again on a later subscription. Act on it as state, not as an event.
+    pub fn is_retained(&self) -> bool {
+        self.retained
     }
 }
 
@@ -375,9 +388,13 @@ impl Verifier {
         } = candidate;
         let issued = Duration::from_secs(parsed.iat);
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let max_age = match message.delivery {
-            Delivery::Live => self.clock_skew,
-            Delivery::Retained => self.retained_max_age,
+        // The retain flag is the broker's (or any publisher's) to set; only
+        // the signed intent together with it makes a message retained state.
+        let retained = parsed.intent == Intent::Retained && message.delivery == Delivery::Retained;
+        let max_age = if retained {
+            self.retained_max_age
+        } else {
+            self.clock_skew
         };
         if issued > now {
             let ahead = issued - now;
@@ -390,7 +407,7 @@ impl Verifier {
                 max: max_age,
             });
         }
-        if message.delivery == Delivery::Live {
+        if !retained {
             self.replay
                 .check_and_record(&parsed.kid, parsed.seq)
                 .map_err(|r| match r {
@@ -412,6 +429,7 @@ impl Verifier {
             payload,
             issued_at: parsed.iat,
             seq: parsed.seq,
+            retained,
         })
     }
 }

@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::SigningKey;
 use mqtt_sec_sign::client::{SignedClient, SignedClientV5, V5Mode};
+use mqtt_sec_sign::clock::ManualClock;
 use mqtt_sec_sign::{DETACHED_PROPERTY, KeyRegistry, Signer, TrustedKey, Verifier, VerifyError};
 use mqtt_sec_testkit::client::TestClient;
 use mqtt_sec_testkit::{CertSpec, Mosquitto, TestPki, TlsListener, or_skip};
@@ -219,6 +220,75 @@ async fn retained_signed_messages_verify_for_late_subscribers() {
             b"21.5"
         );
     }
+}
+
+/// The retained replay of the review, through mosquitto: a live command is
+/// captured and published again with RETAIN=1 by another client, so that
+/// mosquitto hands it to every later subscription. The subscriber that saw
+/// it refuses it as a replay; a subscription made after the clock skew
+/// finds it stale instead of accepting it for 24 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_command_republished_as_retained_is_refused_by_later_subscribers() {
+    let Some(setup) = setup() else { return };
+    let signer = Arc::new(Signer::generate().unwrap());
+    let verifier = verifier_for(&signer);
+    let mut door = TestClient::connect(setup.options("door")).await.unwrap();
+    door.subscribe("plant/door-1/cmd", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let controller = SignedClient::new(
+        background_client(setup.options("controller")),
+        signer.clone(),
+    );
+    controller
+        .publish("plant/door-1/cmd", QoS::AtLeastOnce, false, b"unlock")
+        .await
+        .unwrap();
+    let genuine = door.next_message(WAIT).await.unwrap().expect("command");
+    assert!(!genuine.retain);
+    assert_eq!(
+        verifier.verify_publish(&genuine).unwrap().payload(),
+        b"unlock"
+    );
+
+    // The attacker republishes the captured bytes as the topic's retained message.
+    let attacker = background_client(setup.options("attacker"));
+    attacker
+        .publish(
+            "plant/door-1/cmd",
+            QoS::AtLeastOnce,
+            true,
+            genuine.payload.to_vec(),
+        )
+        .await
+        .unwrap();
+    let replayed = door.next_message(WAIT).await.unwrap().expect("the replay");
+    assert!(matches!(
+        verifier.verify_publish(&replayed),
+        Err(VerifyError::Replayed { .. })
+    ));
+
+    // The door reconnects after 31 s (its verifier's clock says so): mosquitto
+    // delivers the retained replay with the retain flag set.
+    let later = SystemTime::now() + Duration::from_secs(31);
+    let verifier = verifier_for(&signer).with_clock(Arc::new(ManualClock::new(later)));
+    let mut rebooted = TestClient::connect(setup.options("door-after-reboot"))
+        .await
+        .unwrap();
+    rebooted
+        .subscribe("plant/door-1/cmd", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let delivered = rebooted
+        .next_message(WAIT)
+        .await
+        .unwrap()
+        .expect("the retained replay");
+    assert!(delivered.retain);
+    assert!(matches!(
+        verifier.verify_publish(&delivered),
+        Err(VerifyError::Stale { .. })
+    ));
 }
 
 async fn next_v5_publish(

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use coset::HeaderBuilder;
+use coset::TaggedCborSerializable as _;
 use coset::cbor::value::Value;
 use coset::iana::{Algorithm, HeaderParameter};
 use ed25519_dalek::SigningKey;
+use mqtt_sec_sign::envelope::{Intent, RETAIN_LABEL};
 use mqtt_sec_sign::replay::MemoryReplayStore;
 use mqtt_sec_sign::{
     Delivery, KeyError, KeyRegistry, Kid, MalformedEnvelope, Message, Signer, TopicNameError,
@@ -255,6 +257,10 @@ fn stale_and_future_messages_are_rejected() {
     );
 }
 
+/// Envelopes signed as retained state, delivered with the retain flag, are
+/// accepted on every delivery (each new subscription gets the topic's
+/// state again: that is the broker's job, not a replay) up to their own
+/// maximum age, and say so with `is_retained`.
 #[test]
 fn retained_messages_have_their_own_maximum_age_and_skip_the_window() {
     let f = Fixture::new();
@@ -262,10 +268,14 @@ fn retained_messages_have_their_own_maximum_age_and_skip_the_window() {
         .verifier
         .clone()
         .retained_max_age(Duration::from_secs(3600));
-    let envelope = f.signer.sign(TOPIC, b"last value").unwrap();
+    let envelope = f.signer.sign_retained(TOPIC, b"last value").unwrap();
+    assert_eq!(
+        mqtt_sec_sign::envelope::inspect(&envelope).unwrap().intent,
+        Intent::Retained
+    );
     f.advance(3000);
     let retained = Message::envelope(TOPIC, &envelope).retained(true);
-    verifier.verify_message(&retained).unwrap();
+    assert!(verifier.verify_message(&retained).unwrap().is_retained());
     // Delivered again on the next subscription: still accepted.
     verifier.verify_message(&retained).unwrap();
     // But not as a live message: too old.
@@ -862,8 +872,136 @@ fn a_failing_replay_store_refuses_instead_of_accepting() {
         verifier.verify(TOPIC, &envelope),
         Err(VerifyError::ReplayStore("database down".into()))
     );
-    // Retained messages do not consult the window, so the store is not asked.
+    // The retain flag alone does not skip the window: still refused.
+    assert_eq!(
+        verifier.verify_message(&Message::envelope(TOPIC, &envelope).retained(true)),
+        Err(VerifyError::ReplayStore("database down".into()))
+    );
+    // Retained state does not consult the window, so the store is not asked.
+    let state = f.signer.sign_retained(TOPIC, b"x").unwrap();
     verifier
-        .verify_message(&Message::envelope(TOPIC, &envelope).retained(true))
+        .verify_message(&Message::envelope(TOPIC, &state).retained(true))
         .unwrap();
+}
+
+/// The attack of the review: a live command (`door/1/cmd` = `unlock`) is
+/// captured and published again with RETAIN=1, so that every subscriber
+/// that (re)subscribes gets it from the broker. The retain flag is not
+/// signed; the signed intent says live, so it is judged live: accepted at
+/// most once, and only within the clock skew.
+#[test]
+fn live_command_replayed_with_the_retain_flag_is_refused() {
+    let f = Fixture::new();
+    let command = f.signer.sign("door/1/cmd", b"unlock").unwrap();
+    let live = Message::envelope("door/1/cmd", &command);
+    let retained = live.retained(true);
+    let verified = f.verifier.verify_message(&live).unwrap();
+    assert!(!verified.is_retained());
+    // The same subscriber, the replay delivered as retained: already accepted.
+    assert!(matches!(
+        f.verifier.verify_message(&retained),
+        Err(VerifyError::Replayed { .. })
+    ));
+    // A subscriber that subscribes later (its own window) within the skew
+    // accepts it once, as it would the live message; then never again.
+    let later = Verifier::new(f.registry.clone()).with_clock(f.clock.clone());
+    later.verify_message(&retained).unwrap();
+    assert!(later.verify_message(&retained).is_err());
+    // After the skew, as retained, it is stale: no 24 h replay window.
+    f.advance(31);
+    let fresh_subscriber = Verifier::new(f.registry.clone()).with_clock(f.clock.clone());
+    assert_eq!(
+        fresh_subscriber.verify_message(&retained),
+        Err(VerifyError::Stale {
+            age: Duration::from_secs(31),
+            max: Duration::from_secs(30)
+        })
+    );
+}
+
+/// A retained publish reaches the subscribers of the moment without the
+/// retain flag (MQTT 3.1.1 3.3.1.3): judged live, once, while fresh. Only
+/// the retain flag and the signed intent together make it state.
+#[test]
+fn retained_state_delivered_live_is_judged_live() {
+    let f = Fixture::new();
+    let state = f.signer.sign_retained(TOPIC, b"open").unwrap();
+    let live = Message::envelope(TOPIC, &state);
+    assert!(!f.verifier.verify_message(&live).unwrap().is_retained());
+    assert!(matches!(
+        f.verifier.verify_message(&live),
+        Err(VerifyError::Replayed { .. })
+    ));
+    f.advance(31);
+    assert!(matches!(
+        Verifier::new(f.registry.clone())
+            .with_clock(f.clock.clone())
+            .verify_message(&live),
+        Err(VerifyError::Stale { .. })
+    ));
+    // Delivered with the retain flag, the same envelope is state.
+    assert!(
+        f.verifier
+            .verify_message(&live.retained(true))
+            .unwrap()
+            .is_retained()
+    );
+}
+
+/// The intent is signed: turning a live envelope into a retained one (or
+/// back) breaks the signature, and `"mqtt-retain"` takes only `true`.
+#[test]
+fn the_retain_intent_is_signed_and_strict() {
+    let f = Fixture::new();
+    let live = f.signer.sign(TOPIC, b"x").unwrap();
+    let state = f.signer.sign_retained(TOPIC, b"x").unwrap();
+    let header_of = |envelope: &[u8]| {
+        let tagged = coset::CoseSign1::from_tagged_slice(envelope).unwrap();
+        tagged.protected.original_data.unwrap()
+    };
+    // Splice the retained header into the live envelope (same length
+    // prefix rules do not hold, so rebuild with coset keeping the bytes).
+    let mut forged = coset::CoseSign1::from_tagged_slice(&live).unwrap();
+    forged.protected =
+        coset::ProtectedHeader::from_cbor_bstr(coset::cbor::value::Value::Bytes(header_of(&state)))
+            .unwrap();
+    let forged = forged.to_tagged_vec().unwrap();
+    assert_eq!(
+        f.verifier
+            .verify_message(&Message::envelope(TOPIC, &forged).retained(true)),
+        Err(VerifyError::SignatureInvalid)
+    );
+    for value in [
+        coset::cbor::value::Value::Bool(false),
+        coset::cbor::value::Value::from(1),
+        coset::cbor::value::Value::Null,
+    ] {
+        let header = HeaderBuilder::new()
+            .algorithm(Algorithm::EdDSA)
+            .key_id(f.kid().as_bytes().to_vec())
+            .value(15, claims(NOW as i64, 1))
+            .text_value(RETAIN_LABEL.into(), value.clone())
+            .build();
+        let envelope = build(&f.key, header, Default::default(), TOPIC, b"x");
+        assert_eq!(
+            f.verifier.verify(TOPIC, &envelope),
+            Err(VerifyError::Malformed(MalformedEnvelope::BadRetain)),
+            "{value:?}"
+        );
+    }
+    // Marked critical, it is understood.
+    let header = HeaderBuilder::new()
+        .algorithm(Algorithm::EdDSA)
+        .key_id(f.kid().as_bytes().to_vec())
+        .value(15, claims(NOW as i64, 2))
+        .text_value(RETAIN_LABEL.into(), coset::cbor::value::Value::Bool(true))
+        .add_critical_label(coset::RegisteredLabelWithPrivate::Text(RETAIN_LABEL.into()))
+        .build();
+    let envelope = build(&f.key, header, Default::default(), TOPIC, b"x");
+    assert!(
+        f.verifier
+            .verify_message(&Message::envelope(TOPIC, &envelope).retained(true))
+            .unwrap()
+            .is_retained()
+    );
 }

@@ -37,7 +37,7 @@ fn published_vectors_are_reproduced_and_verify() {
     let vectors = vectors();
     assert_eq!(vectors["secret_key"], hex::encode(RFC8032_SECRET));
     let cases = vectors["vectors"].as_array().unwrap();
-    assert_eq!(cases.len(), 3);
+    assert_eq!(cases.len(), 4);
     for case in cases {
         let f = Fixture::new();
         f.clock
@@ -70,14 +70,21 @@ fn published_vectors_are_reproduced_and_verify() {
                 .verify_message(&Message::detached(topic, payload, &property))
                 .unwrap();
         } else {
-            let envelope = signer.sign(topic, payload).unwrap();
+            let retained = case["retained"].as_bool().unwrap();
+            let intent = if retained {
+                envelope::Intent::Retained
+            } else {
+                envelope::Intent::Live
+            };
+            let envelope = signer.sign_for(topic, payload, intent).unwrap();
             assert_eq!(hex::encode(&envelope), case["envelope"], "{}", case["name"]);
             let header = envelope::inspect(&envelope).unwrap();
             assert_eq!(header.seq, case["seq"].as_u64().unwrap());
-            assert_eq!(
-                verifier.verify(topic, &envelope).unwrap().payload(),
-                payload
-            );
+            assert_eq!(header.intent, intent);
+            let message = Message::envelope(topic, &envelope).retained(true);
+            let verified = verifier.verify_message(&message).unwrap();
+            assert_eq!(verified.payload(), payload);
+            assert_eq!(verified.is_retained(), retained);
         }
     }
 }

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::envelope::Intent;
+use mqtt_sec_sign::{KeyRegistry, Message, Signer, TrustedKey, Verifier};
 use serde_json::json;
 
 use crate::io::{CliError, failed, print_json, read_input, read_text, write_output, write_private};
@@ -38,8 +39,13 @@ pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
     let signer =
         Signer::from_pkcs8_pem(&read_text(&args.key)?).map_err(|e| CliError::at(&args.key, e))?;
     let payload = read_input(args.input.as_deref())?;
+    let intent = if args.retained {
+        Intent::Retained
+    } else {
+        Intent::Live
+    };
     let envelope = signer
-        .sign(&args.topic, &payload)
+        .sign_for(&args.topic, &payload, intent)
         .map_err(|e| CliError::new(format!("--topic {:?}: {e}", args.topic)))?;
     write_output(args.out.as_deref(), &envelope)?;
     Ok(ExitCode::SUCCESS)
@@ -70,7 +76,8 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<ExitCode, CliError> {
         verifier = verifier.clock_skew(Duration::from_secs(secs));
     }
     let envelope = read_input(args.input.as_deref())?;
-    match verifier.verify(&args.topic, &envelope) {
+    let message = Message::envelope(&args.topic, &envelope).retained(args.retained);
+    match verifier.verify_message(&message) {
         Ok(verified) => {
             write_output(args.out.as_deref(), verified.payload())?;
             Ok(ExitCode::SUCCESS)

@@ -51,7 +51,11 @@ def cbor2_verify(public_key, envelope, topic, detached_payload):
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, tbs)
     except InvalidSignature:
         return False, None
-    return True, {"kid": header[4].decode(), "iat": claims[6], "seq": int.from_bytes(claims[7], "big")}
+    # The signed retain intent (docs/envelope.md): true, or absent for a live message.
+    retained = header.get("mqtt-retain", False)
+    assert retained in (True, False), "mqtt-retain is not a boolean"
+    return True, {"kid": header[4].decode(), "iat": claims[6], "seq": int.from_bytes(claims[7], "big"),
+                  "retained": retained}
 
 
 def verify(request):
@@ -78,12 +82,15 @@ def sign(request):
     for case in request["cases"]:
         claims = {6: case["iat"], 7: case["seq"].to_bytes(8, "big")}
         payload = case["payload"].encode()
-        msg = Sign1Message(phdr={Algorithm: EdDSA, KID: kid, 15: claims}, uhdr={}, payload=payload)
+        phdr = {Algorithm: EdDSA, KID: kid, 15: claims}
+        retain = {"mqtt-retain": True} if case.get("retained") else {}
+        phdr.update(retain)
+        msg = Sign1Message(phdr=phdr, uhdr={}, payload=payload)
         msg.key = key
         msg.external_aad = external_aad(case["topic"])
         by_pycose = msg.encode(tag=True)
 
-        protected = cbor2.dumps({1: -8, 4: kid, 15: {6: case["iat"], 7: (case["seq"] + 1).to_bytes(8, "big")}})
+        protected = cbor2.dumps({1: -8, 4: kid, 15: {6: case["iat"], 7: (case["seq"] + 1).to_bytes(8, "big")}, **retain})
         tbs = cbor2.dumps(["Signature1", protected, external_aad(case["topic"]), payload])
         by_cbor2 = cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, raw_key.sign(tbs)]))
         out.append({"pycose": by_pycose.hex(), "cbor2": by_cbor2.hex()})
