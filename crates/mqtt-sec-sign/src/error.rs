@@ -78,7 +78,18 @@ pub enum VerifyError {
         /// The limit that applied.
         max: Duration,
     },
-    /// This sequence number of this key was already accepted.
+    /// This exact envelope was accepted a moment ago: a duplicate delivery,
+    /// as MQTT QoS 1 makes after a reconnect. Drop it (its payload was
+    /// already handed out); it is audited at debug level, not as an attack.
+    #[error("envelope {seq} of key {kid} was already accepted (duplicate delivery)")]
+    Duplicate {
+        /// The key id.
+        kid: Kid,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// This sequence number of this key was already accepted, by another
+    /// envelope or long ago: a replay, not a redelivery.
     #[error("sequence number {seq} of key {kid} was already accepted (replay)")]
     Replayed {
         /// The key id.
@@ -119,6 +130,7 @@ impl VerifyError {
             Self::SignatureInvalid => "signature_invalid",
             Self::FromFuture { .. } => "from_future",
             Self::Stale { .. } => "stale",
+            Self::Duplicate { .. } => "duplicate",
             Self::Replayed { .. } => "replayed",
             Self::SequenceTooOld { .. } => "sequence_too_old",
             Self::ReplayStore(_) => "replay_store_failed",
@@ -151,6 +163,17 @@ pub enum MalformedEnvelope {
     /// The protected header has no CWT claims (label 15) with `iat` and an 8-byte `cti`.
     #[error("missing or invalid CWT claims (label 15: iat and an 8-byte cti)")]
     BadClaims,
+    /// A CBOR head is not in its shortest form, or the input holds a
+    /// floating-point or unassigned simple value: the profile is read in
+    /// one encoding only, so an envelope cannot be re-encoded and still verify.
+    #[error(
+        "not in the profile's deterministic encoding (a head longer than needed, a float or an unassigned simple value)"
+    )]
+    NonCanonical,
+    /// The protected header, the claims or `crit` has more entries than the
+    /// profile allows (8).
+    #[error("too many entries in the protected header, the claims or crit (at most 8)")]
+    TooManyEntries,
     /// The retain intent parameter (`"mqtt-retain"`) is present with another
     /// value than `true`.
     #[error("the mqtt-retain header parameter is not true")]

@@ -26,8 +26,8 @@ pub use kid::{Kid, MAX_KID_LEN};
 pub use sequence::{FileSequenceStore, SequenceStore};
 pub use signer::Signer;
 pub use verifier::{
-    DEFAULT_CLOCK_SKEW, DEFAULT_MAX_ENVELOPE, DEFAULT_RETAINED_MAX_AGE, Delivery, Message,
-    Verified, Verifier,
+    DEFAULT_CLOCK_SKEW, DEFAULT_MAX_ENVELOPE, DEFAULT_REDELIVERY_WINDOW, DEFAULT_RETAINED_MAX_AGE,
+    Delivery, Message, Verified, Verifier,
 };
 
 /// The MQTT v5 user property that carries a detached envelope (base64url, no padding).

@@ -1,9 +1,13 @@
 //! Replay protection: a sliding window over each key's sequence numbers, as
-//! OSCORE (RFC 8613 section 7.4) and DTLS (RFC 9147 section 4.5.1) do it.
+//! OSCORE (RFC 8613 section 7.4) and DTLS (RFC 9147 section 4.5.1) do it,
+//! remembering for each accepted number which envelope it was and when it
+//! was accepted, so that an MQTT QoS 1 redelivery of the same envelope can
+//! be told from a replay.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Kid;
 
@@ -12,12 +16,42 @@ pub const DEFAULT_WINDOW: usize = 64;
 /// Largest window size accepted.
 pub const MAX_WINDOW: usize = 1 << 16;
 
+/// Identifies one envelope among those its key signed: the first 16 bytes
+/// of its signature. Ed25519 signatures are deterministic, so the same
+/// envelope always has the same one, and another message of the same key
+/// has another one (only the key's holder could make two share it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnvelopeId(pub [u8; 16]);
+
+impl EnvelopeId {
+    /// The id of an envelope with this signature.
+    pub fn of_signature(signature: &[u8; 64]) -> Self {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&signature[..16]);
+        Self(id)
+    }
+}
+
+/// What a window knows of a sequence number it accepted before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acceptance {
+    /// Which envelope carried it.
+    pub envelope: EnvelopeId,
+    /// When it was accepted (whole seconds).
+    pub at: SystemTime,
+}
+
 /// Why a sequence number was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReplayRejection {
-    /// It was accepted before.
-    Replayed,
+    /// It was accepted before: by this envelope at that time when the
+    /// store knows (`None` after [`ReplayWindow::resume_after`], or from a
+    /// store that does not keep it).
+    Replayed {
+        /// The earlier acceptance.
+        earlier: Option<Acceptance>,
+    },
     /// It is below the window, so whether it was seen is unknown.
     TooOld {
         /// The highest number accepted so far.
@@ -27,34 +61,53 @@ pub enum ReplayRejection {
     Store(String),
 }
 
+/// Whole seconds since the epoch, as stored (a clock before 1970 counts as 0).
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// One accepted number's record; `at` of 0 with the bit set means unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Slot {
+    envelope: [u8; 16],
+    at: u64,
+}
+
 /// The window of one key: the highest sequence number accepted, and which of
-/// the `size - 1` numbers below it were accepted too.
+/// the `size - 1` numbers below it were accepted too, by which envelope and
+/// when.
 ///
 /// A number above the highest is accepted and slides the window; one inside
-/// the window is accepted once; one below the window is refused. The bitmap is
-/// circular (bit `seq mod capacity`), so sliding costs the distance slid, not
-/// the window size.
+/// the window is accepted once; one below the window is refused. The window
+/// is circular (position `seq mod capacity`), so sliding costs the distance
+/// slid, not the window size. Each position takes 24 bytes plus a bit: 1.5
+/// KiB per key for the default 64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayWindow {
     size: usize,
     highest: Option<u64>,
-    /// Bit `seq % (64 * bits.len())` is set when `seq` (inside the window) was accepted.
+    /// Bit `seq % capacity` is set when `seq` (inside the window) was accepted.
     bits: Vec<u64>,
+    slots: Vec<Slot>,
 }
 
 impl ReplayWindow {
     /// An empty window of `size` numbers (clamped to 1..=65,536).
     pub fn new(size: usize) -> Self {
         let size = size.clamp(1, MAX_WINDOW);
+        let words = size.div_ceil(64);
         Self {
             size,
             highest: None,
-            bits: vec![0; size.div_ceil(64)],
+            bits: vec![0; words],
+            slots: vec![Slot::default(); words * 64],
         }
     }
 
     /// A window that refuses everything up to and including `highest`: how to
-    /// resume safely from a persisted highest number after a restart.
+    /// resume safely from a persisted highest number after a restart. What
+    /// envelopes those numbers carried is not known, so a redelivery of one
+    /// of them counts as a replay.
     pub fn resume_after(size: usize, highest: u64) -> Self {
         let mut window = Self::new(size);
         window.highest = Some(highest);
@@ -73,33 +126,39 @@ impl ReplayWindow {
     }
 
     fn capacity(&self) -> u64 {
-        self.bits.len() as u64 * 64
+        self.slots.len() as u64
     }
 
-    /// The word and bit of `seq` in the circular bitmap.
-    fn position(&self, seq: u64) -> (usize, u64) {
-        let bit = seq % self.capacity(); // < 65,536
-        ((bit / 64) as usize, 1 << (bit % 64))
+    /// The index of `seq` in the circular window.
+    fn position(&self, seq: u64) -> usize {
+        (seq % self.capacity()) as usize // < 65,536
     }
 
     fn seen(&self, seq: u64) -> bool {
-        let (word, mask) = self.position(seq);
-        self.bits[word] & mask != 0
+        let at = self.position(seq);
+        self.bits[at / 64] & (1 << (at % 64)) != 0
     }
 
-    fn set(&mut self, seq: u64, on: bool) {
-        let (word, mask) = self.position(seq);
-        if on {
-            self.bits[word] |= mask;
-        } else {
-            self.bits[word] &= !mask;
-        }
+    fn clear(&mut self, seq: u64) {
+        let at = self.position(seq);
+        self.bits[at / 64] &= !(1 << (at % 64));
+        self.slots[at] = Slot::default();
+    }
+
+    fn record(&mut self, seq: u64, envelope: EnvelopeId, now: SystemTime) {
+        let at = self.position(seq);
+        self.bits[at / 64] |= 1 << (at % 64);
+        self.slots[at] = Slot {
+            envelope: envelope.0,
+            at: secs(now).max(1),
+        };
     }
 
     /// Checks `seq` without recording it.
     ///
     /// # Errors
-    /// [`ReplayRejection::Replayed`] or [`ReplayRejection::TooOld`].
+    /// [`ReplayRejection::Replayed`] (with the earlier acceptance when
+    /// known) or [`ReplayRejection::TooOld`].
     pub fn check(&self, seq: u64) -> Result<(), ReplayRejection> {
         let Some(highest) = self.highest else {
             return Ok(());
@@ -111,31 +170,43 @@ impl ReplayWindow {
             return Err(ReplayRejection::TooOld { highest });
         }
         if self.seen(seq) {
-            return Err(ReplayRejection::Replayed);
+            let slot = self.slots[self.position(seq)];
+            let earlier = (slot.at != 0).then(|| Acceptance {
+                envelope: EnvelopeId(slot.envelope),
+                at: UNIX_EPOCH + Duration::from_secs(slot.at),
+            });
+            return Err(ReplayRejection::Replayed { earlier });
         }
         Ok(())
     }
 
-    /// Checks `seq` and, if accepted, records it.
+    /// Checks `seq` and, if accepted, records it as carried by `envelope`
+    /// at `now`.
     ///
     /// # Errors
     /// As [`ReplayWindow::check`]; a refused number changes nothing.
-    pub fn check_and_record(&mut self, seq: u64) -> Result<(), ReplayRejection> {
+    pub fn check_and_record(
+        &mut self,
+        seq: u64,
+        envelope: EnvelopeId,
+        now: SystemTime,
+    ) -> Result<(), ReplayRejection> {
         self.check(seq)?;
         match self.highest {
             Some(highest) if seq > highest => {
                 // The positions of the numbers slid over held numbers now below the window.
                 if seq - highest >= self.capacity() {
                     self.bits.fill(0);
+                    self.slots.fill(Slot::default());
                 } else {
-                    (highest + 1..seq).for_each(|n| self.set(n, false));
+                    (highest + 1..seq).for_each(|n| self.clear(n));
                 }
                 self.highest = Some(seq);
             }
             Some(_) => {}
             None => self.highest = Some(seq),
         }
-        self.set(seq, true);
+        self.record(seq, envelope, now);
         Ok(())
     }
 }
@@ -143,12 +214,20 @@ impl ReplayWindow {
 /// Where verifiers keep replay state. The default is [`MemoryReplayStore`];
 /// implement this to share state between processes or persist it.
 pub trait ReplayStore: Send + Sync + Debug {
-    /// Accepts `seq` of `kid` once: refuses it if seen or below the window,
-    /// records it otherwise. Called only after the signature verified.
+    /// Accepts `seq` of `kid` once: refuses it if seen (saying, when it can,
+    /// which envelope carried it and when) or below the window; records it,
+    /// with `envelope` and `now`, otherwise. Called only after the signature
+    /// verified.
     ///
     /// # Errors
     /// A [`ReplayRejection`]; a store failure must refuse, never accept.
-    fn check_and_record(&self, kid: &Kid, seq: u64) -> Result<(), ReplayRejection>;
+    fn check_and_record(
+        &self,
+        kid: &Kid,
+        seq: u64,
+        envelope: EnvelopeId,
+        now: SystemTime,
+    ) -> Result<(), ReplayRejection>;
 }
 
 /// Replay windows in memory, one per key id (only ids of trusted keys reach
@@ -197,13 +276,19 @@ impl Default for MemoryReplayStore {
 }
 
 impl ReplayStore for MemoryReplayStore {
-    fn check_and_record(&self, kid: &Kid, seq: u64) -> Result<(), ReplayRejection> {
+    fn check_and_record(
+        &self,
+        kid: &Kid,
+        seq: u64,
+        envelope: EnvelopeId,
+        now: SystemTime,
+    ) -> Result<(), ReplayRejection> {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(window) = windows.get_mut(kid) {
-            return window.check_and_record(seq);
+            return window.check_and_record(seq, envelope, now);
         }
         let mut window = ReplayWindow::new(self.size);
-        window.check_and_record(seq)?;
+        window.check_and_record(seq, envelope, now)?;
         windows.insert(kid.clone(), window);
         Ok(())
     }
@@ -217,6 +302,32 @@ mod tests {
 
     use super::*;
 
+    const T0: u64 = 1_800_000_000;
+
+    /// The envelope id and acceptance time the tests give `seq`.
+    fn id(seq: u64) -> EnvelopeId {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&seq.to_be_bytes());
+        EnvelopeId(id)
+    }
+
+    fn at(seq: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(T0 + seq % 1000)
+    }
+
+    fn accept(window: &mut ReplayWindow, seq: u64) -> Result<(), ReplayRejection> {
+        window.check_and_record(seq, id(seq), at(seq))
+    }
+
+    fn replayed(seq: u64) -> ReplayRejection {
+        ReplayRejection::Replayed {
+            earlier: Some(Acceptance {
+                envelope: id(seq),
+                at: at(seq),
+            }),
+        }
+    }
+
     /// The window, written from its definition over the set of accepted numbers.
     fn reference(accepted: &BTreeSet<u64>, size: usize, seq: u64) -> Result<(), ReplayRejection> {
         let Some(&highest) = accepted.last() else {
@@ -227,7 +338,7 @@ mod tests {
         } else if highest - seq >= size as u64 {
             Err(ReplayRejection::TooOld { highest })
         } else if accepted.contains(&seq) {
-            Err(ReplayRejection::Replayed)
+            Err(replayed(seq))
         } else {
             Ok(())
         }
@@ -244,7 +355,7 @@ mod tests {
             let mut accepted = BTreeSet::new();
             for seq in steps {
                 let expected = reference(&accepted, size, seq);
-                prop_assert_eq!(window.check_and_record(seq), expected.clone());
+                prop_assert_eq!(accept(&mut window, seq), expected.clone());
                 if expected.is_ok() {
                     accepted.insert(seq);
                 }
@@ -256,31 +367,45 @@ mod tests {
     fn out_of_order_inside_the_window_is_accepted_once() {
         let mut w = ReplayWindow::new(64);
         for seq in [100, 98, 99, 37] {
-            assert_eq!(w.check_and_record(seq), Ok(()), "{seq}");
+            assert_eq!(accept(&mut w, seq), Ok(()), "{seq}");
         }
-        assert_eq!(w.check_and_record(98), Err(ReplayRejection::Replayed));
+        assert_eq!(accept(&mut w, 98), Err(replayed(98)));
         assert_eq!(
-            w.check_and_record(36),
+            accept(&mut w, 36),
             Err(ReplayRejection::TooOld { highest: 100 })
         );
-        assert_eq!(w.check_and_record(164), Ok(()));
-        assert_eq!(w.check_and_record(164), Err(ReplayRejection::Replayed));
-        assert_eq!(w.check_and_record(101), Ok(()));
+        assert_eq!(accept(&mut w, 164), Ok(()));
+        assert_eq!(accept(&mut w, 164), Err(replayed(164)));
+        assert_eq!(accept(&mut w, 101), Ok(()));
         assert_eq!(
-            w.check_and_record(100),
+            accept(&mut w, 100),
             Err(ReplayRejection::TooOld { highest: 164 })
         );
+    }
+
+    /// A slid-over position forgets its envelope: a number that reuses the
+    /// position later is reported with its own acceptance, never another's.
+    #[test]
+    fn sliding_forgets_the_envelopes_of_numbers_left_behind() {
+        let mut w = ReplayWindow::new(64);
+        assert_eq!(accept(&mut w, 1), Ok(()));
+        assert_eq!(accept(&mut w, 60), Ok(()));
+        assert_eq!(accept(&mut w, 1 + 64), Ok(()));
+        assert_eq!(accept(&mut w, 1 + 64), Err(replayed(65)));
+        assert_eq!(accept(&mut w, 1 + 63), Ok(()));
     }
 
     #[test]
     fn resumed_window_refuses_everything_up_to_the_saved_highest() {
         let mut w = ReplayWindow::resume_after(64, 1000);
-        assert_eq!(w.check_and_record(1000), Err(ReplayRejection::Replayed));
-        assert_eq!(w.check_and_record(990), Err(ReplayRejection::Replayed));
+        let unknown = Err(ReplayRejection::Replayed { earlier: None });
+        assert_eq!(accept(&mut w, 1000), unknown);
+        assert_eq!(accept(&mut w, 990), unknown);
         assert_eq!(
-            w.check_and_record(900),
+            accept(&mut w, 900),
             Err(ReplayRejection::TooOld { highest: 1000 })
         );
-        assert_eq!(w.check_and_record(1001), Ok(()));
+        assert_eq!(accept(&mut w, 1001), Ok(()));
+        assert_eq!(accept(&mut w, 1001), Err(replayed(1001)));
     }
 }

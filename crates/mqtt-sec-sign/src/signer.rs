@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,6 +28,9 @@ const RESERVE_BLOCK: u64 = 1024;
 /// microseconds since the Unix epoch: a restarted signer starts above
 /// everything it signed before as long as the clock did not go backwards and
 /// it signed fewer messages than microseconds passed (a million per second).
+/// When the wall clock is set forward while the signer runs (NTP after boot;
+/// told apart from time passing by the clock's monotonic time), the next
+/// number is `max(last + 1, now)`.
 /// Where the clock cannot be trusted, [`Signer::with_sequence_store`] persists
 /// the counter instead.
 ///
@@ -51,7 +55,14 @@ struct Sequence {
     store: Option<Box<dyn SequenceStore>>,
     /// With a store: the highest number the store has durably reserved.
     reserved: u64,
+    /// Clock-seeded: the wall and monotonic times of the last signature.
+    last_read: Option<(Duration, Option<Duration>)>,
 }
+
+/// A wall clock that moved this much further than the monotonic clock since
+/// the last signature was set forward (NTP steps offsets above 128 ms; we
+/// leave room for slewing and scheduling noise).
+const CLOCK_STEP: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,6 +85,7 @@ impl Signer {
                 last: None,
                 store: None,
                 reserved: 0,
+                last_read: None,
             }),
         }
     }
@@ -147,6 +159,7 @@ impl Signer {
             last,
             store: Some(Box::new(store)),
             reserved,
+            last_read: None,
         };
         Ok(self)
     }
@@ -181,8 +194,8 @@ impl Signer {
             Some(last) => last.checked_add(1).ok_or(SignError::SequenceExhausted)?,
             None => 0,
         };
-        let seq = match (&state.store, state.last) {
-            (Some(store), _) => {
+        let seq = match &state.store {
+            Some(store) => {
                 if next > state.reserved {
                     let reserved = next.saturating_add(RESERVE_BLOCK - 1);
                     store.reserve(reserved).map_err(SignError::SequenceStore)?;
@@ -190,10 +203,33 @@ impl Signer {
                 }
                 next
             }
-            (None, Some(_)) => next,
-            // The first number of a clock-seeded signer: the time in microseconds.
-            (None, None) => {
-                u64::try_from(since_epoch(self.clock.now()).as_micros()).unwrap_or(u64::MAX)
+            // Clock-seeded: the time in microseconds at the first signature,
+            // then one more each time, so windows see dense numbers; but
+            // `max(last + 1, now)` after the wall clock was set forward. A
+            // device that booted with its clock near the epoch and signed
+            // before NTP set it would otherwise stay below what its previous
+            // run signed, refused as too old by every subscriber until it
+            // restarts.
+            None => {
+                let wall = since_epoch(self.clock.now());
+                let monotonic = self.clock.monotonic();
+                let now = u64::try_from(wall.as_micros()).unwrap_or(u64::MAX);
+                let stepped = match (state.last_read, monotonic) {
+                    (Some((last_wall, Some(last_mono))), Some(mono)) => {
+                        let wall_moved = wall.saturating_sub(last_wall);
+                        let time_passed = mono.saturating_sub(last_mono);
+                        wall_moved > time_passed.saturating_add(CLOCK_STEP)
+                    }
+                    // No monotonic clock to tell steps from time passing:
+                    // follow the wall clock at every signature.
+                    _ => true,
+                };
+                state.last_read = Some((wall, monotonic));
+                match state.last {
+                    Some(_) if stepped => next.max(now),
+                    Some(_) => next,
+                    None => now,
+                }
             }
         };
         state.last = Some(seq);

@@ -7,11 +7,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::clock::{Clock, SystemClock};
-use crate::envelope::{self, Intent, Parsed};
+use crate::envelope::{self, Intent};
 use crate::error::{MalformedEnvelope, VerifyError};
 use crate::keys::{Entry, KeyRegistry, TrustedKey};
 use crate::primitive::{self, Item};
-use crate::replay::{MemoryReplayStore, ReplayRejection, ReplayStore};
+use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayRejection, ReplayStore};
 use crate::{Kid, topic};
 
 /// Default largest envelope, in bytes.
@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_ENVELOPE: usize = 256 * 1024;
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// Default maximum age of a retained message.
 pub const DEFAULT_RETAINED_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default time after its first acceptance during which the same envelope
+/// again counts as a duplicate delivery rather than a replay.
+pub const DEFAULT_REDELIVERY_WINDOW: Duration = Duration::from_secs(30);
 
 /// How the broker delivered a message: the MQTT retain flag on delivery.
 ///
@@ -171,8 +174,9 @@ impl Verified {
 /// let message = verifier.verify("sensors/kitchen/temp", &envelope)?;
 /// assert_eq!(message.payload(), b"21.5");
 ///
-/// // The same envelope again is a replay; on another topic it is a forgery.
-/// assert!(matches!(verifier.verify("sensors/kitchen/temp", &envelope), Err(VerifyError::Replayed { .. })));
+/// // The same envelope again is dropped (a duplicate delivery, or a replay
+/// // within 30 s of the first); on another topic it is a forgery.
+/// assert!(matches!(verifier.verify("sensors/kitchen/temp", &envelope), Err(VerifyError::Duplicate { .. })));
 /// assert!(matches!(verifier.verify("sensors/hall/temp", &envelope), Err(VerifyError::SignatureInvalid)));
 /// # Ok::<(), mqtt_sec_sign::Error>(())
 /// ```
@@ -184,12 +188,18 @@ pub struct Verifier {
     max_envelope: usize,
     clock_skew: Duration,
     retained_max_age: Duration,
+    redelivery_window: Duration,
 }
 
-/// What the checks before the signature produced.
-struct Candidate {
-    parsed: Parsed,
-    payload: Vec<u8>,
+/// What the checks before the signature produced. The payload is still
+/// borrowed from the message: it is copied only once every check passed.
+struct Candidate<'a> {
+    kid: Kid,
+    iat: u64,
+    seq: u64,
+    intent: Intent,
+    signature: [u8; envelope::SIGNATURE_LEN],
+    payload: &'a [u8],
     key: Arc<TrustedKey>,
     tbs: Vec<u8>,
 }
@@ -205,6 +215,7 @@ impl Verifier {
             max_envelope: DEFAULT_MAX_ENVELOPE,
             clock_skew: DEFAULT_CLOCK_SKEW,
             retained_max_age: DEFAULT_RETAINED_MAX_AGE,
+            redelivery_window: DEFAULT_REDELIVERY_WINDOW,
         }
     }
 
@@ -233,6 +244,17 @@ impl Verifier {
     #[must_use]
     pub fn retained_max_age(mut self, age: Duration) -> Self {
         self.retained_max_age = age;
+        self
+    }
+
+    /// How long after its first acceptance the same envelope again counts
+    /// as a duplicate delivery ([`VerifyError::Duplicate`]: MQTT QoS 1
+    /// redelivers after a reconnect) rather than a replay
+    /// ([`VerifyError::Replayed`]). Default 30 s; zero makes every repeat a
+    /// replay. Either way nothing is delivered twice.
+    #[must_use]
+    pub fn redelivery_window(mut self, window: Duration) -> Self {
+        self.redelivery_window = window;
         self
     }
 
@@ -271,11 +293,11 @@ impl Verifier {
         let now = self.clock.now();
         let mut kid = None;
         let result = self.precheck(message, now).and_then(|candidate| {
-            kid = Some(candidate.parsed.kid.clone());
+            kid = Some(candidate.kid.clone());
             let signature_ok = primitive::verify_one(
                 candidate.key.verifying_key(),
                 &candidate.tbs,
-                &candidate.parsed.signature,
+                &candidate.signature,
             );
             self.postcheck(candidate, signature_ok, message, now)
         });
@@ -289,7 +311,7 @@ impl Verifier {
     /// applied in that order too, so a duplicate inside the batch is caught.
     pub fn verify_batch(&self, messages: &[Message<'_>]) -> Vec<Result<Verified, VerifyError>> {
         let now = self.clock.now();
-        let candidates: Vec<Result<Candidate, VerifyError>> =
+        let candidates: Vec<Result<Candidate<'_>, VerifyError>> =
             messages.iter().map(|m| self.precheck(m, now)).collect();
         let items: Vec<Item<'_>> = candidates
             .iter()
@@ -297,7 +319,7 @@ impl Verifier {
             .map(|c| Item {
                 key: c.key.verifying_key(),
                 message: &c.tbs,
-                signature: &c.parsed.signature,
+                signature: &c.signature,
             })
             .collect();
         let mut verdicts = primitive::verify_many(&items).into_iter();
@@ -307,7 +329,7 @@ impl Verifier {
             .map(|(candidate, message)| {
                 let mut kid = None;
                 let result = candidate.and_then(|c| {
-                    kid = Some(c.parsed.kid.clone());
+                    kid = Some(c.kid.clone());
                     let ok = verdicts.next().unwrap_or(false);
                     self.postcheck(c, ok, message, now)
                 });
@@ -318,8 +340,15 @@ impl Verifier {
     }
 
     /// Everything before the signature: limits, decoding, key and topic.
-    fn precheck(&self, message: &Message<'_>, now: SystemTime) -> Result<Candidate, VerifyError> {
-        let mut parsed = match message.body {
+    /// Nothing of the message is copied here but the bytes that are signed,
+    /// and only once the key and topic checks passed.
+    fn precheck<'a>(
+        &self,
+        message: &Message<'a>,
+        now: SystemTime,
+    ) -> Result<Candidate<'a>, VerifyError> {
+        let decoded_property;
+        let (parsed, payload) = match message.body {
             Body::Envelope(bytes) => {
                 if bytes.len() > self.max_envelope {
                     return Err(VerifyError::TooLarge {
@@ -327,9 +356,19 @@ impl Verifier {
                         max: self.max_envelope,
                     });
                 }
-                envelope::decode(bytes)?
+                let parsed = envelope::decode(bytes)?;
+                let payload = parsed.payload.ok_or(MalformedEnvelope::PayloadMode)?;
+                (parsed, payload)
             }
-            Body::Detached { signature, .. } => {
+            Body::Detached { payload, signature } => {
+                // The payload travels beside the envelope: the same limit
+                // applies to it as to an attached envelope.
+                if payload.len() > self.max_envelope {
+                    return Err(VerifyError::TooLarge {
+                        len: payload.len(),
+                        max: self.max_envelope,
+                    });
+                }
                 let max = self.max_envelope.div_ceil(3).saturating_mul(4);
                 if signature.len() > max {
                     return Err(VerifyError::TooLarge {
@@ -337,16 +376,15 @@ impl Verifier {
                         max,
                     });
                 }
-                let bytes = URL_SAFE_NO_PAD
+                decoded_property = URL_SAFE_NO_PAD
                     .decode(signature)
                     .map_err(|_| MalformedEnvelope::BadDetachedProperty)?;
-                envelope::decode(&bytes)?
+                let parsed = envelope::decode(&decoded_property)?;
+                if parsed.payload.is_some() {
+                    return Err(MalformedEnvelope::PayloadMode.into());
+                }
+                (parsed, payload)
             }
-        };
-        let payload = match (message.body, parsed.payload.take()) {
-            (Body::Envelope(_), Some(attached)) => attached,
-            (Body::Detached { payload, .. }, None) => payload.to_vec(),
-            _ => return Err(MalformedEnvelope::PayloadMode.into()),
         };
         topic::check_topic_name(message.topic)?;
         let key = match self.registry.get(&parsed.kid) {
@@ -363,9 +401,13 @@ impl Verifier {
                 topic: topic::bounded(message.topic),
             });
         }
-        let tbs = envelope::sig_structure(&parsed.protected, message.topic, &payload);
+        let tbs = envelope::sig_structure(parsed.protected, message.topic, payload);
         Ok(Candidate {
-            parsed,
+            kid: parsed.kid,
+            iat: parsed.iat,
+            seq: parsed.seq,
+            intent: parsed.intent,
+            signature: parsed.signature,
             payload,
             key,
             tbs,
@@ -375,7 +417,7 @@ impl Verifier {
     /// Everything after the signature: freshness, then the replay window.
     fn postcheck(
         &self,
-        candidate: Candidate,
+        candidate: Candidate<'_>,
         signature_ok: bool,
         message: &Message<'_>,
         now: SystemTime,
@@ -383,14 +425,12 @@ impl Verifier {
         if !signature_ok {
             return Err(VerifyError::SignatureInvalid);
         }
-        let Candidate {
-            parsed, payload, ..
-        } = candidate;
-        let issued = Duration::from_secs(parsed.iat);
+        let issued = Duration::from_secs(candidate.iat);
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         // The retain flag is the broker's (or any publisher's) to set; only
         // the signed intent together with it makes a message retained state.
-        let retained = parsed.intent == Intent::Retained && message.delivery == Delivery::Retained;
+        let retained =
+            candidate.intent == Intent::Retained && message.delivery == Delivery::Retained;
         let max_age = if retained {
             self.retained_max_age
         } else {
@@ -408,27 +448,42 @@ impl Verifier {
             });
         }
         if !retained {
+            let envelope = EnvelopeId::of_signature(&candidate.signature);
+            let at = UNIX_EPOCH + now;
             self.replay
-                .check_and_record(&parsed.kid, parsed.seq)
+                .check_and_record(&candidate.kid, candidate.seq, envelope, at)
                 .map_err(|r| match r {
-                    ReplayRejection::Replayed => VerifyError::Replayed {
-                        kid: parsed.kid.clone(),
-                        seq: parsed.seq,
+                    // The same envelope a moment after it was accepted: what
+                    // QoS 1 redelivery looks like. Anything else is a replay.
+                    ReplayRejection::Replayed {
+                        earlier: Some(earlier),
+                    } if earlier.envelope == envelope
+                        && at.duration_since(earlier.at).unwrap_or_default()
+                            < self.redelivery_window =>
+                    {
+                        VerifyError::Duplicate {
+                            kid: candidate.kid.clone(),
+                            seq: candidate.seq,
+                        }
+                    }
+                    ReplayRejection::Replayed { .. } => VerifyError::Replayed {
+                        kid: candidate.kid.clone(),
+                        seq: candidate.seq,
                     },
                     ReplayRejection::TooOld { highest } => VerifyError::SequenceTooOld {
-                        kid: parsed.kid.clone(),
-                        seq: parsed.seq,
+                        kid: candidate.kid.clone(),
+                        seq: candidate.seq,
                         highest,
                     },
                     ReplayRejection::Store(e) => VerifyError::ReplayStore(e),
                 })?;
         }
         Ok(Verified {
-            kid: parsed.kid,
+            kid: candidate.kid,
             topic: message.topic.to_owned(),
-            payload,
-            issued_at: parsed.iat,
-            seq: parsed.seq,
+            payload: candidate.payload.to_vec(),
+            issued_at: candidate.iat,
+            seq: candidate.seq,
             retained,
         })
     }
@@ -441,6 +496,11 @@ pub(crate) fn audit(topic: &str, kid: Option<&Kid>, result: &Result<Verified, Ve
         Ok(v) => tracing::debug!(
             target: "mqtt_sec::audit",
             kid = %v.kid, topic = ?topic, seq = v.seq, "signed message accepted"
+        ),
+        Err(VerifyError::Duplicate { kid, seq }) => tracing::debug!(
+            target: "mqtt_sec::audit",
+            kid = %kid, topic = ?topic, seq, reason = "duplicate",
+            "duplicate delivery of an accepted message dropped"
         ),
         Err(e) => {
             let kid = match (kid, e) {

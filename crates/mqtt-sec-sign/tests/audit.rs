@@ -12,24 +12,40 @@ const SECRET_PAYLOAD: &[u8] = b"PAYLOAD-MUST-NOT-BE-LOGGED";
 #[test]
 fn rejections_name_kid_topic_and_reason_and_never_the_payload() {
     let f = Fixture::new();
+    let verifier = f
+        .verifier
+        .clone()
+        .redelivery_window(std::time::Duration::from_secs(1));
     let envelope = f.signer.sign("plant/valve", SECRET_PAYLOAD).unwrap();
     let (_, log) = capture_logs(|| {
-        f.verifier.verify("plant/valve", &envelope).unwrap();
-        f.verifier.verify("plant/valve", &envelope).unwrap_err();
-        f.verifier.verify("plant/other", &envelope).unwrap_err();
-        f.verifier.verify("plant/valve", b"garbage").unwrap_err();
+        verifier.verify("plant/valve", &envelope).unwrap();
+        // At once: a duplicate delivery; two seconds later: a replay.
+        verifier.verify("plant/valve", &envelope).unwrap_err();
+        f.advance(2);
+        verifier.verify("plant/valve", &envelope).unwrap_err();
+        verifier.verify("plant/other", &envelope).unwrap_err();
+        verifier.verify("plant/valve", b"garbage").unwrap_err();
     });
     let lines: Vec<&str> = log.lines().collect();
-    assert_eq!(lines.len(), 4, "{log}");
+    assert_eq!(lines.len(), 5, "{log}");
     let kid = f.kid().to_string();
     assert!(
         lines[0].contains("signed message accepted") && lines[0].contains(&kid),
         "{log}"
     );
+    // The duplicate is recorded below warning level, as a delivery, not an attack.
+    assert!(
+        lines[1].contains("DEBUG")
+            && lines[1].contains("duplicate delivery")
+            && lines[1].contains(&kid),
+        "{log}"
+    );
+    let lines = &lines[1..];
     for (line, reason) in lines[1..]
         .iter()
         .zip(["replayed", "signature_invalid", "malformed"])
     {
+        assert!(line.contains("WARN"), "{line}");
         assert!(line.contains("mqtt_sec::audit"), "{line}");
         assert!(line.contains("signed message rejected"), "{line}");
         assert!(

@@ -154,7 +154,8 @@ async fn signed_messages_survive_the_broker_and_forgeries_and_replays_do_not() {
         Err(VerifyError::SignatureInvalid)
     );
 
-    // It replays a captured genuine envelope, and moves one to another topic.
+    // It replays a captured genuine envelope (at once: dropped like a
+    // duplicate delivery), and moves one to another topic.
     let captured = captured.unwrap();
     let publish = relay(
         &attacker,
@@ -165,7 +166,7 @@ async fn signed_messages_survive_the_broker_and_forgeries_and_replays_do_not() {
     .await;
     assert!(matches!(
         verifier.verify_publish(&publish),
-        Err(VerifyError::Replayed { .. })
+        Err(VerifyError::Duplicate { .. })
     ));
     let publish = relay(&attacker, &mut subscriber, "plant/line-2/valve", captured).await;
     assert_eq!(
@@ -265,7 +266,7 @@ async fn live_command_republished_as_retained_is_refused_by_later_subscribers() 
     let replayed = door.next_message(WAIT).await.unwrap().expect("the replay");
     assert!(matches!(
         verifier.verify_publish(&replayed),
-        Err(VerifyError::Replayed { .. })
+        Err(VerifyError::Duplicate { .. })
     ));
 
     // The door reconnects after 31 s (its verifier's clock says so): mosquitto
@@ -288,6 +289,81 @@ async fn live_command_republished_as_retained_is_refused_by_later_subscribers() 
     assert!(matches!(
         verifier.verify_publish(&delivered),
         Err(VerifyError::Stale { .. })
+    ));
+}
+
+/// At-least-once redelivery through mosquitto: the subscriber receives a
+/// QoS 1 message and loses its connection before acknowledging it, and
+/// mosquitto delivers it again (DUP) on the persistent session. The second
+/// copy is a `Duplicate` (dropped, audited at debug level), not a replay
+/// alarm; the same bytes published again by another client long after the
+/// first acceptance are a `Replayed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos1_redelivery_is_a_duplicate_and_a_late_copy_is_a_replay() {
+    let Some(setup) = setup() else { return };
+    let signer = Arc::new(Signer::generate().unwrap());
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let verifier = verifier_for(&signer)
+        .with_clock(clock.clone())
+        .redelivery_window(Duration::from_secs(10));
+    let mut options = setup.options("backend");
+    options.set_clean_session(false).set_manual_acks(true);
+    let mut backend = TestClient::connect(options.clone()).await.unwrap();
+    backend
+        .subscribe("plant/line-1/level", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let publisher = SignedClient::new(
+        background_client(setup.options("level-sensor")),
+        signer.clone(),
+    );
+    publisher
+        .publish("plant/line-1/level", QoS::AtLeastOnce, false, b"71 %")
+        .await
+        .unwrap();
+    let first = backend.next_message(WAIT).await.unwrap().expect("delivery");
+    assert_eq!(verifier.verify_publish(&first).unwrap().payload(), b"71 %");
+
+    // The connection drops before the PUBACK; the session persists.
+    drop(backend);
+    let mut backend = TestClient::connect(options).await.unwrap();
+    let again = backend
+        .next_message(WAIT)
+        .await
+        .unwrap()
+        .expect("redelivery");
+    assert!(again.dup, "mosquitto redelivers with DUP set");
+    assert_eq!(again.payload, first.payload);
+    let (verdict, log) = mqtt_sec_testkit::capture_logs(|| verifier.verify_publish(&again));
+    assert!(
+        matches!(verdict, Err(VerifyError::Duplicate { .. })),
+        "{verdict:?}"
+    );
+    assert!(log.contains("DEBUG") && !log.contains("WARN"), "{log}");
+    backend.client().ack(&again).await.unwrap();
+
+    // 20 s after the first acceptance (still fresh), another client
+    // publishes the captured bytes again: too late to be a redelivery.
+    clock.advance(Duration::from_secs(20));
+    let attacker = background_client(setup.options("attacker"));
+    attacker
+        .publish(
+            "plant/line-1/level",
+            QoS::AtLeastOnce,
+            false,
+            first.payload.to_vec(),
+        )
+        .await
+        .unwrap();
+    let late = backend
+        .next_message(WAIT)
+        .await
+        .unwrap()
+        .expect("the replay");
+    assert!(!late.dup);
+    assert!(matches!(
+        verifier.verify_publish(&late),
+        Err(VerifyError::Replayed { .. })
     ));
 }
 

@@ -11,18 +11,39 @@ use coset::{
     AsCborValue as _, CoseSign1, CoseSign1Builder, HeaderBuilder, Label,
     RegisteredLabelWithPrivate, TaggedCborSerializable as _,
 };
-use mqtt_sec_sign::envelope::{UnverifiedHeader, inspect};
+use mqtt_sec_sign::envelope::{Intent, RETAIN_LABEL, UnverifiedHeader, inspect};
 use proptest::prelude::*;
 
-type Fields = (Vec<u8>, u64, u64, Option<usize>);
+/// kid, iat, seq, payload length, signed as retained.
+type Fields = (Vec<u8>, u64, u64, Option<usize>, bool);
 
 fn ours(bytes: &[u8]) -> Option<Fields> {
-    inspect(bytes)
-        .ok()
-        .map(|h: UnverifiedHeader| (h.kid.as_bytes().to_vec(), h.issued_at, h.seq, h.payload_len))
+    inspect(bytes).ok().map(|h: UnverifiedHeader| {
+        (
+            h.kid.as_bytes().to_vec(),
+            h.issued_at,
+            h.seq,
+            h.payload_len,
+            h.intent == Intent::Retained,
+        )
+    })
 }
 
-/// The profile, applied to what coset decodes.
+/// Whether a value holds a floating-point number anywhere: the profile
+/// reads none (it is read in one deterministic encoding, and floats have
+/// several).
+fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Float(_) => true,
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Map(entries) => entries.iter().any(|(k, v)| has_float(k) || has_float(v)),
+        Value::Tag(_, inner) => has_float(inner),
+        _ => false,
+    }
+}
+
+/// The profile, applied to what coset decodes (coset's own encoder writes
+/// shortest-form heads, so the generated envelopes are all deterministic).
 fn reference(bytes: &[u8]) -> Option<Fields> {
     if bytes.first() != Some(&0xd2) {
         return None;
@@ -36,14 +57,28 @@ fn reference(bytes: &[u8]) -> Option<Fields> {
         return None;
     }
     let cwt = RegisteredLabelWithPrivate::Assigned(HeaderParameter::CwtClaims);
+    let retain = RegisteredLabelWithPrivate::Text(RETAIN_LABEL.to_owned());
     if header
         .crit
         .iter()
-        .any(|l| *l != cwt && *l != RegisteredLabelWithPrivate::PrivateUse(15))
+        .any(|l| *l != cwt && *l != RegisteredLabelWithPrivate::PrivateUse(15) && *l != retain)
     {
         return None;
     }
+    // "mqtt-retain": true, or absent.
+    let retained = match header
+        .rest
+        .iter()
+        .find(|(l, _)| *l == Label::Text(RETAIN_LABEL.to_owned()))
+    {
+        None => false,
+        Some((_, Value::Bool(true))) => true,
+        Some(_) => return None,
+    };
     if header.key_id.is_empty() || header.key_id.len() > 256 {
+        return None;
+    }
+    if header.rest.iter().any(|(_, v)| has_float(v)) {
         return None;
     }
     let claims = header
@@ -57,7 +92,13 @@ fn reference(bytes: &[u8]) -> Option<Fields> {
         Timestamp::FractionalSeconds(_) => return None,
     };
     let seq = u64::from_be_bytes(claims.cwt_id?.as_slice().try_into().ok()?);
-    Some((header.key_id, iat, seq, sign1.payload.map(|p| p.len())))
+    Some((
+        header.key_id,
+        iat,
+        seq,
+        sign1.payload.map(|p| p.len()),
+        retained,
+    ))
 }
 
 fn value(depth: u32) -> impl Strategy<Value = Value> {
@@ -97,6 +138,7 @@ prop_compose! {
         extra_claims in proptest::collection::vec((-70_000i64..-65_537, value(2)), 0..3),
         extra_headers in proptest::collection::vec((prop_oneof![16i64..100, -100i64..-1], value(3)), 0..3),
         text_header in proptest::option::of(("[a-z]{1,8}", value(2))),
+        retain in proptest::option::of(prop_oneof![3 => Just(Value::Bool(true)), 1 => value(1)]),
         crit in proptest::option::of(prop_oneof![Just(15i64), Just(3), Just(-70)]),
         alg in prop_oneof![4 => Just(Algorithm::EdDSA), 1 => Just(Algorithm::ES256)],
         payload in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
@@ -115,6 +157,9 @@ prop_compose! {
         }
         if let Some((label, v)) = text_header {
             header = header.text_value(label, v);
+        }
+        if let Some(v) = retain {
+            header = header.text_value(RETAIN_LABEL.to_owned(), v);
         }
         if let Some(c) = crit {
             header = header.add_critical_label(RegisteredLabelWithPrivate::PrivateUse(c));

@@ -139,10 +139,10 @@ fn we_verify_envelopes_made_by_python() {
             assert!(!verified.is_retained());
             assert_eq!(verified.payload(), format!("open {i}").as_bytes());
             assert_eq!((verified.kid(), verified.seq()), (&kid, seq));
-            // Theirs too are bound to the topic and protected against replay.
+            // Theirs too are bound to the topic and accepted once.
             assert_eq!(
                 f.verifier.verify(&topic, &envelope),
-                Err(VerifyError::Replayed {
+                Err(VerifyError::Duplicate {
                     kid: kid.clone(),
                     seq
                 })

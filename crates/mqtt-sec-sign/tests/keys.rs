@@ -280,3 +280,41 @@ fn clock_seeded_sequence_is_dense_and_a_restart_starts_above_it() {
     let restarted = Signer::new(f.key.clone()).with_clock(f.clock.clone());
     assert!(seq(&restarted) > c);
 }
+
+/// The review's clock-seeded signer that never reseeds: a device booted with
+/// its clock near the epoch (no RTC), signed once, and then NTP set its
+/// clock. It kept counting up from the epoch, below everything its previous
+/// run had signed, so every subscriber refused it as `SequenceTooOld` until
+/// it restarted. The step of the wall clock now moves the numbers forward.
+#[test]
+fn device_that_signed_before_ntp_set_its_clock_is_not_refused_as_too_old() {
+    use mqtt_sec_sign::clock::ManualClock;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    let f = Fixture::new();
+    let subscriber = f.verifier.clone();
+    let seq = |envelope: &[u8]| envelope::inspect(envelope).unwrap().seq;
+    // The previous run, with a good clock.
+    let before_reboot = f.signer.sign("a", b"x").unwrap();
+    subscriber.verify("a", &before_reboot).unwrap();
+
+    // Reboot: the clock starts at the epoch; one message is signed before NTP.
+    let device_clock = Arc::new(ManualClock::at_unix(5));
+    let signer = Signer::new(f.key.clone()).with_clock(device_clock.clone());
+    let early = seq(&signer.sign("a", b"boot").unwrap());
+    assert!(early < 10_000_000);
+    device_clock.advance(Duration::from_secs(2));
+
+    // NTP steps the clock to the present (60 s after the previous run).
+    device_clock.set(UNIX_EPOCH + Duration::from_secs(NOW + 60));
+    f.advance(62);
+    let after_ntp = signer.sign("a", b"hello").unwrap();
+    assert!(seq(&after_ntp) >= (NOW + 60) * 1_000_000);
+    subscriber.verify("a", &after_ntp).unwrap();
+    // Dense again from there, whatever time passes.
+    device_clock.advance(Duration::from_secs(3));
+    let next = signer.sign("a", b"again").unwrap();
+    assert_eq!(seq(&next), seq(&after_ntp) + 1);
+    subscriber.verify("a", &next).unwrap();
+}

@@ -306,9 +306,10 @@ fn replays_and_sequences_below_the_window_are_rejected() {
     verifier.verify(TOPIC, &envelopes[70]).unwrap();
     verifier.verify(TOPIC, &envelopes[69]).unwrap();
     verifier.verify(TOPIC, &envelopes[10]).unwrap();
+    // The same envelope again at once: a duplicate delivery, dropped.
     assert_eq!(
         verifier.verify(TOPIC, &envelopes[69]),
-        Err(VerifyError::Replayed {
+        Err(VerifyError::Duplicate {
             kid: f.kid(),
             seq: seq(69)
         })
@@ -324,7 +325,7 @@ fn replays_and_sequences_below_the_window_are_rejected() {
     verifier.verify(TOPIC, &envelopes[99]).unwrap();
     assert!(matches!(
         verifier.verify(TOPIC, &envelopes[70]),
-        Err(VerifyError::Replayed { .. })
+        Err(VerifyError::Duplicate { .. })
     ));
     assert!(matches!(
         verifier.verify(TOPIC, &envelopes[20]),
@@ -453,18 +454,34 @@ fn duplicate_map_keys_are_rejected() {
     );
 }
 
+/// The review's malleability: the signature covers the contents of the
+/// envelope's strings, not the heads around them, so with a lenient reader
+/// anyone could re-encode a genuine envelope (a longer array head, a longer
+/// length) into other bytes that still verify, breaking anything that
+/// identifies messages by a hash of their bytes. Only shortest-form heads
+/// are read now, so there is exactly one encoding of each envelope.
 #[test]
-fn a_correctly_signed_envelope_in_another_encoding_verifies_over_the_received_bytes() {
-    // A non-deterministic but valid encoding (iat as an 8-byte integer): the
-    // signature covers the bytes as received, so it verifies.
+fn an_envelope_re_encoded_without_the_key_is_refused() {
     let f = Fixture::new();
+    let genuine = f.signer.sign(TOPIC, b"x").unwrap();
+    let mut re_encoded = vec![0xd2, 0x98, 0x04]; // array(4) with a one-byte argument
+    re_encoded.extend_from_slice(&genuine[2..]);
+    assert_eq!(
+        f.verifier.verify(TOPIC, &re_encoded),
+        Err(VerifyError::Malformed(MalformedEnvelope::NonCanonical))
+    );
+    f.verifier.verify(TOPIC, &genuine).unwrap();
+    // A signer's own non-deterministic header (iat as an 8-byte integer) is
+    // refused too: the profile is read in one encoding.
     let mut protected = raw_protected(3, &f.kid());
     protected.extend_from_slice(&[0x0f, 0xa2, 0x06, 0x1b]);
     protected.extend_from_slice(&NOW.to_be_bytes());
     protected.extend_from_slice(&[0x07, 0x48, 0, 0, 0, 0, 0, 0, 0, 1]);
     let envelope = build_raw(&f.key, &protected, TOPIC, b"x");
-    let verified = f.verifier.verify(TOPIC, &envelope).unwrap();
-    assert_eq!(verified.seq(), 1);
+    assert_eq!(
+        f.verifier.verify(TOPIC, &envelope),
+        Err(VerifyError::Malformed(MalformedEnvelope::NonCanonical))
+    );
 }
 
 #[test]
@@ -581,9 +598,14 @@ fn missing_or_malformed_claims_and_kid_are_rejected() {
     ];
     for (i, claims) in bad_claims.into_iter().enumerate() {
         let h = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), Some(claims));
+        // A float is refused by the reader before the claims are looked at.
+        let expected = match i {
+            2 => MalformedEnvelope::NonCanonical,
+            _ => MalformedEnvelope::BadClaims,
+        };
         assert_eq!(
             verify_header(&f, h),
-            Err(VerifyError::Malformed(MalformedEnvelope::BadClaims)),
+            Err(VerifyError::Malformed(expected)),
             "case {i}"
         );
     }
@@ -685,11 +707,11 @@ fn detached_signatures_verify_and_reject_like_envelopes() {
         .verify_message(&Message::detached(TOPIC, b"raw payload", &signature))
         .unwrap();
     assert_eq!(verified.payload(), b"raw payload");
-    // Replay, changed payload, changed topic.
+    // Again (a duplicate delivery), changed payload, changed topic.
     assert!(matches!(
         f.verifier
             .verify_message(&Message::detached(TOPIC, b"raw payload", &signature)),
-        Err(VerifyError::Replayed { .. })
+        Err(VerifyError::Duplicate { .. })
     ));
     let signature = f.signer.sign_detached(TOPIC, b"raw payload").unwrap();
     assert_eq!(
@@ -779,7 +801,7 @@ fn batch_results_match_single_verification_one_per_message() {
                 result,
                 &Err(VerifyError::Malformed(MalformedEnvelope::Untagged))
             ),
-            40 => assert!(matches!(result, Err(VerifyError::Replayed { .. }))),
+            40 => assert!(matches!(result, Err(VerifyError::Duplicate { .. }))),
             _ => assert_eq!(result.as_ref().unwrap().payload(), &[i as u8; 10], "{i}"),
         }
     }
@@ -859,6 +881,8 @@ fn a_failing_replay_store_refuses_instead_of_accepting() {
             &self,
             _: &Kid,
             _: u64,
+            _: mqtt_sec_sign::replay::EnvelopeId,
+            _: std::time::SystemTime,
         ) -> Result<(), mqtt_sec_sign::replay::ReplayRejection> {
             Err(mqtt_sec_sign::replay::ReplayRejection::Store(
                 "database down".into(),
@@ -897,10 +921,11 @@ fn live_command_replayed_with_the_retain_flag_is_refused() {
     let retained = live.retained(true);
     let verified = f.verifier.verify_message(&live).unwrap();
     assert!(!verified.is_retained());
-    // The same subscriber, the replay delivered as retained: already accepted.
+    // The same subscriber, the replay delivered as retained: already
+    // accepted, dropped as a duplicate (nothing is delivered twice).
     assert!(matches!(
         f.verifier.verify_message(&retained),
-        Err(VerifyError::Replayed { .. })
+        Err(VerifyError::Duplicate { .. })
     ));
     // A subscriber that subscribes later (its own window) within the skew
     // accepts it once, as it would the live message; then never again.
@@ -930,7 +955,7 @@ fn retained_state_delivered_live_is_judged_live() {
     assert!(!f.verifier.verify_message(&live).unwrap().is_retained());
     assert!(matches!(
         f.verifier.verify_message(&live),
-        Err(VerifyError::Replayed { .. })
+        Err(VerifyError::Duplicate { .. })
     ));
     f.advance(31);
     assert!(matches!(
@@ -1004,4 +1029,75 @@ fn the_retain_intent_is_signed_and_strict() {
             .unwrap()
             .is_retained()
     );
+}
+
+/// Item 16 of the review: an exact envelope seen again a moment after it
+/// was accepted is what MQTT QoS 1 redelivery produces, and gets its own
+/// outcome; anything that cannot be a redelivery stays a replay.
+#[test]
+fn duplicates_and_replays_are_told_apart() {
+    let f = Fixture::new();
+    let verifier = f
+        .verifier
+        .clone()
+        .clock_skew(Duration::from_secs(300))
+        .redelivery_window(Duration::from_secs(30));
+    let envelope = f.signer.sign(TOPIC, b"1").unwrap();
+    let seq = mqtt_sec_sign::envelope::inspect(&envelope).unwrap().seq;
+    verifier.verify(TOPIC, &envelope).unwrap();
+    f.advance(29);
+    assert_eq!(
+        verifier.verify(TOPIC, &envelope),
+        Err(VerifyError::Duplicate { kid: f.kid(), seq })
+    );
+    // Still fresh (300 s skew) but 30 s after the first acceptance: a replay.
+    f.advance(1);
+    assert_eq!(
+        verifier.verify(TOPIC, &envelope),
+        Err(VerifyError::Replayed { kid: f.kid(), seq })
+    );
+
+    // Another envelope under an accepted number (a signer that reused it)
+    // is never a duplicate, however soon it comes.
+    let twin = Signer::new(f.key.clone()).with_clock(f.clock.clone());
+    let first = twin.sign(TOPIC, b"a").unwrap();
+    let reused = Signer::new(f.key.clone())
+        .with_clock(f.clock.clone())
+        .sign(TOPIC, b"b")
+        .unwrap();
+    let reused_seq = mqtt_sec_sign::envelope::inspect(&reused).unwrap().seq;
+    assert_eq!(
+        mqtt_sec_sign::envelope::inspect(&first).unwrap().seq,
+        reused_seq
+    );
+    verifier.verify(TOPIC, &first).unwrap();
+    assert_eq!(
+        verifier.verify(TOPIC, &reused),
+        Err(VerifyError::Replayed {
+            kid: f.kid(),
+            seq: reused_seq
+        })
+    );
+
+    // After a restart from a persisted highest number, what carried the
+    // numbers is unknown: a repeat is a replay.
+    let store = Arc::new(MemoryReplayStore::new(64));
+    store.set_window(
+        f.kid(),
+        mqtt_sec_sign::replay::ReplayWindow::resume_after(64, reused_seq),
+    );
+    let resumed = f.verifier.clone().with_replay_store(store);
+    assert!(matches!(
+        resumed.verify(TOPIC, &first),
+        Err(VerifyError::Replayed { .. })
+    ));
+    // A zero redelivery window makes every repeat a replay.
+    let f = Fixture::new();
+    let strict = f.verifier.clone().redelivery_window(Duration::ZERO);
+    let fresh = f.signer.sign(TOPIC, b"z").unwrap();
+    strict.verify(TOPIC, &fresh).unwrap();
+    assert!(matches!(
+        strict.verify(TOPIC, &fresh),
+        Err(VerifyError::Replayed { .. })
+    ));
 }
