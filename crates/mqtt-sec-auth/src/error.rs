@@ -13,6 +13,16 @@ pub enum PasswordError {
     /// The iteration count is not a positive decimal number that fits 32 bits.
     #[error("iteration count is not a positive 32-bit decimal number")]
     Iterations,
+    /// The hash asks for more PBKDF2 iterations than the policy allows: every
+    /// login would cost that much CPU. Raise `HashPolicy::max_iterations` if
+    /// it is intended.
+    #[error("{iterations} iterations is more than the {max} allowed")]
+    TooManyIterations {
+        /// The hash's count.
+        iterations: u32,
+        /// The policy's maximum.
+        max: u32,
+    },
     /// A field is not standard padded base64.
     #[error("{part} is not standard base64")]
     Base64 {
@@ -25,7 +35,8 @@ pub enum PasswordError {
         /// Decoded length.
         len: usize,
     },
-    /// The hash is not 64 bytes (mosquitto) or is empty or oversized (go-auth).
+    /// The hash is not 64 bytes (mosquitto), or not 16 bytes up to the
+    /// digest's size (go-auth: 64 for SHA-512, 32 for SHA-256).
     #[error("hash of {len} bytes has the wrong length")]
     HashLength {
         /// Decoded length.

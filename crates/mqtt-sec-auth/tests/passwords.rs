@@ -4,7 +4,9 @@
 
 use std::num::NonZeroU32;
 
-use mqtt_sec_auth::password::{GoAuthSalt, HashParams, PasswordFile, PasswordHash, Scheme};
+use mqtt_sec_auth::password::{
+    DEFAULT_MAX_ITERATIONS, GoAuthSalt, HashParams, HashPolicy, PasswordFile, PasswordHash, Scheme,
+};
 use mqtt_sec_auth::{PasswordError, PasswordFileError, SecretString};
 use proptest::prelude::*;
 
@@ -66,7 +68,9 @@ fn known_answers_verify_and_print_back() {
 #[test]
 fn go_auth_utf8_salt() {
     let text = "PBKDF2$sha512$1000$saltsaltsalt$giMkboPwNmo6ivLctILBjdhcmtYtzMp3gVovS0sBkO9NOm92IGXcpnVf3BE1qx2X3WODxBrMh6TOnfzkhNI9VQ==";
-    let hash = PasswordHash::parse_with(text, GoAuthSalt::Utf8).unwrap();
+    let hash =
+        PasswordHash::parse_with(text, &HashPolicy::default().go_auth_salt(GoAuthSalt::Utf8))
+            .unwrap();
     assert!(hash.verify(&secret("hello")));
     assert_eq!(hash.to_string(), text);
     // Read as base64, the same salt text decodes to other bytes: no match.
@@ -299,13 +303,111 @@ fn password_files_are_edited_and_written_back() {
     }
 }
 
+/// The review's hostile hashes: a `$7$` hash with any u32 iteration count
+/// (`$7$4294967295$...` is about 45 minutes of one core per login) and
+/// go-auth hashes with derived keys up to 1,024 bytes (32 PBKDF2 runs per
+/// login, while cracking needs one) were accepted at parse time.
+#[test]
+fn hashes_that_demand_hours_of_cpu_per_login_are_refused() {
+    let b64 =
+        |n: usize| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![0u8; n]);
+    let mosquitto = |iterations: &str| format!("$7${iterations}${}${}", b64(12), b64(64));
+    assert_eq!(
+        PasswordHash::parse(&mosquitto("4294967295")),
+        Err(PasswordError::TooManyIterations {
+            iterations: u32::MAX,
+            max: DEFAULT_MAX_ITERATIONS
+        })
+    );
+    assert!(PasswordHash::parse(&mosquitto(&DEFAULT_MAX_ITERATIONS.to_string())).is_ok());
+    assert!(matches!(
+        PasswordHash::parse(&mosquitto(&(DEFAULT_MAX_ITERATIONS + 1).to_string())),
+        Err(PasswordError::TooManyIterations { .. })
+    ));
+    // An explicit, documented choice raises (or lowers) the bound.
+    let generous = HashPolicy::default().max_iterations(u32::MAX);
+    assert!(PasswordHash::parse_with(&mosquitto("4294967295"), &generous).is_ok());
+    let tight = HashPolicy::default().max_iterations(100);
+    assert!(PasswordHash::parse_with(&mosquitto("101"), &tight).is_err());
+
+    let go_auth = |digest: &str, iterations: u32, key_len: usize| {
+        format!("PBKDF2${digest}${iterations}${}${}", b64(16), b64(key_len))
+    };
+    for (digest, max) in [("sha512", 64), ("sha256", 32)] {
+        for len in [16, max] {
+            assert!(
+                PasswordHash::parse(&go_auth(digest, 1000, len)).is_ok(),
+                "{digest} {len}"
+            );
+        }
+        for len in [1, 15, max + 1, 1024] {
+            assert_eq!(
+                PasswordHash::parse(&go_auth(digest, 1000, len)),
+                Err(PasswordError::HashLength { len }),
+                "{digest} {len}"
+            );
+        }
+        assert!(matches!(
+            PasswordHash::parse(&go_auth(digest, u32::MAX, max)),
+            Err(PasswordError::TooManyIterations { .. })
+        ));
+    }
+    // A file with such a line is refused with its line number.
+    let file = format!(
+        "alice:{}\nmallory:{}\n",
+        mosquitto("101"),
+        mosquitto("4294967295")
+    );
+    assert!(matches!(
+        PasswordFile::parse(&file),
+        Err(PasswordFileError::Line {
+            line: 2,
+            error: PasswordError::TooManyIterations { .. }
+        })
+    ));
+}
+
+/// The review's quadratic load: each user was checked for duplicates with a
+/// scan of the users before it (a 16 MiB file of about 150,000 users meant
+/// about 10^10 comparisons). Loading eight times the users now takes about
+/// eight times as long, not 64 (medians of three runs, in one process).
+#[test]
+fn loading_a_large_password_file_is_linear() {
+    let hash = PasswordHash::parse(KNOWN[1].0).unwrap();
+    let file = |n: usize| {
+        (0..n)
+            .map(|i| format!("user-{i:06}:{hash}\n"))
+            .collect::<String>()
+    };
+    let (small, large) = (file(10_000), file(80_000));
+    let median = |text: &str| {
+        let mut runs: Vec<_> = (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let parsed = PasswordFile::parse(text).unwrap();
+                let elapsed = start.elapsed();
+                assert!(parsed.get("user-000007").is_some());
+                elapsed
+            })
+            .collect();
+        runs.sort();
+        runs[1]
+    };
+    let (t_small, t_large) = (median(&small), median(&large));
+    let ratio = t_large.as_secs_f64() / t_small.as_secs_f64();
+    assert!(
+        ratio < 20.0,
+        "10,000 users {t_small:?}, 80,000 users {t_large:?}: {ratio:.1}x"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn parsing_arbitrary_text_never_panics(text in ".{0,200}") {
         let _ = PasswordHash::parse(&text);
-        let _ = PasswordHash::parse_with(&text, GoAuthSalt::Utf8);
+        let _ = PasswordHash::parse_with(&text, &HashPolicy::default().go_auth_salt(GoAuthSalt::Utf8));
         let _ = PasswordFile::parse(&text);
     }
 

@@ -20,8 +20,14 @@ const MAX_HASH_LEN: usize = 65_535;
 const SHA512_LEN: usize = 64;
 /// The salt lengths mosquitto accepts.
 const MOSQUITTO_SALT_LENS: [usize; 2] = [12, 64];
-/// Largest salt or derived key accepted in a mosquitto-go-auth hash.
-const MAX_GO_AUTH_LEN: usize = 1024;
+/// Largest salt accepted in a mosquitto-go-auth hash.
+const MAX_GO_AUTH_SALT_LEN: usize = 1024;
+/// Shortest derived key accepted in a mosquitto-go-auth hash: a shorter one
+/// lets random passwords match (one byte: one in 256).
+const MIN_DERIVED_KEY_LEN: usize = 16;
+/// The default [`HashPolicy::max_iterations`]: about 5 times
+/// [`HashParams::STRONG`], 0.7 s of one core on our CI machine.
+pub const DEFAULT_MAX_ITERATIONS: u32 = 1_000_000;
 
 /// The hashing scheme of a [`PasswordHash`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +111,55 @@ const fn nz(n: u32) -> NonZeroU32 {
     }
 }
 
+/// What a hash read from a file may demand, and how go-auth salts are
+/// written. Parameters come from whoever wrote the hash: without a bound, a
+/// single `$7$4294967295$...` line costs about 45 minutes of one core per
+/// login.
+///
+/// ```
+/// use mqtt_sec_auth::PasswordError;
+/// use mqtt_sec_auth::password::{HashPolicy, PasswordHash};
+/// let text = "$7$2000000$AAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+/// assert_eq!(
+///     PasswordHash::parse(text),
+///     Err(PasswordError::TooManyIterations { iterations: 2_000_000, max: 1_000_000 })
+/// );
+/// // A deployment that really uses more raises the bound explicitly.
+/// let policy = HashPolicy::default().max_iterations(4_000_000);
+/// assert!(PasswordHash::parse_with(text, &policy).is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPolicy {
+    max_iterations: u32,
+    go_auth_salt: GoAuthSalt,
+}
+
+impl Default for HashPolicy {
+    fn default() -> Self {
+        Self {
+            max_iterations: DEFAULT_MAX_ITERATIONS,
+            go_auth_salt: GoAuthSalt::Base64,
+        }
+    }
+}
+
+impl HashPolicy {
+    /// The most PBKDF2 iterations a hash may ask for (default
+    /// [`DEFAULT_MAX_ITERATIONS`]).
+    #[must_use]
+    pub fn max_iterations(mut self, max: u32) -> Self {
+        self.max_iterations = max;
+        self
+    }
+
+    /// How go-auth salts are written (default base64).
+    #[must_use]
+    pub fn go_auth_salt(mut self, encoding: GoAuthSalt) -> Self {
+        self.go_auth_salt = encoding;
+        self
+    }
+}
+
 /// A parsed password hash. `Display` writes it back in its own format;
 /// `Debug` shows the scheme and parameters only.
 #[derive(Clone, PartialEq, Eq)]
@@ -133,35 +188,44 @@ fn decode_b64(text: &str, part: &'static str) -> Result<Vec<u8>, PasswordError> 
         .map_err(|_| PasswordError::Base64 { part })
 }
 
-fn parse_iterations(text: &str) -> Result<NonZeroU32, PasswordError> {
+fn parse_iterations(text: &str, policy: &HashPolicy) -> Result<NonZeroU32, PasswordError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PasswordError::Iterations);
     }
-    text.parse().map_err(|_| PasswordError::Iterations)
+    let iterations: NonZeroU32 = text.parse().map_err(|_| PasswordError::Iterations)?;
+    if iterations.get() > policy.max_iterations {
+        return Err(PasswordError::TooManyIterations {
+            iterations: iterations.get(),
+            max: policy.max_iterations,
+        });
+    }
+    Ok(iterations)
 }
 
 impl PasswordHash {
     /// Parses a mosquitto (`$7$`, `$6$`) or mosquitto-go-auth (`PBKDF2$`, base64
-    /// salt) hash.
+    /// salt) hash, with the default [`HashPolicy`].
     ///
     /// # Errors
     /// [`PasswordError`] naming what is wrong: unknown scheme, field count,
-    /// iterations, base64, salt or hash length.
+    /// iterations (more than the policy allows: `TooManyIterations`),
+    /// base64, salt or hash length.
     pub fn parse(text: &str) -> Result<Self, PasswordError> {
-        Self::parse_with(text, GoAuthSalt::Base64)
+        Self::parse_with(text, &HashPolicy::default())
     }
 
-    /// As [`PasswordHash::parse`], with go-auth's salt encoding.
+    /// As [`PasswordHash::parse`], with `policy`.
     ///
     /// # Errors
     /// As [`PasswordHash::parse`].
-    pub fn parse_with(text: &str, go_auth_salt: GoAuthSalt) -> Result<Self, PasswordError> {
+    pub fn parse_with(text: &str, policy: &HashPolicy) -> Result<Self, PasswordError> {
+        let go_auth_salt = policy.go_auth_salt;
         if text.len() > MAX_HASH_LEN {
             return Err(PasswordError::TooLong);
         }
         if let Some(rest) = text.strip_prefix("$7$") {
             let [iterations, salt, hash] = fields(rest)?;
-            let iterations = parse_iterations(iterations)?;
+            let iterations = parse_iterations(iterations, policy)?;
             let salt = decode_b64(salt, "salt")?;
             if !MOSQUITTO_SALT_LENS.contains(&salt.len()) {
                 return Err(PasswordError::SaltLength { len: salt.len() });
@@ -195,16 +259,24 @@ impl PasswordHash {
                 "sha256" => Scheme::GoAuthPbkdf2Sha256,
                 _ => return Err(PasswordError::UnknownScheme),
             };
-            let iterations = parse_iterations(iterations)?;
+            let iterations = parse_iterations(iterations, policy)?;
             let salt = match go_auth_salt {
                 GoAuthSalt::Base64 => decode_b64(salt, "salt")?,
                 GoAuthSalt::Utf8 => salt.as_bytes().to_vec(),
             };
             let hash = decode_b64(hash, "hash")?;
-            if salt.is_empty() || salt.len() > MAX_GO_AUTH_LEN {
+            if salt.is_empty() || salt.len() > MAX_GO_AUTH_SALT_LEN {
                 return Err(PasswordError::SaltLength { len: salt.len() });
             }
-            if hash.is_empty() || hash.len() > MAX_GO_AUTH_LEN {
+            // A derived key longer than the digest makes PBKDF2 run once per
+            // digest-sized block, while cracking needs only the first block;
+            // a short one lets random passwords match.
+            let digest_len = if scheme == Scheme::GoAuthPbkdf2Sha512 {
+                SHA512_LEN
+            } else {
+                32
+            };
+            if !(MIN_DERIVED_KEY_LEN..=digest_len).contains(&hash.len()) {
                 return Err(PasswordError::HashLength { len: hash.len() });
             }
             return Ok(Self {
@@ -277,6 +349,23 @@ impl PasswordHash {
     /// The scheme.
     pub fn scheme(&self) -> Scheme {
         self.scheme
+    }
+
+    /// What a verification against this hash costs: its scheme, iterations
+    /// and derived-key length.
+    pub(crate) fn cost(&self) -> (Scheme, u32, usize) {
+        (self.scheme, self.iterations.get(), self.hash.len())
+    }
+
+    /// A hash with these parameters that no password matches (its stored
+    /// value is all zeros, which a PBKDF2 or SHA-512 output equals with
+    /// probability 2^-128 at least): verifying against it costs what
+    /// verifying against this one costs.
+    pub(crate) fn decoy(&self) -> Self {
+        Self {
+            hash: vec![0; self.hash.len()],
+            ..self.clone()
+        }
     }
 
     /// The iteration count (1 for `$6$`).

@@ -6,4 +6,4 @@ mod file;
 mod hash;
 
 pub use file::{MAX_PASSWORD_FILE_LEN, PasswordFile};
-pub use hash::{GoAuthSalt, HashParams, PasswordHash, Scheme};
+pub use hash::{DEFAULT_MAX_ITERATIONS, GoAuthSalt, HashParams, HashPolicy, PasswordHash, Scheme};
