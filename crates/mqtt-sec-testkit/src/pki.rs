@@ -382,10 +382,20 @@ impl Authority {
     /// Signs a fresh CRL over everything revoked so far.
     fn sign_crl(&mut self) -> Result<String> {
         let now = OffsetDateTime::now_utc();
+        self.sign_crl_valid(now - Duration::minutes(5), now + Duration::days(1))
+    }
+
+    /// Signs a CRL over everything revoked so far, valid from `this_update`
+    /// to `next_update`; it becomes the authority's current CRL.
+    fn sign_crl_valid(
+        &mut self,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String> {
         self.crl_number += 1;
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::minutes(5),
-            next_update: now + Duration::days(1),
+            this_update,
+            next_update,
             crl_number: SerialNumber::from(self.crl_number),
             issuing_distribution_point: None,
             revoked_certs: self.revoked.clone(),
@@ -670,6 +680,25 @@ impl TestPki {
     fn write_crls(&mut self) -> Result<()> {
         let pem = self.root.sign_crl()? + &self.intermediate.sign_crl()?;
         write_file(&self.crl_path, pem.as_bytes())
+    }
+
+    /// Writes `crl-expired.pem`, CRLs from both CAs over everything revoked
+    /// so far whose `nextUpdate` passed a day ago (`openssl verify
+    /// -crl_check` says "CRL has expired"), and returns its path.
+    /// [`TestPki::crl_path`] stays current.
+    ///
+    /// # Errors
+    /// When the CRLs cannot be signed or written.
+    pub fn expired_crl_path(&mut self) -> Result<PathBuf> {
+        let now = OffsetDateTime::now_utc();
+        let (this_update, next_update) = (now - Duration::days(2), now - Duration::days(1));
+        let pem = self.root.sign_crl_valid(this_update, next_update)?
+            + &self.intermediate.sign_crl_valid(this_update, next_update)?;
+        let path = self.dir.path().join("crl-expired.pem");
+        write_file(&path, pem.as_bytes())?;
+        // The current CRLs stay those of `crl_path`.
+        self.write_crls()?;
+        Ok(path)
     }
 
     fn unknown_authority(&mut self) -> Result<&Authority> {

@@ -99,6 +99,20 @@ impl Tool {
         }
     }
 
+    /// Runs the program to completion and returns its output whatever its
+    /// exit status (for verdicts such as `openssl verify`'s).
+    pub(crate) fn output<I, S>(&self, args: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let path = self.locate()?;
+        Command::new(&path)
+            .args(args)
+            .output()
+            .map_err(|e| Error::io("running an external tool", &path, e))
+    }
+
     fn missing(&self) -> Error {
         Error::ToolMissing {
             tool: self.name,

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use rustls::client::Resumption;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, Error};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -14,8 +14,8 @@ use crate::identity::{Identity, pairing_error};
 use crate::pin::PinSet;
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
-use crate::rotation::{ReloadableIdentity, ReloadableRoots, RotationAwareSessions};
-use crate::verifier::PinnedServerVerifier;
+use crate::rotation::{GenerationSessions, Generational, ReloadableIdentity, ReloadableRoots};
+use crate::verification::{Roots, ServerVerification};
 
 /// ALPN protocols to offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,8 @@ impl ClientTlsBuilder {
         self.trust_source(TrustSource::Fixed(roots))
     }
 
-    /// Trusts the roots of a file reloaded when it changes.
+    /// Trusts the roots of a file reloaded when it changes (pins and CRLs
+    /// apply to them as to fixed roots).
     pub fn trust_reloadable(self, roots: Arc<ReloadableRoots>) -> WantsIdentity {
         self.trust_source(TrustSource::Reloadable(roots))
     }
@@ -117,7 +118,8 @@ pub struct WantsIdentity {
 }
 
 impl WantsIdentity {
-    /// Checks the broker's certificates against these CRLs.
+    /// Checks the broker's certificates against these CRLs (expired CRLs
+    /// cover nothing unless [`Revocation::insecure_allow_expired`]).
     pub fn revocation(mut self, revocation: Revocation) -> Self {
         self.revocation = revocation;
         self
@@ -218,19 +220,29 @@ impl ClientTlsOptions {
     /// # Errors
     /// [`TlsError::NoTrustRoots`], [`TlsError::KeyMismatch`] for a key that
     /// does not belong to the certificate, other [`TlsError`]s from rustls.
-    pub fn build(mut self) -> Result<ClientTls, TlsError> {
-        let trust = std::mem::replace(&mut self.trust, TrustSource::Fixed(TrustRoots::new()));
-        let verifier: Arc<dyn ServerCertVerifier> = match trust {
-            TrustSource::Reloadable(roots) => {
-                if self.pins.is_some() || !self.revocation.is_empty() {
-                    return Err(TlsError::Unsupported(
-                        "pins and CRLs cannot be combined with ReloadableRoots yet: use TrustRoots for them",
-                    ));
+    pub fn build(self) -> Result<ClientTls, TlsError> {
+        let roots = match self.trust {
+            TrustSource::Reloadable(roots) => Roots::Reloadable(roots),
+            TrustSource::Fixed(roots) => {
+                if roots.is_empty() {
+                    return Err(TlsError::NoTrustRoots);
                 }
-                roots
+                Roots::Fixed(Arc::new(roots.into_store()))
             }
-            TrustSource::Fixed(roots) => self.fixed_verifier(roots)?,
         };
+        let verification = ServerVerification {
+            provider: Arc::clone(&self.provider),
+            roots,
+            revocation: self.revocation,
+            pins: self.pins,
+        };
+        // Sessions from before a change of any reloadable material are not
+        // resumed: a resumed session skips certificates on both sides.
+        let mut sources = verification.sources();
+        if let IdentitySource::Reloadable(identity) = &self.identity {
+            sources.push(Arc::clone(identity) as Arc<dyn Generational>);
+        }
+        let verifier = verification.into_verifier()?;
         let verifier: Arc<dyn ServerCertVerifier> = match self.server_name {
             Some(name) => Arc::new(NameOverride {
                 inner: verifier,
@@ -247,10 +259,6 @@ impl ClientTlsOptions {
             .with_protocol_versions(versions)?
             .dangerous() // rustls' gate for a custom verifier; ours only add checks
             .with_custom_certificate_verifier(verifier);
-        let rotating = match &self.identity {
-            IdentitySource::Reloadable(identity) => Some(Arc::clone(identity)),
-            _ => None,
-        };
         let mut config = match self.identity {
             IdentitySource::Reloadable(identity) => builder.with_client_cert_resolver(identity),
             IdentitySource::Fixed(identity) => builder
@@ -261,50 +269,13 @@ impl ClientTlsOptions {
         if let Some(alpn) = &self.alpn {
             config.alpn_protocols = alpn.protocols();
         }
-        config.resumption = match (self.resumption, rotating) {
+        config.resumption = match (self.resumption, sources.is_empty()) {
             (false, _) => Resumption::disabled(),
-            (true, Some(identity)) => {
-                Resumption::store(Arc::new(RotationAwareSessions::new(identity)))
-            }
-            (true, None) => Resumption::default(),
+            (true, false) => Resumption::store(Arc::new(GenerationSessions::new(sources))),
+            (true, true) => Resumption::default(),
         };
         Ok(ClientTls {
             config: Arc::new(config),
-        })
-    }
-}
-
-impl ClientTlsOptions {
-    /// CA validation over fixed roots, with CRLs and pins.
-    fn fixed_verifier(
-        &mut self,
-        roots: TrustRoots,
-    ) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
-        if roots.is_empty() {
-            return Err(TlsError::NoTrustRoots);
-        }
-        let roots = Arc::new(roots.into_store());
-        let revocation = std::mem::take(&mut self.revocation);
-        let mut webpki = WebPkiServerVerifier::builder_with_provider(
-            Arc::clone(&roots),
-            Arc::clone(&self.provider),
-        )
-        .with_crls(revocation.crls);
-        if revocation.only_end_entity {
-            webpki = webpki.only_check_end_entity_revocation();
-        }
-        if revocation.allow_unknown_status {
-            webpki = webpki.allow_unknown_revocation_status();
-        }
-        let webpki = webpki.build()?;
-        Ok(match self.pins.take() {
-            Some(pins) => Arc::new(PinnedServerVerifier::from_parts(
-                webpki,
-                roots,
-                pins,
-                Arc::clone(&self.provider),
-            )),
-            None => webpki,
         })
     }
 }

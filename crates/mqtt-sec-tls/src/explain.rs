@@ -75,6 +75,10 @@ fn explain_certificate(error: &CertificateError, server: &str) -> String {
         CertificateError::Revoked => format!(
             "the certificate of {server} is revoked by its CA (CRL); the broker needs a new one"
         ),
+        CertificateError::ExpiredRevocationList
+        | CertificateError::ExpiredRevocationListContext { .. } => format!(
+            "a CRL given for {server}'s certificate chain has expired (its nextUpdate has passed), so it vouches for nothing: fetch a current CRL from the CA (ReloadableCrls picks up a rewritten file)"
+        ),
         CertificateError::UnknownRevocationStatus => format!(
             "no CRL given covers {server}'s certificate chain: add the CRL of every CA in the chain, or use Revocation::only_end_entity"
         ),

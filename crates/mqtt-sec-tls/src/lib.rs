@@ -17,6 +17,7 @@ mod rotation;
 mod rumqttc;
 mod server_config;
 mod summary;
+mod verification;
 mod verifier;
 
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
@@ -26,7 +27,7 @@ pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;
 pub use roots::TrustRoots;
-pub use rotation::{ReloadableIdentity, ReloadableRoots, Reloaded};
+pub use rotation::{ReloadableCrls, ReloadableIdentity, ReloadableRoots, Reloaded};
 #[cfg(feature = "rumqttc")]
 pub use rumqttc::UrlError;
 pub use server_config::{ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions};

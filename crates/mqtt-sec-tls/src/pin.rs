@@ -31,6 +31,13 @@ pub enum PinError {
         "a pin set needs a backup pin (the SPKI of a key kept offline for the next rotation), or an explicit `allow_without_backup()`"
     )]
     NoBackup,
+    /// The same pin twice (a backup equal to a primary, say): the set would
+    /// count a pin it does not have, and a "backup" that is the key in use
+    /// is no safety net for rotating it.
+    #[error(
+        "pin {0} appears twice in the set: a backup pin must be a different key, kept offline for the next rotation"
+    )]
+    Duplicate(Pin),
 }
 
 /// The SHA-256 of a DER SubjectPublicKeyInfo: what RFC 7469 calls
@@ -251,10 +258,15 @@ impl PinSetBuilder {
     ///
     /// # Errors
     /// [`PinError::Empty`] without primary pins, [`PinError::NoBackup`]
-    /// without backup pins (unless allowed).
+    /// without backup pins (unless allowed), [`PinError::Duplicate`] for a
+    /// pin given twice.
     pub fn build(self) -> Result<PinSet, PinError> {
         if self.set.primary.is_empty() {
             return Err(PinError::Empty);
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(pin) = self.set.pins().find(|pin| !seen.insert(**pin)) {
+            return Err(PinError::Duplicate(*pin));
         }
         if self.set.backup.is_empty() && !self.allow_without_backup {
             return Err(PinError::NoBackup);
@@ -329,5 +341,30 @@ mod tests {
             .unwrap();
         assert!(set.is_expired(now) && !set.is_expired(now - std::time::Duration::from_secs(1)));
         assert_eq!(set.pins().count(), 2);
+    }
+
+    /// The review: a backup equal to the primary was accepted and counted
+    /// as a second pin, silently defeating the backup requirement.
+    #[test]
+    fn a_backup_pin_equal_to_a_primary_is_refused() {
+        let a = Pin::from_spki_der(b"a");
+        let b = Pin::from_spki_der(b"b");
+        assert_eq!(
+            PinSet::builder([a]).backup([a]).build(),
+            Err(PinError::Duplicate(a))
+        );
+        assert_eq!(
+            PinSet::builder([a, a]).backup([b]).build(),
+            Err(PinError::Duplicate(a))
+        );
+        assert_eq!(
+            PinSet::builder([a]).backup([b, b]).build(),
+            Err(PinError::Duplicate(b))
+        );
+        assert_eq!(
+            PinSet::builder([a, a]).allow_without_backup().build(),
+            Err(PinError::Duplicate(a))
+        );
+        assert!(PinSet::builder([a]).backup([b]).build().is_ok());
     }
 }

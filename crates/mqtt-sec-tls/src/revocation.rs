@@ -1,20 +1,27 @@
 //! Certificate revocation lists, for checking the peer's certificates.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::error::TlsError;
 use crate::roots::describe_pem;
+use crate::rotation::{Generational, ReloadableCrls};
 
 /// CRLs and how strictly to apply them.
 ///
 /// By default every certificate of the chain must have a CRL from its
 /// issuer (`UnknownRevocationStatus` otherwise): a missing CRL must not
-/// look like a clean one. [`Revocation::only_end_entity`] checks only the
-/// peer's own certificate; [`Revocation::allow_unknown_status`] accepts
-/// certificates no given CRL covers.
+/// look like a clean one; and a CRL whose `nextUpdate` has passed covers
+/// nothing (`ExpiredRevocationList`), as openssl says "CRL has expired":
+/// revocation data that stopped being maintained must not vouch for a
+/// certificate. [`Revocation::only_end_entity`] checks only the peer's own
+/// certificate; [`Revocation::allow_unknown_status`] accepts certificates no
+/// given CRL covers; [`Revocation::insecure_allow_expired`] accepts expired
+/// CRLs. CRL files a long-running process gets fresh copies of are given
+/// with [`Revocation::reloadable`].
 ///
 /// ```
 /// use mqtt_sec_testkit::TestPki;
@@ -27,8 +34,10 @@ use crate::roots::describe_pem;
 #[derive(Debug, Clone, Default)]
 pub struct Revocation {
     pub(crate) crls: Vec<CertificateRevocationListDer<'static>>,
+    pub(crate) reloadable: Option<Arc<ReloadableCrls>>,
     pub(crate) only_end_entity: bool,
     pub(crate) allow_unknown_status: bool,
+    pub(crate) allow_expired: bool,
 }
 
 impl Revocation {
@@ -78,14 +87,62 @@ impl Revocation {
         self
     }
 
-    /// How many CRLs.
+    /// Also uses the CRLs of these files, reloaded when they change (with
+    /// the CRLs given otherwise, if any). A rebuilt verifier applies them
+    /// from the next handshake, and TLS sessions from before a reload are
+    /// not resumed.
+    pub fn reloadable(mut self, crls: Arc<ReloadableCrls>) -> Self {
+        self.reloadable = Some(crls);
+        self
+    }
+
+    /// Accepts CRLs whose `nextUpdate` has passed, as if they were current.
+    /// Insecure: a CA that stopped publishing, or an attacker who keeps a
+    /// device from fetching, leaves it trusting certificates revoked since.
+    /// Only for lab setups with hand-made CRLs.
+    pub fn insecure_allow_expired(mut self) -> Self {
+        self.allow_expired = true;
+        self
+    }
+
+    /// How many CRLs (for reloadable files, the ones in use now).
     pub fn len(&self) -> usize {
-        self.crls.len()
+        self.crls.len() + self.reloadable.as_ref().map_or(0, |r| r.current().len())
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.crls.is_empty()
+        self.len() == 0
+    }
+
+    /// The CRLs in use now: the fixed ones and the reloadable files' current ones.
+    pub(crate) fn current(&self) -> Vec<CertificateRevocationListDer<'static>> {
+        let mut crls = self.crls.clone();
+        if let Some(reloadable) = &self.reloadable {
+            crls.extend(reloadable.current().iter().cloned());
+        }
+        crls
+    }
+
+    /// The reloadable sources, whose changes require a rebuilt verifier.
+    pub(crate) fn sources(&self) -> Vec<Arc<dyn Generational>> {
+        self.reloadable
+            .iter()
+            .map(|r| Arc::clone(r) as Arc<dyn Generational>)
+            .collect()
+    }
+
+    /// Refuses a CRL webpki cannot read, naming it by position.
+    pub(crate) fn check_parse(&self) -> Result<(), TlsError> {
+        for (i, crl) in self.crls.iter().enumerate() {
+            webpki::OwnedCertRevocationList::from_der(crl.as_ref()).map_err(|e| {
+                TlsError::InvalidCertificate {
+                    origin: format!("CRL {}", i + 1),
+                    reason: format!("{e:?}"),
+                }
+            })?;
+        }
+        Ok(())
     }
 
     fn add_pem(mut self, pem: &[u8], origin: &str) -> Result<Self, TlsError> {

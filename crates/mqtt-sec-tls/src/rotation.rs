@@ -7,17 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use ring::digest::{Context, SHA256};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::RootCertStore;
 use rustls::client::{
     ClientSessionMemoryCache, ClientSessionStore, ResolvesClientCert, Tls12ClientSessionValue,
     Tls13ClientSessionValue,
 };
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{NamedGroup, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateRevocationListDer, ServerName};
 
 use crate::error::TlsError;
 use crate::identity::{Identity, pairing_error};
@@ -85,8 +86,9 @@ impl ReloadableIdentity {
         provider: Arc<CryptoProvider>,
     ) -> Result<Arc<Self>, TlsError> {
         let paths = vec![chain.as_ref().to_owned(), key.as_ref().to_owned()];
+        let parse = move |paths: &[PathBuf]| parse_identity(paths, &provider);
         Ok(Arc::new(Self {
-            files: Reloading::new(paths, provider, parse_identity, "tls identity")?,
+            files: Reloading::new(paths, Box::new(parse), "tls identity")?,
         }))
     }
 
@@ -103,6 +105,13 @@ impl ReloadableIdentity {
     fn current(&self) -> Arc<CertifiedKey> {
         let _ = self.files.reload(false);
         self.files.current()
+    }
+}
+
+impl Generational for ReloadableIdentity {
+    fn current_generation(&self) -> u64 {
+        let _ = self.files.reload(false);
+        self.files.generation()
     }
 }
 
@@ -126,39 +135,54 @@ impl ResolvesServerCert for ReloadableIdentity {
     }
 }
 
-/// The client's TLS session store when its identity can rotate: sessions
-/// from before a rotation are forgotten, so the next connection makes a full
-/// handshake and presents the new certificate.
-#[derive(Debug)]
-pub(crate) struct RotationAwareSessions {
-    identity: Arc<ReloadableIdentity>,
-    state: Mutex<(u64, Arc<ClientSessionMemoryCache>)>,
+/// Material that may change between handshakes: an identity, trust roots
+/// or CRLs read from files.
+pub(crate) trait Generational: Send + Sync + fmt::Debug {
+    /// Picks up changed files (quietly: refusals are audited by the reload)
+    /// and says which version is in use; bumped on every change.
+    fn current_generation(&self) -> u64;
 }
 
-/// Sessions kept per client configuration (rustls' default size).
+/// The versions in use of every source, to compare with an earlier reading.
+pub(crate) fn generations(sources: &[Arc<dyn Generational>]) -> Vec<u64> {
+    sources.iter().map(|s| s.current_generation()).collect()
+}
+
+/// The client's TLS session store when its identity, trust roots or CRLs
+/// can change: sessions from before a change are forgotten, so the next
+/// connection makes a full handshake. A resumed session skips certificate
+/// verification on both sides, so without this a rotated client identity
+/// would not be presented, and a removed CA or a revoked certificate would
+/// still be accepted for as long as the session lives.
+#[derive(Debug)]
+pub(crate) struct GenerationSessions {
+    sources: Vec<Arc<dyn Generational>>,
+    state: Mutex<(Vec<u64>, Arc<ClientSessionMemoryCache>)>,
+}
+
+/// Sessions kept per configuration (rustls' default size).
 const SESSION_CACHE_SIZE: usize = 256;
 
-impl RotationAwareSessions {
-    pub(crate) fn new(identity: Arc<ReloadableIdentity>) -> Self {
-        let generation = identity.files.generation();
+impl GenerationSessions {
+    pub(crate) fn new(sources: Vec<Arc<dyn Generational>>) -> Self {
+        let current = generations(&sources);
         Self {
-            identity,
+            sources,
             state: Mutex::new((
-                generation,
+                current,
                 Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_SIZE)),
             )),
         }
     }
 
-    /// The cache for the identity in use, after picking up changed files:
-    /// session lookups happen before the certificate is asked for.
+    /// The cache for the material in use, after picking up changed files:
+    /// session lookups happen before the certificates are looked at.
     fn cache(&self) -> Arc<ClientSessionMemoryCache> {
-        let _ = self.identity.files.reload(false);
-        let generation = self.identity.files.generation();
+        let current = generations(&self.sources);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.0 != generation {
+        if state.0 != current {
             *state = (
-                generation,
+                current,
                 Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_SIZE)),
             );
         }
@@ -166,7 +190,7 @@ impl RotationAwareSessions {
     }
 }
 
-impl ClientSessionStore for RotationAwareSessions {
+impl ClientSessionStore for GenerationSessions {
     fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
         self.cache().set_kx_hint(server_name, group);
     }
@@ -203,13 +227,62 @@ impl ClientSessionStore for RotationAwareSessions {
     }
 }
 
+/// The server's session store when the CRLs for client certificates can
+/// change: a client resuming a session presents no certificate, so sessions
+/// from before a reload are forgotten and a newly revoked client makes a
+/// full handshake, which refuses it.
+#[derive(Debug)]
+pub(crate) struct GenerationServerSessions {
+    sources: Vec<Arc<dyn Generational>>,
+    state: Mutex<(Vec<u64>, Arc<dyn StoresServerSessions>)>,
+}
+
+impl GenerationServerSessions {
+    pub(crate) fn new(sources: Vec<Arc<dyn Generational>>) -> Self {
+        let current = generations(&sources);
+        Self {
+            sources,
+            state: Mutex::new((current, ServerSessionMemoryCache::new(SESSION_CACHE_SIZE))),
+        }
+    }
+
+    fn cache(&self) -> Arc<dyn StoresServerSessions> {
+        let current = generations(&self.sources);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.0 != current {
+            *state = (current, ServerSessionMemoryCache::new(SESSION_CACHE_SIZE));
+        }
+        Arc::clone(&state.1)
+    }
+}
+
+impl StoresServerSessions for GenerationServerSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.cache().put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.cache().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+/// Parses the files of a [`Reloading`].
+type Parser<T> = Box<dyn Fn(&[PathBuf]) -> Result<T, TlsError> + Send + Sync>;
+
 /// Material parsed from files, swapped atomically when their contents
-/// change: the one mechanism behind [`ReloadableIdentity`] and
-/// [`ReloadableRoots`].
+/// change: the one mechanism behind [`ReloadableIdentity`],
+/// [`ReloadableRoots`] and [`ReloadableCrls`].
 struct Reloading<T> {
     paths: Vec<PathBuf>,
-    provider: Arc<CryptoProvider>,
-    parse: fn(&[PathBuf], &Arc<CryptoProvider>) -> Result<T, TlsError>,
+    parse: Parser<T>,
     /// What the material is, for audit events ("tls identity").
     label: &'static str,
     current: RwLock<T>,
@@ -225,16 +298,10 @@ struct Reloading<T> {
 }
 
 impl<T: Clone> Reloading<T> {
-    fn new(
-        paths: Vec<PathBuf>,
-        provider: Arc<CryptoProvider>,
-        parse: fn(&[PathBuf], &Arc<CryptoProvider>) -> Result<T, TlsError>,
-        label: &'static str,
-    ) -> Result<Self, TlsError> {
-        let (digest, value) = load_consistent(&paths, &provider, parse)?;
+    fn new(paths: Vec<PathBuf>, parse: Parser<T>, label: &'static str) -> Result<Self, TlsError> {
+        let (digest, value) = load_consistent(&paths, &parse)?;
         Ok(Self {
             paths,
-            provider,
             parse,
             label,
             current: RwLock::new(value),
@@ -277,7 +344,7 @@ impl<T: Clone> Reloading<T> {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        match load_consistent(&self.paths, &self.provider, self.parse) {
+        match load_consistent(&self.paths, &self.parse) {
             Ok((digest, value)) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = value;
                 *loaded = digest;
@@ -320,13 +387,9 @@ fn files_digest(paths: &[PathBuf]) -> Result<[u8; 32], TlsError> {
 /// Parses the files with the digest of what was parsed. The files may
 /// change between digest and parse: a digest that no longer matches is not
 /// trusted, so the next check loads again.
-fn load_consistent<T>(
-    paths: &[PathBuf],
-    provider: &Arc<CryptoProvider>,
-    parse: fn(&[PathBuf], &Arc<CryptoProvider>) -> Result<T, TlsError>,
-) -> Result<([u8; 32], T), TlsError> {
+fn load_consistent<T>(paths: &[PathBuf], parse: &Parser<T>) -> Result<([u8; 32], T), TlsError> {
     let before = files_digest(paths)?;
-    let value = parse(paths, provider)?;
+    let value = parse(paths)?;
     let after = files_digest(paths)?;
     Ok((if after == before { before } else { [0u8; 32] }, value))
 }
@@ -347,25 +410,20 @@ fn parse_identity(
     Ok(Arc::new(certified))
 }
 
-/// A PEM file of trust roots, as a verifier.
-fn parse_roots(
-    paths: &[PathBuf],
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+/// PEM files of trust roots: each must hold a valid certificate.
+fn parse_roots(paths: &[PathBuf]) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = crate::roots::TrustRoots::new();
     for path in paths {
         roots = roots.pem_file(path)?;
     }
-    Ok(WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots.into_store()),
-        Arc::clone(provider),
-    )
-    .build()?)
+    Ok(Arc::new(roots.into_store()))
 }
 
-/// Trust roots read from a PEM file, rebuilt when the file's contents
+/// Trust roots read from a PEM file, reloaded when the file's contents
 /// change (checked at each handshake) or on demand. A file that yields no
-/// valid certificate is refused and the previous roots stay in use.
+/// valid certificate is refused and the previous roots stay in use. Pins
+/// and CRLs combine with it as with fixed roots; TLS sessions made under
+/// the old roots are not resumed.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -373,15 +431,17 @@ fn parse_roots(
 /// use mqtt_sec_tls::rustls::crypto::ring;
 /// use mqtt_sec_tls::{ClientTls, Reloaded, ReloadableRoots};
 /// let pki = TestPki::new()?;
-/// let provider = Arc::new(ring::default_provider());
-/// let roots = ReloadableRoots::from_pem_file(pki.root().cert_path(), provider.clone())?;
-/// let tls = ClientTls::builder(provider).trust_reloadable(roots.clone()).no_identity().build()?;
+/// let roots = ReloadableRoots::from_pem_file(pki.root().cert_path())?;
+/// let tls = ClientTls::builder(Arc::new(ring::default_provider()))
+///     .trust_reloadable(roots.clone())
+///     .no_identity()
+///     .build()?;
 /// assert_eq!(roots.reload()?, Reloaded::Unchanged);
 /// # let _ = tls;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ReloadableRoots {
-    files: Reloading<Arc<WebPkiServerVerifier>>,
+    files: Reloading<Arc<RootCertStore>>,
 }
 
 impl fmt::Debug for ReloadableRoots {
@@ -397,14 +457,10 @@ impl ReloadableRoots {
     ///
     /// # Errors
     /// As [`crate::TrustRoots::pem_file`].
-    pub fn from_pem_file(
-        path: impl AsRef<Path>,
-        provider: Arc<CryptoProvider>,
-    ) -> Result<Arc<Self>, TlsError> {
+    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Arc<Self>, TlsError> {
         let files = Reloading::new(
             vec![path.as_ref().to_owned()],
-            provider,
-            parse_roots,
+            Box::new(parse_roots),
             "tls trust roots",
         )?;
         Ok(Arc::new(Self { files }))
@@ -418,29 +474,96 @@ impl ReloadableRoots {
         self.files.reload(true)
     }
 
-    fn verifier(&self) -> Arc<WebPkiServerVerifier> {
+    /// The roots in use.
+    pub(crate) fn current(&self) -> Arc<RootCertStore> {
         self.files.current()
     }
 }
 
-impl ServerCertVerifier for ReloadableRoots {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+impl Generational for ReloadableRoots {
+    fn current_generation(&self) -> u64 {
         let _ = self.files.reload(false);
-        self.verifier().verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )
+        self.files.generation()
+    }
+}
+
+/// CRLs read from PEM files, reloaded when the files' contents change
+/// (checked at each handshake) or on demand, for a long-running process
+/// that gets fresh CRLs from its CA: every file must hold at least one CRL
+/// that parses, or the new files are refused and the previous CRLs stay in
+/// use. Give it to [`crate::Revocation::reloadable`]. TLS sessions made
+/// under the old CRLs are not resumed, on either side.
+///
+/// ```
+/// use mqtt_sec_testkit::TestPki;
+/// use mqtt_sec_tls::{Reloaded, ReloadableCrls, Revocation};
+/// let pki = TestPki::new()?;
+/// let crls = ReloadableCrls::from_pem_files([pki.crl_path()])?;
+/// let revocation = Revocation::new().reloadable(crls.clone());
+/// assert_eq!(crls.reload()?, Reloaded::Unchanged);
+/// # let _ = revocation;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ReloadableCrls {
+    files: Reloading<Arc<Vec<CertificateRevocationListDer<'static>>>>,
+}
+
+impl fmt::Debug for ReloadableCrls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadableCrls")
+            .field("files", &self.files.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+/// PEM files of CRLs: each must hold at least one, and each must parse.
+fn parse_crls(
+    paths: &[PathBuf],
+) -> Result<Arc<Vec<CertificateRevocationListDer<'static>>>, TlsError> {
+    let mut revocation = crate::revocation::Revocation::new();
+    for path in paths {
+        revocation = revocation.pem_file(path)?;
+    }
+    revocation.check_parse()?;
+    Ok(Arc::new(revocation.crls))
+}
+
+impl ReloadableCrls {
+    /// Loads the files once; each must hold a valid CRL now.
+    ///
+    /// # Errors
+    /// As [`crate::Revocation::pem_file`], and [`TlsError::InvalidCertificate`]
+    /// for a CRL that does not parse.
+    pub fn from_pem_files(
+        paths: impl IntoIterator<Item = impl AsRef<Path>>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let paths: Vec<PathBuf> = paths.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        if paths.is_empty() {
+            return Err(TlsError::Unsupported(
+                "ReloadableCrls needs at least one file",
+            ));
+        }
+        let files = Reloading::new(paths, Box::new(parse_crls), "tls crls")?;
+        Ok(Arc::new(Self { files }))
     }
 
-    crate::verifier::delegate_signature_checks!(self => self.verifier());
+    /// Reloads now if a file changed.
+    ///
+    /// # Errors
+    /// Why the new files were refused; the previous CRLs stay in use.
+    pub fn reload(&self) -> Result<Reloaded, TlsError> {
+        self.files.reload(true)
+    }
+
+    /// The CRLs in use.
+    pub(crate) fn current(&self) -> Arc<Vec<CertificateRevocationListDer<'static>>> {
+        self.files.current()
+    }
+}
+
+impl Generational for ReloadableCrls {
+    fn current_generation(&self) -> u64 {
+        let _ = self.files.reload(false);
+        self.files.generation()
+    }
 }

@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{Error, ServerConfig};
 
 use crate::error::TlsError;
 use crate::identity::{Identity, pairing_error};
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
-use crate::rotation::ReloadableIdentity;
+use crate::rotation::{GenerationServerSessions, ReloadableIdentity};
+use crate::verification::ClientVerification;
 
 /// Whether and how clients authenticate with certificates.
 #[derive(Debug, Clone)]
@@ -146,15 +146,31 @@ impl ServerTlsOptions {
     /// [`TlsError::NoTrustRoots`] for client authentication without roots,
     /// [`TlsError::KeyMismatch`], other [`TlsError`]s from rustls.
     pub fn build(self) -> Result<ServerTls, TlsError> {
-        let client_verifier: Option<Arc<dyn ClientCertVerifier>> = match self.client_auth {
+        let verification = match self.client_auth {
             ClientAuth::None => None,
-            ClientAuth::Required { roots, revocation } => {
-                Some(client_verifier(&self.provider, roots, revocation, false)?)
-            }
-            ClientAuth::Optional { roots, revocation } => {
-                Some(client_verifier(&self.provider, roots, revocation, true)?)
-            }
+            ClientAuth::Required { roots, revocation } => Some(client_verification(
+                &self.provider,
+                roots,
+                revocation,
+                false,
+            )?),
+            ClientAuth::Optional { roots, revocation } => Some(client_verification(
+                &self.provider,
+                roots,
+                revocation,
+                true,
+            )?),
         };
+        // A resumed session presents no client certificate: sessions from
+        // before a CRL reload are forgotten, so a newly revoked client makes
+        // a full handshake and is refused.
+        let sources = verification
+            .as_ref()
+            .map(ClientVerification::sources)
+            .unwrap_or_default();
+        let client_verifier: Option<Arc<dyn ClientCertVerifier>> = verification
+            .map(ClientVerification::into_verifier)
+            .transpose()?;
         let versions: &[&rustls::SupportedProtocolVersion] = if self.tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -173,36 +189,28 @@ impl ServerTlsOptions {
                 .map_err(|e| pairing_error(e, "the server private key"))?,
         };
         config.alpn_protocols = self.alpn;
+        if !sources.is_empty() {
+            config.session_storage = Arc::new(GenerationServerSessions::new(sources));
+        }
         Ok(ServerTls {
             config: Arc::new(config),
         })
     }
 }
 
-fn client_verifier(
+fn client_verification(
     provider: &Arc<CryptoProvider>,
     roots: TrustRoots,
     revocation: Revocation,
     optional: bool,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+) -> Result<ClientVerification, TlsError> {
     if roots.is_empty() {
         return Err(TlsError::NoTrustRoots);
     }
-    let mut builder = WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots.into_store()),
-        Arc::clone(provider),
-    )
-    .with_crls(revocation.crls);
-    if revocation.only_end_entity {
-        builder = builder.only_check_end_entity_revocation();
-    }
-    if revocation.allow_unknown_status {
-        builder = builder.allow_unknown_revocation_status();
-    }
-    if optional {
-        builder = builder.allow_unauthenticated();
-    }
-    builder
-        .build()
-        .map_err(|e| TlsError::Rustls(Error::General(e.to_string())))
+    Ok(ClientVerification {
+        provider: Arc::clone(provider),
+        roots: Arc::new(roots.into_store()),
+        revocation,
+        optional,
+    })
 }

@@ -167,6 +167,18 @@ pub struct PinnedServerVerifier {
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
     pins: PinSet,
+    /// The CRLs and policy of the normal validation, applied again to the
+    /// path the pins are checked on.
+    revocation: Option<PathRevocation>,
+}
+
+/// Revocation checking for the verified-path pin check, as rustls applies
+/// it in the normal validation.
+struct PathRevocation {
+    crls: Vec<webpki::CertRevocationList<'static>>,
+    depth: webpki::RevocationCheckDepth,
+    status: webpki::UnknownStatusPolicy,
+    expiration: webpki::ExpirationPolicy,
 }
 
 impl fmt::Debug for PinnedServerVerifier {
@@ -197,22 +209,58 @@ impl PinnedServerVerifier {
             roots,
             provider,
             pins,
+            revocation: None,
         })
     }
 
-    /// Pins on top of an already configured rustls verifier (with CRLs).
+    /// Pins on top of an already configured rustls verifier, which checks
+    /// `crls` as `revocation` says; the verified-path pin check applies the
+    /// same CRLs to the path it checks.
     pub(crate) fn from_parts(
         inner: Arc<WebPkiServerVerifier>,
         roots: Arc<RootCertStore>,
         pins: PinSet,
         provider: Arc<CryptoProvider>,
-    ) -> Self {
-        Self {
+        revocation: &crate::Revocation,
+        crls: &[rustls_pki_types::CertificateRevocationListDer<'static>],
+    ) -> Result<Self, crate::TlsError> {
+        let parsed = crls
+            .iter()
+            .enumerate()
+            .map(|(i, crl)| {
+                webpki::OwnedCertRevocationList::from_der(crl.as_ref())
+                    .map(webpki::CertRevocationList::from)
+                    .map_err(|e| crate::TlsError::InvalidCertificate {
+                        origin: format!("CRL {}", i + 1),
+                        reason: format!("{e:?}"),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let revocation = (!parsed.is_empty()).then_some(PathRevocation {
+            crls: parsed,
+            depth: if revocation.only_end_entity {
+                webpki::RevocationCheckDepth::EndEntity
+            } else {
+                webpki::RevocationCheckDepth::Chain
+            },
+            status: if revocation.allow_unknown_status {
+                webpki::UnknownStatusPolicy::Allow
+            } else {
+                webpki::UnknownStatusPolicy::Deny
+            },
+            expiration: if revocation.allow_expired {
+                webpki::ExpirationPolicy::Ignore
+            } else {
+                webpki::ExpirationPolicy::Enforce
+            },
+        });
+        Ok(Self {
             inner,
             roots,
             provider,
             pins,
-        }
+            revocation,
+        })
     }
 
     /// The pins checked.
@@ -220,8 +268,10 @@ impl PinnedServerVerifier {
         &self.pins
     }
 
-    /// Whether some path that validates from `end_entity` to a root contains
-    /// a pinned key. Only certificates of that path count.
+    /// Whether some path that validates from `end_entity` to a root, with
+    /// the same revocation checks as the normal validation, contains a
+    /// pinned key. Only certificates of that path count: a pinned CA reached
+    /// through a revoked certificate does not.
     fn verified_path_pinned(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -248,13 +298,28 @@ impl PinnedServerVerifier {
                 Err(webpki::Error::UnknownIssuer)
             }
         };
+        let crls: Vec<&webpki::CertRevocationList<'_>> =
+            self.revocation.iter().flat_map(|r| r.crls.iter()).collect();
+        let revocation = match (
+            &self.revocation,
+            webpki::RevocationOptionsBuilder::new(&crls),
+        ) {
+            (Some(policy), Ok(builder)) => Some(
+                builder
+                    .with_depth(policy.depth)
+                    .with_status_policy(policy.status)
+                    .with_expiration_policy(policy.expiration)
+                    .build(),
+            ),
+            _ => None,
+        };
         leaf.verify_for_usage(
             self.provider.signature_verification_algorithms.all,
             &self.roots.roots,
             intermediates,
             now,
             webpki::KeyUsage::server_auth(),
-            None,
+            revocation,
             Some(&pinned),
         )
         .is_ok()

@@ -193,7 +193,7 @@ async fn reloaded_roots_apply_to_the_next_connection() {
     let roots_file = pki.dir().join("trusted-roots.pem");
     std::fs::write(&roots_file, pki.unknown_ca().unwrap().cert_pem()).unwrap();
     let provider = Arc::new(ring::default_provider());
-    let roots = ReloadableRoots::from_pem_file(&roots_file, provider.clone()).unwrap();
+    let roots = ReloadableRoots::from_pem_file(&roots_file).unwrap();
     let tls = ClientTls::builder(provider.clone())
         .trust_reloadable(roots.clone())
         .no_identity()
@@ -218,17 +218,42 @@ async fn reloaded_roots_apply_to_the_next_connection() {
         Err(TlsError::NoCertificates { .. })
     ));
     TestClient::connect(options()).await.unwrap();
-    // Pins and CRLs do not combine with reloadable roots yet: refused, not ignored.
+    // Pins and CRLs combine with reloadable roots: a pin that does not match
+    // is enforced, and the CRLs are checked.
     let pins = PinSet::builder([Pin::from_spki_der(b"k")])
         .allow_without_backup()
         .build()
         .unwrap();
-    let combined = ClientTls::builder(provider)
-        .trust_reloadable(roots)
+    let pinned = ClientTls::builder(provider.clone())
+        .trust_reloadable(roots.clone())
         .pins(pins)
         .no_identity()
-        .build();
-    assert!(matches!(combined, Err(TlsError::Unsupported(_))));
+        .build()
+        .unwrap();
+    let mut o = MqttOptions::new("pinned", broker.host(), broker.tls_port().unwrap());
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        pinned.config(),
+    )));
+    assert!(TestClient::connect(o).await.is_err(), "the pin is enforced");
+    pki.revoke(&server).unwrap();
+    let with_crls = ClientTls::builder(provider)
+        .trust_reloadable(roots)
+        .revocation(
+            mqtt_sec_tls::Revocation::new()
+                .pem_file(pki.crl_path())
+                .unwrap(),
+        )
+        .no_identity()
+        .build()
+        .unwrap();
+    let mut o = MqttOptions::new("crls", broker.host(), broker.tls_port().unwrap());
+    o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        with_crls.config(),
+    )));
+    assert!(
+        TestClient::connect(o).await.is_err(),
+        "the revoked broker certificate is refused"
+    );
 }
 
 /// Bad replacement files are reported once, not at every handshake; an

@@ -1,0 +1,268 @@
+//! CRLs on both sides: expired CRLs cover nothing (as openssl says "CRL has
+//! expired"), CRL and root files reload in a running process, and a change
+//! of either ends resumed TLS sessions, which would otherwise skip the
+//! certificate checks. In-memory handshakes, and openssl as the independent
+//! judge of the same files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+
+use mqtt_sec_testkit::{CertSpec, IssuedCert, TestPki, or_skip};
+use mqtt_sec_tls::rustls::crypto::ring;
+use mqtt_sec_tls::rustls::{CertificateError, Error, HandshakeKind};
+use mqtt_sec_tls::{
+    ClientAuth, ClientTls, Identity, ReloadableCrls, ReloadableRoots, Revocation, ServerTls,
+    TrustRoots,
+};
+use support::handshake::{Failure, handshake};
+
+fn provider() -> Arc<mqtt_sec_tls::rustls::crypto::CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+fn identity(cert: &IssuedCert) -> Identity {
+    Identity::from_pem_files(cert.chain_path(), cert.key_path()).unwrap()
+}
+
+fn roots(pki: &TestPki) -> TrustRoots {
+    TrustRoots::new().pem_file(pki.root().cert_path()).unwrap()
+}
+
+fn server(broker: &IssuedCert, auth: ClientAuth) -> ServerTls {
+    ServerTls::builder(provider())
+        .identity(identity(broker))
+        .client_auth(auth)
+        .build()
+        .unwrap()
+}
+
+fn client_with(pki: &TestPki, revocation: Revocation, who: Option<&IssuedCert>) -> ClientTls {
+    let builder = ClientTls::builder(provider())
+        .trust(roots(pki))
+        .revocation(revocation);
+    match who {
+        Some(cert) => builder.identity(identity(cert)),
+        None => builder.no_identity(),
+    }
+    .build()
+    .unwrap()
+}
+
+fn certificate_error(result: Result<HandshakeKind, Failure>) -> CertificateError {
+    match result {
+        Err(Failure::Client(Error::InvalidCertificate(e)))
+        | Err(Failure::Server(Error::InvalidCertificate(e))) => e,
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+}
+
+fn expired(error: &CertificateError) -> bool {
+    matches!(
+        error,
+        CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. }
+    )
+}
+
+/// `openssl verify -crl_check_all` of `cert` with the PKI's CAs and `crls`:
+/// its verdict, or `None` (skipped) without openssl outside CI.
+fn openssl_verify(pki: &TestPki, cert: &IssuedCert, crls: &Path) -> Option<String> {
+    let out = or_skip(mqtt_sec_testkit::openssl([
+        OsStr::new("verify"),
+        OsStr::new("-crl_check_all"),
+        OsStr::new("-CAfile"),
+        pki.root().cert_path().as_os_str(),
+        OsStr::new("-untrusted"),
+        pki.intermediate().cert_path().as_os_str(),
+        OsStr::new("-CRLfile"),
+        crls.as_os_str(),
+        cert.cert_path().as_os_str(),
+    ]))?;
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// The review: rustls ignores `nextUpdate` unless asked, and neither
+/// builder asked, so CRLs that expired long ago still "covered" a
+/// certificate, on the client and on the server, while openssl refuses the
+/// same files. Expired CRLs now cover nothing by default; accepting them is
+/// an explicit `insecure_allow_expired`.
+#[test]
+fn expired_crls_are_refused_on_both_sides_as_openssl_refuses_them() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let device = pki.issue(&CertSpec::client("device")).unwrap();
+    let stale = pki.expired_crl_path().unwrap();
+    if let Some(verdict) = openssl_verify(&pki, &broker, &stale) {
+        assert!(verdict.contains("CRL has expired"), "{verdict}");
+    }
+    if let Some(verdict) = openssl_verify(&pki, &broker, pki.crl_path()) {
+        assert!(verdict.contains(": OK"), "{verdict}");
+    }
+
+    // Client side: the broker's chain checked against expired CRLs.
+    let tls_server = server(&broker, ClientAuth::None).config();
+    let expired_client = client_with(&pki, Revocation::new().pem_file(&stale).unwrap(), None);
+    let error = certificate_error(handshake(
+        &expired_client.config(),
+        &tls_server,
+        "localhost",
+    ));
+    assert!(expired(&error), "{error:?}");
+    let lenient = client_with(
+        &pki,
+        Revocation::new()
+            .pem_file(&stale)
+            .unwrap()
+            .insecure_allow_expired(),
+        None,
+    );
+    handshake(&lenient.config(), &tls_server, "localhost").unwrap();
+    let current = client_with(
+        &pki,
+        Revocation::new().pem_file(pki.crl_path()).unwrap(),
+        None,
+    );
+    handshake(&current.config(), &tls_server, "localhost").unwrap();
+
+    // Server side: a client certificate checked against expired CRLs.
+    let strict = server(
+        &broker,
+        ClientAuth::Required {
+            roots: roots(&pki),
+            revocation: Revocation::new().pem_file(&stale).unwrap(),
+        },
+    )
+    .config();
+    let device_client = client_with(&pki, Revocation::new(), Some(&device)).config();
+    let error = certificate_error(handshake(&device_client, &strict, "localhost"));
+    assert!(expired(&error), "{error:?}");
+    let lenient = server(
+        &broker,
+        ClientAuth::Required {
+            roots: roots(&pki),
+            revocation: Revocation::new()
+                .pem_file(&stale)
+                .unwrap()
+                .insecure_allow_expired(),
+        },
+    )
+    .config();
+    handshake(&device_client, &lenient, "localhost").unwrap();
+    // The explanation says what to do.
+    let text = mqtt_sec_tls::explain(&Error::InvalidCertificate(error), "broker");
+    assert!(text.contains("expired") && text.contains("CRL"), "{text}");
+}
+
+/// A long-running client reloads its CRL file: the broker's certificate,
+/// revoked after the client was built, is refused from the next handshake,
+/// and the session resumed before is not resumed again.
+#[test]
+fn a_client_reloads_crls_and_does_not_resume_past_a_revocation() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
+    let client = client_with(&pki, Revocation::new().reloadable(crls.clone()), None).config();
+    let tls_server = server(&broker, ClientAuth::None).config();
+    assert_eq!(
+        handshake(&client, &tls_server, "localhost").unwrap(),
+        HandshakeKind::Full
+    );
+    assert_eq!(
+        handshake(&client, &tls_server, "localhost").unwrap(),
+        HandshakeKind::Resumed
+    );
+    pki.revoke(&broker).unwrap();
+    assert_eq!(
+        certificate_error(handshake(&client, &tls_server, "localhost")),
+        CertificateError::Revoked
+    );
+    // A broken CRL file is refused; the CRLs in use stay.
+    std::fs::write(pki.crl_path(), b"not a CRL").unwrap();
+    assert!(crls.reload().is_err());
+    assert_eq!(
+        certificate_error(handshake(&client, &tls_server, "localhost")),
+        CertificateError::Revoked
+    );
+}
+
+/// The same on the server: a client whose certificate is revoked after the
+/// server was built is refused from the next handshake, including the one
+/// where it tries to resume its session (a resumed session presents no
+/// certificate to check).
+#[test]
+fn a_server_reloads_crls_and_does_not_resume_a_revoked_client() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let device = pki.issue(&CertSpec::client("device")).unwrap();
+    let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
+    let tls_server = server(
+        &broker,
+        ClientAuth::Required {
+            roots: roots(&pki),
+            revocation: Revocation::new().reloadable(crls),
+        },
+    )
+    .config();
+    let client = client_with(&pki, Revocation::new(), Some(&device)).config();
+    assert_eq!(
+        handshake(&client, &tls_server, "localhost").unwrap(),
+        HandshakeKind::Full
+    );
+    assert_eq!(
+        handshake(&client, &tls_server, "localhost").unwrap(),
+        HandshakeKind::Resumed
+    );
+    pki.revoke(&device).unwrap();
+    match handshake(&client, &tls_server, "localhost") {
+        Err(Failure::Server(Error::InvalidCertificate(CertificateError::Revoked))) => {}
+        other => panic!("the revoked client must be refused, not resumed: {other:?}"),
+    }
+}
+
+/// The review: removing a CA from a `ReloadableRoots` file did not end
+/// resumed sessions (rustls never re-verifies on resumption), so a client
+/// kept trusting a broker whose CA it had removed. Sessions are now keyed
+/// on the roots' generation.
+#[test]
+fn removing_a_ca_ends_sessions_resumed_under_it() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let file = pki.dir().join("trusted.pem");
+    std::fs::write(&file, pki.root().cert_pem()).unwrap();
+    let roots = ReloadableRoots::from_pem_file(&file).unwrap();
+    let client = ClientTls::builder(provider())
+        .trust_reloadable(roots)
+        .no_identity()
+        .build()
+        .unwrap()
+        .config();
+    let tls_server = server(&broker, ClientAuth::None).config();
+    handshake(&client, &tls_server, "localhost").unwrap();
+    assert_eq!(
+        handshake(&client, &tls_server, "localhost").unwrap(),
+        HandshakeKind::Resumed
+    );
+    std::fs::write(&file, pki.unknown_ca().unwrap().cert_pem()).unwrap();
+    assert_eq!(
+        certificate_error(handshake(&client, &tls_server, "localhost")),
+        CertificateError::UnknownIssuer
+    );
+}
+
+#[test]
+fn reloadable_crl_sources_must_hold_crls() {
+    let pki = TestPki::new().unwrap();
+    assert!(ReloadableCrls::from_pem_files(Vec::<&Path>::new()).is_err());
+    assert!(ReloadableCrls::from_pem_files([pki.root().cert_path()]).is_err());
+    assert!(ReloadableCrls::from_pem_files([pki.dir().join("missing.pem")]).is_err());
+    let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
+    assert_eq!(Revocation::new().reloadable(crls).len(), 2);
+}
