@@ -45,12 +45,7 @@ impl Identity {
         chain: impl AsRef<Path>,
         key: impl AsRef<Path>,
     ) -> Result<Self, TlsError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        };
+        let read = crate::fs::read_file;
         let (chain, key) = (chain.as_ref(), key.as_ref());
         Self::parse(
             &read(chain)?,

@@ -53,10 +53,7 @@ impl Revocation {
     /// file holds no valid CRL.
     pub fn pem_file(self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
         let path = path.as_ref();
-        let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let pem = crate::fs::read_file(path)?;
         self.add_pem(&pem, &path.display().to_string())
     }
 

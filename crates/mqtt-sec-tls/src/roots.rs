@@ -47,10 +47,7 @@ impl TrustRoots {
     /// [`TlsError::InvalidCertificate`].
     pub fn pem_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
         let path = path.as_ref();
-        let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let pem = crate::fs::read_file(path)?;
         self.add_pem(&pem, &path.display().to_string())?;
         Ok(self)
     }
@@ -87,10 +84,7 @@ impl TrustRoots {
         files.sort();
         let before = self.len();
         for file in files {
-            let pem = std::fs::read(&file).map_err(|source| TlsError::Read {
-                path: file.clone(),
-                source,
-            })?;
+            let pem = crate::fs::read_file(&file)?;
             match self.add_pem(&pem, &file.display().to_string()) {
                 Ok(()) | Err(TlsError::NoCertificates { .. }) => {}
                 Err(other) => return Err(other),

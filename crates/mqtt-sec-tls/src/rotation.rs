@@ -372,10 +372,7 @@ impl<T: Clone> Reloading<T> {
 fn files_digest(paths: &[PathBuf]) -> Result<[u8; 32], TlsError> {
     let mut context = Context::new(&SHA256);
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = crate::fs::read_file(path)?;
         context.update(&(bytes.len() as u64).to_be_bytes());
         context.update(&bytes);
     }
