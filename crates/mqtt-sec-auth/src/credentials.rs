@@ -244,6 +244,19 @@ pub enum RefreshError {
     /// rumqttc's error; polling again reconnects with fresh credentials.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
+    /// The provider's credentials would already be due for renewal when
+    /// the connection is made (they live no longer than the refresh margin
+    /// plus one keep-alive), so every connection would end at once: nothing
+    /// is sent. Mint longer-lived credentials or lower the margin.
+    #[error(
+        "credentials valid for {lifetime:?} are renewed {lead:?} before they expire (refresh margin + keep-alive): every connection would be renewed at once; give them a longer lifetime or lower the margin"
+    )]
+    LifetimeTooShort {
+        /// How long the new credentials are valid.
+        lifetime: Duration,
+        /// The refresh margin plus the keep-alive interval.
+        lead: Duration,
+    },
 }
 
 /// A rumqttc [`EventLoop`] whose connections always use fresh credentials.
@@ -297,13 +310,21 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
         self.expires_at
     }
 
+    /// How long before expiry a connection is renewed.
+    fn lead(&self) -> Duration {
+        self.margin
+            .saturating_add(self.eventloop.mqtt_options.keep_alive())
+    }
+
     fn refresh_due(&self, now: SystemTime) -> bool {
-        let lead = self
-            .margin
-            .saturating_add(self.eventloop.mqtt_options.keep_alive());
-        // A lead beyond the representable future means: renew now.
         self.expires_at
-            .is_some_and(|exp| now.checked_add(lead).is_none_or(|at| at >= exp))
+            .is_some_and(|exp| self.refresh_due_for(exp, now))
+    }
+
+    /// Whether credentials expiring at `exp` are due for renewal at `now`.
+    fn refresh_due_for(&self, exp: SystemTime, now: SystemTime) -> bool {
+        // A lead beyond the representable future means: renew now.
+        now.checked_add(self.lead()).is_none_or(|at| at >= exp)
     }
 
     /// Polls rumqttc, first setting fresh credentials when it is about to
@@ -313,9 +334,21 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
     ///
     /// # Errors
     /// [`RefreshError`]; keep polling, as with rumqttc.
+    /// [`RefreshError::LifetimeTooShort`] when fresh credentials would be
+    /// due for renewal at once: connecting with them would renew in a tight
+    /// loop, so no connection is made.
     pub async fn poll(&mut self) -> Result<Event, RefreshError> {
         if self.eventloop.network.is_none() {
             let credentials = self.provider.credentials().await?;
+            let now = SystemTime::now();
+            if let Some(exp) = credentials.expires_at
+                && self.refresh_due_for(exp, now)
+            {
+                return Err(RefreshError::LifetimeTooShort {
+                    lifetime: exp.duration_since(now).unwrap_or_default(),
+                    lead: self.lead(),
+                });
+            }
             self.expires_at = credentials.expires_at;
             self.eventloop.mqtt_options.set_credentials(
                 credentials.username,

@@ -345,6 +345,18 @@ pub enum KeySourceError {
     /// A fetcher failed; its own message.
     #[error("fetching keys: {0}")]
     Fetch(String),
+    /// Every fetch has failed for longer than the cache's maximum
+    /// staleness: the last good set is no longer served, so that a key the
+    /// issuer removed stops working even while its endpoint is unreachable.
+    #[error(
+        "the last key set was fetched {age_secs} s ago and every refresh since failed (last error: {last_error}); tokens are refused until the key source answers"
+    )]
+    Stale {
+        /// Age of the last good set, in seconds.
+        age_secs: u64,
+        /// The last fetch error.
+        last_error: String,
+    },
 }
 
 /// Why a token could not be minted.

@@ -251,3 +251,55 @@ async fn jwt_credentials_mint_a_fresh_token_each_time() {
     assert!(first.expires_at().unwrap() > SystemTime::now() + Duration::from_secs(3500));
     assert!(!format!("{first:?}").contains(first.password().expose_secret()));
 }
+
+/// The review: credentials that live no longer than the refresh margin
+/// plus one keep-alive were due for renewal as soon as they were used, so
+/// the event loop connected, sent DISCONNECT and reconnected in a tight
+/// loop. Such credentials are now refused before any connection is made,
+/// with a typed error naming both durations; longer ones connect.
+#[tokio::test]
+async fn credentials_too_short_for_the_refresh_margin_are_refused_not_looped() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&attempts);
+    let provider = FnCredentials(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            Ok(Credentials::new("d", SecretString::from("pw"))
+                .expiring_at(SystemTime::now() + Duration::from_secs(90)))
+        })
+            as std::pin::Pin<
+                Box<
+                    dyn std::future::Future<
+                            Output = Result<
+                                Credentials,
+                                mqtt_sec_auth::credentials::CredentialError,
+                            >,
+                        > + Send,
+                >,
+            >
+    });
+    // Nothing listens on port 1: reaching the network would be a connection error.
+    let mut options = MqttOptions::new("short", "127.0.0.1", 1);
+    options.set_keep_alive(Duration::from_secs(60));
+    let (_client, eventloop) = AsyncClient::new(options, 8);
+    let mut events = RefreshingEventLoop::new(eventloop, provider);
+    for _ in 0..3 {
+        match events.poll().await {
+            Err(mqtt_sec_auth::credentials::RefreshError::LifetimeTooShort { lifetime, lead }) => {
+                assert!(lifetime <= Duration::from_secs(90), "{lifetime:?}");
+                assert_eq!(lead, Duration::from_secs(120));
+            }
+            other => panic!("expected LifetimeTooShort, got {other:?}"),
+        }
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(events.credentials_expire_at(), None, "nothing was used");
+    // With a margin that leaves room, the same credentials are used (and
+    // rumqttc then fails to reach the closed port).
+    let mut events = events.refresh_margin(Duration::from_secs(10));
+    assert!(matches!(
+        events.poll().await,
+        Err(mqtt_sec_auth::credentials::RefreshError::Connection(_))
+    ));
+    assert!(events.credentials_expire_at().is_some());
+}

@@ -456,3 +456,65 @@ fn cached_source_ttl_backoff_and_unknown_kid_refetch() {
         Err(JwtError::Keys(KeySourceError::Fetch(_)))
     ));
 }
+
+/// The review: a cached key set was served forever while refreshes failed,
+/// so blocking the JWKS endpoint kept a key the issuer had removed (revoked)
+/// valid. Past its TTL plus the maximum staleness the set is no longer
+/// served and verification fails closed with a clear error; a successful
+/// fetch brings verification back, without the removed key.
+#[test]
+fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
+    let (old, new) = (TestKey::ed25519(), TestKey::ed25519());
+    let set = |key: &TestKey| {
+        json!({"keys": [key.signing.verifying_key().public_jwk().unwrap()]}).to_string()
+    };
+    let served = Arc::new(std::sync::Mutex::new(Some(set(&old))));
+    let endpoint = Arc::clone(&served);
+    let source = CachedKeySource::new(move || match endpoint.lock().unwrap().clone() {
+        Some(doc) => KeySet::from_jwks_json(&doc).map_err(Into::into),
+        None => Err(KeySourceError::Fetch("connection refused".into())),
+    })
+    .ttl(Duration::from_secs(300))
+    .max_staleness(Duration::from_secs(600))
+    .backoff(Duration::from_secs(1), Duration::from_secs(60));
+    let verifier = TokenVerifier::trusted_issuer(source, Validation::new());
+    let at = |s: u64| now() + Duration::from_secs(s);
+    let mut claims = good_claims();
+    let token_at = |key: &TestKey, claims: &mut serde_json::Value, s: u64| {
+        claims["iat"] = json!(secs(at(s)));
+        claims["exp"] = json!(secs(at(s)) + 600);
+        key.sign_claims(claims)
+    };
+    let client = ClientContext::new("dev-1");
+    let old_token = token_at(&old, &mut claims, 0);
+    verifier.verify(&old_token, &client, at(0)).unwrap();
+
+    // The issuer removes the old key, and an attacker blocks the endpoint.
+    *served.lock().unwrap() = None;
+    let stale = token_at(&old, &mut claims, 800);
+    // Within TTL + staleness (900 s) the last good set still serves...
+    verifier.verify(&stale, &client, at(800)).unwrap();
+    // ...beyond it, every token is refused: the set is too stale.
+    let (result, logs) = mqtt_sec_testkit::capture_logs(|| {
+        verifier.verify(&token_at(&old, &mut claims, 1000), &client, at(1000))
+    });
+    match result {
+        Err(JwtError::Keys(KeySourceError::Stale {
+            age_secs,
+            last_error,
+        })) => {
+            assert!(age_secs >= 1000, "{age_secs}");
+            assert!(last_error.contains("connection refused"), "{last_error}");
+        }
+        other => panic!("expected a stale key set, got {other:?}"),
+    }
+    assert!(logs.contains("too stale"), "{logs}");
+    // The endpoint answers again with the new set: the old key is gone.
+    *served.lock().unwrap() = Some(set(&new));
+    let fresh = token_at(&new, &mut claims, 1100);
+    verifier.verify(&fresh, &client, at(1100)).unwrap();
+    assert!(matches!(
+        verifier.verify(&token_at(&old, &mut claims, 1100), &client, at(1100)),
+        Err(JwtError::UnknownKid(_))
+    ));
+}

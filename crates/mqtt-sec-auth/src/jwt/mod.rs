@@ -36,7 +36,7 @@ pub use jwks::{KeySet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey};
 pub use key::{JwtKey, MAX_KEY_INPUT_LEN, algorithm_name};
 pub use mint::{ClaimsTemplate, MintedToken, SigningKey, TokenMinter};
 pub use ring_provider::{RING_PROVIDER, RingSigner, RingVerifier, install_ring_provider};
-pub use source::{CachedKeySource, FileKeySource, KeyFetcher, KeySource};
+pub use source::{CachedKeySource, DEFAULT_MAX_STALENESS, FileKeySource, KeyFetcher, KeySource};
 pub use verify::{
     Binding, ClientContext, DEFAULT_MAX_TOKEN_LEN, KeyTrust, TokenVerifier, Validation,
     VerifiedToken,

@@ -4,7 +4,9 @@
 //!
 //! Sources keep serving the last good set when a reload fails: a broken
 //! file or an unreachable endpoint must not lock every client out. Each
-//! failure is an audit event.
+//! failure is an audit event. A fetched set is served stale for a bounded
+//! time only ([`CachedKeySource::max_staleness`]): otherwise blocking the
+//! endpoint would keep a key the issuer removed (revoked) valid forever.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,8 +102,11 @@ struct CacheState {
 
 /// Caches a [`KeyFetcher`]'s set for a TTL; after a failure it retries with
 /// exponential back-off (1 s doubling up to 5 min by default) and serves the
-/// last good set meanwhile. A token with an unknown `kid` triggers an early
-/// fetch at most once per `min_refetch` (30 s by default).
+/// last good set meanwhile, for at most `max_staleness` past its TTL (1 h by
+/// default), after which verification fails closed with
+/// [`KeySourceError::Stale`] until a fetch succeeds. A token with an unknown
+/// `kid` triggers an early fetch at most once per `min_refetch` (30 s by
+/// default).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -119,16 +124,21 @@ struct CacheState {
 pub struct CachedKeySource<F> {
     fetcher: F,
     ttl: Duration,
+    max_staleness: Duration,
     min_refetch: Duration,
     backoff_start: Duration,
     backoff_max: Duration,
     state: Mutex<CacheState>,
 }
 
+/// Default [`CachedKeySource::max_staleness`].
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
+
 impl<F> std::fmt::Debug for CachedKeySource<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedKeySource")
             .field("ttl", &self.ttl)
+            .field("max_staleness", &self.max_staleness)
             .field("min_refetch", &self.min_refetch)
             .finish_non_exhaustive()
     }
@@ -140,6 +150,7 @@ impl<F: KeyFetcher> CachedKeySource<F> {
         CachedKeySource {
             fetcher,
             ttl: Duration::from_secs(300),
+            max_staleness: DEFAULT_MAX_STALENESS,
             min_refetch: Duration::from_secs(30),
             backoff_start: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -151,6 +162,17 @@ impl<F: KeyFetcher> CachedKeySource<F> {
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// How long past its TTL the last good set may still be served while
+    /// fetches fail. Beyond it, tokens are refused ([`KeySourceError::Stale`]):
+    /// a key the issuer removed stops working within `ttl + max_staleness`
+    /// even if the endpoint is blocked, at the cost of refusing every token
+    /// while it stays unreachable.
+    #[must_use]
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = max;
         self
     }
 
@@ -192,15 +214,47 @@ impl<F: KeyFetcher> CachedKeySource<F> {
                     .saturating_mul(1 << doublings)
                     .min(self.backoff_max);
                 state.retry_at = Some(now.checked_add(delay).unwrap_or(now));
-                audit_failure("cached fetcher", &error, state.keys.is_some());
-                state.last_error = Some(error.clone());
-                state.keys.clone().ok_or(error)
+                let serving_stale = state.keys.is_some() && !self.too_stale(state, now);
+                audit_failure("cached fetcher", &error, serving_stale);
+                state.last_error = Some(error);
+                self.stale_or_error(state, now)
             }
         }
     }
 
-    fn stale_or_error(state: &CacheState) -> Result<Arc<KeySet>, KeySourceError> {
+    /// Whether the last good set is past its TTL by more than `max_staleness`.
+    fn too_stale(&self, state: &CacheState, now: SystemTime) -> bool {
+        state.fetched_at.is_some_and(|at| {
+            let age = now.duration_since(at).unwrap_or_default();
+            age > self.ttl.saturating_add(self.max_staleness)
+        })
+    }
+
+    /// The last good set while it is not too stale, else the reason.
+    fn stale_or_error(
+        &self,
+        state: &CacheState,
+        now: SystemTime,
+    ) -> Result<Arc<KeySet>, KeySourceError> {
         match (&state.keys, &state.last_error) {
+            (Some(_), _) if self.too_stale(state, now) => {
+                let age = state
+                    .fetched_at
+                    .and_then(|at| now.duration_since(at).ok())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    target: "mqtt_sec::audit",
+                    age_secs = age.as_secs(),
+                    "key set too stale: refusing tokens until a fetch succeeds"
+                );
+                Err(KeySourceError::Stale {
+                    age_secs: age.as_secs(),
+                    last_error: state
+                        .last_error
+                        .as_ref()
+                        .map_or_else(|| "none".to_owned(), ToString::to_string),
+                })
+            }
             (Some(keys), _) => Ok(Arc::clone(keys)),
             (None, Some(error)) => Err(error.clone()),
             (None, None) => Err(KeySourceError::Fetch("no keys fetched yet".into())),
@@ -217,7 +271,7 @@ impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
             return Ok(Arc::clone(keys));
         }
         if state.retry_at.is_some_and(|retry| now < retry) {
-            return Self::stale_or_error(&state);
+            return self.stale_or_error(&state, now);
         }
         self.fetch(&mut state, now)
     }
@@ -229,7 +283,7 @@ impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
             .is_some_and(|at| at.checked_add(self.min_refetch).is_none_or(|end| now < end));
         let backing_off = state.retry_at.is_some_and(|retry| now < retry);
         if recent || backing_off {
-            return Self::stale_or_error(&state);
+            return self.stale_or_error(&state, now);
         }
         self.fetch(&mut state, now)
     }
