@@ -86,11 +86,18 @@ impl CertificateIdentity {
             Ok(None) => Vec::new(),
             Err(e) => return Err(IdentityError::Certificate(e.to_string())),
         };
+        // Times before 1970 exist (a notBefore of 1950 is valid X.509); a
+        // platform whose clock cannot go that far gets the epoch instead
+        // of a panic.
         let time = |t: &x509_parser::time::ASN1Time| {
             let secs = t.timestamp();
             match u64::try_from(secs) {
-                Ok(s) => UNIX_EPOCH + Duration::from_secs(s),
-                Err(_) => UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()),
+                Ok(s) => UNIX_EPOCH
+                    .checked_add(Duration::from_secs(s))
+                    .unwrap_or(UNIX_EPOCH),
+                Err(_) => UNIX_EPOCH
+                    .checked_sub(Duration::from_secs(secs.unsigned_abs()))
+                    .unwrap_or(UNIX_EPOCH),
             }
         };
         let mut fingerprint = [0u8; 32];
@@ -130,7 +137,11 @@ impl CertificateIdentity {
         &self.subject_dn
     }
 
-    /// The first common name of the subject, if it is text without NUL.
+    /// The first common name of the subject, as mosquitto's
+    /// `use_identity_as_username` takes it: the raw bytes of the value
+    /// whatever its string type, refused (`None`) when they hold a NUL (a
+    /// BMPString always does) or, since an MQTT user name is UTF-8, when they
+    /// are not UTF-8 (mosquitto would pass those bytes on).
     pub fn common_name(&self) -> Option<&str> {
         self.common_name.as_deref()
     }
@@ -212,10 +223,17 @@ fn san(name: &GeneralName<'_>) -> Option<SubjectAltName> {
 }
 
 /// The first CN in encoding order (as OpenSSL's `X509_NAME_get_index_by_NID`
-/// finds it), when it is a text type without NUL.
+/// finds it), taken as mosquitto takes it: the value's raw bytes
+/// (`ASN1_STRING_get0_data`, no conversion from BMP or T61), refused when
+/// they hold a NUL (mosquitto compares `strlen` with the length), and here
+/// also when they are not UTF-8.
 fn first_common_name(name: &X509Name<'_>) -> Option<String> {
     let cn = name.iter_common_name().next()?;
-    decode_string(cn).filter(|s| !s.contains('\0'))
+    let raw = cn.attr_value().data;
+    if raw.contains(&0) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok().map(str::to_owned)
 }
 
 /// OpenSSL's short names for the attribute types it knows (`-nameopt sname`).
@@ -271,11 +289,18 @@ fn decode_string(attr: &AttributeTypeAndValue<'_>) -> Option<String> {
     }
 }
 
-/// The RFC 2253 form OpenSSL prints with `XN_FLAG_RFC2253`.
+/// The RFC 2253 form OpenSSL prints with `XN_FLAG_RFC2253`: OpenSSL walks
+/// the name's entries from last to first (`XN_FLAG_DN_REV`), so both the
+/// RDNs and the values inside a multi-valued RDN come out in reverse
+/// encoding order (`/O=Acme/CN=dev+UID=u17` prints `UID=u17+CN=dev,O=Acme`).
 fn rfc2253(name: &X509Name<'_>) -> String {
     let rdns: Vec<String> = name
         .iter_rdn()
-        .map(|rdn| rdn.iter().map(attribute).collect::<Vec<_>>().join("+"))
+        .map(|rdn| {
+            let mut values: Vec<String> = rdn.iter().map(attribute).collect();
+            values.reverse();
+            values.join("+")
+        })
         .collect();
     rdns.into_iter().rev().collect::<Vec<_>>().join(",")
 }

@@ -222,3 +222,143 @@ fn malformed_input_is_refused() {
         Err(IdentityError::TooLarge { .. })
     ));
 }
+
+/// `openssl x509 -subject -nameopt RFC2253` of a certificate openssl makes
+/// with `-subj SUBJECT -multivalue-rdn`: the PEM and openssl's subject, or
+/// `None` (skip) without openssl outside CI.
+fn openssl_certificate(subject: &str) -> Option<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+    let made = mqtt_sec_testkit::openssl([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-multivalue-rdn",
+        "-subj",
+        subject,
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let made = mqtt_sec_testkit::or_skip(made)?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pem = std::fs::read_to_string(&cert).unwrap();
+    let expected = openssl(&pem, &["-noout", "-subject", "-nameopt", "RFC2253"])?;
+    Some((pem, expected.strip_prefix("subject=").unwrap().to_owned()))
+}
+
+/// The review: multi-valued RDNs must be written in OpenSSL's order, which
+/// reverses the values inside an RDN as it reverses the RDNs:
+/// `/O=Acme/CN=dev+UID=u17` prints as `UID=u17+CN=dev,O=Acme`. What
+/// mosquitto's `use_subject_as_username` makes the user name.
+#[test]
+fn multi_valued_rdns_are_written_in_openssls_order() {
+    for subject in [
+        "/O=Acme/CN=dev+UID=u17",
+        "/C=CH/O=Acme+OU=Plant 1+L=Bern/CN=sensor-17",
+        "/CN=a+CN=b+serialNumber=42",
+        "/DC=example/DC=org/OU=x\\, y+CN=multi",
+    ] {
+        let Some((pem, expected)) = openssl_certificate(subject) else {
+            return;
+        };
+        let id = CertificateIdentity::from_pem(&pem).unwrap();
+        assert_eq!(id.subject_dn(), expected, "{subject}");
+    }
+}
+
+/// The review: BMPString and T61String common names must be handled as
+/// mosquitto's `use_identity_as_username` handles them: it takes the raw
+/// bytes, and refuses a name with a NUL in it, which every BMPString has.
+/// Checked against a real mosquitto: the BMP certificate is refused, the
+/// T61 one gets its name as the user name.
+#[tokio::test]
+async fn bmp_and_t61_common_names_are_read_as_mosquitto_reads_them() {
+    use mqtt_sec_testkit::client::TestClient;
+    use mqtt_sec_testkit::{CertSpec, Mosquitto, NameEncoding, TestPki, TlsListener, or_skip};
+    use mqtt_sec_tls::rustls::crypto::ring;
+    use mqtt_sec_tls::{ClientTls, Identity, TrustRoots};
+
+    let mut pki = TestPki::new().unwrap();
+    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let bmp = pki
+        .issue(&CertSpec::client("device-bmp").common_name_encoding(NameEncoding::Bmp))
+        .unwrap();
+    let t61 = pki
+        .issue(&CertSpec::client("device-t61").common_name_encoding(NameEncoding::Teletex))
+        .unwrap();
+    let ours = |cert: &mqtt_sec_testkit::IssuedCert| {
+        CertificateIdentity::from_der(cert.cert_der())
+            .unwrap()
+            .mqtt_username(UsernameFrom::CommonName)
+    };
+    assert_eq!(ours(&bmp), None);
+    assert_eq!(ours(&t61).as_deref(), Some("device-t61"));
+
+    let Some(broker) = or_skip(
+        Mosquitto::builder()
+            .tls_listener(
+                TlsListener::new(&server)
+                    .require_client_cert(pki.root().cert_path())
+                    .use_identity_as_username(true),
+            )
+            .start(),
+    ) else {
+        return;
+    };
+    let connect = |cert: &mqtt_sec_testkit::IssuedCert| {
+        let tls = ClientTls::builder(std::sync::Arc::new(ring::default_provider()))
+            .trust(TrustRoots::new().pem_file(pki.root().cert_path()).unwrap())
+            .identity(Identity::from_pem_files(cert.chain_path(), cert.key_path()).unwrap())
+            .build()
+            .unwrap();
+        let mut options =
+            rumqttc::MqttOptions::new(cert.name(), broker.host(), broker.mtls_port().unwrap());
+        options.set_transport(tls.transport());
+        TestClient::connect(options)
+    };
+    assert!(
+        connect(&bmp).await.is_err(),
+        "mosquitto refuses the BMP common name"
+    );
+    connect(&t61).await.unwrap();
+    broker
+        .wait_for_log("u'device-t61'", std::time::Duration::from_secs(5))
+        .unwrap();
+}
+
+/// The review: `UNIX_EPOCH - Duration` for a very old notBefore panics on
+/// platforms whose clock cannot go before 1970; the dates are now computed
+/// with checked arithmetic (the epoch stands in there). On this platform
+/// they are exact.
+#[test]
+fn very_old_and_far_validity_dates_do_not_panic() {
+    let day = Duration::from_secs(86_400);
+    for (year, days_from_epoch) in [(1950i32, -7305i64), (1, -719_162), (9999, 2_932_532)] {
+        let mut params = CertificateParams::default();
+        params.not_before = rcgen::date_time_ymd(year, 1, 1);
+        params.not_after = rcgen::date_time_ymd(9999, 12, 31);
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let id = CertificateIdentity::from_der(&der).unwrap();
+        let expected = if days_from_epoch < 0 {
+            std::time::UNIX_EPOCH.checked_sub(day * days_from_epoch.unsigned_abs() as u32)
+        } else {
+            std::time::UNIX_EPOCH.checked_add(day * days_from_epoch as u32)
+        }
+        .unwrap_or(std::time::UNIX_EPOCH);
+        assert_eq!(id.not_before(), expected, "{year}");
+        assert_eq!(id.is_valid_at(SystemTime::now()), year < 2026, "{year}");
+    }
+}

@@ -21,7 +21,8 @@ pub use logs::capture_logs;
 pub use mosquitto::{ListenerKind, Mosquitto, MosquittoBuilder, TlsListener, TlsVersion};
 pub use passwords::PasswordFile;
 pub use pki::{
-    CaCert, CertSpec, IssuedBy, IssuedCert, KeyAlg, TestPki, TestPkiBuilder, Usage, Validity,
+    CaCert, CertSpec, IssuedBy, IssuedCert, KeyAlg, NameEncoding, TestPki, TestPkiBuilder, Usage,
+    Validity,
 };
 pub use python::PythonScript;
 pub use skip::{in_ci, or_skip};

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SanType, SerialNumber,
+    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use rustls_pki_types::{
@@ -123,6 +123,20 @@ pub enum Usage {
     Client,
 }
 
+/// How a leaf certificate's common name is encoded (the X.509
+/// DirectoryString choices that brokers handle differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NameEncoding {
+    /// UTF8String (the default).
+    #[default]
+    Utf8,
+    /// BMPString: UCS-2, two bytes per character.
+    Bmp,
+    /// TeletexString (T61String), printable ASCII here.
+    Teletex,
+}
+
 /// The description of a leaf certificate to issue with [`TestPki::issue`].
 ///
 /// `name` is both the subject common name (unless [`CertSpec::common_name`]
@@ -133,6 +147,7 @@ pub enum Usage {
 pub struct CertSpec {
     name: String,
     common_name: Option<String>,
+    common_name_encoding: NameEncoding,
     dns_names: Vec<String>,
     ips: Vec<IpAddr>,
     uris: Vec<String>,
@@ -147,6 +162,7 @@ impl CertSpec {
         Self {
             name: name.to_owned(),
             common_name: None,
+            common_name_encoding: NameEncoding::Utf8,
             dns_names: Vec::new(),
             ips: Vec::new(),
             uris: Vec::new(),
@@ -178,6 +194,12 @@ impl CertSpec {
     /// Sets the subject common name (default: the certificate's name).
     pub fn common_name(mut self, common_name: &str) -> Self {
         self.common_name = Some(common_name.to_owned());
+        self
+    }
+
+    /// Sets how the common name is encoded (default UTF8String).
+    pub fn common_name_encoding(mut self, encoding: NameEncoding) -> Self {
+        self.common_name_encoding = encoding;
         self
     }
 
@@ -718,8 +740,16 @@ impl TestPki {
 
 fn leaf_params(spec: &CertSpec) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
-    params.distinguished_name =
-        distinguished_name(spec.common_name.as_deref().unwrap_or(&spec.name));
+    let common_name = spec.common_name.as_deref().unwrap_or(&spec.name);
+    params.distinguished_name = distinguished_name(common_name);
+    let encoded = match spec.common_name_encoding {
+        NameEncoding::Utf8 => None,
+        NameEncoding::Bmp => Some(DnValue::BmpString(common_name.try_into()?)),
+        NameEncoding::Teletex => Some(DnValue::TeletexString(common_name.try_into()?)),
+    };
+    if let Some(value) = encoded {
+        params.distinguished_name.push(DnType::CommonName, value);
+    }
     let dns = spec
         .dns_names
         .iter()
