@@ -13,5 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let key = SasKey::from_base64(&SecretString::from("c2VjcmV0")).unwrap();
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let token = SecretString::from(text.to_owned());
-    assert!(sas::verify(&token, &key, "hub/devices/d", None, now).is_err());
+    let expected = sas::SasExpectation::new("hub/devices/d");
+    assert!(sas::verify(&token, &key, &expected, now).is_err());
+    assert!(sas::verify(&token, &key, &expected.clone().policy("p").max_lifetime(None), now).is_err());
 });

@@ -130,6 +130,14 @@ pub enum SasError {
     /// The token names another policy (or none).
     #[error("token is for another shared access policy")]
     WrongPolicy,
+    /// The token names a policy (`skn`) where a device key was expected.
+    /// `skn` is not signed: accepting it would report a policy (such as
+    /// `iothubowner`) the key was never checked for.
+    #[error("token names a shared access policy but a device token was expected")]
+    UnexpectedPolicy,
+    /// The token stays valid longer than the maximum lifetime.
+    #[error("token valid for longer than the maximum lifetime")]
+    LifetimeTooLong,
 }
 
 /// Any error of this crate.

@@ -17,6 +17,9 @@ use crate::error::SasError;
 
 /// Longest token accepted, in bytes.
 pub const MAX_SAS_TOKEN_LEN: usize = 4096;
+/// Default longest validity of a token from the time it is verified, as the
+/// JWT verifier's default maximum lifetime.
+pub const DEFAULT_MAX_SAS_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const PREFIX: &str = "SharedAccessSignature ";
 
 /// A shared access key: the base64 text Azure shows, decoded and kept secret.
@@ -65,13 +68,14 @@ fn url_decode(text: &str) -> Result<String, SasError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = text
+            // Exactly two hex digits: `from_str_radix` alone would take a
+            // sign (`%+A`), so the same token would have several spellings.
+            let hex = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .ok_or(SasError::Malformed("bad percent escape"))?;
-            out.push(
-                u8::from_str_radix(hex, 16)
-                    .map_err(|_| SasError::Malformed("bad percent escape"))?,
-            );
+            let digit = |b: u8| char::from(b).to_digit(16).unwrap_or(0) as u8;
+            out.push(digit(hex[0]) << 4 | digit(hex[1]));
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -108,42 +112,86 @@ pub fn mint(
     SecretString::from(token)
 }
 
-/// A verified token's claims.
+/// A verified token's claims. Everything here was checked: the policy is
+/// only reported when it was expected (the `skn` field is not signed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SasClaims {
-    /// The decoded resource URI.
+    /// The resource, as the verifier expected it (not the token's spelling).
     pub resource: String,
     /// The expiry.
     pub expires: SystemTime,
-    /// The decoded policy name, if any.
+    /// The shared access policy the key belongs to, when one was expected.
     pub policy: Option<String>,
 }
 
+/// What a token must be for: a resource, the shared access policy whose key
+/// verifies it (none for a device key), and how long it may still be valid.
+///
+/// ```
+/// use std::time::Duration;
+/// use mqtt_sec_auth::sas::SasExpectation;
+/// let device = SasExpectation::new("myhub.azure-devices.net/devices/sensor-17");
+/// let service = SasExpectation::new("myhub.azure-devices.net")
+///     .policy("service")
+///     .max_lifetime(Some(Duration::from_secs(3600)));
+/// # let _ = (device, service);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SasExpectation<'a> {
+    resource: &'a str,
+    policy: Option<&'a str>,
+    max_lifetime: Option<Duration>,
+}
+
+impl<'a> SasExpectation<'a> {
+    /// Tokens for `resource`, signed with a device key (no policy), valid
+    /// for at most [`DEFAULT_MAX_SAS_LIFETIME`] from the verification.
+    pub fn new(resource: &'a str) -> Self {
+        Self {
+            resource,
+            policy: None,
+            max_lifetime: Some(DEFAULT_MAX_SAS_LIFETIME),
+        }
+    }
+
+    /// The key is the one of this shared access policy (`skn` must name it).
+    #[must_use]
+    pub fn policy(mut self, policy: &'a str) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The longest remaining validity accepted; `None` lifts the limit.
+    #[must_use]
+    pub fn max_lifetime(mut self, max: Option<Duration>) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+}
+
 /// Verifies a token: its signature with `key` (constant time), that it has
-/// not expired at `now`, that it is for `expected_resource` (compared
-/// case-insensitively, as Azure treats host names), and that its policy is
-/// `expected_policy` when one is given. Each decision is an audit event on
-/// `mqtt_sec::audit` with the expected resource and the reason, never the token.
+/// not expired at `now` and does not stay valid longer than the maximum
+/// lifetime, that it is for the expected resource (the host name compared
+/// case-insensitively, the rest, the device id among it, exactly: Azure
+/// device ids are case-sensitive), and that it names the expected policy,
+/// or none when none is expected (`skn` is not signed, so a token must not
+/// claim a policy its key was not checked for). Each decision is an audit
+/// event on `mqtt_sec::audit` with the expected resource and the reason,
+/// never the token.
 ///
 /// # Errors
 /// [`SasError`]: too long, malformed (which part), signature invalid,
-/// expired, another resource, another policy.
+/// expired, lifetime too long, another resource, another policy, a policy
+/// where none is expected.
 pub fn verify(
     token: &SecretString,
     key: &SasKey,
-    expected_resource: &str,
-    expected_policy: Option<&str>,
+    expected: &SasExpectation<'_>,
     now: SystemTime,
 ) -> Result<SasClaims, SasError> {
-    let result = check(
-        token.expose_secret(),
-        key,
-        expected_resource,
-        expected_policy,
-        now,
-    );
-    let resource = crate::audit::bounded(expected_resource);
+    let result = check(token.expose_secret(), key, expected, now);
+    let resource = crate::audit::bounded(expected.resource);
     match &result {
         Ok(_) => {
             tracing::info!(target: "mqtt_sec::audit", resource = ?resource, "SAS token accepted")
@@ -155,11 +203,22 @@ pub fn verify(
     result
 }
 
+/// Whether a token's resource is the expected one: the host part (up to
+/// the first `/`) in any case, the rest byte for byte.
+fn same_resource(found: &str, expected: &str) -> bool {
+    let split = |r: &str| -> (String, String) {
+        match r.split_once('/') {
+            Some((host, rest)) => (host.to_ascii_lowercase(), rest.to_owned()),
+            None => (r.to_ascii_lowercase(), String::new()),
+        }
+    };
+    split(found) == split(expected)
+}
+
 fn check(
     token: &str,
     key: &SasKey,
-    expected_resource: &str,
-    expected_policy: Option<&str>,
+    expected: &SasExpectation<'_>,
     now: SystemTime,
 ) -> Result<SasClaims, SasError> {
     if token.len() > MAX_SAS_TOKEN_LEN {
@@ -206,19 +265,24 @@ fn check(
     if now >= expires {
         return Err(SasError::Expired);
     }
-    let resource = url_decode(sr)?;
-    if !resource.eq_ignore_ascii_case(expected_resource) {
+    if let Some(max) = expected.max_lifetime
+        && expires.duration_since(now).unwrap_or_default() > max
+    {
+        return Err(SasError::LifetimeTooLong);
+    }
+    if !same_resource(&url_decode(sr)?, expected.resource) {
         return Err(SasError::WrongResource);
     }
     let policy = skn.map(url_decode).transpose()?;
-    if let Some(expected) = expected_policy
-        && policy.as_deref() != Some(expected)
-    {
-        return Err(SasError::WrongPolicy);
+    match (expected.policy, policy.as_deref()) {
+        (Some(wanted), Some(found)) if wanted == found => {}
+        (None, None) => {}
+        (None, Some(_)) => return Err(SasError::UnexpectedPolicy),
+        _ => return Err(SasError::WrongPolicy),
     }
     Ok(SasClaims {
-        resource,
+        resource: expected.resource.to_owned(),
         expires,
-        policy,
+        policy: expected.policy.map(str::to_owned),
     })
 }

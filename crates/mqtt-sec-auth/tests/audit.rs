@@ -55,8 +55,9 @@ fn sas_decisions_are_audited_without_the_token() {
     );
     let now = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
     let (_, log) = capture_logs(|| {
-        sas::verify(&token, &key, "hub/devices/d", None, now).unwrap();
-        sas::verify(&token, &key, "hub/devices/e", None, now).unwrap_err();
+        let unlimited = |resource| sas::SasExpectation::new(resource).max_lifetime(None);
+        sas::verify(&token, &key, &unlimited("hub/devices/d"), now).unwrap();
+        sas::verify(&token, &key, &unlimited("hub/devices/e"), now).unwrap_err();
     });
     assert!(
         log.contains("SAS token accepted") && log.contains("SAS token rejected"),

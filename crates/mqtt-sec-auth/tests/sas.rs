@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mqtt_sec_auth::sas::{self, SasKey};
+use mqtt_sec_auth::sas::{self, SasExpectation, SasKey};
 use mqtt_sec_auth::{SasError, SecretString};
 use mqtt_sec_testkit::{PythonScript, or_skip};
 use secrecy::ExposeSecret;
@@ -41,7 +41,11 @@ fn tokens_minted_by_the_documented_recipe_verify() {
             return;
         };
         let token = SecretString::from(token.as_str().unwrap().to_owned());
-        let claims = sas::verify(&token, &key(), RESOURCE, policy, at(EXPIRY - 60)).unwrap();
+        let expected = match policy {
+            Some(policy) => SasExpectation::new(RESOURCE).policy(policy),
+            None => SasExpectation::new(RESOURCE),
+        };
+        let claims = sas::verify(&token, &key(), &expected, at(EXPIRY - 60)).unwrap();
         assert_eq!(claims.resource, RESOURCE);
         assert_eq!(claims.expires, at(EXPIRY));
         assert_eq!(claims.policy.as_deref(), policy);
@@ -77,31 +81,51 @@ fn tokens_we_mint_verify_with_the_documented_recipe() {
 fn every_rejection() {
     let good = sas::mint(RESOURCE, &key(), at(EXPIRY), Some("device"));
     let now = at(EXPIRY - 10);
-    let check = |token: &str, resource: &str, policy: Option<&str>, now: SystemTime| {
-        sas::verify(
-            &SecretString::from(token.to_owned()),
-            &key(),
-            resource,
-            policy,
-            now,
-        )
+    let expect = |resource: &'static str, policy: Option<&'static str>| {
+        let expected = SasExpectation::new(resource);
+        match policy {
+            Some(policy) => expected.policy(policy),
+            None => expected,
+        }
     };
+    let check =
+        |token: &str, resource: &'static str, policy: Option<&'static str>, now: SystemTime| {
+            sas::verify(
+                &SecretString::from(token.to_owned()),
+                &key(),
+                &expect(resource, policy),
+                now,
+            )
+        };
     let text = good.expose_secret().to_owned();
     assert!(check(&text, RESOURCE, Some("device"), now).is_ok());
-    // Case-insensitive resource match (host names).
-    assert!(check(&text, &RESOURCE.to_uppercase(), None, now).is_ok());
+    // Host names in any case; the device id exactly.
+    assert!(
+        check(
+            &text,
+            "MYHUB.Azure-Devices.NET/devices/sensor-17",
+            Some("device"),
+            now
+        )
+        .is_ok()
+    );
 
     let other_key = SasKey::from_base64(&SecretString::from("b3RoZXIta2V5")).unwrap();
     assert_eq!(
-        sas::verify(&good, &other_key, RESOURCE, None, now),
+        sas::verify(&good, &other_key, &expect(RESOURCE, Some("device")), now),
         Err(SasError::SignatureInvalid)
     );
     assert_eq!(
-        check(&text, RESOURCE, None, at(EXPIRY)),
+        check(&text, RESOURCE, Some("device"), at(EXPIRY)),
         Err(SasError::Expired)
     );
     assert_eq!(
-        check(&text, "myhub.azure-devices.net/devices/other", None, now),
+        check(
+            &text,
+            "myhub.azure-devices.net/devices/other",
+            Some("device"),
+            now
+        ),
         Err(SasError::WrongResource)
     );
     assert_eq!(
@@ -110,13 +134,14 @@ fn every_rejection() {
     );
     let no_policy = sas::mint(RESOURCE, &key(), at(EXPIRY), None);
     assert_eq!(
-        sas::verify(&no_policy, &key(), RESOURCE, Some("device"), now),
+        sas::verify(&no_policy, &key(), &expect(RESOURCE, Some("device")), now),
         Err(SasError::WrongPolicy)
     );
+    let text_without_policy = no_policy.expose_secret().to_owned();
     // Tampering: a later expiry, another resource, a changed signature.
     let later = text.replace(&format!("se={EXPIRY}"), &format!("se={}", EXPIRY + 3600));
     assert_eq!(
-        check(&later, RESOURCE, None, now),
+        check(&later, RESOURCE, Some("device"), now),
         Err(SasError::SignatureInvalid)
     );
     let moved = text.replace("sensor-17", "sensor-18");
@@ -124,7 +149,7 @@ fn every_rejection() {
         check(
             &moved,
             "myhub.azure-devices.net/devices/sensor-18",
-            None,
+            Some("device"),
             now
         ),
         Err(SasError::SignatureInvalid)
@@ -138,9 +163,11 @@ fn every_rejection() {
     };
     flipped.replace_range(sig_at..=sig_at, c);
     assert_eq!(
-        check(&flipped, RESOURCE, None, now),
+        check(&flipped, RESOURCE, Some("device"), now),
         Err(SasError::SignatureInvalid)
     );
+    // Device tokens verify without a policy.
+    assert!(check(&text_without_policy, RESOURCE, None, now).is_ok());
 
     for malformed in [
         "sr=a&sig=b&se=1".to_owned(),
@@ -154,6 +181,10 @@ fn every_rejection() {
         "SharedAccessSignature sr=a&sig=%ZZ&se=1".to_owned(),
         "SharedAccessSignature sr=a&sig=not*base64&se=1".to_owned(),
         "SharedAccessSignature sr&sig=b&se=1".to_owned(),
+        // `from_str_radix` alone would read a sign: `%+A` is no escape.
+        "SharedAccessSignature sr=a%+Ab&sig=b&se=1".to_owned(),
+        "SharedAccessSignature sr=a&sig=%-1&se=1".to_owned(),
+        "SharedAccessSignature sr=a&sig=%4&se=1".to_owned(),
     ] {
         assert!(
             matches!(
@@ -175,4 +206,53 @@ fn every_rejection() {
         Some("shared access key is not non-empty base64".into())
     );
     assert!(!format!("{:?}", key()).contains(KEY));
+}
+
+/// The review's SAS findings, each refused with its own error: `skn` is not
+/// covered by the signature, so a device token with `&skn=iothubowner`
+/// appended was reported as verified for that policy; the device part of
+/// the resource was compared case-insensitively (Azure device ids are
+/// case-sensitive) and the token's own spelling was returned; tokens could
+/// be valid for any length of time; `%+A` was read as an escape.
+#[test]
+fn device_tokens_cannot_claim_a_policy_or_another_device_or_a_long_life() {
+    let now = at(EXPIRY - 10);
+    let device = sas::mint(RESOURCE, &key(), at(EXPIRY), None);
+    let appended = SecretString::from(format!("{}&skn=iothubowner", device.expose_secret()));
+    assert_eq!(
+        sas::verify(&appended, &key(), &SasExpectation::new(RESOURCE), now),
+        Err(SasError::UnexpectedPolicy)
+    );
+    // The claims never report a policy that was not checked.
+    let claims = sas::verify(&device, &key(), &SasExpectation::new(RESOURCE), now).unwrap();
+    assert_eq!(claims.policy, None);
+
+    // Another device whose id differs only in case is another device.
+    let upper = "myhub.azure-devices.net/devices/SENSOR-17";
+    let other = sas::mint(upper, &key(), at(EXPIRY), None);
+    assert_eq!(
+        sas::verify(&other, &key(), &SasExpectation::new(RESOURCE), now),
+        Err(SasError::WrongResource)
+    );
+    // The expected resource is returned, not the token's spelling.
+    let host_case = sas::mint(
+        "MyHub.Azure-Devices.Net/devices/sensor-17",
+        &key(),
+        at(EXPIRY),
+        None,
+    );
+    let claims = sas::verify(&host_case, &key(), &SasExpectation::new(RESOURCE), now).unwrap();
+    assert_eq!(claims.resource, RESOURCE);
+
+    // At most 24 h of validity by default; configurable.
+    let year = sas::mint(RESOURCE, &key(), at(EXPIRY + 365 * 86_400), None);
+    assert_eq!(
+        sas::verify(&year, &key(), &SasExpectation::new(RESOURCE), now),
+        Err(SasError::LifetimeTooLong)
+    );
+    let lenient = SasExpectation::new(RESOURCE)
+        .max_lifetime(Some(std::time::Duration::from_secs(400 * 86_400)));
+    assert!(sas::verify(&year, &key(), &lenient, now).is_ok());
+    let day = sas::mint(RESOURCE, &key(), at(EXPIRY - 10 + 86_400), None);
+    assert!(sas::verify(&day, &key(), &SasExpectation::new(RESOURCE), now).is_ok());
 }
