@@ -22,7 +22,7 @@ const SECRET: &[u8] = b"fuzzing secret, at least 32 bytes long";
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    let key = || JwtKey::hs256(SecretSlice::from(SECRET.to_vec())).unwrap().with_kid("k");
+    let key = || JwtKey::hs256("k", SecretSlice::from(SECRET.to_vec())).unwrap();
     let verifier = TokenVerifier::trusted_issuer(Arc::new(KeySet::new([key()]).unwrap()), Validation::new());
     let mut devices = DeviceKeys::new();
     devices.insert("dev-1", KeySet::new([key()]).unwrap()).unwrap();

@@ -69,7 +69,7 @@ fn cases() -> Vec<Case> {
             name: "HS256",
             decoding: DecodingKey::from_secret(SECRET),
             encoding: EncodingKey::from_secret(SECRET),
-            signing: SigningKey::hs256(SecretSlice::from(SECRET.to_vec())).unwrap(),
+            signing: SigningKey::hs256("bench-secret", SecretSlice::from(SECRET.to_vec())).unwrap(),
             alg: Algorithm::HS256,
         },
     ]
@@ -95,9 +95,9 @@ fn verify(c: &mut Criterion) {
             .unwrap();
         let keys = match jwk {
             Some(jwk) => KeySet::from_jwks_json(&serde_json::json!({"keys": [jwk]}).to_string()),
-            None => KeySet::new([JwtKey::hs256(SecretSlice::from(SECRET.to_vec()))
-                .unwrap()
-                .with_kid(kid.clone())]),
+            None => KeySet::new([
+                JwtKey::hs256(kid.clone(), SecretSlice::from(SECRET.to_vec())).unwrap(),
+            ]),
         }
         .unwrap();
         let ours = TokenVerifier::trusted_issuer(

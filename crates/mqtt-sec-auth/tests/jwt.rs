@@ -864,15 +864,64 @@ fn minting_refuses_bad_templates_and_keys() {
         Err(KeyError::Unsupported(_))
     ));
     assert_eq!(
-        SigningKey::hs256(SecretSlice::from(vec![1; 31])).unwrap_err(),
+        SigningKey::hs256("k", SecretSlice::from(vec![1; 31])).unwrap_err(),
         KeyError::WeakSecret { len: 31 }
     );
     // Secrets never show in Debug.
     let (generated, der) = SigningKey::generate_ed25519().unwrap();
     let debug = format!("{generated:?}");
     assert!(debug.contains(generated.kid()) && !debug.contains(&format!("{:?}", &der[16..])));
-    let hs = SigningKey::hs256(SecretSlice::from(HS_SECRET.to_vec())).unwrap();
+    let hs = SigningKey::hs256(HS_KID, SecretSlice::from(HS_SECRET.to_vec())).unwrap();
     assert!(!format!("{hs:?} {:?}", hs.verifying_key()).contains("32 bytes"));
+}
+
+/// The review: the default `kid` of an HS256 key was its RFC 7638
+/// thumbprint, an unsalted SHA-256 of the secret, written into every token
+/// header and audit event, so anyone reading logs could test guesses of a
+/// passphrase-like secret offline. A secret's `kid` is now always chosen by
+/// its owner, the thumbprint is never handed out, and a JWK Set secret
+/// without `kid` is refused.
+#[test]
+fn an_hs256_kid_reveals_nothing_about_the_secret() {
+    use mqtt_sec_auth::KeyError;
+    use mqtt_sec_auth::jwt::SigningKey;
+    use mqtt_sec_auth::secrecy::SecretSlice;
+    let passphrase = b"correct horse battery staple, twice over".to_vec();
+    let key = SigningKey::hs256("backend", SecretSlice::from(passphrase.clone())).unwrap();
+    assert_eq!(key.kid(), "backend");
+    assert_eq!(key.verifying_key().thumbprint(), None);
+    // What the old default was: the thumbprint of {"k":..., "kty":"oct"}.
+    let canonical = format!(
+        r#"{{"k":"{}","kty":"oct"}}"#,
+        URL_SAFE_NO_PAD.encode(&passphrase)
+    );
+    let leaked = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.as_bytes(),
+    ));
+    let token = TokenMinter::new(key, ClaimsTemplate::new("svc"))
+        .mint(std::time::SystemTime::now())
+        .unwrap();
+    let header = token.as_str().split('.').next().unwrap();
+    let header = String::from_utf8(URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    assert!(
+        header.contains(r#""kid":"backend""#) && !header.contains(&leaked),
+        "{header}"
+    );
+    // A JWK Set secret must be named; public keys still default to their thumbprint.
+    let unnamed = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(&passphrase)}]});
+    assert!(matches!(
+        KeySet::from_jwks_json(&unnamed.to_string()),
+        Err(KeyError::Jwk { .. })
+    ));
+    let named = json!({"keys": [{"kty": "oct", "kid": "backend", "k": URL_SAFE_NO_PAD.encode(&passphrase)}]});
+    assert!(
+        KeySet::from_jwks_json(&named.to_string())
+            .unwrap()
+            .get("backend")
+            .is_some()
+    );
+    assert!(SigningKey::hs256("", SecretSlice::from(passphrase)).is_err());
 }
 
 #[cfg(feature = "acl")]

@@ -42,7 +42,12 @@ fn tokens_signed_by_pyjwt_verify_and_its_bad_ones_are_refused() {
     let keys = KeySet::from_jwks_json(&signed["jwks"].to_string()).unwrap();
     assert_eq!(keys.len(), 4);
     for (kid, thumbprint) in signed["thumbprints"].as_object().unwrap() {
-        assert_eq!(keys.get(kid).unwrap().thumbprint(), thumbprint, "{kid}");
+        let ours = keys.get(kid).unwrap().thumbprint();
+        match ours {
+            Some(ours) => assert_eq!(ours, thumbprint, "{kid}"),
+            // A secret's thumbprint is a hash of it: never handed out.
+            None => assert_eq!(kid, "py-hs256"),
+        }
     }
     let verifier = TokenVerifier::trusted_issuer(
         Arc::new(keys),

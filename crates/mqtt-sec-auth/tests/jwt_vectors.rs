@@ -34,7 +34,11 @@ fn flip_last_signature_byte(jws: &str) -> String {
 fn rfc7515_a1_hs256() {
     let v = &vectors()["rfc7515_a1"];
     let jws = v["jws"].as_str().unwrap();
-    let keys = KeySet::from_jwks_json(&json!({ "keys": [v["jwk"]] }).to_string()).unwrap();
+    // A secret must be named (the example's JWK has no kid; its JWS names
+    // none, so the set's only key is used).
+    let mut jwk = v["jwk"].clone();
+    jwk["kid"] = json!("rfc7515-a1");
+    let keys = KeySet::from_jwks_json(&json!({ "keys": [jwk] }).to_string()).unwrap();
     // The example has no sub or iat: its identity is `iss`, unbound.
     let validation = Validation::new()
         .identity_claim("iss")

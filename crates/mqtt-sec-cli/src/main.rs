@@ -160,9 +160,13 @@ struct JwtVerifyArgs {
     #[arg(long)]
     key: Option<PathBuf>,
     /// A trusted issuer's HS256 secret (the file's bytes; one trailing
-    /// newline is dropped).
-    #[arg(long)]
+    /// newline is dropped), named by `--kid`.
+    #[arg(long, requires = "kid")]
     secret_file: Option<PathBuf>,
+    /// The key id of the `--secret-file` secret (a secret gets no default:
+    /// its thumbprint would be a hash of it).
+    #[arg(long, requires = "secret_file")]
+    kid: Option<String>,
     /// Accept only this algorithm (EdDSA, ES256, RS256, HS256).
     #[arg(long)]
     alg: Option<String>,

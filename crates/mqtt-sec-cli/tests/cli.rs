@@ -440,7 +440,7 @@ fn jwt_mint_and_verify() {
     let secret = b"a secret of at least thirty-two bytes!!";
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, [&secret[..], b"\n"].concat()).unwrap();
-    let hs = SigningKey::hs256(secret.to_vec().into()).unwrap();
+    let hs = SigningKey::hs256("svc-1", secret.to_vec().into()).unwrap();
     let hs_token = TokenMinter::new(hs, ClaimsTemplate::new("svc"))
         .mint(SystemTime::now())
         .unwrap();
@@ -450,13 +450,15 @@ fn jwt_mint_and_verify() {
             "verify",
             "--secret-file",
             s(&secret_file),
+            "--kid",
+            "svc-1",
             hs_token.as_str(),
         ],
         b"",
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let expired = TokenMinter::new(
-        SigningKey::hs256(secret.to_vec().into()).unwrap(),
+        SigningKey::hs256("svc-1", secret.to_vec().into()).unwrap(),
         ClaimsTemplate::new("svc").lifetime(Duration::from_secs(60)),
     )
     .mint(SystemTime::now() - Duration::from_secs(3600))
@@ -467,6 +469,8 @@ fn jwt_mint_and_verify() {
             "verify",
             "--secret-file",
             s(&secret_file),
+            "--kid",
+            "svc-1",
             expired.as_str(),
         ],
         b"",
@@ -475,7 +479,15 @@ fn jwt_mint_and_verify() {
     assert!(run.stderr.contains("expired"), "{}", run.stderr);
     let weak = write(dir.path(), "weak", "short");
     input_error(
-        &["jwt", "verify", "--secret-file", s(&weak), "t"],
+        &[
+            "jwt",
+            "verify",
+            "--secret-file",
+            s(&weak),
+            "--kid",
+            "k",
+            "t",
+        ],
         b"",
         "weak",
     );

@@ -139,7 +139,7 @@ impl DeviceKeys {
             return Err(KeyError::Invalid("device identity is empty or too long"));
         }
         for key in keys.iter() {
-            if let Some(owner) = self.owners.get(key.thumbprint())
+            if let Some(owner) = self.owners.get(key.identity_digest())
                 && *owner != identity
             {
                 return Err(KeyError::SharedDeviceKey {
@@ -149,12 +149,12 @@ impl DeviceKeys {
         }
         if let Some(old) = self.devices.remove(&identity) {
             for key in old.iter() {
-                self.owners.remove(key.thumbprint());
+                self.owners.remove(key.identity_digest());
             }
         }
         for key in keys.iter() {
             self.owners
-                .insert(key.thumbprint().to_owned(), identity.clone());
+                .insert(key.identity_digest().to_owned(), identity.clone());
         }
         self.devices.insert(identity, Arc::new(keys));
         Ok(())
@@ -166,7 +166,7 @@ impl DeviceKeys {
             return false;
         };
         for key in keys.iter() {
-            self.owners.remove(key.thumbprint());
+            self.owners.remove(key.identity_digest());
         }
         true
     }

@@ -83,8 +83,9 @@ impl KeySet {
     }
 
     /// Reads a JWK Set document (`{"keys": [...]}`), at most
-    /// [`MAX_JWKS_LEN`] bytes and [`MAX_JWKS_KEYS`] keys. A key without
-    /// `kid` gets its RFC 7638 thumbprint.
+    /// [`MAX_JWKS_LEN`] bytes and [`MAX_JWKS_KEYS`] keys. A public key
+    /// without `kid` gets its RFC 7638 thumbprint; a secret (`oct`) must
+    /// have one.
     ///
     /// # Errors
     /// [`KeyError::TooLarge`], [`KeyError::Invalid`] for a document that is
@@ -125,7 +126,7 @@ impl KeySet {
                 }
                 Some(_) => return Err(wrap(KeyError::Invalid("kid is not a 1..=256 byte string"))),
             };
-            match read_jwk(jwk).map_err(wrap)? {
+            match read_jwk(jwk, kid.as_deref()).map_err(wrap)? {
                 Ok(key) => {
                     let key = match &kid {
                         Some(kid) => key.with_kid(kid.clone()),
@@ -184,7 +185,11 @@ impl KeySet {
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 
 /// `Ok(Ok(key))`, `Ok(Err(why it is skipped))`, or `Err` when it is broken.
-fn read_jwk(jwk: &Map<String, Value>) -> Result<Result<JwtKey, String>, KeyError> {
+/// A secret (`oct`) needs its `kid`: it gets no thumbprint default.
+fn read_jwk(
+    jwk: &Map<String, Value>,
+    kid: Option<&str>,
+) -> Result<Result<JwtKey, String>, KeyError> {
     let text = |name: &'static str| -> Result<Option<&str>, KeyError> {
         match jwk.get(name) {
             None => Ok(None),
@@ -257,7 +262,12 @@ fn read_jwk(jwk: &Map<String, Value>) -> Result<Result<JwtKey, String>, KeyError
                 .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
             JwtKey::ed25519(x)?
         }
-        _ => JwtKey::hs256(SecretSlice::from(bytes("k")?))?,
+        _ => {
+            let kid = kid.ok_or(KeyError::Invalid(
+                "an oct key needs a kid (its thumbprint would be a hash of the secret)",
+            ))?;
+            JwtKey::hs256(kid, SecretSlice::from(bytes("k")?))?
+        }
     };
     Ok(Ok(key))
 }

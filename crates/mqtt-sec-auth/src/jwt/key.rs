@@ -24,25 +24,29 @@ const OID_RSA: &str = "1.2.840.113549.1.1.1";
 
 /// One verification key: Ed25519 (EdDSA), P-256 (ES256), RSA 2048 to 8192
 /// bits (RS256) or an HMAC secret of at least 32 bytes (HS256), with its
-/// `kid` (by default its RFC 7638 thumbprint).
+/// `kid`: by default the RFC 7638 thumbprint of a public key; a secret
+/// needs an explicit one, because its thumbprint is an unsalted hash of the
+/// secret, and a `kid` travels in every token header and audit event.
 ///
 /// ```
 /// use mqtt_sec_auth::jwt::JwtKey;
 /// use mqtt_sec_auth::KeyError;
 /// use mqtt_sec_auth::secrecy::SecretSlice;
 ///
-/// let key = JwtKey::hs256(SecretSlice::from(vec![7u8; 32]))?;
+/// let key = JwtKey::hs256("backend-2026", SecretSlice::from(vec![7u8; 32]))?;
 /// assert_eq!(key.algorithm(), jsonwebtoken::Algorithm::HS256);
-/// assert_eq!(key.kid(), key.thumbprint());
+/// assert_eq!(key.kid(), "backend-2026");
+/// assert_eq!(key.thumbprint(), None, "never a hash of the secret");
 /// // RFC 7518 section 3.2: shorter secrets are refused.
 /// assert_eq!(
-///     JwtKey::hs256(SecretSlice::from(vec![7u8; 16])).unwrap_err(),
+///     JwtKey::hs256("k", SecretSlice::from(vec![7u8; 16])).unwrap_err(),
 ///     KeyError::WeakSecret { len: 16 }
 /// );
 /// # Ok::<(), KeyError>(())
 /// ```
 pub struct JwtKey {
     kid: String,
+    /// RFC 7638; for a secret, a hash of it, kept for comparisons only.
     thumbprint: String,
     verifier: RingVerifier,
     /// The public RFC 7638 members; `None` for an HMAC secret.
@@ -144,23 +148,32 @@ impl JwtKey {
         Ok(Self::public(Algorithm::RS256, material, members))
     }
 
-    /// An HMAC-SHA-256 secret (HS256), at least 32 bytes.
+    /// An HMAC-SHA-256 secret (HS256), at least 32 bytes, named `kid`.
+    ///
+    /// The `kid` must be given: a default derived from the secret (its RFC
+    /// 7638 thumbprint, an unsalted SHA-256 of it) would put a value in
+    /// every token header and audit event that lets anyone who reads them
+    /// test guesses of a passphrase-like secret offline.
     ///
     /// # Errors
-    /// [`KeyError::WeakSecret`] for a shorter secret.
-    pub fn hs256(secret: SecretSlice<u8>) -> Result<Self, KeyError> {
+    /// [`KeyError::WeakSecret`] for a shorter secret; [`KeyError::Invalid`]
+    /// for an empty or over-long `kid`.
+    pub fn hs256(kid: impl Into<String>, secret: SecretSlice<u8>) -> Result<Self, KeyError> {
+        let kid = kid.into();
         let len = secret.expose_secret().len();
         if len < 32 {
             return Err(KeyError::WeakSecret { len });
+        }
+        if kid.is_empty() || kid.len() > super::jwks::MAX_KID_LEN {
+            return Err(KeyError::Invalid("kid is not a 1..=256 byte string"));
         }
         let canonical = Zeroizing::new(format!(
             r#"{{"k":"{}","kty":"oct"}}"#,
             Zeroizing::new(b64(secret.expose_secret())).as_str()
         ));
-        let thumbprint = thumbprint_of(canonical.as_bytes());
         Ok(JwtKey {
-            kid: thumbprint.clone(),
-            thumbprint,
+            kid,
+            thumbprint: thumbprint_of(canonical.as_bytes()),
             verifier: RingVerifier::from_parts(Algorithm::HS256, VerifyMaterial::Hmac(secret)),
             members: None,
         })
@@ -246,8 +259,14 @@ impl JwtKey {
         jsonwebtoken::crypto::JwtVerifier::algorithm(&self.verifier)
     }
 
-    /// The RFC 7638 JWK thumbprint (SHA-256, base64url).
-    pub fn thumbprint(&self) -> &str {
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key;
+    /// `None` for an HMAC secret, whose thumbprint would be a hash of it.
+    pub fn thumbprint(&self) -> Option<&str> {
+        self.members.as_ref().map(|_| self.thumbprint.as_str())
+    }
+
+    /// What tells two keys apart, secrets included (never shown).
+    pub(crate) fn identity_digest(&self) -> &str {
         &self.thumbprint
     }
 

@@ -19,7 +19,7 @@ use crate::{KeyError, MintError};
 
 /// A device's private key: Ed25519 (EdDSA), P-256 (ES256), RSA (RS256) or
 /// an HMAC secret (HS256). Its `kid` is the RFC 7638 thumbprint of the
-/// public key unless set.
+/// public key unless set; a secret's is given when it is made.
 pub struct SigningKey {
     signer: RingSigner,
     public: JwtKey,
@@ -44,7 +44,8 @@ impl SigningKey {
             VerifyMaterial::Ed25519(key) => JwtKey::ed25519(key.to_bytes())?,
             VerifyMaterial::EcPoint(point) => JwtKey::es256(&point)?,
             VerifyMaterial::Rsa { n, e } => JwtKey::rs256(&n, &e)?,
-            VerifyMaterial::Hmac(secret) => JwtKey::hs256(secret)?,
+            // Secrets are made by `hs256`, which names them.
+            VerifyMaterial::Hmac(_) => return Err(KeyError::Invalid("an HMAC key needs a kid")),
         };
         Ok(SigningKey { signer, public })
     }
@@ -127,16 +128,25 @@ impl SigningKey {
         Ok((Self::from_pkcs8_der(&der)?, der))
     }
 
-    /// An HMAC-SHA-256 secret (HS256), at least 32 bytes.
+    /// An HMAC-SHA-256 secret (HS256), at least 32 bytes, named `kid` (see
+    /// [`JwtKey::hs256`] for why it must be given).
     ///
     /// # Errors
-    /// [`KeyError::WeakSecret`].
-    pub fn hs256(secret: SecretSlice<u8>) -> Result<Self, KeyError> {
+    /// [`KeyError::WeakSecret`]; [`KeyError::Invalid`] for a bad `kid`.
+    pub fn hs256(kid: impl Into<String>, secret: SecretSlice<u8>) -> Result<Self, KeyError> {
         let len = secret.expose_secret().len();
         if len < 32 {
             return Err(KeyError::WeakSecret { len });
         }
-        Self::new(Algorithm::HS256, SignMaterial::Hmac(secret))
+        let signer = RingSigner::new(Algorithm::HS256, SignMaterial::Hmac(secret));
+        let public = match signer
+            .verify_material()
+            .map_err(|_| KeyError::Invalid("public key of the private key"))?
+        {
+            VerifyMaterial::Hmac(secret) => JwtKey::hs256(kid, secret)?,
+            _ => return Err(KeyError::Invalid("an HMAC key")),
+        };
+        Ok(SigningKey { signer, public })
     }
 
     /// The same key under another `kid`.

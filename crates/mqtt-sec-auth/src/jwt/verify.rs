@@ -296,7 +296,7 @@ impl VerifiedToken {
 /// // Device side: an HS256 secret here to keep the example short.
 /// let secret = vec![42u8; 32];
 /// let minter = TokenMinter::new(
-///     SigningKey::hs256(SecretSlice::from(secret.clone()))?,
+///     SigningKey::hs256("sensor-17-secret", SecretSlice::from(secret.clone()))?,
 ///     ClaimsTemplate::new("sensor-17").audience("mqtt.example.com"),
 /// );
 /// let now = SystemTime::now();
@@ -304,7 +304,8 @@ impl VerifiedToken {
 ///
 /// // Broker side: the secret belongs to sensor-17 alone.
 /// let mut devices = DeviceKeys::new();
-/// devices.insert("sensor-17", KeySet::new([JwtKey::hs256(SecretSlice::from(secret))?])?)?;
+/// let key = JwtKey::hs256("sensor-17-secret", SecretSlice::from(secret))?;
+/// devices.insert("sensor-17", KeySet::new([key])?)?;
 /// let verifier = TokenVerifier::per_device(devices, Validation::new().audience("mqtt.example.com"));
 /// let verified = verifier.verify(token.as_str(), &ClientContext::new("sensor-17"), now)?;
 /// assert_eq!(verified.identity(), "sensor-17");

@@ -16,6 +16,7 @@ use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 
 pub const RSA_PEM: &str = include_str!("../data/rsa2048-test-key.pem");
 pub const HS_SECRET: &[u8] = b"an HS256 test secret of 32 bytes or more!";
+pub const HS_KID: &str = "test-secret-1";
 
 /// A private key in both forms the tests need: ours, and jsonwebtoken's
 /// `EncodingKey` to sign hand-made headers and claims.
@@ -57,7 +58,7 @@ impl TestKey {
 
     pub fn hs256() -> Self {
         TestKey {
-            signing: SigningKey::hs256(SecretSlice::from(HS_SECRET.to_vec())).unwrap(),
+            signing: SigningKey::hs256(HS_KID, SecretSlice::from(HS_SECRET.to_vec())).unwrap(),
             encoding: EncodingKey::from_secret(HS_SECRET),
             alg: Algorithm::HS256,
         }

@@ -59,7 +59,8 @@ fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
         if secret.last() == Some(&b'\n') {
             secret.pop();
         }
-        JwtKey::hs256(SecretSlice::from(secret)).map_err(|e| CliError::at(path, e))?
+        let kid = args.kid.clone().unwrap_or_default();
+        JwtKey::hs256(kid, SecretSlice::from(secret)).map_err(|e| CliError::at(path, e))?
     } else {
         return Err(CliError::new(
             "one of --keys, --key, --secret-file is required",
