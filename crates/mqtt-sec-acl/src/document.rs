@@ -15,6 +15,12 @@
 //!                                    # or all-topics = true
 //! ```
 //!
+//! In `topic`, `${username}`, `${clientid}`, `%u` and `%c` are placeholders
+//! and `%%` and `$$` a literal `%` and `$`. Policies are written with those
+//! escapes wherever their filter holds such text, so a policy read from a
+//! mosquitto file (whose `topic` lines keep `%c` literal, and whose `pattern`
+//! lines keep `${...}` literal) reads back with the same decisions.
+//!
 //! Unknown fields are errors, so a misspelt field cannot silently widen a
 //! policy. Rule sources (file lines) are not part of the format.
 
@@ -200,7 +206,9 @@ impl RuleDocument {
             all_topics: false,
         };
         match rule.scope() {
-            Scope::Filter(filter) => doc.topic = Some(filter.as_str().to_owned()),
+            // Written so that it reads back the same: literal `%` and `$`
+            // escaped, whatever syntax the filter was first read in.
+            Scope::Filter(filter) => doc.topic = Some(filter.to_native()),
             Scope::AllTopics => doc.all_topics = true,
             Scope::Prefix { prefix, except } => {
                 doc.prefix = Some(prefix.clone());

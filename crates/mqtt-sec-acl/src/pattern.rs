@@ -77,15 +77,29 @@ pub struct FilterPattern {
     parts: Vec<Part>,
 }
 
+/// The placeholder syntax a filter is read with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    /// The native format: `${username}`, `${clientid}`, `%u`, `%c`, and the
+    /// escapes `%%` (a literal `%`) and `$$` (a literal `$`).
+    Native,
+    /// mosquitto `pattern` lines: `%u` and `%c` only, everything else literal.
+    Mosquitto,
+}
+
 impl FilterPattern {
-    /// Parses a filter in which `${username}`, `${clientid}`, `%u` and `%c`
-    /// are placeholders. A placeholder may stand anywhere in a level
-    /// (`sensor-%c/data`); the filter must be valid with any identity put in.
+    /// Parses a filter of the native format, in which `${username}`,
+    /// `${clientid}`, `%u` and `%c` are placeholders, and `%%` and `$$` stand
+    /// for a literal `%` and `$` (so that any filter, placeholders and
+    /// literal text alike, can be written: [`FilterPattern::to_native`]). A
+    /// lone `%` or `$` before anything else is literal (`100%/x`, `$SYS/#`).
+    /// A placeholder may stand anywhere in a level (`sensor-%c/data`); the
+    /// filter must be valid with any identity put in.
     ///
     /// # Errors
     /// [`PatternError`] for an unknown `${...}` or an invalid filter.
     pub fn parse(text: &str) -> Result<Self, PatternError> {
-        Self::parse_with(text, true)
+        Self::parse_with(text, Syntax::Native)
     }
 
     /// Parses a mosquitto `pattern` line's filter: only `%u` and `%c` are
@@ -94,15 +108,60 @@ impl FilterPattern {
     /// # Errors
     /// [`PatternError::Topic`] for an invalid filter.
     pub fn parse_mosquitto(text: &str) -> Result<Self, PatternError> {
-        Self::parse_with(text, false)
+        Self::parse_with(text, Syntax::Mosquitto)
     }
 
-    fn parse_with(text: &str, braces: bool) -> Result<Self, PatternError> {
+    /// The filter in the native syntax, such that [`FilterPattern::parse`]
+    /// reads back the same placeholders and the same literal text, however
+    /// the filter was made: a mosquitto `topic` line's `%c` stays literal
+    /// (`%%c`), a `pattern` line's `${foo}` too (`$${foo}`).
+    ///
+    /// ```
+    /// use mqtt_sec_acl::FilterPattern;
+    /// let literal = FilterPattern::literal("devices/%c/status")?;
+    /// assert_eq!(literal.to_native(), "devices/%%c/status");
+    /// assert!(!FilterPattern::parse(&literal.to_native())?.has_placeholders());
+    /// let pattern = FilterPattern::parse_mosquitto("a/${x}/%c")?;
+    /// assert_eq!(FilterPattern::parse(&pattern.to_native())?, FilterPattern::parse("a/$${x}/%c")?);
+    /// # Ok::<(), mqtt_sec_acl::PatternError>(())
+    /// ```
+    pub fn to_native(&self) -> String {
+        let mut out = String::with_capacity(self.text.len() + 4);
+        for part in &self.parts {
+            match part {
+                Part::Username => out.push_str("%u"),
+                Part::ClientId => out.push_str("%c"),
+                Part::Literal(text) => {
+                    let mut chars = text.chars().peekable();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            // Every `%`: a placeholder written after it starts with one.
+                            '%' => out.push_str("%%"),
+                            // A `$` the reader would take as `${` or `$$`.
+                            '$' if matches!(chars.peek(), Some('{' | '$')) => out.push_str("$$"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn parse_with(text: &str, syntax: Syntax) -> Result<Self, PatternError> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
         while !rest.is_empty() {
-            let braced = if braces {
+            if syntax == Syntax::Native {
+                let escape = ["%%", "$$"].into_iter().find(|e| rest.starts_with(e));
+                if let Some(escape) = escape {
+                    literal.push_str(&escape[..1]);
+                    rest = &rest[2..];
+                    continue;
+                }
+            }
+            let braced = if syntax == Syntax::Native {
                 rest.strip_prefix("${")
             } else {
                 None

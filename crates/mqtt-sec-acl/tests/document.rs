@@ -193,3 +193,147 @@ fn limits_are_checked_before_parsing() {
         Err(PolicyError::TooManyRules { count: 6, limit: 2 })
     ));
 }
+
+mod mosquitto_round_trip {
+    use mqtt_sec_acl::{Action, Limits, Policy, Principal, mosquitto};
+    use proptest::prelude::*;
+
+    /// Levels with the text mosquitto treats differently in `topic` and
+    /// `pattern` lines: placeholders, braces, percent and dollar signs.
+    const LEVELS: &[&str] = &[
+        "a",
+        "%c",
+        "%u",
+        "${clientid}",
+        "${username}",
+        "${foo}",
+        "x%c",
+        "%%",
+        "%%c",
+        "$",
+        "$$",
+        "$SYS",
+        "a$",
+        "50%",
+        "+",
+        "d%u-%c",
+    ];
+    const IDS: &[&str] = &["dev1", "c", "u", "%c", "${clientid}", "a"];
+
+    fn filter() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(proptest::sample::select(LEVELS), 1..4),
+            any::<bool>(),
+        )
+            .prop_map(|(levels, hash)| {
+                let mut filter = levels.join("/");
+                if hash {
+                    filter.push_str("/#");
+                }
+                filter
+            })
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => proptest::sample::select(&["user alice", "user %c", "user bob"][..]).prop_map(str::to_owned),
+            4 => (proptest::sample::select(&["", "read ", "write ", "readwrite ", "deny "][..]), filter())
+                .prop_map(|(access, filter)| format!("topic {access}{filter}")),
+            4 => (proptest::sample::select(&["", "read ", "write ", "readwrite ", "deny "][..]), filter())
+                .prop_map(|(access, filter)| format!("pattern {access}{filter}")),
+        ]
+    }
+
+    /// Topics the rules may be about: literal text, and each identity filled in.
+    fn topics(acl: &str) -> Vec<String> {
+        let mut topics = Vec::new();
+        for line in acl.lines() {
+            let Some(filter) = line.rsplit(' ').next() else {
+                continue;
+            };
+            for id in IDS {
+                for user in ["alice", "bob", "u"] {
+                    let topic = filter
+                        .replace("/#", "/z")
+                        .replace('+', "p")
+                        .replace("%c", id)
+                        .replace("%u", user);
+                    topics.push(topic.clone());
+                    topics.push(filter.replace("/#", "").replace('+', "p"));
+                }
+            }
+        }
+        topics.retain(|t| !t.is_empty() && !t.contains(['+', '#']));
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// The review: mosquitto `topic` lines keep `%c`/`%u` literal and
+        /// `pattern` lines keep `${...}` literal, but the native writer
+        /// emitted the filter text and the reader parsed placeholders in
+        /// it, so saving a mosquitto-loaded policy and loading it back
+        /// widened it (an anonymous `topic read devices/%c/status` granted
+        /// every anonymous client its own `devices/<id>/status`), or failed
+        /// to load (`${foo}`). Every mosquitto-loaded policy now decides the
+        /// same after a round trip through JSON and TOML.
+        #[test]
+        fn mosquitto_loaded_policies_round_trip_with_the_same_decisions(
+            lines in proptest::collection::vec(line(), 1..10),
+        ) {
+            let acl = lines.join("\n") + "\n";
+            let Ok(policy) = mosquitto::parse_acl_file(&acl) else { return Ok(()) };
+            let json = policy.to_json().unwrap();
+            let from_json = Policy::from_json(&json, Limits::default()).unwrap();
+            let toml = policy.to_toml().unwrap();
+            let from_toml = Policy::from_toml(&toml, Limits::default()).unwrap();
+            prop_assert_eq!(from_json.to_json().unwrap(), json.clone(), "stable");
+            let mut principals = vec![Principal::new("anon")];
+            for id in IDS {
+                for user in ["alice", "bob"] {
+                    principals.push(Principal::new(*id).with_username(user));
+                }
+            }
+            for topic in topics(&acl) {
+                for who in &principals {
+                    for action in [Action::Publish, Action::Subscribe, Action::Receive] {
+                        let expected = policy.check(who, action, &topic).is_allowed();
+                        prop_assert_eq!(from_json.check(who, action, &topic).is_allowed(), expected,
+                            "{} {} {:?} after JSON\n{}\n{}", action, topic, who, acl, json);
+                        prop_assert_eq!(from_toml.check(who, action, &topic).is_allowed(), expected,
+                            "{} {} {:?} after TOML", action, topic, who);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The review's example: after a round trip, the anonymous `topic` line
+    /// with a literal `%c` still grants nothing to an anonymous client, and
+    /// a `pattern` line with `${foo}` reloads.
+    #[test]
+    fn the_reviews_examples() {
+        let policy =
+            mosquitto::parse_acl_file("topic read devices/%c/status\npattern read x/${foo}/%c\n")
+                .unwrap();
+        let reloaded = Policy::from_json(&policy.to_json().unwrap(), Limits::default()).unwrap();
+        let anon = Principal::new("dev-9");
+        for p in [&policy, &reloaded] {
+            assert!(
+                !p.check(&anon, Action::Receive, "devices/dev-9/status")
+                    .is_allowed()
+            );
+            assert!(
+                p.check(&anon, Action::Receive, "devices/%c/status")
+                    .is_allowed()
+            );
+            assert!(
+                p.check(&anon, Action::Receive, "x/${foo}/dev-9")
+                    .is_allowed()
+            );
+        }
+    }
+}
