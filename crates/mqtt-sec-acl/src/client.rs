@@ -4,9 +4,12 @@
 //! this client before anything is sent, so a device refuses its own bad
 //! publishes with a typed error instead of learning from a broker that may
 //! silently drop them. [`IncomingGuard`] checks what arrives: a PUBLISH that
-//! matches none of the subscriptions made through the guard is unexpected
-//! (a broker bug, a misrouted or injected message) and is reported and
-//! refused.
+//! matches none of the subscriptions made through the guard, or that the
+//! policy does not let this client receive, is unexpected (a broker bug, a
+//! misrouted or injected message) and is reported and refused. The receive
+//! check matters most under [`SubscribeCheck::GrantAll`](crate::SubscribeCheck)
+//! (the mosquitto loader's default), where any subscription is granted
+//! because the policy is meant to be applied to each delivery.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -49,6 +52,14 @@ pub enum UnexpectedPublish {
     /// Its topic is not a valid topic name.
     #[error("received an invalid topic: {0}")]
     InvalidTopic(TopicError),
+    /// The policy does not let this client receive it.
+    #[error("received {topic:?}, which this client may not receive: {decision}")]
+    Denied {
+        /// The topic it came on.
+        topic: String,
+        /// The decision, with the deciding rule.
+        decision: String,
+    },
 }
 
 /// The filters subscribed through the guard, shared with [`IncomingGuard`].
@@ -92,10 +103,13 @@ impl GuardedClient {
         }
     }
 
-    /// The guard for incoming messages, sharing this client's subscriptions.
+    /// The guard for incoming messages, sharing this client's subscriptions
+    /// and checking each message against the policy's receive rules.
     pub fn incoming_guard(&self) -> IncomingGuard {
         IncomingGuard {
             subscriptions: Arc::clone(&self.subscriptions),
+            policy: Arc::clone(&self.policy),
+            principal: self.principal.clone(),
         }
     }
 
@@ -173,39 +187,51 @@ impl GuardedClient {
 }
 
 /// Checks incoming PUBLISH packets against the subscriptions made through a
-/// [`GuardedClient`].
+/// [`GuardedClient`] and against the policy's receive rules.
 #[derive(Debug, Clone)]
 pub struct IncomingGuard {
     subscriptions: Subscriptions,
+    policy: Arc<PolicyIndex>,
+    principal: Principal,
 }
 
 impl IncomingGuard {
-    /// Accepts a PUBLISH that matches one of the client's subscriptions;
-    /// otherwise reports it on `mqtt_sec::audit` and refuses it.
+    /// Accepts a PUBLISH that matches one of the client's subscriptions and
+    /// that the policy lets it receive; otherwise reports it on
+    /// `mqtt_sec::audit` and refuses it.
     ///
     /// # Errors
     /// [`UnexpectedPublish`].
     pub fn accept(&self, publish: &Publish) -> Result<(), UnexpectedPublish> {
-        let topic =
-            crate::TopicName::new(publish.topic.as_str()).map_err(UnexpectedPublish::InvalidTopic);
-        let subscribed = topic.as_ref().is_ok_and(|topic| {
-            self.subscriptions
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .any(|f| f.matches(topic))
-        });
-        if subscribed {
-            return Ok(());
-        }
-        let error = match topic {
+        let error = match self.check(&publish.topic) {
+            Ok(()) => return Ok(()),
             Err(error) => error,
-            Ok(_) => UnexpectedPublish::NotSubscribed {
-                topic: publish.topic.clone(),
-            },
         };
         tracing::warn!(target: "mqtt_sec::audit", topic = %publish.topic.chars().take(256).collect::<String>(), reason = %error, "unexpected publish dropped");
         Err(error)
+    }
+
+    fn check(&self, topic: &str) -> Result<(), UnexpectedPublish> {
+        let name = crate::TopicName::new(topic).map_err(UnexpectedPublish::InvalidTopic)?;
+        let subscribed = self
+            .subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|f| f.matches(&name));
+        if !subscribed {
+            return Err(UnexpectedPublish::NotSubscribed {
+                topic: topic.to_owned(),
+            });
+        }
+        let decision = self.policy.check(&self.principal, Action::Receive, topic);
+        if !decision.is_allowed() {
+            return Err(UnexpectedPublish::Denied {
+                topic: topic.to_owned(),
+                decision: decision.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -297,5 +323,37 @@ mod tests {
         ));
         guarded.unsubscribe("$share/g/news/#").await.unwrap();
         assert!(incoming.accept(&publish("news/a")).is_err());
+    }
+
+    /// The review: under the mosquitto loader's default
+    /// `SubscribeCheck::GrantAll`, `subscribe("#")` is granted because the
+    /// policy is meant to be applied to each delivery, but the guard never
+    /// applied it, so any injected message was accepted. Each delivery is
+    /// now checked against the receive rules.
+    #[tokio::test]
+    async fn under_grant_all_every_delivery_is_checked_against_the_receive_rules() {
+        let policy =
+            mosquitto::parse_acl_file("pattern read devices/%c/#\ntopic read news/#\n").unwrap();
+        assert_eq!(policy.subscribe_mode(), crate::SubscribeCheck::GrantAll);
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("dev-1", "127.0.0.1", 1), 10);
+        let guarded = GuardedClient::new(
+            client,
+            PolicyIndex::compile(policy),
+            Principal::new("dev-1"),
+        );
+        guarded.subscribe("#", QoS::AtMostOnce).await.unwrap();
+        let incoming = guarded.incoming_guard();
+        let publish = |topic: &str| Publish::new(topic, QoS::AtMostOnce, "x");
+        assert_eq!(incoming.accept(&publish("news/a")), Ok(()));
+        assert_eq!(incoming.accept(&publish("devices/dev-1/cmd")), Ok(()));
+        for injected in ["devices/dev-2/cmd", "admin/reset"] {
+            assert!(
+                matches!(
+                    incoming.accept(&publish(injected)),
+                    Err(UnexpectedPublish::Denied { .. })
+                ),
+                "{injected}"
+            );
+        }
     }
 }

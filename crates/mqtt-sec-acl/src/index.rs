@@ -234,7 +234,9 @@ impl PolicyIndex {
         }
         let topic = match self.policy.validate(action, topic) {
             Ok(Target::Name(topic)) => topic,
-            Ok(Target::Filter(_)) => return self.policy.check_quietly(principal, action, topic),
+            Ok(Target::Filter(_) | Target::Shared { .. }) => {
+                return self.policy.check_quietly(principal, action, topic);
+            }
             Err(reason) => return Decision::deny(reason),
         };
         let query = Query {
@@ -262,7 +264,7 @@ impl PolicyIndex {
                 self.offer(&mut best, rule_id, &query);
             }
         }
-        self.visit(0, Some(topic), &query, &mut best);
+        self.walk(topic, &query, &mut best);
         match best.decide(self.policy.combining_mode()) {
             Some(rule_id) => {
                 Decision::by_rule(rule_id as usize, &self.policy.rules()[rule_id as usize])
@@ -271,36 +273,41 @@ impl PolicyIndex {
         }
     }
 
-    /// Walks the trie from `node` with `rest` the topic left from a level
-    /// start (`None` once every level is consumed). Depth is bounded by the
-    /// policy's depth limit, checked before.
-    fn visit(&self, node_id: NodeId, rest: Option<&str>, query: &Query<'_>, best: &mut Best) {
-        let node = &self.nodes[node_id as usize];
-        let at_root = node_id == 0;
-        // `#` matches the parent level and everything below, but a filter
-        // starting with a wildcard never matches a `$` topic.
-        if !(at_root && query.dollar) {
-            self.offer_slot(node_id, Slot::Hash, &node.hash, query, best);
-        }
-        let Some(rest) = rest else {
-            self.offer_slot(node_id, Slot::End, &node.end, query, best);
-            return;
-        };
-        let (level, remainder) = match rest.split_once('/') {
-            Some((level, remainder)) => (level, Some(remainder)),
-            None => (rest, None),
-        };
-        if let Some(&child) = node.literal.get(level) {
-            self.visit(child, remainder, query, best);
-        }
-        if let Some(child) = node.plus.filter(|_| !(at_root && query.dollar)) {
-            self.visit(child, remainder, query, best);
-        }
-        for (parts, child) in node.patterns.iter().flat_map(|p| p.iter()) {
-            let mode = self.policy.placeholder_mode();
-            if let Some(len) = match_pattern_level(parts, query.principal, mode, rest) {
-                let remainder = rest.get(len + 1..).filter(|_| len < rest.len());
-                self.visit(*child, remainder, query, best);
+    /// Walks the trie with the topic, offering every rule whose filter
+    /// matches it. Each pending node holds the topic left from a level start
+    /// (`None` once every level is consumed). The walk keeps its own stack
+    /// instead of recursing, so a topic of tens of thousands of levels
+    /// (which `Limits` may allow) cannot overflow the thread's stack.
+    fn walk(&self, topic: &str, query: &Query<'_>, best: &mut Best) {
+        let mut pending: Vec<(NodeId, Option<&str>)> = vec![(0, Some(topic))];
+        while let Some((node_id, rest)) = pending.pop() {
+            let node = &self.nodes[node_id as usize];
+            let at_root = node_id == 0;
+            // `#` matches the parent level and everything below, but a filter
+            // starting with a wildcard never matches a `$` topic.
+            if !(at_root && query.dollar) {
+                self.offer_slot(node_id, Slot::Hash, &node.hash, query, best);
+            }
+            let Some(rest) = rest else {
+                self.offer_slot(node_id, Slot::End, &node.end, query, best);
+                continue;
+            };
+            let (level, remainder) = match rest.split_once('/') {
+                Some((level, remainder)) => (level, Some(remainder)),
+                None => (rest, None),
+            };
+            if let Some(&child) = node.literal.get(level) {
+                pending.push((child, remainder));
+            }
+            if let Some(child) = node.plus.filter(|_| !(at_root && query.dollar)) {
+                pending.push((child, remainder));
+            }
+            for (parts, child) in node.patterns.iter().flat_map(|p| p.iter()) {
+                let mode = self.policy.placeholder_mode();
+                if let Some(len) = match_pattern_level(parts, query.principal, mode, rest) {
+                    let remainder = rest.get(len + 1..).filter(|_| len < rest.len());
+                    pending.push((*child, remainder));
+                }
             }
         }
     }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use crate::pattern::FilterPattern;
-use crate::policy::{CombiningMode, Policy};
+use crate::policy::{CombiningMode, Policy, SubscribeCheck};
 use crate::rule::{Action, Actions, Effect, Rule, Scope, Subject};
 use crate::topic;
 
@@ -40,6 +40,19 @@ pub enum FindingKind {
     /// A `%c`/`${clientid}` rule applies to anonymous clients, who choose
     /// their client id freely and so get the topics of any client id.
     ClientIdPlaceholderForAnonymous,
+    /// A `%c`/`${clientid}` rule grants authenticated clients the topics of
+    /// the client id they connect with, which they choose themselves unless
+    /// the broker ties client ids to users (mosquitto's
+    /// `use_username_as_clientid`, a plugin that checks them): one user can
+    /// then take another device's topics by connecting with its client id.
+    ClientIdPlaceholderChosenByClient,
+    /// A rule about shared subscriptions (`$share/...`) also names publish
+    /// or receive, which never match it: no topic name is a shared
+    /// subscription.
+    SharedSubscriptionRule {
+        /// The actions that never match.
+        never: Actions,
+    },
     /// A `%u`/`${username}` rule for every client: anonymous clients (which
     /// this policy has) never match it.
     UsernamePlaceholderWithAnonymous,
@@ -121,21 +134,42 @@ impl Policy {
                     ),
                 );
             }
-            if let Scope::Filter(filter) = rule.scope() {
-                let for_anonymous = matches!(rule.subject(), Subject::Any | Subject::Anonymous);
-                if filter.uses_client_id()
-                    && for_anonymous
-                    && anonymous_clients
-                    && rule.effect() == Effect::Allow
-                {
+            if let Some(text) = shared_text(rule) {
+                let never = rule.actions().without(Actions::SUBSCRIBE);
+                if !never.is_empty() && shared_shape_ok(text) {
                     report(
                         Severity::Warning,
-                        FindingKind::ClientIdPlaceholderForAnonymous,
+                        FindingKind::SharedSubscriptionRule { never },
                         format!(
-                            "{rule} grants anonymous clients the topics of whatever client id they choose; \
-                             restrict it to authenticated subjects or use %u"
+                            "{rule} is about shared subscriptions: its {never} never match, since no topic name is $share/..."
                         ),
                     );
+                }
+            }
+            if let Scope::Filter(filter) = rule.scope() {
+                let for_anonymous = matches!(rule.subject(), Subject::Any | Subject::Anonymous);
+                let client_chosen = !matches!(rule.subject(), Subject::ClientId(_));
+                if filter.uses_client_id() && rule.effect() == Effect::Allow && client_chosen {
+                    if for_anonymous && anonymous_clients {
+                        report(
+                            Severity::Warning,
+                            FindingKind::ClientIdPlaceholderForAnonymous,
+                            format!(
+                                "{rule} grants anonymous clients the topics of whatever client id they choose; \
+                                 restrict it to authenticated subjects or use %u"
+                            ),
+                        );
+                    } else {
+                        report(
+                            Severity::Warning,
+                            FindingKind::ClientIdPlaceholderChosenByClient,
+                            format!(
+                                "{rule} grants each client the topics of the client id it connects with, which it \
+                                 chooses itself: unless the broker ties client ids to users \
+                                 (use_username_as_clientid, or a plugin that checks them), use %u"
+                            ),
+                        );
+                    }
                 }
                 if filter.uses_username() && *rule.subject() == Subject::Any && anonymous_clients {
                     report(
@@ -155,6 +189,24 @@ impl Policy {
     fn never_matches(&self, rule: &Rule) -> Option<&'static str> {
         if rule.actions().is_empty() {
             return Some("it names no action");
+        }
+        if rule.actions() == Actions::SUBSCRIBE && self.subscribe_mode() == SubscribeCheck::GrantAll
+        {
+            return Some(
+                "with subscribe = grant-all every SUBSCRIBE is granted without rules, and SUBSCRIBE is its only action",
+            );
+        }
+        if let Some(text) = shared_text(rule) {
+            if !shared_shape_ok(text) {
+                return Some(
+                    "a shared subscription is $share/{group}/{filter}, and this filter matches none",
+                );
+            }
+            if !rule.actions().contains(Action::Subscribe) {
+                return Some(
+                    "it is about shared subscriptions ($share/...), which only SUBSCRIBE requests are",
+                );
+            }
         }
         match rule.scope() {
             Scope::Prefix { .. } if rule.actions() == Actions::SUBSCRIBE => {
@@ -218,6 +270,27 @@ impl Policy {
             }
         }
         found
+    }
+}
+
+/// The filter or exact topic of a rule about shared subscriptions.
+fn shared_text(rule: &Rule) -> Option<&str> {
+    let text = match rule.scope() {
+        Scope::Filter(filter) => filter.as_str(),
+        Scope::Exact(text) => text.as_str(),
+        _ => return None,
+    };
+    crate::policy::is_shared(text).then_some(text)
+}
+
+/// Whether a `$share` filter can match some `$share/{group}/{filter}`: it
+/// needs a group level and a filter level, or a `#` in place of both.
+fn shared_shape_ok(text: &str) -> bool {
+    let mut levels = text.split('/').skip(1);
+    match (levels.next(), levels.next()) {
+        (Some("#"), None) => true,
+        (Some(group), Some(_)) => !group.is_empty() && group != "#",
+        _ => false,
     }
 }
 
@@ -433,12 +506,84 @@ mod tests {
             kinds.contains(&(Some(3), FindingKind::UsernamePlaceholderWithAnonymous)),
             "{kinds:?}"
         );
+        // The review: authenticated clients choose their client id too
+        // (unless the broker ties it to the user), so `%c` is flagged even
+        // without anonymous rules; a rule for one fixed client id is not.
         let authenticated_only =
             crate::mosquitto::parse_acl_file("pattern readwrite devices/%c/#\n").unwrap();
-        assert!(
-            authenticated_only.lint().is_empty(),
-            "{:?}",
-            authenticated_only.lint()
+        let kinds: Vec<FindingKind> = authenticated_only
+            .lint()
+            .into_iter()
+            .map(|f| f.kind)
+            .collect();
+        assert_eq!(kinds, [FindingKind::ClientIdPlaceholderChosenByClient]);
+        let per_user = Policy::new(vec![Rule::allow(
+            Subject::Username("alice".into()),
+            Actions::ALL,
+            filter("devices/%c/#"),
+        )])
+        .unwrap();
+        assert_eq!(
+            per_user
+                .lint()
+                .into_iter()
+                .map(|f| f.kind)
+                .collect::<Vec<_>>(),
+            [FindingKind::ClientIdPlaceholderChosenByClient]
+        );
+        let fixed = Policy::new(vec![Rule::allow(
+            Subject::ClientId("dev-1".into()),
+            Actions::ALL,
+            filter("devices/%c/#"),
+        )])
+        .unwrap();
+        assert!(fixed.lint().is_empty(), "{:?}", fixed.lint());
+    }
+
+    /// The review: rules naming `$share/...` could never match, so a deny on
+    /// `$share/#` silently did nothing. They now govern shared
+    /// subscriptions; lint flags those that still cannot match.
+    #[test]
+    fn shared_subscription_rules_that_cannot_match_are_flagged() {
+        let rules = vec![
+            Rule::deny(Subject::Any, Actions::PUBLISH, filter("$share/#")),
+            Rule::deny(Subject::Any, Actions::SUBSCRIBE, filter("$share/g")),
+            Rule::deny(Subject::Any, Actions::SUBSCRIBE, filter("$share")),
+            Rule::allow(Subject::Any, Actions::ALL, filter("$share/workers/jobs/#")),
+            Rule::deny(Subject::Any, Actions::SUBSCRIBE, filter("$share/#")),
+            Rule::allow(Subject::Any, Actions::SUBSCRIBE, filter("$share/+/x")),
+        ];
+        let policy = Policy::new(rules).unwrap();
+        let findings = policy.lint();
+        let of = |rule: usize| -> Vec<FindingKind> {
+            findings
+                .iter()
+                .filter(|f| f.rule == Some(rule))
+                .map(|f| f.kind.clone())
+                .collect()
+        };
+        for dead in [0, 1, 2] {
+            assert_eq!(of(dead), [FindingKind::NeverMatches], "rule {dead}");
+        }
+        assert!(of(3).contains(&FindingKind::SharedSubscriptionRule {
+            never: Actions::PUBLISH | Actions::RECEIVE
+        }));
+        assert!(of(4).is_empty(), "{findings:?}");
+        // Under grant-all, a subscribe-only rule never decides.
+        let granted = Policy::new(vec![Rule::deny(
+            Subject::Any,
+            Actions::SUBSCRIBE,
+            filter("$share/#"),
+        )])
+        .unwrap()
+        .subscribe_check(crate::SubscribeCheck::GrantAll);
+        assert_eq!(
+            granted
+                .lint()
+                .into_iter()
+                .map(|f| f.kind)
+                .collect::<Vec<_>>(),
+            [FindingKind::NeverMatches]
         );
     }
 

@@ -290,8 +290,11 @@ impl Policy {
     }
 
     /// Decides whether `principal` may perform `action` on `topic`: a topic
-    /// name for publish and receive, a filter (possibly `$share/...`, checked
-    /// on its inner filter) for subscribe. Invalid or over-limit input is
+    /// name for publish and receive, a filter for subscribe. A shared
+    /// subscription `$share/{group}/{filter}` is checked by rules about
+    /// shared subscriptions (a filter or exact topic starting with
+    /// `$share/`) on its whole text, whose second level is the group, and by
+    /// every other rule on its inner filter. Invalid or over-limit input is
     /// denied. Every deny emits an audit event (target `mqtt_sec::audit`).
     ///
     /// This evaluates every rule in turn; [`crate::PolicyIndex`] gives the
@@ -343,8 +346,8 @@ impl Policy {
         }
     }
 
-    /// Validates and bounds the request; for a subscription, strips
-    /// `$share/{group}/`.
+    /// Validates and bounds the request; for a shared subscription, finds
+    /// the filter inside `$share/{group}/`.
     pub(crate) fn validate<'t>(
         &self,
         action: Action,
@@ -359,7 +362,10 @@ impl Policy {
                 Target::Name(topic)
             }
             Action::Subscribe => match topic::parse_shared(topic).map_err(Reason::InvalidTopic)? {
-                Some((_, filter)) => Target::Filter(filter),
+                Some((_, filter)) => Target::Shared {
+                    full: topic,
+                    filter,
+                },
                 None => {
                     topic::validate_filter(topic).map_err(Reason::InvalidTopic)?;
                     Target::Filter(topic)
@@ -367,7 +373,7 @@ impl Policy {
             },
         };
         let text = match target {
-            Target::Name(t) | Target::Filter(t) => t,
+            Target::Name(t) | Target::Filter(t) | Target::Shared { full: t, .. } => t,
         };
         if text.bytes().filter(|b| *b == b'/').count() >= self.limits.max_topic_depth {
             return Err(Reason::OverLimit);
@@ -383,23 +389,36 @@ impl Policy {
             (Scope::Prefix { prefix, except }, Target::Name(topic)) => {
                 return Scope::prefix_matches(prefix, except.as_ref(), topic);
             }
-            (Scope::Prefix { .. }, Target::Filter(_)) => return false,
+            (Scope::Prefix { .. }, Target::Filter(_) | Target::Shared { .. }) => return false,
+            (Scope::Exact(text), Target::Shared { full, filter }) => {
+                return text == if is_shared(text) { full } else { filter };
+            }
             (Scope::Exact(text), Target::Name(t) | Target::Filter(t)) => return text == t,
             (Scope::Filter(filter), _) => filter,
         };
-        match target {
-            Target::Name(topic) => filter.matches_str(topic, principal, self.placeholders),
-            Target::Filter(requested) => {
-                let Some(resolved) = filter.resolve(principal, self.placeholders) else {
-                    return false;
-                };
-                match rule.effect() {
-                    Effect::Allow => topic::covers(&resolved, requested),
-                    Effect::Deny => topic::overlaps(&resolved, requested),
-                }
-            }
+        if let Target::Name(topic) = target {
+            return filter.matches_str(topic, principal, self.placeholders);
+        }
+        let Some(resolved) = filter.resolve(principal, self.placeholders) else {
+            return false;
+        };
+        // A rule about shared subscriptions sees the whole `$share/...`;
+        // any other rule the filter inside it.
+        let requested = match target {
+            Target::Shared { full, .. } if is_shared(&resolved) => full,
+            Target::Shared { filter, .. } | Target::Filter(filter) => filter,
+            Target::Name(_) => return false,
+        };
+        match rule.effect() {
+            Effect::Allow => topic::covers(&resolved, requested),
+            Effect::Deny => topic::overlaps(&resolved, requested),
         }
     }
+}
+
+/// Whether a rule's filter or exact topic is about shared subscriptions.
+pub(crate) fn is_shared(text: &str) -> bool {
+    text == "$share" || text.starts_with("$share/")
 }
 
 /// A validated request target.
@@ -407,6 +426,11 @@ impl Policy {
 pub(crate) enum Target<'t> {
     Name(&'t str),
     Filter(&'t str),
+    /// `$share/{group}/{filter}`: the whole text, and the filter.
+    Shared {
+        full: &'t str,
+        filter: &'t str,
+    },
 }
 
 /// How much of a topic an audit event carries: enough to identify it,

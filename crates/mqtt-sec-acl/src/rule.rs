@@ -64,6 +64,12 @@ impl Actions {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// The actions of this set that are not in `other`.
+    #[must_use]
+    pub fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
 }
 
 impl From<Action> for Actions {

@@ -255,3 +255,112 @@ fn over_limit_topics_are_denied_before_matching() {
         "255 levels are within the default depth"
     );
 }
+
+/// The review: the index recursed once per topic level, and `Limits` may
+/// allow topics of tens of thousands of levels, so a deep enough topic on a
+/// deep enough rule overflowed the stack. The walk is iterative now: a
+/// 32,000-level topic is checked on a thread with a 256 KiB stack.
+#[test]
+fn index_walk_depth_does_not_depend_on_the_stack() {
+    use mqtt_sec_acl::Limits;
+    let levels = 32_000;
+    let filter = vec!["+"; levels].join("/");
+    let topic = vec!["a"; levels].join("/");
+    let mut limits = Limits::default();
+    limits.max_topic_depth = usize::MAX;
+    let rule = Rule::new(
+        Effect::Allow,
+        Subject::Any,
+        Actions::PUBLISH,
+        Scope::Filter(FilterPattern::parse(&filter).unwrap()),
+    );
+    let index = PolicyIndex::compile(Policy::with_limits(vec![rule], limits).unwrap());
+    let allowed = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let who = Principal::new("deep");
+            let exact = index.check(&who, Action::Publish, &topic).is_allowed();
+            let deeper = index
+                .check(&who, Action::Publish, &format!("{topic}/b"))
+                .is_allowed();
+            (exact, deeper)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(allowed, (true, false));
+}
+
+/// The review: a rule naming `$share/...` could never match (the share group
+/// was dropped before rules were checked), so a deny on `$share/#` silently
+/// did nothing. Rules about shared subscriptions now see the whole
+/// `$share/{group}/{filter}`; other rules still see the inner filter.
+#[test]
+fn rules_on_shared_subscriptions_govern_them() {
+    let sub = Actions::SUBSCRIBE;
+    let rule = |effect, text: &str| {
+        Rule::new(
+            effect,
+            Subject::Any,
+            sub,
+            Scope::Filter(FilterPattern::parse(text).unwrap()),
+        )
+    };
+    let no_sharing = Policy::new(vec![
+        rule(Effect::Allow, "#"),
+        rule(Effect::Deny, "$share/#"),
+    ])
+    .unwrap();
+    let workers = Policy::new(vec![
+        rule(Effect::Allow, "$share/workers/jobs/#"),
+        rule(Effect::Allow, "$share/+/public/#"),
+        rule(Effect::Allow, "news/#"),
+    ])
+    .unwrap();
+    let who = Principal::new("c1");
+    let cases = [
+        (&no_sharing, "jobs/x", true),
+        (&no_sharing, "$share/g/jobs/x", false),
+        (&no_sharing, "$share/g/#", false),
+        (&workers, "$share/workers/jobs/a", true),
+        (&workers, "$share/workers/jobs/#", true),
+        (&workers, "$share/others/jobs/a", false),
+        (&workers, "jobs/a", false),
+        (&workers, "$share/anyone/public/x", true),
+        // A plain rule sees the filter inside the shared subscription.
+        (&workers, "$share/g/news/today", true),
+        (&workers, "news/today", true),
+    ];
+    for (policy, filter, allowed) in cases {
+        let index = PolicyIndex::compile(policy.clone());
+        assert_eq!(
+            policy.check(&who, Action::Subscribe, filter).is_allowed(),
+            allowed,
+            "{filter}"
+        );
+        assert_eq!(
+            index.check(&who, Action::Subscribe, filter).is_allowed(),
+            allowed,
+            "{filter}"
+        );
+    }
+    // `exact` scopes follow the same rule.
+    let exact = Policy::new(vec![Rule::new(
+        Effect::Allow,
+        Subject::Any,
+        sub,
+        Scope::Exact("$share/g/t".into()),
+    )])
+    .unwrap();
+    assert!(
+        exact
+            .check(&who, Action::Subscribe, "$share/g/t")
+            .is_allowed()
+    );
+    assert!(
+        !exact
+            .check(&who, Action::Subscribe, "$share/h/t")
+            .is_allowed()
+    );
+    assert!(!exact.check(&who, Action::Subscribe, "t").is_allowed());
+}
