@@ -1,6 +1,5 @@
 //! The rumqttc guard against a real mosquitto: denied requests never reach
 //! the broker, allowed ones do, and unexpected deliveries are refused.
-#![cfg(feature = "rumqttc")]
 // Test code: a failed unwrap or panic is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

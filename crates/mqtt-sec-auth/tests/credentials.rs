@@ -2,7 +2,6 @@
 //! broker's file (SIGHUP) drops the client, the provider supplies the new
 //! one and no QoS 1 message is lost; credentials about to expire are
 //! renewed by reconnecting before they do.
-#![cfg(feature = "rumqttc")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;

@@ -1,6 +1,5 @@
 //! The rumqttc glue against a real mosquitto: an mqtts:// URL and our
 //! configuration are all a client needs.
-#![cfg(feature = "rumqttc")]
 // Test code: a failed unwrap or panic is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
