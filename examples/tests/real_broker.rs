@@ -123,6 +123,14 @@ fn quickstart_runs_against_mosquitto() {
     let log = text(&output);
     assert!(log.contains("skipped with --broker"), "{log}");
     assert!(log.contains("PinMismatch"), "{log}");
+    // The review: mosquitto never looked at the JWT (use_identity_as_username
+    // ignores the password), so the example must not say it was checked.
+    assert!(!log.contains("verified its JWT"), "{log}");
+    assert!(!log.contains("mTLS + password"), "{log}");
+    assert!(
+        log.contains("nothing here shows the JWT was checked"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -253,6 +261,11 @@ fn quickstart_logs_in_with_a_password_file() {
     assert_held("quickstart", &output);
     assert!(
         text(&output).contains("--username given"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        text(&output).contains("the device's JWT was not used"),
         "{}",
         text(&output)
     );
