@@ -157,7 +157,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     } else {
         report.detail(
             "whether this broker checked the tokens is its own configuration: mosquitto with \
-             use_identity_as_username ignores them (the mqtt-sec-mosquitto plugin verifies JWTs)",
+             use_identity_as_username ignores them (the planned mqtt-sec-mosquitto plugin is to verify JWTs)",
         );
     }
     report.expect(

@@ -144,7 +144,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         ),
         Lab::Real(_) => (
             "TLS and the --cert certificate; no password is sent",
-            "the broker accepted the device's certificate; it was sent a JWT as the password, which mosquitto with use_identity_as_username ignores: nothing here shows the JWT was checked (the mqtt-sec-mosquitto plugin verifies JWTs inside mosquitto)",
+            "the broker accepted the device's certificate; it was sent a JWT as the password, which mosquitto with use_identity_as_username ignores: nothing here shows the JWT was checked (the planned mqtt-sec-mosquitto plugin is to verify JWTs inside mosquitto)",
         ),
     };
     report.step(format!(
