@@ -1,7 +1,8 @@
-//! JWT verification, ours (ring, every check of `TokenVerifier`) against
-//! `jsonwebtoken::decode` with its RustCrypto backend (enabled for this
-//! benchmark only), in the same run; and key lookup in sets of 1 and 1,000
-//! keys.
+//! JWT verification, ours (ring, every check of `TokenVerifier`, with an
+//! issuer's key set and with per-device keys) against `jsonwebtoken::decode`
+//! with its RustCrypto backend (enabled for this benchmark only), in the same
+//! run; and key lookup in sets of 1 and 1,000 keys, and in registries of 1
+//! and 1,000 devices.
 //!
 //! `cargo bench -p mqtt-sec-auth --bench jwt`; figures in the crate README.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -13,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use mqtt_sec_auth::jwt::{
-    ClaimsTemplate, ClientContext, JwtKey, KeySet, SigningKey, TokenMinter, TokenVerifier,
-    Validation,
+    ClaimsTemplate, ClientContext, DeviceKeys, JwtKey, KeySet, SigningKey, TokenMinter,
+    TokenVerifier, Validation,
 };
 use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 use ring::rand::SystemRandom;
@@ -100,12 +101,19 @@ fn verify(c: &mut Criterion) {
             ]),
         }
         .unwrap();
+        let mut devices = DeviceKeys::new();
+        devices.insert("sensor-17", keys.clone()).unwrap();
+        let per_device = TokenVerifier::per_device(
+            devices,
+            Validation::new().issuer("factory").audience("broker"),
+        );
         let ours = TokenVerifier::trusted_issuer(
             Arc::new(keys),
             Validation::new().issuer("factory").audience("broker"),
         );
         let client = ClientContext::new("sensor-17");
         ours.verify(token.as_str(), &client, now).unwrap();
+        per_device.verify(token.as_str(), &client, now).unwrap();
 
         // jsonwebtoken's own token for its own decode (same claims).
         let mut header = Header::new(case.alg);
@@ -129,6 +137,13 @@ fn verify(c: &mut Criterion) {
         group.bench_function(format!("{} ours", case.name), |b| {
             b.iter(|| {
                 ours.verify(black_box(token.as_str()), &client, now)
+                    .unwrap()
+            })
+        });
+        group.bench_function(format!("{} ours per-device", case.name), |b| {
+            b.iter(|| {
+                per_device
+                    .verify(black_box(token.as_str()), &client, now)
                     .unwrap()
             })
         });
@@ -170,6 +185,28 @@ fn lookup(c: &mut Criterion) {
         group.bench_function(format!("{size} keys"), |b| {
             b.iter(|| {
                 verifier
+                    .verify(black_box(token.as_str()), &client, now)
+                    .unwrap()
+            })
+        });
+        // The same keys, one per device, in a registry.
+        let mut devices = DeviceKeys::new();
+        for (i, jwk) in keys.iter().enumerate() {
+            let id = if i == 0 {
+                "sensor-17".to_owned()
+            } else {
+                format!("device-{i}")
+            };
+            let set = KeySet::from_jwks_json(&serde_json::json!({ "keys": [jwk] }).to_string());
+            devices.insert(id, set.unwrap()).unwrap();
+        }
+        let registry = TokenVerifier::per_device(
+            devices,
+            Validation::new().issuer("factory").audience("broker"),
+        );
+        group.bench_function(format!("{size} devices"), |b| {
+            b.iter(|| {
+                registry
                     .verify(black_box(token.as_str()), &client, now)
                     .unwrap()
             })
