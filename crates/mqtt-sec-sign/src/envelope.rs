@@ -271,7 +271,9 @@ impl<'a> Reader<'a> {
         let end = self.pos.checked_add(width).ok_or_else(invalid)?;
         let raw = self.bytes.get(self.pos..end).ok_or_else(invalid)?;
         self.pos = end;
-        let value = raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let mut be = [0u8; 8];
+        be[8 - width..].copy_from_slice(raw);
+        let value = u64::from_be_bytes(be);
         if value < min {
             return Err(MalformedEnvelope::NonCanonical.into());
         }
@@ -795,6 +797,99 @@ mod tests {
                 non_canonical,
                 "{value:02x?}"
             );
+        }
+    }
+
+    /// A protected header with alg, kid and claims (iat 0, cti 0) followed
+    /// by `extra`, raw CBOR label and value pairs, `entries` of them.
+    fn header_with(entries: u8, extra: &[u8]) -> Vec<u8> {
+        let mut header = vec![0xa3 + entries, 0x01, 0x27, 0x04, 0x41, b'k'];
+        header.extend_from_slice(&[0x0f, 0xa2, 0x06, 0x00, 0x07, 0x48]);
+        header.extend_from_slice(&[0; 8]);
+        header.extend_from_slice(extra);
+        header
+    }
+
+    fn decode_header(header: &[u8]) -> Result<(), VerifyError> {
+        decode(&with_protected(header)).map(drop)
+    }
+
+    /// The RFC 9052 parameters we do not use are accepted with their
+    /// defined types only.
+    #[test]
+    fn unused_standard_parameters_must_have_their_defined_types() {
+        for (name, entry, accepted) in [
+            ("content type as a number", &[0x03, 0x00][..], true),
+            ("content type as text", &[0x03, 0x61, b'a'], true),
+            ("content type as bytes", &[0x03, 0x41, b'a'], false),
+            ("content type as an array", &[0x03, 0x80], false),
+            ("IV as bytes", &[0x05, 0x41, 0x00], true),
+            ("IV as text", &[0x05, 0x61, b'a'], false),
+            ("partial IV as bytes", &[0x06, 0x41, 0x00], true),
+            ("partial IV as a number", &[0x06, 0x00], false),
+            (
+                "counter signature as an array",
+                &[0x07, 0x82, 0x40, 0x00],
+                true,
+            ),
+            ("counter signature as bytes", &[0x07, 0x40], false),
+        ] {
+            let expected = if accepted { Ok(()) } else { Err(invalid()) };
+            assert_eq!(decode_header(&header_with(1, entry)), expected, "{name}");
+        }
+    }
+
+    /// Skipped values nest at most [`MAX_DEPTH`] deep, whatever container
+    /// nests them: the reader's recursion is bounded by a constant, not by
+    /// the input.
+    #[test]
+    fn nesting_under_skipped_labels_is_bounded() {
+        let nested = |depth: usize| -> [(&str, Vec<u8>); 5] {
+            let repeat = |bytes: &[u8]| bytes.repeat(depth);
+            [
+                ("arrays", [repeat(&[0x81]), vec![0x00]].concat()),
+                ("map values", [repeat(&[0xa1, 0x00]), vec![0x00]].concat()),
+                (
+                    "map keys",
+                    [repeat(&[0xa1]), vec![0x00], repeat(&[0x00])].concat(),
+                ),
+                ("tags", [repeat(&[0xc1]), vec![0x00]].concat()),
+                // A counter signature: an array of skipped items, the
+                // first level of the nesting.
+                ("counter signature", [repeat(&[0x81]), vec![0x00]].concat()),
+            ]
+        };
+        for (depth, accepted) in [(MAX_DEPTH, true), (MAX_DEPTH + 1, false)] {
+            for (name, value) in nested(depth) {
+                let label: &[u8] = if name == "counter signature" {
+                    &[0x07]
+                } else {
+                    &[0x39, 0x03, 0xe7]
+                };
+                let header = header_with(1, &[label, &value].concat());
+                let expected = if accepted { Ok(()) } else { Err(invalid()) };
+                assert_eq!(decode_header(&header), expected, "{name} {depth} deep");
+            }
+        }
+    }
+
+    #[test]
+    fn crit_and_claims_values_out_of_range_are_refused() {
+        // An empty crit list is malformed (RFC 9052: at least one label).
+        assert_eq!(
+            decode_header(&header_with(1, &[0x02, 0x80])),
+            Err(invalid())
+        );
+        // iat must fit an i64, as CWT libraries read it: 2^63 is refused, 2^63 - 1 read.
+        for (iat, expected) in [
+            (1u64 << 63, Err(MalformedEnvelope::BadClaims.into())),
+            ((1u64 << 63) - 1, Ok(())),
+        ] {
+            let mut header = vec![0xa3, 0x01, 0x27, 0x04, 0x41, b'k', 0x0f, 0xa2, 0x06, 0x1b];
+            header.extend_from_slice(&iat.to_be_bytes());
+            header.extend_from_slice(&[0x07, 0x48]);
+            header.extend_from_slice(&[0; 8]);
+            assert_eq!(decode_header(&header), expected, "iat {iat}");
         }
     }
 }

@@ -344,16 +344,36 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Clone)]
+    enum Step {
+        At(u64),
+        Around(i64),
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn window_matches_reference(
             size in prop_oneof![Just(1usize), Just(63), Just(64), Just(65), Just(200)],
-            steps in proptest::collection::vec(prop_oneof![0u64..300, Just(u64::MAX), Just(u64::MAX - 1)], 1..200),
+            steps in proptest::collection::vec(prop_oneof![
+                // Around the highest number, so the window slides by less
+                // and more than its capacity and numbers land in the gaps.
+                8 => (-300i64..300).prop_map(Step::Around),
+                1 => (0u64..300).prop_map(Step::At),
+                1 => Just(Step::At(u64::MAX)),
+                1 => Just(Step::At(u64::MAX - 1)),
+            ], 1..200),
         ) {
             let mut window = ReplayWindow::new(size);
             let mut accepted = BTreeSet::new();
-            for seq in steps {
+            for step in steps {
+                let seq = match step {
+                    Step::At(seq) => seq,
+                    Step::Around(delta) => {
+                        let highest: u64 = accepted.last().copied().unwrap_or(0);
+                        highest.saturating_add_signed(delta)
+                    }
+                };
                 let expected = reference(&accepted, size, seq);
                 prop_assert_eq!(accept(&mut window, seq), expected.clone());
                 if expected.is_ok() {
@@ -393,6 +413,30 @@ mod tests {
         assert_eq!(accept(&mut w, 1 + 64), Ok(()));
         assert_eq!(accept(&mut w, 1 + 64), Err(replayed(65)));
         assert_eq!(accept(&mut w, 1 + 63), Ok(()));
+    }
+
+    /// A jump of less than the capacity frees the positions it slides over:
+    /// a late number in the gap is accepted, though an older number that
+    /// left the window had its position.
+    #[test]
+    fn numbers_in_the_gap_of_a_jump_are_accepted() {
+        for size in [64, 65, 200] {
+            let mut w = ReplayWindow::new(size);
+            let capacity = w.capacity();
+            for seq in 0..capacity {
+                assert_eq!(accept(&mut w, seq), Ok(()), "{seq}");
+            }
+            let jump = 2 * capacity - 1;
+            assert_eq!(accept(&mut w, jump), Ok(()));
+            for late in capacity..jump {
+                let expected = if jump - late >= size as u64 {
+                    Err(ReplayRejection::TooOld { highest: jump })
+                } else {
+                    Ok(())
+                };
+                assert_eq!(accept(&mut w, late), expected, "size {size}, {late}");
+            }
+        }
     }
 
     #[test]

@@ -318,3 +318,68 @@ fn device_that_signed_before_ntp_set_its_clock_is_not_refused_as_too_old() {
     assert_eq!(seq(&next), seq(&after_ntp) + 1);
     subscriber.verify("a", &next).unwrap();
 }
+
+/// What counts as a step: the wall clock moving more than a second beyond
+/// the monotonic clock. Slewing and scheduling noise up to a second keep the
+/// numbers dense; a clock with no monotonic time follows the wall clock.
+#[test]
+fn clock_steps_are_told_from_noise_and_clocks_without_monotonic_time_follow_the_wall_clock() {
+    use mqtt_sec_sign::clock::{Clock, ManualClock};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    let f = Fixture::new();
+    let seq = |envelope: &[u8]| envelope::inspect(envelope).unwrap().seq;
+    let clock = Arc::new(ManualClock::at_unix(NOW));
+    let signer = Signer::new(f.key.clone()).with_clock(clock.clone());
+    let first = seq(&signer.sign("a", b"x").unwrap());
+    // Exactly one second ahead of the time that passed: noise.
+    clock.advance(Duration::from_millis(300));
+    clock.set(UNIX_EPOCH + Duration::from_millis(NOW * 1000 + 1300));
+    let second = seq(&signer.sign("a", b"x").unwrap());
+    assert_eq!(second, first + 1);
+    // One microsecond more: a step, followed.
+    clock.set(UNIX_EPOCH + Duration::from_micros(NOW * 1_000_000 + 2_300_001));
+    let third = seq(&signer.sign("a", b"x").unwrap());
+    assert_eq!(third, NOW * 1_000_000 + 2_300_001);
+
+    /// A wall clock only, as a user's own clock may be.
+    #[derive(Debug)]
+    struct WallOnly(ManualClock);
+    impl Clock for WallOnly {
+        fn now(&self) -> SystemTime {
+            self.0.now()
+        }
+    }
+    let wall = Arc::new(WallOnly(ManualClock::at_unix(NOW)));
+    assert_eq!(wall.monotonic(), None);
+    let signer = Signer::new(f.key.clone()).with_clock(wall.clone());
+    let first = seq(&signer.sign("a", b"x").unwrap());
+    wall.0.advance(Duration::from_millis(500));
+    let second = seq(&signer.sign("a", b"x").unwrap());
+    assert_eq!(second, first + 500_000);
+}
+
+/// The system clock's monotonic time moves, so a signer on it numbers
+/// envelopes densely (one apart) however long signing takes.
+#[test]
+fn signers_on_the_system_clock_number_densely() {
+    use mqtt_sec_sign::clock::{Clock, SystemClock};
+    use std::time::Duration;
+
+    let before = SystemClock.monotonic().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(SystemClock.monotonic().unwrap() >= before + Duration::from_millis(5));
+
+    let f = Fixture::new();
+    let signer = Signer::new(f.key.clone());
+    let seqs: Vec<u64> = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(2));
+            envelope::inspect(&signer.sign("a", b"x").unwrap())
+                .unwrap()
+                .seq
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
