@@ -88,6 +88,26 @@ mod tests {
             eprintln!("skipped: mkfifo is missing");
             return;
         }
-        assert!(matches!(read_bounded(&fifo, 100), Err(ReadError::NotAFile)));
+        // On a thread, so a reader that blocks fails the test instead of hanging it.
+        let (sender, refused) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(matches!(read_bounded(&fifo, 100), Err(ReadError::NotAFile)));
+        });
+        let refused = refused.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(refused, Ok(true), "the FIFO was read or blocked the reader");
+        assert_eq!(ReadError::NotAFile.to_string(), "not a regular file");
+    }
+
+    /// The size a file reports bounds nothing (procfs files report 0):
+    /// content past the limit is refused, never cut off at the limit.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_longer_than_its_reported_size_is_refused_not_truncated() {
+        let path = Path::new("/proc/self/maps");
+        assert_eq!(std::fs::metadata(path).unwrap().len(), 0);
+        let whole = read_bounded(path, 1 << 20).unwrap();
+        assert!(whole.len() > 100, "{}", whole.len());
+        assert!(matches!(read_bounded(path, 100), Err(ReadError::TooLarge)));
+        assert_eq!(ReadError::TooLarge.to_string(), "larger than the limit");
     }
 }

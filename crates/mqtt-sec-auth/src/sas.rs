@@ -75,7 +75,7 @@ fn url_decode(text: &str) -> Result<String, SasError> {
                 .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .ok_or(SasError::Malformed("bad percent escape"))?;
             let digit = |b: u8| char::from(b).to_digit(16).unwrap_or(0) as u8;
-            out.push(digit(hex[0]) << 4 | digit(hex[1]));
+            out.push(digit(hex[0]) * 16 + digit(hex[1]));
             i += 3;
         } else {
             out.push(bytes[i]);

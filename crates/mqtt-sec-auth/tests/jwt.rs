@@ -921,7 +921,15 @@ fn an_hs256_kid_reveals_nothing_about_the_secret() {
             .get("backend")
             .is_some()
     );
-    assert!(SigningKey::hs256("", SecretSlice::from(passphrase)).is_err());
+    // A kid is 1 to 256 bytes, as in a JWK Set.
+    for (kid, accepted) in [
+        ("", false),
+        (&*"k".repeat(256), true),
+        (&*"k".repeat(257), false),
+    ] {
+        let key = SigningKey::hs256(kid, SecretSlice::from(passphrase.clone()));
+        assert_eq!(key.is_ok(), accepted, "{} bytes", kid.len());
+    }
 }
 
 #[cfg(feature = "acl")]

@@ -251,13 +251,38 @@ fn device_key_documents_round_trip_and_refuse_what_is_broken() {
         DeviceKeys::from_json(&twice.to_string()),
         Err(KeyError::SharedDeviceKey { .. })
     ));
-    let huge = " ".repeat(mqtt_sec_auth::jwt::MAX_DEVICE_KEYS_LEN + 1);
+    // The documented 64 MiB: a document of exactly that size is read, one
+    // byte more is refused before parsing.
+    let limit = 64 * 1024 * 1024;
+    let mut padded = document.to_string();
+    padded.push_str(&" ".repeat(limit - padded.len()));
+    assert_eq!(DeviceKeys::from_json(&padded).unwrap().len(), 2);
+    padded.push(' ');
     assert_eq!(
-        DeviceKeys::from_json(&huge).unwrap_err(),
-        KeyError::TooLarge {
-            max: mqtt_sec_auth::jwt::MAX_DEVICE_KEYS_LEN
-        }
+        DeviceKeys::from_json(&padded).unwrap_err(),
+        KeyError::TooLarge { max: limit }
     );
+}
+
+/// Identities are MQTT client ids or usernames: up to 65,535 bytes.
+#[test]
+fn device_identities_are_non_empty_and_at_most_65535_bytes() {
+    let key = TestKey::ed25519();
+    let mut devices = DeviceKeys::new();
+    assert!(devices.is_empty());
+    let longest = "d".repeat(65_535);
+    devices
+        .insert(longest.clone(), (*key.key_set()).clone())
+        .unwrap();
+    assert!(devices.get(&longest).is_some() && !devices.is_empty());
+    assert_eq!(devices.identities().collect::<Vec<_>>(), [&*longest]);
+    for identity in [String::new(), "d".repeat(65_536)] {
+        assert!(matches!(
+            devices.insert(identity, (*TestKey::ed25519().key_set()).clone()),
+            Err(KeyError::Invalid(_))
+        ));
+    }
+    assert_eq!(devices.len(), 1);
 }
 
 /// A registry that enrols device B's new key after the first look, counting
@@ -359,6 +384,50 @@ fn device_key_file_is_reloaded_and_a_broken_version_keeps_the_old_keys() {
     ));
 }
 
+/// Between checks of the file, a token is verified against the keys read
+/// last (a token without `kid` with the device's only key); a token with a
+/// `kid` the device does not have yet makes the source read the file again
+/// at once, so a newly enrolled key works without waiting for the check.
+#[test]
+fn device_key_file_between_checks_and_an_unknown_kid() {
+    let fleet = fleet();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("devices.json");
+    std::fs::write(&path, fleet.devices.to_public_json().to_string()).unwrap();
+    let source = FileDeviceKeySource::open(&path)
+        .unwrap()
+        .check_every(Duration::from_secs(3600));
+    let verifier = TokenVerifier::per_device(source, Validation::new());
+    let header = json!({"alg": "EdDSA", "typ": "JWT"}).to_string();
+    let without_kid = fleet
+        .a
+        .sign_raw(&header, &claims_for("device-a").to_string());
+    assert_eq!(
+        as_client(&verifier, &without_kid, "device-a").unwrap(),
+        "device-a"
+    );
+
+    // Device B enrols a second key; the file changes before the next check.
+    let enrolled = TestKey::ed25519();
+    let mut devices = (*fleet.devices).clone();
+    let both: serde_json::Value = json!({"keys": [
+        fleet.b.signing.verifying_key().public_jwk().unwrap(),
+        enrolled.signing.verifying_key().public_jwk().unwrap(),
+    ]});
+    devices
+        .insert(
+            "device-b",
+            KeySet::from_jwks_json(&both.to_string()).unwrap(),
+        )
+        .unwrap();
+    std::fs::write(&path, devices.to_public_json().to_string()).unwrap();
+    let token = enrolled.sign_claims(&claims_for("device-b"));
+    assert_eq!(
+        as_client(&verifier, &token, "device-b").unwrap(),
+        "device-b"
+    );
+}
+
 /// Token binding on top of per-device keys: a device token bound to the
 /// device's certificate is refused without that certificate, and the
 /// certificate does not let another device's key through.
@@ -419,4 +488,24 @@ fn a_device_cannot_grant_itself_acl_rules() {
         .verify(&token, &ClientContext::new("device-a"), now())
         .unwrap();
     assert!(verified.acl().unwrap().is_some());
+}
+
+/// At most a million devices in one document (each with an empty set here,
+/// the smallest a device entry can be).
+#[test]
+fn a_device_key_document_holds_at_most_a_million_devices() {
+    let document = |devices: usize| {
+        let entries: Vec<String> = (0..devices)
+            .map(|i| format!(r#""{i:x}":{{"keys":[]}}"#))
+            .collect();
+        format!(r#"{{"devices":{{{}}}}}"#, entries.join(","))
+    };
+    assert_eq!(
+        DeviceKeys::from_json(&document(1_000_000)).unwrap().len(),
+        1_000_000
+    );
+    assert_eq!(
+        DeviceKeys::from_json(&document(1_000_001)).unwrap_err(),
+        KeyError::TooLarge { max: 1_000_000 }
+    );
 }

@@ -477,6 +477,8 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
     .ttl(Duration::from_secs(300))
     .max_staleness(Duration::from_secs(600))
     .backoff(Duration::from_secs(1), Duration::from_secs(60));
+    let debug = format!("{source:?}");
+    assert!(debug.contains("max_staleness: 600s"), "{debug}");
     let verifier = TokenVerifier::trusted_issuer(source, Validation::new());
     let at = |s: u64| now() + Duration::from_secs(s);
     let mut claims = good_claims();
@@ -493,7 +495,13 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
     *served.lock().unwrap() = None;
     let stale = token_at(&old, &mut claims, 800);
     // Within TTL + staleness (900 s) the last good set still serves...
-    verifier.verify(&stale, &client, at(800)).unwrap();
+    let (result, logs) =
+        mqtt_sec_testkit::capture_logs(|| verifier.verify(&stale, &client, at(800)));
+    result.unwrap();
+    assert!(logs.contains("serving_stale=true"), "{logs}");
+    verifier
+        .verify(&token_at(&old, &mut claims, 900), &client, at(900))
+        .unwrap();
     // ...beyond it, every token is refused: the set is too stale.
     let (result, logs) = mqtt_sec_testkit::capture_logs(|| {
         verifier.verify(&token_at(&old, &mut claims, 1000), &client, at(1000))
@@ -509,6 +517,7 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
         other => panic!("expected a stale key set, got {other:?}"),
     }
     assert!(logs.contains("too stale"), "{logs}");
+    assert!(logs.contains("serving_stale=false"), "{logs}");
     // The endpoint answers again with the new set: the old key is gone.
     *served.lock().unwrap() = Some(set(&new));
     let fresh = token_at(&new, &mut claims, 1100);

@@ -69,15 +69,33 @@ mod tests {
             let fifo = dir.join("fifo");
             let made = std::process::Command::new("mkfifo").arg(&fifo).status();
             if made.is_ok_and(|s| s.success()) {
-                // Refused at once rather than blocking for a writer.
-                assert_eq!(
-                    read_bounded(&fifo, 100).unwrap_err().kind(),
-                    ErrorKind::InvalidInput
-                );
+                // Refused at once rather than blocking for a writer (on a
+                // thread, so a reader that blocks fails instead of hanging).
+                let (sender, refused) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = sender.send(read_bounded(&fifo, 100).map_err(|e| e.kind()));
+                });
+                let refused = refused.recv_timeout(std::time::Duration::from_secs(10));
+                assert_eq!(refused, Ok(Err(ErrorKind::InvalidInput)));
             } else {
                 assert!(std::env::var_os("CI").is_none(), "mkfifo is missing");
             }
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The size a file reports bounds nothing (procfs files report 0):
+    /// content past the limit is refused, never cut off at the limit.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_longer_than_its_reported_size_is_refused_not_truncated() {
+        let path = Path::new("/proc/self/maps");
+        assert_eq!(std::fs::metadata(path).unwrap().len(), 0);
+        let whole = read_bounded(path, 1 << 20).unwrap();
+        assert!(whole.len() > 100, "{}", whole.len());
+        assert_eq!(
+            read_bounded(path, 100).unwrap_err().kind(),
+            ErrorKind::InvalidData
+        );
     }
 }
