@@ -84,6 +84,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The documented limit: a file of 64 MiB is read, one byte more refused.
+    #[test]
+    fn files_of_up_to_64_mib_are_read() {
+        let dir = std::env::temp_dir().join(format!("mqtt-sec-tls-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("large");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(64 * 1024 * 1024).unwrap();
+        assert_eq!(read_file(&path).unwrap().len(), 64 * 1024 * 1024);
+        file.set_len(64 * 1024 * 1024 + 1).unwrap();
+        assert!(matches!(read_file(&path), Err(TlsError::Read { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The size a file reports bounds nothing (procfs files report 0):
     /// content past the limit is refused, never cut off at the limit.
     #[cfg(target_os = "linux")]

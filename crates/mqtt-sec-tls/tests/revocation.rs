@@ -266,3 +266,207 @@ fn reloadable_crl_sources_must_hold_crls() {
     let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
     assert_eq!(Revocation::new().reloadable(crls).len(), 2);
 }
+
+/// `insecure_allow_expired` accepts stale CRLs, not what they revoke: a
+/// certificate an expired CRL lists is still refused, on both sides.
+#[test]
+fn accepting_expired_crls_still_refuses_what_they_revoke() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let revoked_broker = pki
+        .issue(&CertSpec::localhost_server("old-broker"))
+        .unwrap();
+    let device = pki.issue(&CertSpec::client("device")).unwrap();
+    let revoked_device = pki.issue(&CertSpec::client("stolen")).unwrap();
+    pki.revoke(&revoked_broker).unwrap();
+    pki.revoke(&revoked_device).unwrap();
+    let stale = pki.expired_crl_path().unwrap();
+    let lenient = || {
+        Revocation::new()
+            .pem_file(&stale)
+            .unwrap()
+            .insecure_allow_expired()
+    };
+    assert_eq!(lenient().len(), 2);
+    assert!(!lenient().is_empty() && Revocation::new().is_empty());
+
+    let client = client_with(&pki, lenient(), None).config();
+    let good = server(&broker, ClientAuth::None).config();
+    handshake(&client, &good, "localhost").unwrap();
+    let bad = server(&revoked_broker, ClientAuth::None).config();
+    assert_eq!(
+        certificate_error(handshake(&client, &bad, "localhost")),
+        CertificateError::Revoked
+    );
+
+    let tls_server = server(
+        &broker,
+        ClientAuth::Required {
+            roots: roots(&pki),
+            revocation: lenient(),
+        },
+    )
+    .config();
+    let good = client_with(&pki, Revocation::new(), Some(&device)).config();
+    handshake(&good, &tls_server, "localhost").unwrap();
+    let bad = client_with(&pki, Revocation::new(), Some(&revoked_device)).config();
+    assert_eq!(
+        certificate_error(handshake(&bad, &tls_server, "localhost")),
+        CertificateError::Revoked
+    );
+}
+
+/// A PEM block that holds no CRL is refused when the files are loaded,
+/// naming its position, rather than at the first handshake.
+#[test]
+fn a_crl_that_does_not_parse_is_refused_when_loaded() {
+    let pki = TestPki::new().unwrap();
+    let path = pki.dir().join("garbage-crl.pem");
+    std::fs::write(
+        &path,
+        "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    match ReloadableCrls::from_pem_files([&path]) {
+        Err(mqtt_sec_tls::TlsError::InvalidCertificate { origin, .. }) => {
+            assert_eq!(origin, "CRL 1");
+        }
+        other => panic!("expected an invalid CRL, got {other:?}"),
+    }
+    let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
+    let debug = format!("{crls:?}");
+    assert!(debug.contains("crl.pem"), "{debug}");
+}
+
+/// A TLS 1.2 client (session ids: the server's store is asked with `get`)
+/// written with rustls alone: it resumes while nothing changes and is
+/// refused once its certificate is revoked. It records the CA names the
+/// server asks for.
+mod tls12 {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use mqtt_sec_testkit::IssuedCert;
+    use mqtt_sec_tls::rustls::client::ResolvesClientCert;
+    use mqtt_sec_tls::rustls::pki_types::pem::PemObject as _;
+    use mqtt_sec_tls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use mqtt_sec_tls::rustls::sign::CertifiedKey;
+    use mqtt_sec_tls::rustls::{ClientConfig, RootCertStore, SignatureScheme, version};
+
+    #[derive(Debug)]
+    pub(super) struct RecordingHints {
+        key: Arc<CertifiedKey>,
+        pub(super) hints: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl ResolvesClientCert for RecordingHints {
+        fn resolve(
+            &self,
+            root_hint_subjects: &[&[u8]],
+            _sigschemes: &[SignatureScheme],
+        ) -> Option<Arc<CertifiedKey>> {
+            *self.hints.lock().unwrap() = root_hint_subjects.iter().map(|h| h.to_vec()).collect();
+            Some(Arc::clone(&self.key))
+        }
+
+        fn has_certs(&self) -> bool {
+            true
+        }
+    }
+
+    pub(super) fn client(
+        root: &Path,
+        who: &IssuedCert,
+    ) -> (Arc<ClientConfig>, Arc<RecordingHints>) {
+        let provider = super::provider();
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(root).unwrap())
+            .unwrap();
+        let chain = CertificateDer::pem_file_iter(who.chain_path())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = provider
+            .key_provider
+            .load_private_key(PrivateKeyDer::from_pem_file(who.key_path()).unwrap())
+            .unwrap();
+        let resolver = Arc::new(RecordingHints {
+            key: Arc::new(CertifiedKey::new(chain, key)),
+            hints: Mutex::new(Vec::new()),
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesClientCert>);
+        (Arc::new(config), resolver)
+    }
+}
+
+/// Cross-feature: reloadable CRLs on the server (a verifier rebuilt on
+/// change) with TLS 1.2 session ids, mandatory and optional client
+/// certificates, and the CA names the server sends.
+#[test]
+fn a_server_with_reloadable_crls_over_tls12_and_with_optional_client_certificates() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let device = pki.issue(&CertSpec::client("device")).unwrap();
+    let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
+    let required = server(
+        &broker,
+        ClientAuth::Required {
+            roots: roots(&pki),
+            revocation: Revocation::new().reloadable(Arc::clone(&crls)),
+        },
+    )
+    .config();
+    let debug = format!("{required:?}");
+    assert!(debug.contains("Rebuilding"), "{debug}");
+
+    let (client, recorded) = tls12::client(pki.root().cert_path(), &device);
+    assert_eq!(
+        handshake(&client, &required, "localhost").unwrap(),
+        HandshakeKind::Full
+    );
+    let hints = recorded.hints.lock().unwrap().clone();
+    let root_name = b"mqtt-sec test root CA";
+    assert!(
+        !hints.is_empty()
+            && hints
+                .iter()
+                .all(|h| h.windows(root_name.len()).any(|w| w == root_name)),
+        "the server must name the client CAs it trusts: {hints:?}"
+    );
+    assert_eq!(
+        handshake(&client, &required, "localhost").unwrap(),
+        HandshakeKind::Resumed
+    );
+    pki.revoke(&device).unwrap();
+    match handshake(&client, &required, "localhost") {
+        Err(Failure::Server(Error::InvalidCertificate(CertificateError::Revoked))) => {}
+        other => panic!("the revoked TLS 1.2 client must be refused, not resumed: {other:?}"),
+    }
+
+    // Without a certificate: refused where one is required, let through
+    // where it is optional, with the verifier rebuilt on reload either way.
+    let anonymous = client_with(&pki, Revocation::new(), None).config();
+    assert!(matches!(
+        handshake(&anonymous, &required, "localhost"),
+        Err(Failure::Server(Error::NoCertificatesPresented))
+    ));
+    let optional = server(
+        &broker,
+        ClientAuth::Optional {
+            roots: roots(&pki),
+            revocation: Revocation::new().reloadable(crls),
+        },
+    )
+    .config();
+    handshake(&anonymous, &optional, "localhost").unwrap();
+    let (revoked, _) = tls12::client(pki.root().cert_path(), &device);
+    match handshake(&revoked, &optional, "localhost") {
+        Err(Failure::Server(Error::InvalidCertificate(CertificateError::Revoked))) => {}
+        other => panic!("a revoked optional certificate must be refused: {other:?}"),
+    }
+}
