@@ -305,7 +305,9 @@ impl PolicyIndex {
             for (parts, child) in node.patterns.iter().flat_map(|p| p.iter()) {
                 let mode = self.policy.placeholder_mode();
                 if let Some(len) = match_pattern_level(parts, query.principal, mode, rest) {
-                    let remainder = rest.get(len + 1..).filter(|_| len < rest.len());
+                    // After the matched level comes a `/` or the end, where
+                    // `get` finds nothing left.
+                    let remainder = rest.get(len + 1..);
                     pending.push((*child, remainder));
                 }
             }

@@ -587,6 +587,35 @@ mod tests {
         );
     }
 
+    /// A share group is one non-empty level other than `#`, for filters and
+    /// for exact (EMQX `eq`) topics alike.
+    #[test]
+    fn a_share_group_that_is_empty_or_a_wildcard_never_matches() {
+        let exact = |text: &str| {
+            Rule::new(
+                Effect::Deny,
+                Subject::Any,
+                Actions::SUBSCRIBE,
+                Scope::Exact(text.to_owned()),
+            )
+        };
+        let rules = vec![
+            Rule::deny(Subject::Any, Actions::SUBSCRIBE, filter("$share//x")),
+            exact("$share//x"),
+            exact("$share/#/x"),
+            exact("$share/g"),
+            exact("$share/g/x"),
+            exact("$share/#"),
+        ];
+        let findings = Policy::new(rules).unwrap().lint();
+        let never: Vec<usize> = findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::NeverMatches)
+            .filter_map(|f| f.rule)
+            .collect();
+        assert_eq!(never, [0, 1, 2, 3], "{findings:?}");
+    }
+
     #[test]
     fn literal_start_is_what_every_match_starts_with() {
         assert_eq!(literal_start("$SYS/#"), "$SYS");

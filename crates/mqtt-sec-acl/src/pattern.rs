@@ -123,6 +123,9 @@ impl FilterPattern {
     /// assert!(!FilterPattern::parse(&literal.to_native())?.has_placeholders());
     /// let pattern = FilterPattern::parse_mosquitto("a/${x}/%c")?;
     /// assert_eq!(FilterPattern::parse(&pattern.to_native())?, FilterPattern::parse("a/$${x}/%c")?);
+    /// // Escapes only where the reader needs them: `$SYS` stays as written.
+    /// assert_eq!(FilterPattern::parse_mosquitto("$SYS/%c/$x$")?.to_native(), "$SYS/%c/$x$");
+    /// assert_eq!(FilterPattern::literal("a/$$/$")?.to_native(), "a/$$$/$");
     /// # Ok::<(), mqtt_sec_acl::PatternError>(())
     /// ```
     pub fn to_native(&self) -> String {
