@@ -445,17 +445,14 @@ pub(crate) fn audit_denial(
     topic: &str,
     decision: &Decision<'_>,
 ) {
-    let mut end = topic.len().min(AUDIT_TOPIC_BYTES);
-    while !topic.is_char_boundary(end) {
-        end -= 1;
-    }
+    let shown = mqtt_sec_core::text::bounded(topic, AUDIT_TOPIC_BYTES);
     tracing::info!(
         target: "mqtt_sec::audit",
         client_id = principal.client_id(),
         username = principal.username(),
         %action,
-        topic = &topic[..end],
-        topic_truncated = end < topic.len(),
+        topic = shown,
+        topic_truncated = shown.len() < topic.len(),
         rule = decision.rule_index(),
         decision = %decision,
         "acl denied"

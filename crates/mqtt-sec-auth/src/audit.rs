@@ -3,9 +3,5 @@
 
 /// At most 256 bytes of `text`, cut at a character boundary.
 pub(crate) fn bounded(text: &str) -> &str {
-    let mut end = text.len().min(256);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    mqtt_sec_core::text::bounded(text, 256)
 }

@@ -8,7 +8,6 @@ mod audit;
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 pub mod credentials;
 mod error;
-mod fs;
 pub mod identity;
 pub mod jwt;
 pub mod password;

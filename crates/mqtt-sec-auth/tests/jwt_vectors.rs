@@ -134,47 +134,52 @@ fn hex_prefix() -> Vec<u8> {
     ]
 }
 
-/// Our Ed25519 verification (ed25519-dalek `verify` plus byte checks for
-/// small-order R, keys of small order refused at load) accepts exactly what
-/// Wycheproof says is valid.
+/// The EdDSA verifier a JWT key builds (jsonwebtoken's `JwtVerifier`, as
+/// [`RING_PROVIDER`] makes it from the key), or `None` when the key is refused.
+fn eddsa_verifier(public_key: &[u8; 32]) -> Option<Box<dyn jsonwebtoken::crypto::JwtVerifier>> {
+    let key =
+        jsonwebtoken::DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(public_key)).ok()?;
+    (RING_PROVIDER.verifier_factory)(&Algorithm::EdDSA, &key).ok()
+}
+
+/// What the JWT path accepts for one case: the key through the provider and
+/// through [`KeySet`] (a JWK), and the signature through the verifier.
+fn jwt_accepts(case: &mqtt_sec_testkit::vectors::Ed25519Case) -> bool {
+    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(case.public_key)});
+    let in_key_set =
+        KeySet::from_jwks_json(&json!({"keys": [jwk]}).to_string()).is_ok_and(|set| set.len() == 1);
+    let verifier = eddsa_verifier(&case.public_key);
+    assert_eq!(
+        in_key_set,
+        verifier.is_some(),
+        "{}: key set and provider disagree",
+        case.name
+    );
+    verifier.is_some_and(|v| {
+        jsonwebtoken::signature::Verifier::verify(&*v, &case.message, &case.signature).is_ok()
+    })
+}
+
+/// EdDSA JWT verification accepts exactly the Wycheproof cases that are valid.
 #[test]
 fn wycheproof_ed25519() {
-    // The copy (with its license) that mqtt-sec-sign's tests use.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../mqtt-sec-sign/tests/data/ed25519_test.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap();
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    let hex = |s: &str| {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>()
-    };
-    let (mut valid, mut invalid) = (0, 0);
-    for group in doc["testGroups"].as_array().unwrap() {
-        let pk = hex(group["publicKey"]["pk"].as_str().unwrap());
-        let key =
-            jsonwebtoken::DecodingKey::from_ed_components(&URL_SAFE_NO_PAD.encode(&pk)).unwrap();
-        for test in group["tests"].as_array().unwrap() {
-            let accepted =
-                (RING_PROVIDER.verifier_factory)(&Algorithm::EdDSA, &key).is_ok_and(|v| {
-                    jsonwebtoken::signature::Verifier::verify(
-                        &*v,
-                        &hex(test["msg"].as_str().unwrap()),
-                        &hex(test["sig"].as_str().unwrap()),
-                    )
-                    .is_ok()
-                });
-            let expected = test["result"] == "valid";
-            assert_eq!(
-                accepted, expected,
-                "tcId {}: {}",
-                test["tcId"], test["comment"]
-            );
-            if expected { valid += 1 } else { invalid += 1 }
-        }
+    let cases = mqtt_sec_testkit::vectors::wycheproof_ed25519();
+    for case in &cases {
+        assert_eq!(jwt_accepts(case), case.accepted, "{}", case.name);
     }
-    assert_eq!((valid, invalid), (88, 63));
+    assert_eq!(cases.iter().filter(|c| c.accepted).count(), 88);
+}
+
+/// EdDSA JWT verification gives every CCTV case the verdict of the shared
+/// rule, the one mqtt-sec-sign's single and batch verification give (same
+/// vectors, same expected verdicts, in mqtt-sec-core and mqtt-sec-sign).
+#[test]
+fn cctv_ed25519_as_mqtt_sec_sign_decides() {
+    let cases = mqtt_sec_testkit::vectors::cctv_ed25519();
+    for case in &cases {
+        assert_eq!(jwt_accepts(case), case.accepted, "{}", case.name);
+        let key_refused = eddsa_verifier(&case.public_key).is_none();
+        let bad_key = case.flags.iter().any(|f| f.ends_with("_A"));
+        assert_eq!(key_refused, bad_key, "{}", case.name);
+    }
 }

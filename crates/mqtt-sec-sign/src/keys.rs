@@ -11,7 +11,7 @@ use ed25519_dalek::pkcs8::DecodePublicKey as _;
 
 use crate::Kid;
 use crate::error::KeyError;
-use crate::primitive::check_public_key;
+use mqtt_sec_core::ed25519::{KeyRejected, PublicKey};
 
 /// Largest JWK or JWK Set accepted, in bytes.
 pub const MAX_JWK_SET_LEN: usize = 1024 * 1024;
@@ -22,6 +22,8 @@ pub const MAX_JWK_SET_LEN: usize = 1024 * 1024;
 pub struct TrustedKey {
     kid: Kid,
     key: VerifyingKey,
+    /// The same key, checked and decompressed for verification.
+    checked: PublicKey,
     not_before: Option<SystemTime>,
     not_after: Option<SystemTime>,
     #[cfg(feature = "acl")]
@@ -34,10 +36,14 @@ impl TrustedKey {
     /// # Errors
     /// [`KeyError::WeakKey`] for a key of small order or with a torsion component.
     pub fn new(key: VerifyingKey) -> Result<Self, KeyError> {
-        check_public_key(&key)?;
+        let checked = PublicKey::from_bytes(key.as_bytes()).map_err(|rejected| match rejected {
+            KeyRejected::NotAPoint => KeyError::InvalidPublicKey,
+            _ => KeyError::WeakKey,
+        })?;
         Ok(Self {
             kid: Kid::thumbprint(&key),
             key,
+            checked,
             not_before: None,
             not_after: None,
             #[cfg(feature = "acl")]
@@ -212,6 +218,11 @@ impl TrustedKey {
     /// The public key.
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.key
+    }
+
+    /// The key as the shared Ed25519 rule verifies with it.
+    pub(crate) fn public_key(&self) -> &PublicKey {
+        &self.checked
     }
 
     pub(crate) fn valid_at(&self, now: SystemTime) -> bool {

@@ -6,12 +6,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::VerifyingKey;
-use sha2::{Digest, Sha256};
 
 use crate::error::KeyError;
 
-/// Longest key id accepted, in bytes.
-pub const MAX_KID_LEN: usize = 256;
+pub use mqtt_sec_core::MAX_KID_LEN;
 
 /// A key id: the bytes of the COSE `kid` header (cheap to clone).
 ///
@@ -36,7 +34,11 @@ impl Kid {
 
     /// The RFC 7638 thumbprint of an Ed25519 public key (RFC 8037 section 2 members).
     pub fn thumbprint(key: &VerifyingKey) -> Self {
-        Self(jwk_thumbprint(key).into_bytes().into())
+        Self(
+            mqtt_sec_core::thumbprint::of_ed25519(key.as_bytes())
+                .into_bytes()
+                .into(),
+        )
     }
 
     /// The raw bytes.
@@ -77,12 +79,6 @@ impl From<&VerifyingKey> for Kid {
 /// The base64url public key, as in the JWK `x` member.
 pub(crate) fn jwk_x(key: &VerifyingKey) -> String {
     URL_SAFE_NO_PAD.encode(key.as_bytes())
-}
-
-/// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
-fn jwk_thumbprint(key: &VerifyingKey) -> String {
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, jwk_x(key));
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ pub mod envelope;
 mod error;
 mod keys;
 mod kid;
-mod primitive;
 pub mod replay;
 mod sequence;
 mod signer;

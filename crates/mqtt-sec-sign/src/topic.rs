@@ -33,11 +33,7 @@ pub(crate) struct Bounded<'a>(pub(crate) &'a str);
 
 impl<'a> Bounded<'a> {
     fn as_str(self) -> &'a str {
-        let mut end = self.0.len().min(256);
-        while !self.0.is_char_boundary(end) {
-            end -= 1;
-        }
-        &self.0[..end]
+        mqtt_sec_core::text::bounded(self.0, 256)
     }
 }
 

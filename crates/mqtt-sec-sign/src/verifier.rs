@@ -10,9 +10,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::envelope::{self, Intent};
 use crate::error::{MalformedEnvelope, VerifyError};
 use crate::keys::{Entry, KeyRegistry, TrustedKey};
-use crate::primitive::{self, Item};
 use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayRejection, ReplayStore};
 use crate::{Kid, topic};
+use mqtt_sec_core::ed25519::{self, BatchItem};
 
 /// Default largest envelope, in bytes.
 pub const DEFAULT_MAX_ENVELOPE: usize = 256 * 1024;
@@ -294,11 +294,10 @@ impl Verifier {
         let mut kid = None;
         let result = self.precheck(message, now).and_then(|candidate| {
             kid = Some(candidate.kid.clone());
-            let signature_ok = primitive::verify_one(
-                candidate.key.verifying_key(),
-                &candidate.tbs,
-                &candidate.signature,
-            );
+            let signature_ok = candidate
+                .key
+                .public_key()
+                .verify(&candidate.tbs, &candidate.signature);
             self.postcheck(candidate, signature_ok, message, now)
         });
         audit(message.topic, kid.as_ref(), &result);
@@ -313,16 +312,16 @@ impl Verifier {
         let now = self.clock.now();
         let candidates: Vec<Result<Candidate<'_>, VerifyError>> =
             messages.iter().map(|m| self.precheck(m, now)).collect();
-        let items: Vec<Item<'_>> = candidates
+        let items: Vec<BatchItem<'_>> = candidates
             .iter()
             .flatten()
-            .map(|c| Item {
-                key: c.key.verifying_key(),
+            .map(|c| BatchItem {
+                key: c.key.public_key(),
                 message: &c.tbs,
                 signature: &c.signature,
             })
             .collect();
-        let mut verdicts = primitive::verify_many(&items).into_iter();
+        let mut verdicts = ed25519::verify_batch(&items).into_iter();
         candidates
             .into_iter()
             .zip(messages)

@@ -383,3 +383,34 @@ fn signers_on_the_system_clock_number_densely() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
+
+/// Keys are trusted or refused by the shared Ed25519 rule (mqtt-sec-core),
+/// the one mqtt-sec-auth applies to EdDSA JWT keys: every CCTV key with a
+/// small-order or non-canonical A, or a torsion component, is refused, and
+/// every other key is trusted.
+#[test]
+fn cctv_keys_are_trusted_exactly_when_the_shared_rule_accepts_them() {
+    let (mut trusted, mut refused) = (0, 0);
+    for case in mqtt_sec_testkit::vectors::cctv_ed25519() {
+        let bad = case.flags.iter().any(|f| f.ends_with("_A"));
+        let result = TrustedKey::from_bytes(&case.public_key);
+        assert_eq!(result.is_err(), bad, "{}", case.name);
+        assert_eq!(
+            result.is_ok(),
+            mqtt_sec_core::ed25519::PublicKey::from_bytes(&case.public_key).is_ok(),
+            "{}",
+            case.name
+        );
+        if let Err(error) = result {
+            assert!(
+                matches!(error, KeyError::WeakKey | KeyError::InvalidPublicKey),
+                "{}: {error:?}",
+                case.name
+            );
+            refused += 1;
+        } else {
+            trusted += 1;
+        }
+    }
+    assert_eq!((trusted, refused), (28, 886));
+}

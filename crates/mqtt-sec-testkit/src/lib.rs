@@ -11,6 +11,7 @@ mod pki;
 mod python;
 mod skip;
 mod tool;
+pub mod vectors;
 
 #[cfg(feature = "rumqttc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use mqtt_sec_core::fs::ReadError;
+
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -16,8 +18,8 @@ pub enum TlsError {
     Read {
         /// The file or directory.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// Why: the I/O error, not a regular file, or over [`MAX_FILE_LEN`](crate::MAX_FILE_LEN).
+        source: ReadError,
     },
     /// A PEM source holds no certificate.
     #[error("{origin} holds no CERTIFICATE block{found}")]

@@ -6,7 +6,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::error::TlsError;
+use crate::error::{ReadError, TlsError};
 
 /// The CAs a client trusts to sign the broker's certificate. Every source
 /// added must contribute at least one valid certificate, so a wrong path or
@@ -71,9 +71,9 @@ impl TrustRoots {
     /// yields none.
     pub fn directory(mut self, dir: impl AsRef<Path>) -> Result<Self, TlsError> {
         let dir = dir.as_ref();
-        let read = |source| TlsError::Read {
+        let read = |error: std::io::Error| TlsError::Read {
             path: dir.to_owned(),
-            source,
+            source: ReadError::Io(error.into()),
         };
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map_err(read)?

@@ -23,8 +23,7 @@ use crate::KeyError;
 pub const MAX_JWKS_LEN: usize = 1024 * 1024;
 /// Most keys in one set.
 pub const MAX_JWKS_KEYS: usize = 10_000;
-/// Longest `kid`.
-pub const MAX_KID_LEN: usize = 256;
+pub use mqtt_sec_core::MAX_KID_LEN;
 
 /// A JWK the set did not load, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use ring::digest;
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
 use x509_parser::prelude::FromDer;
@@ -81,11 +80,13 @@ impl JwtKey {
     /// An Ed25519 public key (EdDSA).
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] when the bytes are not a curve point or the
-    /// point has small order (a key every signature would "match").
+    /// [`KeyError::Invalid`] when the bytes are not a canonically encoded
+    /// curve point, or the point has small order (a key every signature
+    /// would "match") or a small-order component (verifiers would disagree
+    /// on its signatures): the rule mqtt-sec-sign applies to its keys.
     pub fn ed25519(public_key: [u8; 32]) -> Result<Self, KeyError> {
         let key = ed25519_key(&public_key).ok_or(KeyError::Invalid(
-            "Ed25519 key is not a point or has small order",
+            "Ed25519 key is not a canonical point without a small-order component",
         ))?;
         let members = json!({"crv": "Ed25519", "kty": "OKP", "x": b64(&public_key)});
         Ok(Self::public(
@@ -274,7 +275,7 @@ impl JwtKey {
     /// `None` for an HMAC secret, which is never copied.
     pub fn to_public(&self) -> Option<JwtKey> {
         let key = match self.verifier.material() {
-            VerifyMaterial::Ed25519(key) => Self::ed25519(key.to_bytes()),
+            VerifyMaterial::Ed25519(key) => Self::ed25519(*key.as_bytes()),
             VerifyMaterial::EcPoint(point) => Self::es256(point),
             VerifyMaterial::Rsa { n, e } => Self::rs256(n, e),
             VerifyMaterial::Hmac(_) => return None,
@@ -324,9 +325,8 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// RFC 7638: base64url SHA-256 of the required members, sorted, without
-/// whitespace. The `json!` literals above list them in that order, so the
-/// text is canonical whether or not serde_json's `preserve_order` is on.
+/// RFC 7638 (the `json!` literals above list the members sorted, so the
+/// text is canonical whether or not serde_json's `preserve_order` is on).
 pub(crate) fn thumbprint_of(canonical: &[u8]) -> String {
-    b64(digest::digest(&digest::SHA256, canonical).as_ref())
+    mqtt_sec_core::thumbprint::of_canonical(canonical)
 }

@@ -41,7 +41,7 @@ impl SigningKey {
             .verify_material()
             .map_err(|_| KeyError::Invalid("public key of the private key"))?
         {
-            VerifyMaterial::Ed25519(key) => JwtKey::ed25519(key.to_bytes())?,
+            VerifyMaterial::Ed25519(key) => JwtKey::ed25519(*key.as_bytes())?,
             VerifyMaterial::EcPoint(point) => JwtKey::es256(&point)?,
             VerifyMaterial::Rsa { n, e } => JwtKey::rs256(&n, &e)?,
             // Secrets are made by `hs256`, which names them.

@@ -1,8 +1,8 @@
 //! jsonwebtoken's crypto traits (`JwtSigner`, `JwtVerifier`) implemented
 //! with ring, and a [`CryptoProvider`] made of them. One exception:
-//! Ed25519 signatures are verified with ed25519-dalek on a key decompressed
-//! once, which measured faster than ring's (crate README); ring still signs
-//! them. Acceptance is `verify_strict`'s (see [`verify_ed25519`]).
+//! Ed25519 signatures are verified by mqtt-sec-core's shared rule (the one
+//! mqtt-sec-sign's envelopes use), on a key decompressed once; ring still
+//! signs them.
 //!
 //! This crate calls these signers and verifiers directly and never asks
 //! jsonwebtoken for its process-wide provider, so nothing here can hit the
@@ -13,6 +13,7 @@ use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{Error as JoseError, ErrorKind};
 use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
+use mqtt_sec_core::ed25519::PublicKey;
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair};
 use ring::{digest, hmac};
@@ -22,7 +23,7 @@ use x509_parser::public_key::RSAPublicKey;
 
 /// A public key (or HMAC secret) for one algorithm.
 pub(crate) enum VerifyMaterial {
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(PublicKey),
     /// An uncompressed SEC1 point (P-256 or P-384, by the algorithm).
     EcPoint(Vec<u8>),
     /// Modulus and exponent, big-endian without leading zeros.
@@ -91,7 +92,7 @@ impl RingVerifier {
 
     fn check(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            VerifyMaterial::Ed25519(key) => verify_ed25519(key, message, signature),
+            VerifyMaterial::Ed25519(key) => key.verify(message, signature),
             VerifyMaterial::EcPoint(point) => {
                 let alg: &'static sig::EcdsaVerificationAlgorithm = match self.algorithm {
                     Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
@@ -241,59 +242,10 @@ fn hmac_algorithm(algorithm: Algorithm) -> hmac::Algorithm {
     }
 }
 
-/// The y coordinates (little-endian, sign bit clear) of the eight points of
-/// small order: 1, p - 1, 0 and the two of order 8.
-const SMALL_ORDER_Y: [[u8; 32]; 5] = {
-    let mut one = [0u8; 32];
-    one[0] = 1;
-    let mut minus_one = [0xff; 32];
-    minus_one[0] = 0xec;
-    minus_one[31] = 0x7f;
-    [
-        one,
-        minus_one,
-        [0u8; 32],
-        [
-            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
-            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
-            0x92, 0xac, 0x03, 0x7a,
-        ],
-        [
-            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
-            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
-            0x6d, 0x53, 0xfc, 0x05,
-        ],
-    ]
-};
-
-/// What `verify_strict` accepts, without its second decompression (of R):
-/// `verify` already requires a canonical S and compares the encoding of the
-/// recomputed R (always canonical) with R's bytes; the key was refused at
-/// load if of small order ([`ed25519_key`]); an R of small order is
-/// recognised by its y bytes. The Wycheproof vectors check the equivalence.
-fn verify_ed25519(key: &ed25519_dalek::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
-    let Ok(signature) = <&[u8; 64]>::try_from(signature) else {
-        return false;
-    };
-    let mut r_y = [0u8; 32];
-    r_y.copy_from_slice(&signature[..32]);
-    r_y[31] &= 0x7f;
-    if SMALL_ORDER_Y.contains(&r_y) {
-        return false;
-    }
-    ed25519_dalek::Verifier::verify(
-        key,
-        message,
-        &ed25519_dalek::Signature::from_bytes(signature),
-    )
-    .is_ok()
-}
-
-/// A valid Ed25519 public key that is not of small order.
-pub(crate) fn ed25519_key(bytes: &[u8; 32]) -> Option<ed25519_dalek::VerifyingKey> {
-    ed25519_dalek::VerifyingKey::from_bytes(bytes)
-        .ok()
-        .filter(|key| !key.is_weak())
+/// An Ed25519 public key accepted by the shared rule (mqtt-sec-core): a
+/// canonical point without a small-order component.
+pub(crate) fn ed25519_key(bytes: &[u8; 32]) -> Option<PublicKey> {
+    PublicKey::from_bytes(bytes).ok()
 }
 
 fn strip_zeros(bytes: &[u8]) -> Vec<u8> {

@@ -357,9 +357,9 @@ impl<T> WatchedFile<T> {
     ) -> Result<(Stamp, T), KeySourceError> {
         let io = |e: &dyn std::fmt::Display| KeySourceError::Io(format!("{}: {e}", path.display()));
         let meta = std::fs::metadata(path).map_err(|e| io(&e))?;
-        let bytes = match crate::fs::read_bounded(path, max_len) {
+        let bytes = match mqtt_sec_core::fs::read_bounded(path, max_len) {
             Ok(bytes) => bytes,
-            Err(crate::fs::ReadError::TooLarge) => {
+            Err(mqtt_sec_core::fs::ReadError::TooLarge { .. }) => {
                 return Err(KeyError::TooLarge { max: max_len }.into());
             }
             Err(e) => return Err(io(&e)),

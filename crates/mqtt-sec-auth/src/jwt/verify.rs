@@ -346,11 +346,7 @@ impl std::fmt::Debug for TokenVerifier {
 
 /// Cuts a name taken from a token for an error message.
 fn cut(text: &str) -> String {
-    let mut end = text.len().min(64);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    mqtt_sec_core::text::bounded(text, 64).to_owned()
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, JwtError> {

@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cause;
+#[cfg(feature = "ed25519")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
+pub mod ed25519;
+pub mod fs;
+pub mod text;
+#[cfg(feature = "thumbprint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "thumbprint")))]
+pub mod thumbprint;
+
+pub use cause::Cause;
+
+/// Longest key id accepted, in bytes, by every crate (JWT `kid`, COSE `kid`).
+pub const MAX_KID_LEN: usize = 256;
