@@ -1,5 +1,10 @@
 //! Errors, one enum per area.
 
+use std::path::PathBuf;
+
+pub use mqtt_sec_core::Cause;
+pub use mqtt_sec_core::fs::ReadError;
+
 /// Why a password hash could not be read or made. Never contains the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -97,9 +102,14 @@ pub enum IdentityError {
     /// No `CERTIFICATE` PEM block.
     #[error("no CERTIFICATE block in the PEM text")]
     Pem,
-    /// The DER does not parse as an X.509 certificate.
-    #[error("not a valid X.509 certificate: {0}")]
-    Certificate(String),
+    /// The DER does not parse as an X.509 certificate (or its SAN
+    /// extension does not); x509-parser's error is the
+    /// [`source`](std::error::Error::source).
+    #[error("not a valid X.509 certificate")]
+    Certificate(#[source] Cause),
+    /// Bytes follow the certificate's DER.
+    #[error("trailing bytes after the certificate")]
+    TrailingBytes,
 }
 
 /// Why an Azure SAS token was refused. Never contains the token or the key.
@@ -138,36 +148,6 @@ pub enum SasError {
     /// The token stays valid longer than the maximum lifetime.
     #[error("token valid for longer than the maximum lifetime")]
     LifetimeTooLong,
-}
-
-/// Any error of this crate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// A password hash problem.
-    #[error(transparent)]
-    Password(#[from] PasswordError),
-    /// A password file problem.
-    #[error(transparent)]
-    PasswordFile(#[from] PasswordFileError),
-    /// A certificate identity problem.
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    /// An Azure SAS token problem.
-    #[error(transparent)]
-    Sas(#[from] SasError),
-    /// A JWT was refused.
-    #[error(transparent)]
-    Jwt(#[from] JwtError),
-    /// A key could not be used.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// A key source failed.
-    #[error(transparent)]
-    KeySource(#[from] KeySourceError),
-    /// A token could not be minted.
-    #[error(transparent)]
-    Mint(#[from] MintError),
 }
 
 /// Why a JWT was refused. Never contains the token; names from the token
@@ -276,7 +256,7 @@ pub enum JwtError {
 /// Why a key could not be used. Never contains key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeyError {
+pub enum JwtKeyError {
     /// The input is over the size limit.
     #[error("key input larger than {max} bytes")]
     TooLarge {
@@ -310,7 +290,7 @@ pub enum KeyError {
         /// 0-based position.
         index: usize,
         /// What is wrong.
-        error: Box<KeyError>,
+        error: Box<JwtKeyError>,
     },
     /// A public JWK Set carries private key members.
     #[error("private key member {0:?} in a public key")]
@@ -332,7 +312,7 @@ pub enum KeyError {
         /// The identity (at most 256 bytes of it).
         identity: String,
         /// What is wrong with its keys.
-        error: Box<KeyError>,
+        error: Box<JwtKeyError>,
     },
     /// The JWK's `use`, `key_ops` or `alg` rules it out for verifying
     /// signatures with its key type.
@@ -344,27 +324,49 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeySourceError {
-    /// Reading failed (the path and the I/O error).
-    #[error("reading {0}")]
-    Io(String),
+    /// The key file could not be read.
+    #[error("cannot read {path}", path = path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why: the I/O error, not a regular file, or over the size limit.
+        #[source]
+        source: ReadError,
+    },
     /// The keys read were refused.
     #[error(transparent)]
-    Key(#[from] KeyError),
-    /// A fetcher failed; its own message.
-    #[error("fetching keys: {0}")]
-    Fetch(String),
+    Key(#[from] JwtKeyError),
+    /// A fetcher failed; its own error is the
+    /// [`source`](std::error::Error::source) (make one with
+    /// [`KeySourceError::fetch`]).
+    #[error("fetching keys failed")]
+    Fetch(#[source] Cause),
+    /// No fetch has succeeded yet and none has failed either (a cache
+    /// asked before its first fetch).
+    #[error("no keys fetched yet")]
+    NotFetchedYet,
     /// Every fetch has failed for longer than the cache's maximum
     /// staleness: the last good set is no longer served, so that a key the
     /// issuer removed stops working even while its endpoint is unreachable.
     #[error(
-        "the last key set was fetched {age_secs} s ago and every refresh since failed (last error: {last_error}); tokens are refused until the key source answers"
+        "the last key set was fetched {age_secs} s ago and every refresh since failed; tokens are refused until the key source answers"
     )]
     Stale {
         /// Age of the last good set, in seconds.
         age_secs: u64,
-        /// The last fetch error.
-        last_error: String,
+        /// The last fetch error (the [`source`](std::error::Error::source)),
+        /// if one was recorded.
+        #[source]
+        last_error: Option<Box<KeySourceError>>,
     },
+}
+
+impl KeySourceError {
+    /// A fetcher's failure, keeping its error (an HTTP client's, an I/O
+    /// error) as the cause.
+    pub fn fetch(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Fetch(Cause::new(error))
+    }
 }
 
 /// Why a token could not be minted.

@@ -10,7 +10,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
-use crate::error::IdentityError;
+use crate::error::{Cause, IdentityError};
 
 /// Largest certificate accepted, in bytes (DER or PEM).
 pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
@@ -75,16 +75,14 @@ impl CertificateIdentity {
             });
         }
         let (rest, cert) = X509Certificate::from_der(der)
-            .map_err(|e| IdentityError::Certificate(e.to_string()))?;
+            .map_err(|e| IdentityError::Certificate(Cause::new(e)))?;
         if !rest.is_empty() {
-            return Err(IdentityError::Certificate(
-                "trailing bytes after the certificate".into(),
-            ));
+            return Err(IdentityError::TrailingBytes);
         }
         let sans = match cert.subject_alternative_name() {
             Ok(Some(ext)) => ext.value.general_names.iter().filter_map(san).collect(),
             Ok(None) => Vec::new(),
-            Err(e) => return Err(IdentityError::Certificate(e.to_string())),
+            Err(e) => return Err(IdentityError::Certificate(Cause::new(e))),
         };
         // Times before 1970 exist (a notBefore of 1950 is valid X.509); a
         // platform whose clock cannot go that far gets the epoch instead

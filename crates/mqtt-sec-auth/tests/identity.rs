@@ -196,10 +196,10 @@ fn malformed_input_is_refused() {
     ));
     let mut trailing = der.clone();
     trailing.push(0);
-    assert!(matches!(
-        CertificateIdentity::from_der(&trailing),
-        Err(IdentityError::Certificate(_))
-    ));
+    assert_eq!(
+        CertificateIdentity::from_der(&trailing).unwrap_err(),
+        IdentityError::TrailingBytes
+    );
     assert!(matches!(
         CertificateIdentity::from_der(b"garbage"),
         Err(IdentityError::Certificate(_))

@@ -445,13 +445,13 @@ fn ed25519_keys_must_be_points_of_large_order() {
     identity[0] = 1;
     assert!(matches!(
         JwtKey::ed25519(identity),
-        Err(mqtt_sec_auth::KeyError::Invalid(_))
+        Err(mqtt_sec_auth::JwtKeyError::Invalid(_))
     ));
     let mut not_a_point = [0u8; 32];
     not_a_point[0] = 2;
     assert!(matches!(
         JwtKey::ed25519(not_a_point),
-        Err(mqtt_sec_auth::KeyError::Invalid(_))
+        Err(mqtt_sec_auth::JwtKeyError::Invalid(_))
     ));
 }
 
@@ -847,25 +847,25 @@ fn minting_refuses_bad_templates_and_keys() {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["aud"], json!(["a", "b"]));
 
-    use mqtt_sec_auth::KeyError;
+    use mqtt_sec_auth::JwtKeyError;
     use mqtt_sec_auth::jwt::SigningKey;
     use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
     let sec1 = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
     assert!(matches!(
         SigningKey::from_pem(&SecretString::from(sec1)),
-        Err(KeyError::Unsupported(_))
+        Err(JwtKeyError::Unsupported(_))
     ));
     assert_eq!(
         SigningKey::from_pem(&SecretString::from("not pem")).unwrap_err(),
-        KeyError::Pem("PRIVATE KEY")
+        JwtKeyError::Pem("PRIVATE KEY")
     );
     assert!(matches!(
         SigningKey::from_pkcs8_der(b"junk"),
-        Err(KeyError::Unsupported(_))
+        Err(JwtKeyError::Unsupported(_))
     ));
     assert_eq!(
         SigningKey::hs256("k", SecretSlice::from(vec![1; 31])).unwrap_err(),
-        KeyError::WeakSecret { len: 31 }
+        JwtKeyError::WeakSecret { len: 31 }
     );
     // Secrets never show in Debug.
     let (generated, der) = SigningKey::generate_ed25519().unwrap();
@@ -883,7 +883,7 @@ fn minting_refuses_bad_templates_and_keys() {
 /// without `kid` is refused.
 #[test]
 fn an_hs256_kid_reveals_nothing_about_the_secret() {
-    use mqtt_sec_auth::KeyError;
+    use mqtt_sec_auth::JwtKeyError;
     use mqtt_sec_auth::jwt::SigningKey;
     use mqtt_sec_auth::secrecy::SecretSlice;
     let passphrase = b"correct horse battery staple, twice over".to_vec();
@@ -912,7 +912,7 @@ fn an_hs256_kid_reveals_nothing_about_the_secret() {
     let unnamed = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(&passphrase)}]});
     assert!(matches!(
         KeySet::from_jwks_json(&unnamed.to_string()),
-        Err(KeyError::Jwk { .. })
+        Err(JwtKeyError::Jwk { .. })
     ));
     let named = json!({"keys": [{"kty": "oct", "kid": "backend", "k": URL_SAFE_NO_PAD.encode(&passphrase)}]});
     assert!(

@@ -13,7 +13,7 @@ use mqtt_sec_auth::jwt::{
     Binding, ClientContext, DeviceKeySource, DeviceKeys, FileDeviceKeySource, KeySet, KeyTrust,
     TokenVerifier, Validation,
 };
-use mqtt_sec_auth::{JwtError, KeyError, KeySourceError};
+use mqtt_sec_auth::{JwtError, JwtKeyError, KeySourceError};
 use serde_json::json;
 use support::*;
 
@@ -183,7 +183,7 @@ fn one_key_for_two_devices_is_refused() {
         devices
             .insert("device-b", (*shared.key_set()).clone())
             .unwrap_err(),
-        KeyError::SharedDeviceKey {
+        JwtKeyError::SharedDeviceKey {
             kid: shared.kid().to_owned()
         }
     );
@@ -197,7 +197,7 @@ fn one_key_for_two_devices_is_refused() {
         .with_kid("other");
     assert!(matches!(
         devices.insert("device-b", KeySet::new([renamed]).unwrap()),
-        Err(KeyError::SharedDeviceKey { .. })
+        Err(JwtKeyError::SharedDeviceKey { .. })
     ));
     // Re-registering a device's own keys, or moving a key after removing
     // its device, is fine.
@@ -228,28 +228,28 @@ fn device_key_documents_round_trip_and_refuse_what_is_broken() {
 
     assert!(matches!(
         DeviceKeys::from_json(r#"{"keys": []}"#),
-        Err(KeyError::Invalid(_))
+        Err(JwtKeyError::Invalid(_))
     ));
     assert!(matches!(
         DeviceKeys::from_json(r#"{"devices": {"a": {"keys": []}}, "devices": {}}"#),
-        Err(KeyError::Invalid(_))
+        Err(JwtKeyError::Invalid(_))
     ));
     let broken =
         json!({"devices": {"device-x": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AA"}]}}});
     match DeviceKeys::from_json(&broken.to_string()) {
-        Err(KeyError::Device { identity, .. }) => assert_eq!(identity, "device-x"),
+        Err(JwtKeyError::Device { identity, .. }) => assert_eq!(identity, "device-x"),
         other => panic!("{other:?}"),
     }
     let not_a_set = json!({"devices": {"device-x": [1]}});
     assert!(matches!(
         DeviceKeys::from_json(&not_a_set.to_string()),
-        Err(KeyError::Device { .. })
+        Err(JwtKeyError::Device { .. })
     ));
     let jwk = fleet.a.signing.verifying_key().public_jwk().unwrap();
     let twice = json!({"devices": {"one": {"keys": [jwk]}, "two": {"keys": [jwk]}}});
     assert!(matches!(
         DeviceKeys::from_json(&twice.to_string()),
-        Err(KeyError::SharedDeviceKey { .. })
+        Err(JwtKeyError::SharedDeviceKey { .. })
     ));
     // The documented 64 MiB: a document of exactly that size is read, one
     // byte more is refused before parsing.
@@ -260,7 +260,7 @@ fn device_key_documents_round_trip_and_refuse_what_is_broken() {
     padded.push(' ');
     assert_eq!(
         DeviceKeys::from_json(&padded).unwrap_err(),
-        KeyError::TooLarge { max: limit }
+        JwtKeyError::TooLarge { max: limit }
     );
 }
 
@@ -279,7 +279,7 @@ fn device_identities_are_non_empty_and_at_most_65535_bytes() {
     for identity in [String::new(), "d".repeat(65_536)] {
         assert!(matches!(
             devices.insert(identity, (*TestKey::ed25519().key_set()).clone()),
-            Err(KeyError::Invalid(_))
+            Err(JwtKeyError::Invalid(_))
         ));
     }
     assert_eq!(devices.len(), 1);
@@ -345,14 +345,18 @@ fn an_unknown_kid_asks_the_registry_again_for_that_device_only() {
             _identity: &str,
             _now: SystemTime,
         ) -> Result<Option<Arc<KeySet>>, KeySourceError> {
-            Err(KeySourceError::Fetch("registry unreachable".into()))
+            Err(KeySourceError::fetch(std::io::Error::other(
+                "registry unreachable",
+            )))
         }
     }
     let down = TokenVerifier::per_device(Down, Validation::new());
-    assert_eq!(
-        as_client(&down, &current, "device-b").unwrap_err(),
-        JwtError::Keys(KeySourceError::Fetch("registry unreachable".into()))
-    );
+    match as_client(&down, &current, "device-b").unwrap_err() {
+        JwtError::Keys(KeySourceError::Fetch(cause)) => {
+            assert_eq!(cause.to_string(), "registry unreachable");
+        }
+        other => panic!("expected the registry's error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -380,7 +384,7 @@ fn device_key_file_is_reloaded_and_a_broken_version_keeps_the_old_keys() {
     assert_eq!(as_client(&verifier, &b, "device-b").unwrap(), "device-b");
     assert!(matches!(
         FileDeviceKeySource::open(dir.path().join("missing.json")),
-        Err(KeySourceError::Io(_))
+        Err(KeySourceError::Read { .. })
     ));
 }
 
@@ -506,6 +510,6 @@ fn a_device_key_document_holds_at_most_a_million_devices() {
     );
     assert_eq!(
         DeviceKeys::from_json(&document(1_000_001)).unwrap_err(),
-        KeyError::TooLarge { max: 1_000_000 }
+        JwtKeyError::TooLarge { max: 1_000_000 }
     );
 }

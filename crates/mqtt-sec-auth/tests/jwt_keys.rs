@@ -11,17 +11,17 @@ use mqtt_sec_auth::jwt::{
     CachedKeySource, ClientContext, FileKeySource, JwtKey, KeySet, KeySource, MAX_JWKS_LEN,
     TokenVerifier, Validation,
 };
-use mqtt_sec_auth::{JwtError, KeyError, KeySourceError};
+use mqtt_sec_auth::{JwtError, JwtKeyError, KeySourceError};
 use serde_json::json;
 use support::*;
 
-fn set(keys: serde_json::Value) -> Result<KeySet, KeyError> {
+fn set(keys: serde_json::Value) -> Result<KeySet, JwtKeyError> {
     KeySet::from_jwks_json(&json!({ "keys": keys }).to_string())
 }
 
-fn jwk_error(keys: serde_json::Value) -> KeyError {
+fn jwk_error(keys: serde_json::Value) -> JwtKeyError {
     match set(keys).unwrap_err() {
-        KeyError::Jwk { error, .. } => *error,
+        JwtKeyError::Jwk { error, .. } => *error,
         other => other,
     }
 }
@@ -84,73 +84,73 @@ fn broken_keys_refuse_the_whole_set() {
     let ok = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "a"});
     assert_eq!(
         set(json!([ok, {"kty": "OKP", "crv": "Ed25519", "x": x, "d": x}])).unwrap_err(),
-        KeyError::Jwk {
+        JwtKeyError::Jwk {
             index: 1,
-            error: Box::new(KeyError::PrivateMember("d"))
+            error: Box::new(JwtKeyError::PrivateMember("d"))
         }
     );
     assert_eq!(
         set(json!([ok, ok])).unwrap_err(),
-        KeyError::DuplicateKid("a".into())
+        JwtKeyError::DuplicateKid("a".into())
     );
     assert!(matches!(
         jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": "a+b/"}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert!(matches!(
         jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert!(matches!(
         jwk_error(json!([{"kty": "OKP", "crv": "Ed25519"}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert!(matches!(
         jwk_error(json!([{"kty": "EC", "crv": "P-256", "x": x, "y": "AAAA"}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert!(matches!(
         jwk_error(json!([{"crv": "P-256"}])),
-        KeyError::Invalid("no kty")
+        JwtKeyError::Invalid("no kty")
     ));
     assert!(matches!(
         jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": 3}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert!(matches!(
         jwk_error(json!([{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k".repeat(257)}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert!(matches!(
         jwk_error(json!(["not an object"])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     assert_eq!(
         jwk_error(json!([{"kty": "oct", "k": "c2hvcnQ", "kid": "s"}])),
-        KeyError::WeakSecret { len: 5 }
+        JwtKeyError::WeakSecret { len: 5 }
     );
     // RSA: 1024 bits is too small; also from a PEM.
     let small =
         JwtKey::from_public_key_pem(include_str!("data/rsa1024-test-public.pem")).unwrap_err();
-    assert_eq!(small, KeyError::RsaSize { bits: 1024 });
+    assert_eq!(small, JwtKeyError::RsaSize { bits: 1024 });
     let n_1024 = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         [0xC5u8; 128],
     );
     assert_eq!(
         jwk_error(json!([{"kty": "RSA", "n": n_1024, "e": "AQAB"}])),
-        KeyError::RsaSize { bits: 1024 }
+        JwtKeyError::RsaSize { bits: 1024 }
     );
     // An empty or all-zero modulus (found by the fuzz smoke run: it overflowed).
     for n in ["", "AAAA"] {
         assert_eq!(
             jwk_error(json!([{"kty": "RSA", "n": n, "e": "AQAB"}])),
-            KeyError::RsaSize { bits: 0 }
+            JwtKeyError::RsaSize { bits: 0 }
         );
     }
     assert_eq!(
         JwtKey::rs256(&[], &[1, 0, 1]).unwrap_err(),
-        KeyError::RsaSize { bits: 0 }
+        JwtKeyError::RsaSize { bits: 0 }
     );
     let n_2048 = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -158,7 +158,7 @@ fn broken_keys_refuse_the_whole_set() {
     );
     assert!(matches!(
         jwk_error(json!([{"kty": "RSA", "n": n_2048, "e": "AA"}])),
-        KeyError::Invalid(_)
+        JwtKeyError::Invalid(_)
     ));
     // Documents.
     for doc in [
@@ -169,19 +169,19 @@ fn broken_keys_refuse_the_whole_set() {
         r#"{"keys": [], "keys": []}"#,
     ] {
         assert!(
-            matches!(KeySet::from_jwks_json(doc), Err(KeyError::Invalid(_))),
+            matches!(KeySet::from_jwks_json(doc), Err(JwtKeyError::Invalid(_))),
             "{doc}"
         );
     }
     let huge = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(1024 * 1024));
     assert_eq!(
         KeySet::from_jwks_json(&huge).unwrap_err(),
-        KeyError::TooLarge { max: 1024 * 1024 }
+        JwtKeyError::TooLarge { max: 1024 * 1024 }
     );
     let many = json!({"keys": vec![json!({"kty": "unknown"}); 10_001]}).to_string();
     assert_eq!(
         KeySet::from_jwks_json(&many).unwrap_err(),
-        KeyError::TooLarge { max: 10_000 }
+        JwtKeyError::TooLarge { max: 10_000 }
     );
 }
 
@@ -234,19 +234,19 @@ fn public_key_pems_of_each_type() {
     let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
     assert!(matches!(
         JwtKey::from_public_key_pem(&p384.public_key_pem()),
-        Err(KeyError::Unsupported(_))
+        Err(JwtKeyError::Unsupported(_))
     ));
     assert_eq!(
         JwtKey::from_public_key_pem("junk").unwrap_err(),
-        KeyError::Pem("PUBLIC KEY")
+        JwtKeyError::Pem("PUBLIC KEY")
     );
     assert!(matches!(
         JwtKey::from_public_key_der(b"\x30\x00"),
-        Err(KeyError::Invalid(_))
+        Err(JwtKeyError::Invalid(_))
     ));
     assert_eq!(
         JwtKey::from_public_key_pem(&"x".repeat(70_000)).unwrap_err(),
-        KeyError::TooLarge { max: 65_536 }
+        JwtKeyError::TooLarge { max: 65_536 }
     );
 }
 
@@ -326,8 +326,19 @@ fn file_source_reloads_on_change_and_keeps_the_last_good_set() {
     // A missing file at start is an error.
     assert!(matches!(
         FileKeySource::open(dir.path().join("none")),
-        Err(KeySourceError::Io(_))
+        Err(KeySourceError::Read { .. })
     ));
+    // The I/O error itself is kept, for the caller to match on.
+    match FileKeySource::open(dir.path().join("none")) {
+        Err(KeySourceError::Read { path, source }) => {
+            assert_eq!(path, dir.path().join("none"));
+            assert_eq!(
+                source.io_error().map(std::io::Error::kind),
+                Some(std::io::ErrorKind::NotFound)
+            );
+        }
+        other => panic!("expected a read error, got {other:?}"),
+    }
 }
 
 #[test]
@@ -342,7 +353,7 @@ fn file_source_refuses_a_file_over_the_jwks_limit() {
     std::fs::write(&path, &padded).unwrap();
     assert!(matches!(
         FileKeySource::open(&path),
-        Err(KeySourceError::Key(KeyError::TooLarge {
+        Err(KeySourceError::Key(JwtKeyError::TooLarge {
             max: MAX_JWKS_LEN
         }))
     ));
@@ -390,7 +401,7 @@ fn cached_source_ttl_backoff_and_unknown_kid_refetch() {
     let source = CachedKeySource::new(move || {
         f.fetch_add(1, Ordering::SeqCst);
         if x.load(Ordering::SeqCst) {
-            Err(KeySourceError::Fetch("503".into()))
+            Err(KeySourceError::fetch(std::io::Error::other("503")))
         } else {
             KeySet::from_jwks_json(&doc).map_err(Into::into)
         }
@@ -437,15 +448,13 @@ fn cached_source_ttl_backoff_and_unknown_kid_refetch() {
     assert_eq!(count(), recovered, "cached again after recovery");
 
     // Never fetched: the error comes through.
-    let never = CachedKeySource::new(|| Err(KeySourceError::Fetch("down".into())));
-    assert_eq!(
-        never.keys(now()).unwrap_err(),
-        KeySourceError::Fetch("down".into())
-    );
-    assert_eq!(
-        never.keys(now()).unwrap_err(),
-        KeySourceError::Fetch("down".into())
-    );
+    let never = CachedKeySource::new(|| Err(KeySourceError::fetch(std::io::Error::other("down"))));
+    for _ in 0..2 {
+        match never.keys(now()).unwrap_err() {
+            KeySourceError::Fetch(cause) => assert_eq!(cause.to_string(), "down"),
+            other => panic!("expected the fetch error, got {other:?}"),
+        }
+    }
     let verifier = TokenVerifier::trusted_issuer(never, Validation::new());
     assert!(matches!(
         verifier.verify(
@@ -472,7 +481,9 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
     let endpoint = Arc::clone(&served);
     let source = CachedKeySource::new(move || match endpoint.lock().unwrap().clone() {
         Some(doc) => KeySet::from_jwks_json(&doc).map_err(Into::into),
-        None => Err(KeySourceError::Fetch("connection refused".into())),
+        None => Err(KeySourceError::fetch(std::io::Error::other(
+            "connection refused",
+        ))),
     })
     .ttl(Duration::from_secs(300))
     .max_staleness(Duration::from_secs(600))
@@ -512,7 +523,11 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
             last_error,
         })) => {
             assert!(age_secs >= 1000, "{age_secs}");
-            assert!(last_error.contains("connection refused"), "{last_error}");
+            let last_error = last_error.expect("the last fetch error is kept");
+            let KeySourceError::Fetch(cause) = *last_error else {
+                panic!("expected the fetch error, got {last_error:?}")
+            };
+            assert_eq!(cause.to_string(), "connection refused");
         }
         other => panic!("expected a stale key set, got {other:?}"),
     }

@@ -1,6 +1,7 @@
 //! Files, standard streams and the one error type: input and usage problems
 //! (exit status 2), each a single line that names the file.
 
+use mqtt_sec_core::Chain;
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -37,11 +38,11 @@ pub(crate) fn failed() -> ExitCode {
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
-    let file = std::fs::File::open(path).map_err(|e| CliError::at(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| CliError::at(path, Chain(&e)))?;
     let mut bytes = Vec::new();
     file.take(MAX_INPUT + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| CliError::at(path, e))?;
+        .map_err(|e| CliError::at(path, Chain(&e)))?;
     if bytes.len() as u64 > MAX_INPUT {
         return Err(CliError::at(path, format!("larger than {MAX_INPUT} bytes")));
     }
@@ -61,7 +62,7 @@ pub(crate) fn read_input(path: Option<&Path>) -> Result<Vec<u8>, CliError> {
             std::io::stdin()
                 .take(MAX_INPUT + 1)
                 .read_to_end(&mut bytes)
-                .map_err(|e| CliError::new(format!("standard input: {e}")))?;
+                .map_err(|e| CliError::new(format!("standard input: {}", Chain(&e))))?;
             if bytes.len() as u64 > MAX_INPUT {
                 return Err(CliError::new(format!(
                     "standard input: larger than {MAX_INPUT} bytes"
@@ -84,12 +85,12 @@ pub(crate) fn read_stdin_line() -> Result<String, CliError> {
 /// A file, or standard output when `path` is `None`.
 pub(crate) fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), CliError> {
     match path {
-        Some(path) => std::fs::write(path, bytes).map_err(|e| CliError::at(path, e)),
+        Some(path) => std::fs::write(path, bytes).map_err(|e| CliError::at(path, Chain(&e))),
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(bytes)
                 .and_then(|()| out.flush())
-                .map_err(|e| CliError::new(format!("standard output: {e}")))
+                .map_err(|e| CliError::new(format!("standard output: {}", Chain(&e))))
         }
     }
 }
@@ -123,7 +124,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Resu
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(CliError::at(path, e));
+        return Err(CliError::at(path, Chain(&e)));
     }
     Ok(())
 }

@@ -65,6 +65,31 @@ impl From<std::io::Error> for Cause {
     }
 }
 
+/// An error and every [`source`](Error::source) below it, joined by `": "`,
+/// for audit events and logs: the errors of this workspace keep their
+/// causes out of their own messages, so a log line shows the chain with
+/// this.
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(error) = next {
+            write!(f, ": {error}")?;
+            next = error.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +109,19 @@ mod tests {
             Some("inner")
         );
         assert_eq!(format!("{cause:?}"), format!("{:?}", cause.get()));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("top")]
+    struct Top(#[source] Cause);
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let error = Top(Cause::new(Outer(std::io::Error::other("inner"))));
+        assert_eq!(Chain(&error).to_string(), "top: outer: inner");
+        assert_eq!(format!("{:?}", Chain(&error)), "top: outer: inner");
+        let alone = std::io::Error::other("alone");
+        assert_eq!(Chain(&alone).to_string(), "alone");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod text;
 #[cfg_attr(docsrs, doc(cfg(feature = "thumbprint")))]
 pub mod thumbprint;
 
-pub use cause::Cause;
+pub use cause::{Cause, Chain};
 
 /// Longest key id accepted, in bytes, by every crate (JWT `kid`, COSE `kid`).
 pub const MAX_KID_LEN: usize = 256;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use mqtt_sec_core::Cause;
+
 use crate::Kid;
 
 /// Why an envelope was rejected.
@@ -109,9 +111,10 @@ pub enum VerifyError {
         /// The highest sequence number accepted so far for this key.
         highest: u64,
     },
-    /// The replay store failed; the message is rejected because it cannot be checked.
-    #[error("replay store failed: {0}")]
-    ReplayStore(String),
+    /// The replay store failed; the message is rejected because it cannot be
+    /// checked. The store's own error is the [`source`](std::error::Error::source).
+    #[error("replay store failed")]
+    ReplayStore(#[source] Cause),
 }
 
 impl VerifyError {
@@ -212,16 +215,17 @@ pub enum TopicNameError {
 }
 
 /// Why a message could not be signed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignError {
     /// The topic is not a valid MQTT topic name.
     #[error("invalid topic name: {0}")]
     InvalidTopic(#[from] TopicNameError),
     /// The sequence store could not reserve more sequence numbers; signing stops
-    /// rather than risk reusing a number after a restart.
-    #[error("sequence store failed: {0}")]
-    SequenceStore(#[source] std::io::Error),
+    /// rather than risk reusing a number after a restart. The store's
+    /// [`std::io::Error`] is the [`source`](std::error::Error::source).
+    #[error("sequence store failed")]
+    SequenceStore(#[source] Cause),
     /// The 64-bit sequence space is used up; rotate the key.
     #[error("sequence numbers exhausted for this key; rotate the key")]
     SequenceExhausted,
@@ -234,9 +238,19 @@ pub enum KeyError {
     /// The PEM or PKCS#8 data is not an Ed25519 private key.
     #[error("not a PKCS#8 Ed25519 private key")]
     Pkcs8,
-    /// The JWK is not valid JSON or lacks required members.
+    /// The JWK or JWK Set is larger than [`MAX_JWK_SET_LEN`](crate::MAX_JWK_SET_LEN).
+    #[error("JWK input larger than {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// The JWK or JWK Set is not JSON; the [`serde_json::Error`] is the
+    /// [`source`](std::error::Error::source).
+    #[error("JWK input is not valid JSON")]
+    Json(#[source] Cause),
+    /// The JWK lacks a required member or has one of the wrong type or value.
     #[error("invalid JWK: {0}")]
-    Jwk(String),
+    Jwk(&'static str),
     /// The JWK is not an Ed25519 OKP key (RFC 8037).
     #[error("unsupported JWK: only kty OKP with crv Ed25519 is accepted")]
     UnsupportedJwk,
@@ -260,27 +274,18 @@ pub enum KeyError {
     #[error("key id must be 1 to 256 bytes")]
     BadKid,
     /// A topic filter the key may sign for is invalid.
-    #[error("invalid topic filter for key: {0}")]
-    TopicFilter(String),
+    #[cfg(feature = "acl")]
+    #[error("invalid topic filter for key")]
+    TopicFilter(#[source] mqtt_sec_acl::TopicError),
+    /// A JWK restricts its key to topics (`mqtt_topics`), which needs the
+    /// `acl` feature: without it the key is refused rather than trusted
+    /// more widely than written.
+    #[error("the JWK's mqtt_topics needs the acl feature of mqtt-sec-sign")]
+    TopicsNeedAcl,
     /// The validity window ends before it starts.
     #[error("validity window ends before it starts")]
     EmptyValidity,
     /// The operating system random generator failed.
     #[error("random generator failed")]
     Random,
-}
-
-/// Any error of this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Verification rejected a message.
-    #[error(transparent)]
-    Verify(#[from] VerifyError),
-    /// Signing failed.
-    #[error(transparent)]
-    Sign(#[from] SignError),
-    /// A key could not be loaded or registered.
-    #[error(transparent)]
-    Key(#[from] KeyError),
 }

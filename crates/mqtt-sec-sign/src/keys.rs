@@ -9,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 
+use mqtt_sec_core::Cause;
+
 use crate::Kid;
 use crate::error::KeyError;
 use mqtt_sec_core::ed25519::{KeyRejected, PublicKey};
@@ -79,15 +81,17 @@ impl TrustedKey {
     /// # Errors
     /// [`KeyError::Jwk`], [`KeyError::UnsupportedJwk`],
     /// [`KeyError::PrivateKeyInPublicSet`], [`KeyError::InvalidPublicKey`],
-    /// [`KeyError::WeakKey`], [`KeyError::BadKid`], [`KeyError::TopicFilter`].
+    /// [`KeyError::WeakKey`], [`KeyError::BadKid`], `KeyError::TopicFilter`
+    /// (feature `acl`), [`KeyError::TopicsNeedAcl`] (without it),
+    /// [`KeyError::TooLarge`], [`KeyError::Json`].
     pub fn from_jwk(jwk: &str) -> Result<Self, KeyError> {
         if jwk.len() > MAX_JWK_SET_LEN {
-            return Err(KeyError::Jwk(format!(
-                "larger than {MAX_JWK_SET_LEN} bytes"
-            )));
+            return Err(KeyError::TooLarge {
+                max: MAX_JWK_SET_LEN,
+            });
         }
         let value: serde_json::Value =
-            serde_json::from_str(jwk).map_err(|e| KeyError::Jwk(e.to_string()))?;
+            serde_json::from_str(jwk).map_err(|e| KeyError::Json(Cause::new(e)))?;
         Self::from_jwk_value(&value)
     }
 
@@ -99,11 +103,11 @@ impl TrustedKey {
                 Some(v) => v
                     .as_str()
                     .map(Some)
-                    .ok_or_else(|| KeyError::Jwk(format!("member {name} is not a string"))),
+                    .ok_or(KeyError::Jwk("a member that must be a string is not")),
             }
         };
         if !jwk.is_object() {
-            return Err(KeyError::Jwk("not a JSON object".into()));
+            return Err(KeyError::Jwk("not a JSON object"));
         }
         if text("kty")? != Some("OKP") || text("crv")? != Some("Ed25519") {
             return Err(KeyError::UnsupportedJwk);
@@ -112,20 +116,20 @@ impl TrustedKey {
             return Err(KeyError::PrivateKeyInPublicSet);
         }
         if text("use")?.is_some_and(|u| u != "sig") {
-            return Err(KeyError::Jwk("use is not sig".into()));
+            return Err(KeyError::Jwk("use is not sig"));
         }
         if text("alg")?.is_some_and(|a| a != "EdDSA" && a != "Ed25519") {
-            return Err(KeyError::Jwk("alg is not EdDSA".into()));
+            return Err(KeyError::Jwk("alg is not EdDSA"));
         }
         if let Some(ops) = member("key_ops") {
             let verifies = ops
                 .as_array()
                 .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")));
             if !verifies {
-                return Err(KeyError::Jwk("key_ops does not include verify".into()));
+                return Err(KeyError::Jwk("key_ops does not include verify"));
             }
         }
-        let x = text("x")?.ok_or_else(|| KeyError::Jwk("missing x".into()))?;
+        let x = text("x")?.ok_or(KeyError::Jwk("missing x"))?;
         let bytes: [u8; 32] = URL_SAFE_NO_PAD
             .decode(x)
             .ok()
@@ -138,11 +142,11 @@ impl TrustedKey {
         if let Some(topics) = member("mqtt_topics") {
             let topics = topics
                 .as_array()
-                .ok_or_else(|| KeyError::TopicFilter("mqtt_topics is not an array".into()))?
+                .ok_or(KeyError::Jwk("mqtt_topics is not an array"))?
                 .iter()
                 .map(|t| {
                     t.as_str()
-                        .ok_or_else(|| KeyError::TopicFilter("not a string".into()))
+                        .ok_or(KeyError::Jwk("mqtt_topics holds a non-string"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             key = key.restrict_from_jwk(&topics)?;
@@ -157,9 +161,7 @@ impl TrustedKey {
 
     #[cfg(not(feature = "acl"))]
     fn restrict_from_jwk(self, _topics: &[&str]) -> Result<Self, KeyError> {
-        Err(KeyError::TopicFilter(
-            "mqtt_topics needs the acl feature of mqtt-sec-sign".into(),
-        ))
+        Err(KeyError::TopicsNeedAcl)
     }
 
     /// Uses `kid` instead of the thumbprint.
@@ -202,9 +204,7 @@ impl TrustedKey {
     ) -> Result<Self, KeyError> {
         let parsed = filters
             .into_iter()
-            .map(|f| {
-                mqtt_sec_acl::TopicFilter::new(f).map_err(|e| KeyError::TopicFilter(e.to_string()))
-            })
+            .map(|f| mqtt_sec_acl::TopicFilter::new(f).map_err(KeyError::TopicFilter))
             .collect::<Result<Vec<_>, _>>()?;
         self.topics.get_or_insert_with(Vec::new).extend(parsed);
         Ok(self)
@@ -257,7 +257,7 @@ pub(crate) enum Entry {
 /// let registry = KeyRegistry::new();
 /// registry.insert(TrustedKey::new(signer.verifying_key())?.allow_topics(["sensors/#"])?)?;
 /// registry.revoke(signer.kid());
-/// # Ok::<(), mqtt_sec_sign::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct KeyRegistry {
@@ -293,16 +293,16 @@ impl KeyRegistry {
     /// two keys of the set with the same id; on error no key is added.
     pub fn insert_jwk_set(&self, jwks: &str) -> Result<usize, KeyError> {
         if jwks.len() > MAX_JWK_SET_LEN {
-            return Err(KeyError::Jwk(format!(
-                "larger than {MAX_JWK_SET_LEN} bytes"
-            )));
+            return Err(KeyError::TooLarge {
+                max: MAX_JWK_SET_LEN,
+            });
         }
         let set: serde_json::Value =
-            serde_json::from_str(jwks).map_err(|e| KeyError::Jwk(e.to_string()))?;
+            serde_json::from_str(jwks).map_err(|e| KeyError::Json(Cause::new(e)))?;
         let entries = set
             .get("keys")
             .and_then(serde_json::Value::as_array)
-            .ok_or_else(|| KeyError::Jwk("not a JWK Set: missing keys array".into()))?;
+            .ok_or_else(|| KeyError::Jwk("not a JWK Set: missing keys array"))?;
         let parsed = entries
             .iter()
             .map(TrustedKey::from_jwk_value)
@@ -352,5 +352,24 @@ impl KeyRegistry {
             .unwrap_or_else(|e| e.into_inner())
             .get(kid)
             .cloned()
+    }
+}
+
+#[cfg(all(test, not(feature = "acl")))]
+mod tests {
+    use super::*;
+
+    /// Without the `acl` feature a JWK that restricts its key to topics is
+    /// refused, never trusted for every topic.
+    #[test]
+    fn topic_limits_without_the_acl_feature_are_refused() {
+        let jwk = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","mqtt_topics":["a/#"]}"#;
+        assert!(matches!(
+            TrustedKey::from_jwk(jwk),
+            Err(KeyError::TopicsNeedAcl)
+        ));
+        let unrestricted =
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        assert!(TrustedKey::from_jwk(unrestricted).is_ok());
     }
 }

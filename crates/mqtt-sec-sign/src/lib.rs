@@ -18,10 +18,15 @@ mod verifier;
 pub mod client;
 
 pub use ed25519_dalek;
+/// mqtt-sec-acl, whose `TopicError` is the cause of [`KeyError::TopicFilter`].
+#[cfg(feature = "acl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
+pub use mqtt_sec_acl;
 
-pub use error::{Error, KeyError, MalformedEnvelope, SignError, TopicNameError, VerifyError};
+pub use error::{KeyError, MalformedEnvelope, SignError, TopicNameError, VerifyError};
 pub use keys::{KeyRegistry, MAX_JWK_SET_LEN, TrustedKey};
 pub use kid::{Kid, MAX_KID_LEN};
+pub use mqtt_sec_core::Cause;
 pub use sequence::{FileSequenceStore, SequenceStore};
 pub use signer::Signer;
 pub use verifier::{

@@ -9,6 +9,8 @@ use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mqtt_sec_core::Cause;
+
 use crate::Kid;
 
 /// Default window size, in sequence numbers.
@@ -57,8 +59,16 @@ pub enum ReplayRejection {
         /// The highest number accepted so far.
         highest: u64,
     },
-    /// A store could not check or record it.
-    Store(String),
+    /// A store could not check or record it; the store's own error.
+    Store(Cause),
+}
+
+impl ReplayRejection {
+    /// A store failure, keeping the store's error as the cause (a Redis
+    /// client error, an I/O error).
+    pub fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Store(Cause::new(error))
+    }
 }
 
 /// Whole seconds since the epoch, as stored (a clock before 1970 counts as 0).

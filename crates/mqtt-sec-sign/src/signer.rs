@@ -41,7 +41,7 @@ const RESERVE_BLOCK: u64 = 1024;
 /// let signer = Signer::generate()?;
 /// let envelope = signer.sign("sensors/kitchen/temp", b"21.5")?;
 /// assert_eq!(envelope[0], 0xd2); // CBOR tag 18: COSE_Sign1
-/// # Ok::<(), mqtt_sec_sign::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Signer {
     key: SigningKey,
@@ -147,13 +147,17 @@ impl Signer {
         self,
         store: impl SequenceStore + 'static,
     ) -> Result<Self, SignError> {
-        let loaded = store.load().map_err(SignError::SequenceStore)?;
+        let loaded = store
+            .load()
+            .map_err(|e| SignError::SequenceStore(e.into()))?;
         let start = match loaded {
             Some(n) => n.checked_add(1).ok_or(SignError::SequenceExhausted)?,
             None => 0,
         };
         let reserved = start.saturating_add(RESERVE_BLOCK - 1);
-        store.reserve(reserved).map_err(SignError::SequenceStore)?;
+        store
+            .reserve(reserved)
+            .map_err(|e| SignError::SequenceStore(e.into()))?;
         let last = start.checked_sub(1);
         *self.sequence.lock().unwrap_or_else(|e| e.into_inner()) = Sequence {
             last,
@@ -198,7 +202,9 @@ impl Signer {
             Some(store) => {
                 if next > state.reserved {
                     let reserved = next.saturating_add(RESERVE_BLOCK - 1);
-                    store.reserve(reserved).map_err(SignError::SequenceStore)?;
+                    store
+                        .reserve(reserved)
+                        .map_err(|e| SignError::SequenceStore(e.into()))?;
                     state.reserved = reserved;
                 }
                 next

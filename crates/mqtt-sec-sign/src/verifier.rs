@@ -178,7 +178,7 @@ impl Verified {
 /// // within 30 s of the first); on another topic it is a forgery.
 /// assert!(matches!(verifier.verify("sensors/kitchen/temp", &envelope), Err(VerifyError::Duplicate { .. })));
 /// assert!(matches!(verifier.verify("sensors/hall/temp", &envelope), Err(VerifyError::SignatureInvalid)));
-/// # Ok::<(), mqtt_sec_sign::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -513,7 +513,7 @@ pub(crate) fn audit(topic: &str, kid: Option<&Kid>, result: &Result<Verified, Ve
             let kid = kid.map_or_else(|| "-".to_owned(), Kid::to_string);
             tracing::warn!(
                 target: "mqtt_sec::audit",
-                kid = %kid, topic = ?topic, reason = e.reason(), error = %e,
+                kid = %kid, topic = ?topic, reason = e.reason(), error = %mqtt_sec_core::Chain(e),
                 "signed message rejected"
             );
         }

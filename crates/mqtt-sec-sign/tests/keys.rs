@@ -67,7 +67,6 @@ fn jwk_refusals() {
         );
     }
     for jwk in [
-        "not json",
         "[]",
         r#"{"kty":"OKP","crv":"Ed25519"}"#,
         r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","use":"enc"}"#,
@@ -84,7 +83,23 @@ fn jwk_refusals() {
         r#"{{"pad":"{}"}}"#,
         "a".repeat(mqtt_sec_sign::MAX_JWK_SET_LEN)
     );
-    assert!(matches!(TrustedKey::from_jwk(&huge), Err(KeyError::Jwk(_))));
+    assert_eq!(
+        TrustedKey::from_jwk(&huge).unwrap_err(),
+        KeyError::TooLarge {
+            max: mqtt_sec_sign::MAX_JWK_SET_LEN
+        }
+    );
+    // JSON errors keep serde_json's error as the source.
+    let KeyError::Json(cause) = TrustedKey::from_jwk("not json").unwrap_err() else {
+        panic!("not a JSON error")
+    };
+    let json = cause.downcast_ref::<serde_json::Error>().unwrap();
+    assert_eq!((json.line(), json.column()), (1, 2));
+    let error = KeyError::Json(cause.clone());
+    assert_eq!(
+        std::error::Error::source(&error).map(ToString::to_string),
+        Some(json.to_string())
+    );
 }
 
 #[test]
@@ -227,7 +242,12 @@ fn persisted_sequence_numbers_never_repeat_across_restarts() {
     let err = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[4; 32]))
         .with_sequence_store(FileSequenceStore::new(&path))
         .err();
-    assert!(matches!(err, Some(SignError::SequenceStore(_))));
+    // The store's I/O error is the cause, kept for the caller.
+    let Some(SignError::SequenceStore(cause)) = err else {
+        panic!("expected a store error, got {err:?}")
+    };
+    let io = cause.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
     std::fs::write(&path, u64::MAX.to_string()).unwrap();
     let err = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[4; 32]))
         .with_sequence_store(FileSequenceStore::new(&path))

@@ -3,9 +3,14 @@
 use std::path::PathBuf;
 
 pub use mqtt_sec_core::fs::ReadError;
+pub use mqtt_sec_core::{Cause, Chain};
 
 /// Why a TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
+///
+/// A variant that wraps an underlying error returns it from
+/// [`source`](std::error::Error::source) and does not repeat it in its own
+/// message; [`Chain`](mqtt_sec_core::Chain) prints the whole chain.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
     /// No trust root was given.
@@ -14,7 +19,7 @@ pub enum TlsError {
     )]
     NoTrustRoots,
     /// A file or directory could not be read.
-    #[error("cannot read {path}: {source}", path = path.display())]
+    #[error("cannot read {path}", path = path.display())]
     Read {
         /// The file or directory.
         path: PathBuf,
@@ -29,13 +34,22 @@ pub enum TlsError {
         /// What it holds instead, if anything.
         found: String,
     },
-    /// A certificate could not be parsed or added.
-    #[error("{origin}: invalid certificate: {reason}")]
+    /// A certificate or CRL could not be parsed or added.
+    #[error("{origin}: invalid certificate or CRL")]
     InvalidCertificate {
+        /// The file, "PEM bytes", "DER" or "CRL n".
+        origin: String,
+        /// The parser's error (rustls, rustls-pki-types or webpki).
+        #[source]
+        source: Cause,
+    },
+    /// A CRL source holds no `X509 CRL` block.
+    #[error("{origin} holds no X509 CRL block{found}")]
+    NoCrls {
         /// The file or "PEM bytes".
         origin: String,
-        /// What is wrong.
-        reason: String,
+        /// What it holds instead, if anything.
+        found: String,
     },
     /// No usable private key: names what was found and how to convert it.
     #[error("{origin}: {problem}")]
@@ -57,9 +71,16 @@ pub enum TlsError {
     #[error("{0}")]
     Unsupported(&'static str),
     /// Another rustls error.
-    #[error("TLS configuration rejected: {0}")]
+    #[error("TLS configuration rejected")]
     Rustls(#[from] rustls::Error),
-    /// The certificate verifier could not be built.
-    #[error("cannot build the certificate verifier: {0}")]
-    Verifier(#[from] rustls::client::VerifierBuilderError),
+    /// The certificate verifier could not be built; rustls'
+    /// `VerifierBuilderError` is the cause (downcast it to match).
+    #[error("cannot build the certificate verifier")]
+    Verifier(#[source] Cause),
+}
+
+impl From<rustls::client::VerifierBuilderError> for TlsError {
+    fn from(error: rustls::client::VerifierBuilderError) -> Self {
+        Self::Verifier(Cause::new(error))
+    }
 }

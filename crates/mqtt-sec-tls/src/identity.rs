@@ -83,7 +83,7 @@ impl Identity {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsError::InvalidCertificate {
                 origin: chain_origin.to_owned(),
-                reason: e.to_string(),
+                source: crate::Cause::new(e),
             })?;
         if chain.is_empty() {
             return Err(TlsError::NoCertificates {

@@ -22,7 +22,7 @@ mod verification;
 mod verifier;
 
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
-pub use error::{ReadError, TlsError};
+pub use error::{Cause, Chain, ReadError, TlsError};
 pub use explain::explain;
 pub use fs::MAX_FILE_LEN;
 pub use identity::Identity;

@@ -135,7 +135,7 @@ impl Revocation {
             webpki::OwnedCertRevocationList::from_der(crl.as_ref()).map_err(|e| {
                 TlsError::InvalidCertificate {
                     origin: format!("CRL {}", i + 1),
-                    reason: format!("{e:?}"),
+                    source: crate::Cause::new(e),
                 }
             })?;
         }
@@ -143,16 +143,19 @@ impl Revocation {
     }
 
     fn add_pem(mut self, pem: &[u8], origin: &str) -> Result<Self, TlsError> {
-        let invalid = |reason: String| TlsError::InvalidCertificate {
-            origin: origin.to_owned(),
-            reason,
-        };
         let before = self.crls.len();
         for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
-            self.crls.push(crl.map_err(|e| invalid(e.to_string()))?);
+            self.crls
+                .push(crl.map_err(|e| TlsError::InvalidCertificate {
+                    origin: origin.to_owned(),
+                    source: crate::Cause::new(e),
+                })?);
         }
         if self.crls.len() == before {
-            return Err(invalid(format!("no X509 CRL block{}", describe_pem(pem))));
+            return Err(TlsError::NoCrls {
+                origin: origin.to_owned(),
+                found: describe_pem(pem),
+            });
         }
         Ok(self)
     }

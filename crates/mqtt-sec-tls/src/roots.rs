@@ -6,7 +6,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::error::{ReadError, TlsError};
+use crate::error::{Cause, ReadError, TlsError};
 
 /// The CAs a client trusts to sign the broker's certificate. Every source
 /// added must contribute at least one valid certificate, so a wrong path or
@@ -108,7 +108,7 @@ impl TrustRoots {
             .add(cert.into_owned())
             .map_err(|e| TlsError::InvalidCertificate {
                 origin: "DER".into(),
-                reason: e.to_string(),
+                source: Cause::new(e),
             })?;
         Ok(self)
     }
@@ -168,14 +168,14 @@ impl TrustRoots {
     /// Adds the certificates of PEM text in place; on error the caller drops
     /// `self` (the public methods consume it), so nothing half-added is used.
     fn add_pem(&mut self, pem: &[u8], origin: &str) -> Result<(), TlsError> {
-        let invalid = |reason: String| TlsError::InvalidCertificate {
+        let invalid = |source: Cause| TlsError::InvalidCertificate {
             origin: origin.to_owned(),
-            reason,
+            source,
         };
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| invalid(e.to_string()))?;
-            self.store.add(cert).map_err(|e| invalid(e.to_string()))?;
+            let cert = cert.map_err(|e| invalid(Cause::new(e)))?;
+            self.store.add(cert).map_err(|e| invalid(Cause::new(e)))?;
             added += 1;
         }
         if added == 0 {

@@ -358,7 +358,7 @@ impl<T: Clone> Reloading<T> {
                 tracing::warn!(
                     target: "mqtt_sec::audit",
                     files,
-                    reason = %error,
+                    reason = %mqtt_sec_core::Chain(&error),
                     "{} files refused; the previous material stays in use",
                     self.label
                 );

@@ -194,7 +194,7 @@ impl<S, V: ?Sized> Rebuilding<S, V> {
                 Ok(verifier) => state.1 = verifier,
                 Err(error) => tracing::warn!(
                     target: "mqtt_sec::audit",
-                    reason = %error,
+                    reason = %mqtt_sec_core::Chain(&error),
                     "tls verifier not rebuilt after a reload; the previous one stays in use"
                 ),
             }

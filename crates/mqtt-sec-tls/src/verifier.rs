@@ -232,7 +232,7 @@ impl PinnedServerVerifier {
                     .map(webpki::CertRevocationList::from)
                     .map_err(|e| crate::TlsError::InvalidCertificate {
                         origin: format!("CRL {}", i + 1),
-                        reason: format!("{e:?}"),
+                        source: crate::Cause::new(e),
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -328,10 +328,27 @@ fn a_crl_that_does_not_parse_is_refused_when_loaded() {
     )
     .unwrap();
     match ReloadableCrls::from_pem_files([&path]) {
-        Err(mqtt_sec_tls::TlsError::InvalidCertificate { origin, .. }) => {
+        Err(mqtt_sec_tls::TlsError::InvalidCertificate { origin, source }) => {
             assert_eq!(origin, "CRL 1");
+            // webpki's own error, kept for the caller to match on.
+            assert!(
+                matches!(
+                    source.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::BadDer | webpki::Error::TrailingData(_))
+                ),
+                "{source:?}"
+            );
         }
         other => panic!("expected an invalid CRL, got {other:?}"),
+    }
+    // A file without any CRL block is told apart from a broken one.
+    let certificate = pki.dir().join("not-a-crl.pem");
+    std::fs::write(&certificate, pki.root().cert_pem()).unwrap();
+    match mqtt_sec_tls::Revocation::new().pem_file(&certificate) {
+        Err(mqtt_sec_tls::TlsError::NoCrls { found, .. }) => {
+            assert!(found.contains("CERTIFICATE"), "{found}");
+        }
+        other => panic!("expected no CRLs, got {other:?}"),
     }
     let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
     let debug = format!("{crls:?}");

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use super::json::parse_object;
 use super::jwks::KeySet;
 use super::source::WatchedFile;
-use crate::{KeyError, KeySourceError};
+use crate::{JwtKeyError, KeySourceError};
 
 /// Largest device key document read (about 200,000 devices with one key each).
 pub const MAX_DEVICE_KEYS_LEN: usize = 64 * 1024 * 1024;
@@ -79,7 +79,7 @@ impl<S: DeviceKeySource> DeviceKeySource for Arc<S> {
 /// The keys of each device, in memory: a fixed [`DeviceKeySource`].
 ///
 /// One public key registered for two identities is refused
-/// ([`KeyError::SharedDeviceKey`]): either device could then log in as the
+/// ([`JwtKeyError::SharedDeviceKey`]): either device could then log in as the
 /// other, which is what per-device keys exist to prevent. A backend that
 /// mints tokens for many devices uses one issuer key with
 /// [`TokenVerifier::trusted_issuer`](super::TokenVerifier::trusted_issuer)
@@ -130,19 +130,19 @@ impl DeviceKeys {
     /// Registers (or replaces) the keys of `identity`.
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] for an empty or over-long identity;
-    /// [`KeyError::SharedDeviceKey`] when one of the keys already belongs to
+    /// [`JwtKeyError::Invalid`] for an empty or over-long identity;
+    /// [`JwtKeyError::SharedDeviceKey`] when one of the keys already belongs to
     /// another identity (nothing is changed then).
-    pub fn insert(&mut self, identity: impl Into<String>, keys: KeySet) -> Result<(), KeyError> {
+    pub fn insert(&mut self, identity: impl Into<String>, keys: KeySet) -> Result<(), JwtKeyError> {
         let identity = identity.into();
         if identity.is_empty() || identity.len() > MAX_IDENTITY_LEN {
-            return Err(KeyError::Invalid("device identity is empty or too long"));
+            return Err(JwtKeyError::Invalid("device identity is empty or too long"));
         }
         for key in keys.iter() {
             if let Some(owner) = self.owners.get(key.identity_digest())
                 && *owner != identity
             {
-                return Err(KeyError::SharedDeviceKey {
+                return Err(JwtKeyError::SharedDeviceKey {
                     kid: key.kid().to_owned(),
                 });
             }
@@ -197,38 +197,38 @@ impl DeviceKeys {
     /// read as [`KeySet::from_jwks_json`] reads one.
     ///
     /// # Errors
-    /// [`KeyError::TooLarge`], [`KeyError::Invalid`] for a document of
-    /// another shape, [`KeyError::Device`] (with the identity) for a broken
-    /// set, [`KeyError::SharedDeviceKey`].
-    pub fn from_json(text: &str) -> Result<Self, KeyError> {
+    /// [`JwtKeyError::TooLarge`], [`JwtKeyError::Invalid`] for a document of
+    /// another shape, [`JwtKeyError::Device`] (with the identity) for a broken
+    /// set, [`JwtKeyError::SharedDeviceKey`].
+    pub fn from_json(text: &str) -> Result<Self, JwtKeyError> {
         if text.len() > MAX_DEVICE_KEYS_LEN {
-            return Err(KeyError::TooLarge {
+            return Err(JwtKeyError::TooLarge {
                 max: MAX_DEVICE_KEYS_LEN,
             });
         }
-        let document = parse_object(text.as_bytes()).ok_or(KeyError::Invalid(
+        let document = parse_object(text.as_bytes()).ok_or(JwtKeyError::Invalid(
             "not a JSON object without duplicate names",
         ))?;
         let Some(Value::Object(devices)) = document.get("devices") else {
-            return Err(KeyError::Invalid("no \"devices\" object"));
+            return Err(JwtKeyError::Invalid("no \"devices\" object"));
         };
         if devices.len() > MAX_DEVICES {
-            return Err(KeyError::TooLarge { max: MAX_DEVICES });
+            return Err(JwtKeyError::TooLarge { max: MAX_DEVICES });
         }
         let mut registry = DeviceKeys::new();
         for (identity, set) in devices {
-            let wrap = |error| KeyError::Device {
+            let wrap = |error| JwtKeyError::Device {
                 identity: crate::audit::bounded(identity).to_owned(),
                 error: Box::new(error),
             };
             let Value::Object(set) = set else {
-                return Err(wrap(KeyError::Invalid("not a JWK Set object")));
+                return Err(wrap(JwtKeyError::Invalid("not a JWK Set object")));
             };
             let keys = KeySet::from_document(set).map_err(wrap)?;
             registry
                 .insert(identity.clone(), keys)
                 .map_err(|e| match e {
-                    shared @ KeyError::SharedDeviceKey { .. } => shared,
+                    shared @ JwtKeyError::SharedDeviceKey { .. } => shared,
                     other => wrap(other),
                 })?;
         }
@@ -267,7 +267,7 @@ pub struct FileDeviceKeySource {
     file: WatchedFile<DeviceKeys>,
 }
 
-fn parse_device_file(text: &str) -> Result<DeviceKeys, KeyError> {
+fn parse_device_file(text: &str) -> Result<DeviceKeys, JwtKeyError> {
     DeviceKeys::from_json(text)
 }
 
@@ -275,7 +275,7 @@ impl FileDeviceKeySource {
     /// Loads the file now.
     ///
     /// # Errors
-    /// [`KeySourceError::Io`] or the file's [`KeySourceError::Key`] error.
+    /// [`KeySourceError::Read`] or the file's [`KeySourceError::Key`] error.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, KeySourceError> {
         Ok(Self {
             file: WatchedFile::open(

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::json::parse_object;
 use super::key::JwtKey;
-use crate::KeyError;
+use crate::JwtKeyError;
 
 /// Largest JWK Set document read.
 pub const MAX_JWKS_LEN: usize = 1024 * 1024;
@@ -50,7 +50,7 @@ pub struct SkippedKey {
 /// assert_eq!(set.len(), 1);
 /// assert!(set.get("device-2026").is_some());
 /// assert_eq!(set.skipped()[0].kid.as_deref(), Some("not-for-us"));
-/// # Ok::<(), mqtt_sec_auth::KeyError>(())
+/// # Ok::<(), mqtt_sec_auth::JwtKeyError>(())
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct KeySet {
@@ -63,8 +63,8 @@ impl KeySet {
     /// A set of these keys.
     ///
     /// # Errors
-    /// [`KeyError::DuplicateKid`].
-    pub fn new(keys: impl IntoIterator<Item = JwtKey>) -> Result<Self, KeyError> {
+    /// [`JwtKeyError::DuplicateKid`].
+    pub fn new(keys: impl IntoIterator<Item = JwtKey>) -> Result<Self, JwtKeyError> {
         let mut set = KeySet::default();
         for key in keys {
             set.insert(key)?;
@@ -72,9 +72,9 @@ impl KeySet {
         Ok(set)
     }
 
-    fn insert(&mut self, key: JwtKey) -> Result<(), KeyError> {
+    fn insert(&mut self, key: JwtKey) -> Result<(), JwtKeyError> {
         if self.by_kid.contains_key(key.kid()) {
-            return Err(KeyError::DuplicateKid(key.kid().to_owned()));
+            return Err(JwtKeyError::DuplicateKid(key.kid().to_owned()));
         }
         self.by_kid.insert(key.kid().to_owned(), self.keys.len());
         self.keys.push(Arc::new(key));
@@ -87,43 +87,47 @@ impl KeySet {
     /// have one.
     ///
     /// # Errors
-    /// [`KeyError::TooLarge`], [`KeyError::Invalid`] for a document that is
-    /// not a JWK Set, [`KeyError::Jwk`] (with the position) for a key of a
+    /// [`JwtKeyError::TooLarge`], [`JwtKeyError::Invalid`] for a document that is
+    /// not a JWK Set, [`JwtKeyError::Jwk`] (with the position) for a key of a
     /// supported type that is malformed, weak or private, and
-    /// [`KeyError::DuplicateKid`].
-    pub fn from_jwks_json(text: &str) -> Result<Self, KeyError> {
+    /// [`JwtKeyError::DuplicateKid`].
+    pub fn from_jwks_json(text: &str) -> Result<Self, JwtKeyError> {
         if text.len() > MAX_JWKS_LEN {
-            return Err(KeyError::TooLarge { max: MAX_JWKS_LEN });
+            return Err(JwtKeyError::TooLarge { max: MAX_JWKS_LEN });
         }
-        let document = parse_object(text.as_bytes()).ok_or(KeyError::Invalid(
+        let document = parse_object(text.as_bytes()).ok_or(JwtKeyError::Invalid(
             "not a JSON object without duplicate names",
         ))?;
         Self::from_document(&document)
     }
 
     /// A JWK Set already parsed (strictly) into a JSON object.
-    pub(crate) fn from_document(document: &Map<String, Value>) -> Result<Self, KeyError> {
+    pub(crate) fn from_document(document: &Map<String, Value>) -> Result<Self, JwtKeyError> {
         let Some(Value::Array(items)) = document.get("keys") else {
-            return Err(KeyError::Invalid("no \"keys\" array"));
+            return Err(JwtKeyError::Invalid("no \"keys\" array"));
         };
         if items.len() > MAX_JWKS_KEYS {
-            return Err(KeyError::TooLarge { max: MAX_JWKS_KEYS });
+            return Err(JwtKeyError::TooLarge { max: MAX_JWKS_KEYS });
         }
         let mut set = KeySet::default();
         for (index, item) in items.iter().enumerate() {
-            let wrap = |error| KeyError::Jwk {
+            let wrap = |error| JwtKeyError::Jwk {
                 index,
                 error: Box::new(error),
             };
             let Value::Object(jwk) = item else {
-                return Err(wrap(KeyError::Invalid("not a JSON object")));
+                return Err(wrap(JwtKeyError::Invalid("not a JSON object")));
             };
             let kid = match jwk.get("kid") {
                 None => None,
                 Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => {
                     Some(kid.clone())
                 }
-                Some(_) => return Err(wrap(KeyError::Invalid("kid is not a 1..=256 byte string"))),
+                Some(_) => {
+                    return Err(wrap(JwtKeyError::Invalid(
+                        "kid is not a 1..=256 byte string",
+                    )));
+                }
             };
             match read_jwk(jwk, kid.as_deref()).map_err(wrap)? {
                 Ok(key) => {
@@ -188,15 +192,15 @@ const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 fn read_jwk(
     jwk: &Map<String, Value>,
     kid: Option<&str>,
-) -> Result<Result<JwtKey, String>, KeyError> {
-    let text = |name: &'static str| -> Result<Option<&str>, KeyError> {
+) -> Result<Result<JwtKey, String>, JwtKeyError> {
+    let text = |name: &'static str| -> Result<Option<&str>, JwtKeyError> {
         match jwk.get(name) {
             None => Ok(None),
             Some(Value::String(value)) => Ok(Some(value.as_str())),
-            Some(_) => Err(KeyError::Invalid("a JWK member is not a string")),
+            Some(_) => Err(JwtKeyError::Invalid("a JWK member is not a string")),
         }
     };
-    let kty = text("kty")?.ok_or(KeyError::Invalid("no kty"))?;
+    let kty = text("kty")?.ok_or(JwtKeyError::Invalid("no kty"))?;
     if let Some(usage) = text("use")?
         && usage != "sig"
     {
@@ -204,7 +208,7 @@ fn read_jwk(
     }
     if let Some(ops) = jwk.get("key_ops") {
         let Value::Array(ops) = ops else {
-            return Err(KeyError::Invalid("key_ops is not an array"));
+            return Err(JwtKeyError::Invalid("key_ops is not an array"));
         };
         if !ops.iter().any(|op| op == "verify") {
             return Ok(Err("key_ops without verify".into()));
@@ -219,7 +223,7 @@ fn read_jwk(
         other => return Ok(Err(format!("kty {other:?}"))),
     };
     if let Some(crv) = crv {
-        let found = text("crv")?.ok_or(KeyError::Invalid("no crv"))?;
+        let found = text("crv")?.ok_or(JwtKeyError::Invalid("no crv"))?;
         if found != crv {
             return Ok(Err(format!("crv {found:?}")));
         }
@@ -234,20 +238,20 @@ fn read_jwk(
     if kty != "oct"
         && let Some(member) = PRIVATE_MEMBERS.iter().find(|m| jwk.contains_key(**m))
     {
-        return Err(KeyError::PrivateMember(member));
+        return Err(JwtKeyError::PrivateMember(member));
     }
-    let bytes = |name: &'static str| -> Result<Vec<u8>, KeyError> {
-        let value = text(name)?.ok_or(KeyError::Invalid("a required member is missing"))?;
+    let bytes = |name: &'static str| -> Result<Vec<u8>, JwtKeyError> {
+        let value = text(name)?.ok_or(JwtKeyError::Invalid("a required member is missing"))?;
         URL_SAFE_NO_PAD
             .decode(value)
-            .map_err(|_| KeyError::Invalid("a member is not base64url without padding"))
+            .map_err(|_| JwtKeyError::Invalid("a member is not base64url without padding"))
     };
     let key = match kty {
         "RSA" => JwtKey::rs256(&bytes("n")?, &bytes("e")?)?,
         "EC" => {
             let (x, y) = (bytes("x")?, bytes("y")?);
             if x.len() != 32 || y.len() != 32 {
-                return Err(KeyError::Invalid("P-256 coordinates are not 32 bytes"));
+                return Err(JwtKeyError::Invalid("P-256 coordinates are not 32 bytes"));
             }
             let mut point = Vec::with_capacity(65);
             point.push(4);
@@ -258,11 +262,11 @@ fn read_jwk(
         "OKP" => {
             let x: [u8; 32] = bytes("x")?
                 .try_into()
-                .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
+                .map_err(|_| JwtKeyError::Invalid("Ed25519 key is not 32 bytes"))?;
             JwtKey::ed25519(x)?
         }
         _ => {
-            let kid = kid.ok_or(KeyError::Invalid(
+            let kid = kid.ok_or(JwtKeyError::Invalid(
                 "an oct key needs a kid (its thumbprint would be a hash of the secret)",
             ))?;
             JwtKey::hs256(kid, SecretSlice::from(bytes("k")?))?

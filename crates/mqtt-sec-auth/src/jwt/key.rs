@@ -11,7 +11,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use zeroize::Zeroizing;
 
 use super::ring_provider::{RingVerifier, VerifyMaterial, ed25519_key, rsa_components};
-use crate::KeyError;
+use crate::JwtKeyError;
 
 /// Longest PEM or DER key input read.
 pub const MAX_KEY_INPUT_LEN: usize = 64 * 1024;
@@ -29,7 +29,7 @@ const OID_RSA: &str = "1.2.840.113549.1.1.1";
 ///
 /// ```
 /// use mqtt_sec_auth::jwt::JwtKey;
-/// use mqtt_sec_auth::KeyError;
+/// use mqtt_sec_auth::JwtKeyError;
 /// use mqtt_sec_auth::secrecy::SecretSlice;
 ///
 /// let key = JwtKey::hs256("backend-2026", SecretSlice::from(vec![7u8; 32]))?;
@@ -39,9 +39,9 @@ const OID_RSA: &str = "1.2.840.113549.1.1.1";
 /// // RFC 7518 section 3.2: shorter secrets are refused.
 /// assert_eq!(
 ///     JwtKey::hs256("k", SecretSlice::from(vec![7u8; 16])).unwrap_err(),
-///     KeyError::WeakSecret { len: 16 }
+///     JwtKeyError::WeakSecret { len: 16 }
 /// );
-/// # Ok::<(), KeyError>(())
+/// # Ok::<(), JwtKeyError>(())
 /// ```
 pub struct JwtKey {
     kid: String,
@@ -80,12 +80,12 @@ impl JwtKey {
     /// An Ed25519 public key (EdDSA).
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] when the bytes are not a canonically encoded
+    /// [`JwtKeyError::Invalid`] when the bytes are not a canonically encoded
     /// curve point, or the point has small order (a key every signature
     /// would "match") or a small-order component (verifiers would disagree
     /// on its signatures): the rule mqtt-sec-sign applies to its keys.
-    pub fn ed25519(public_key: [u8; 32]) -> Result<Self, KeyError> {
-        let key = ed25519_key(&public_key).ok_or(KeyError::Invalid(
+    pub fn ed25519(public_key: [u8; 32]) -> Result<Self, JwtKeyError> {
+        let key = ed25519_key(&public_key).ok_or(JwtKeyError::Invalid(
             "Ed25519 key is not a canonical point without a small-order component",
         ))?;
         let members = json!({"crv": "Ed25519", "kty": "OKP", "x": b64(&public_key)});
@@ -99,11 +99,11 @@ impl JwtKey {
     /// A P-256 public key (ES256) as an uncompressed SEC1 point (65 bytes).
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] for another length or encoding. Points off the
+    /// [`JwtKeyError::Invalid`] for another length or encoding. Points off the
     /// curve are refused by ring at verification: every token fails.
-    pub fn es256(point: &[u8]) -> Result<Self, KeyError> {
+    pub fn es256(point: &[u8]) -> Result<Self, JwtKeyError> {
         if point.len() != 65 || point[0] != 4 {
-            return Err(KeyError::Invalid(
+            return Err(JwtKeyError::Invalid(
                 "P-256 point is not 65 bytes, uncompressed",
             ));
         }
@@ -120,9 +120,9 @@ impl JwtKey {
     /// An RSA public key (RS256) from its modulus and exponent (big-endian).
     ///
     /// # Errors
-    /// [`KeyError::RsaSize`] outside 2048..=8192 bits; [`KeyError::Invalid`]
+    /// [`JwtKeyError::RsaSize`] outside 2048..=8192 bits; [`JwtKeyError::Invalid`]
     /// for an even, too small or over 33-bit exponent (ring's limits).
-    pub fn rs256(modulus: &[u8], exponent: &[u8]) -> Result<Self, KeyError> {
+    pub fn rs256(modulus: &[u8], exponent: &[u8]) -> Result<Self, JwtKeyError> {
         let n = strip_leading_zeros(modulus);
         let e = strip_leading_zeros(exponent);
         // `n` has no leading zero byte, so only its first byte has leading zero bits.
@@ -130,14 +130,14 @@ impl JwtKey {
             .first()
             .map_or(0, |b| n.len() * 8 - b.leading_zeros() as usize);
         if !(2048..=8192).contains(&bits) {
-            return Err(KeyError::RsaSize { bits });
+            return Err(JwtKeyError::RsaSize { bits });
         }
         let exponent_value = e
             .iter()
             .fold(0u64, |acc, b| acc.saturating_mul(256) | u64::from(*b));
         if e.len() > 5 || exponent_value < 3 || exponent_value % 2 == 0 || exponent_value >= 1 << 33
         {
-            return Err(KeyError::Invalid(
+            return Err(JwtKeyError::Invalid(
                 "RSA exponent must be odd, >= 3 and < 2^33",
             ));
         }
@@ -157,16 +157,16 @@ impl JwtKey {
     /// test guesses of a passphrase-like secret offline.
     ///
     /// # Errors
-    /// [`KeyError::WeakSecret`] for a shorter secret; [`KeyError::Invalid`]
+    /// [`JwtKeyError::WeakSecret`] for a shorter secret; [`JwtKeyError::Invalid`]
     /// for an empty or over-long `kid`.
-    pub fn hs256(kid: impl Into<String>, secret: SecretSlice<u8>) -> Result<Self, KeyError> {
+    pub fn hs256(kid: impl Into<String>, secret: SecretSlice<u8>) -> Result<Self, JwtKeyError> {
         let kid = kid.into();
         let len = secret.expose_secret().len();
         if len < 32 {
-            return Err(KeyError::WeakSecret { len });
+            return Err(JwtKeyError::WeakSecret { len });
         }
         if kid.is_empty() || kid.len() > super::jwks::MAX_KID_LEN {
-            return Err(KeyError::Invalid("kid is not a 1..=256 byte string"));
+            return Err(JwtKeyError::Invalid("kid is not a 1..=256 byte string"));
         }
         let canonical = Zeroizing::new(format!(
             r#"{{"k":"{}","kty":"oct"}}"#,
@@ -183,17 +183,17 @@ impl JwtKey {
     /// A `PUBLIC KEY` (SubjectPublicKeyInfo) PEM block: Ed25519, P-256 or RSA.
     ///
     /// # Errors
-    /// [`KeyError::Pem`], [`KeyError::Unsupported`] for other key types,
+    /// [`JwtKeyError::Pem`], [`JwtKeyError::Unsupported`] for other key types,
     /// and the errors of the per-type constructors.
-    pub fn from_public_key_pem(pem_text: &str) -> Result<Self, KeyError> {
+    pub fn from_public_key_pem(pem_text: &str) -> Result<Self, JwtKeyError> {
         if pem_text.len() > MAX_KEY_INPUT_LEN {
-            return Err(KeyError::TooLarge {
+            return Err(JwtKeyError::TooLarge {
                 max: MAX_KEY_INPUT_LEN,
             });
         }
-        let block = pem::parse(pem_text).map_err(|_| KeyError::Pem("PUBLIC KEY"))?;
+        let block = pem::parse(pem_text).map_err(|_| JwtKeyError::Pem("PUBLIC KEY"))?;
         if block.tag() != "PUBLIC KEY" {
-            return Err(KeyError::Pem("PUBLIC KEY"));
+            return Err(JwtKeyError::Pem("PUBLIC KEY"));
         }
         Self::from_public_key_der(block.contents())
     }
@@ -202,22 +202,22 @@ impl JwtKey {
     ///
     /// # Errors
     /// As [`JwtKey::from_public_key_pem`].
-    pub fn from_public_key_der(der: &[u8]) -> Result<Self, KeyError> {
+    pub fn from_public_key_der(der: &[u8]) -> Result<Self, JwtKeyError> {
         if der.len() > MAX_KEY_INPUT_LEN {
-            return Err(KeyError::TooLarge {
+            return Err(JwtKeyError::TooLarge {
                 max: MAX_KEY_INPUT_LEN,
             });
         }
         let spki = match SubjectPublicKeyInfo::from_der(der) {
             Ok(([], spki)) => spki,
-            _ => return Err(KeyError::Invalid("not a DER SubjectPublicKeyInfo")),
+            _ => return Err(JwtKeyError::Invalid("not a DER SubjectPublicKeyInfo")),
         };
         let key_bits: &[u8] = &spki.subject_public_key.data;
         match spki.algorithm.algorithm.to_id_string().as_str() {
             OID_ED25519 => {
                 let key: [u8; 32] = key_bits
                     .try_into()
-                    .map_err(|_| KeyError::Invalid("Ed25519 key is not 32 bytes"))?;
+                    .map_err(|_| JwtKeyError::Invalid("Ed25519 key is not 32 bytes"))?;
                 Self::ed25519(key)
             }
             OID_EC_PUBLIC_KEY => {
@@ -228,16 +228,16 @@ impl JwtKey {
                     .and_then(|p| p.as_oid().ok())
                     .map(|oid| oid.to_id_string());
                 if curve.as_deref() != Some(OID_P256) {
-                    return Err(KeyError::Unsupported("EC curve other than P-256".into()));
+                    return Err(JwtKeyError::Unsupported("EC curve other than P-256".into()));
                 }
                 Self::es256(key_bits)
             }
             OID_RSA => {
                 let (n, e) = rsa_components(key_bits)
-                    .map_err(|_| KeyError::Invalid("not a PKCS#1 RSAPublicKey"))?;
+                    .map_err(|_| JwtKeyError::Invalid("not a PKCS#1 RSAPublicKey"))?;
                 Self::rs256(&n, &e)
             }
-            other => Err(KeyError::Unsupported(format!(
+            other => Err(JwtKeyError::Unsupported(format!(
                 "public key algorithm {other}"
             ))),
         }

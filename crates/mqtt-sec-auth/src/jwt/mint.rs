@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use super::key::{JwtKey, MAX_KEY_INPUT_LEN};
 use super::ring_provider::{RingSigner, SignMaterial, VerifyMaterial};
 use crate::identity::CertificateIdentity;
-use crate::{KeyError, MintError};
+use crate::{JwtKeyError, MintError};
 
 /// A device's private key: Ed25519 (EdDSA), P-256 (ES256), RSA (RS256) or
 /// an HMAC secret (HS256). Its `kid` is the RFC 7638 thumbprint of the
@@ -35,17 +35,17 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    fn new(algorithm: Algorithm, material: SignMaterial) -> Result<Self, KeyError> {
+    fn new(algorithm: Algorithm, material: SignMaterial) -> Result<Self, JwtKeyError> {
         let signer = RingSigner::new(algorithm, material);
         let public = match signer
             .verify_material()
-            .map_err(|_| KeyError::Invalid("public key of the private key"))?
+            .map_err(|_| JwtKeyError::Invalid("public key of the private key"))?
         {
             VerifyMaterial::Ed25519(key) => JwtKey::ed25519(*key.as_bytes())?,
             VerifyMaterial::EcPoint(point) => JwtKey::es256(&point)?,
             VerifyMaterial::Rsa { n, e } => JwtKey::rs256(&n, &e)?,
             // Secrets are made by `hs256`, which names them.
-            VerifyMaterial::Hmac(_) => return Err(KeyError::Invalid("an HMAC key needs a kid")),
+            VerifyMaterial::Hmac(_) => return Err(JwtKeyError::Invalid("an HMAC key needs a kid")),
         };
         Ok(SigningKey { signer, public })
     }
@@ -55,17 +55,17 @@ impl SigningKey {
     /// zeroized after use.
     ///
     /// # Errors
-    /// [`KeyError::Pem`], [`KeyError::Unsupported`] for other keys (an
+    /// [`JwtKeyError::Pem`], [`JwtKeyError::Unsupported`] for other keys (an
     /// `EC PRIVATE KEY` must first be converted with `openssl pkcs8 -topk8
     /// -nocrypt`).
-    pub fn from_pem(pem_text: &SecretString) -> Result<Self, KeyError> {
+    pub fn from_pem(pem_text: &SecretString) -> Result<Self, JwtKeyError> {
         let text = pem_text.expose_secret();
         if text.len() > MAX_KEY_INPUT_LEN {
-            return Err(KeyError::TooLarge {
+            return Err(JwtKeyError::TooLarge {
                 max: MAX_KEY_INPUT_LEN,
             });
         }
-        let block = pem::parse(text).map_err(|_| KeyError::Pem("PRIVATE KEY"))?;
+        let block = pem::parse(text).map_err(|_| JwtKeyError::Pem("PRIVATE KEY"))?;
         let tag = block.tag().to_owned();
         let der = Zeroizing::new(block.into_contents());
         match tag.as_str() {
@@ -74,19 +74,19 @@ impl SigningKey {
                 let pair = sig::RsaKeyPair::from_der(&der).map_err(rsa_rejected)?;
                 Self::new(Algorithm::RS256, SignMaterial::Rsa(pair))
             }
-            "EC PRIVATE KEY" => Err(KeyError::Unsupported(
+            "EC PRIVATE KEY" => Err(JwtKeyError::Unsupported(
                 "SEC1 EC key: convert it with `openssl pkcs8 -topk8 -nocrypt`".into(),
             )),
-            _ => Err(KeyError::Pem("PRIVATE KEY")),
+            _ => Err(JwtKeyError::Pem("PRIVATE KEY")),
         }
     }
 
     /// A PKCS#8 DER private key: Ed25519, P-256 or RSA.
     ///
     /// # Errors
-    /// [`KeyError::Unsupported`] for anything else (and RSA outside
+    /// [`JwtKeyError::Unsupported`] for anything else (and RSA outside
     /// 2048..=4096 bits, ring's signing range).
-    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, JwtKeyError> {
         if let Ok(pair) = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
             return Self::new(Algorithm::EdDSA, SignMaterial::Ed25519(pair));
         }
@@ -104,7 +104,7 @@ impl SigningKey {
             {
                 Err(rsa_rejected(e))
             }
-            Err(_) => Err(KeyError::Unsupported(
+            Err(_) => Err(JwtKeyError::Unsupported(
                 "PKCS#8 key that is not Ed25519, P-256 or RSA".into(),
             )),
         }
@@ -114,8 +114,8 @@ impl SigningKey {
     /// RFC 8410: what openssl, PyJWT and ed25519-dalek read).
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] if the system random generator fails.
-    pub fn generate_ed25519() -> Result<(Self, Zeroizing<Vec<u8>>), KeyError> {
+    /// [`JwtKeyError::Invalid`] if the system random generator fails.
+    pub fn generate_ed25519() -> Result<(Self, Zeroizing<Vec<u8>>), JwtKeyError> {
         const PKCS8_V1_PREFIX: [u8; 16] = [
             0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
             0x04, 0x20,
@@ -124,7 +124,7 @@ impl SigningKey {
         der[..16].copy_from_slice(&PKCS8_V1_PREFIX);
         SystemRandom::new()
             .fill(&mut der[16..])
-            .map_err(|_| KeyError::Invalid("random generator failed"))?;
+            .map_err(|_| JwtKeyError::Invalid("random generator failed"))?;
         Ok((Self::from_pkcs8_der(&der)?, der))
     }
 
@@ -132,19 +132,19 @@ impl SigningKey {
     /// [`JwtKey::hs256`] for why it must be given).
     ///
     /// # Errors
-    /// [`KeyError::WeakSecret`]; [`KeyError::Invalid`] for a bad `kid`.
-    pub fn hs256(kid: impl Into<String>, secret: SecretSlice<u8>) -> Result<Self, KeyError> {
+    /// [`JwtKeyError::WeakSecret`]; [`JwtKeyError::Invalid`] for a bad `kid`.
+    pub fn hs256(kid: impl Into<String>, secret: SecretSlice<u8>) -> Result<Self, JwtKeyError> {
         let len = secret.expose_secret().len();
         if len < 32 {
-            return Err(KeyError::WeakSecret { len });
+            return Err(JwtKeyError::WeakSecret { len });
         }
         let signer = RingSigner::new(Algorithm::HS256, SignMaterial::Hmac(secret));
         let public = match signer
             .verify_material()
-            .map_err(|_| KeyError::Invalid("public key of the private key"))?
+            .map_err(|_| JwtKeyError::Invalid("public key of the private key"))?
         {
             VerifyMaterial::Hmac(secret) => JwtKey::hs256(kid, secret)?,
-            _ => return Err(KeyError::Invalid("an HMAC key")),
+            _ => return Err(JwtKeyError::Invalid("an HMAC key")),
         };
         Ok(SigningKey { signer, public })
     }
@@ -172,12 +172,12 @@ impl SigningKey {
     }
 }
 
-fn rsa_rejected(e: ring::error::KeyRejected) -> KeyError {
+fn rsa_rejected(e: ring::error::KeyRejected) -> JwtKeyError {
     match e.to_string().as_str() {
         "TooSmall" | "TooLarge" => {
-            KeyError::Unsupported("RSA private key outside 2048..=4096 bits".into())
+            JwtKeyError::Unsupported("RSA private key outside 2048..=4096 bits".into())
         }
-        _ => KeyError::Invalid("RSA private key rejected by ring"),
+        _ => JwtKeyError::Invalid("RSA private key rejected by ring"),
     }
 }
 

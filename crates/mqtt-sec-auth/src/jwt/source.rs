@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::jwks::{KeySet, MAX_JWKS_LEN};
-use crate::{KeyError, KeySourceError};
+use crate::{JwtKeyError, KeySourceError, ReadError};
 
 /// Gives the keys to verify with. Implement it to plug in your own store.
 pub trait KeySource: Send + Sync {
@@ -85,7 +85,7 @@ fn audit_failure(source: &str, error: &KeySourceError, serving_stale: bool) {
     tracing::warn!(
         target: "mqtt_sec::audit",
         source,
-        reason = %error,
+        reason = %mqtt_sec_core::Chain(error),
         serving_stale,
         "key source refresh failed"
     );
@@ -249,15 +249,12 @@ impl<F: KeyFetcher> CachedKeySource<F> {
                 );
                 Err(KeySourceError::Stale {
                     age_secs: age.as_secs(),
-                    last_error: state
-                        .last_error
-                        .as_ref()
-                        .map_or_else(|| "none".to_owned(), ToString::to_string),
+                    last_error: state.last_error.clone().map(Box::new),
                 })
             }
             (Some(keys), _) => Ok(Arc::clone(keys)),
             (None, Some(error)) => Err(error.clone()),
-            (None, None) => Err(KeySourceError::Fetch("no keys fetched yet".into())),
+            (None, None) => Err(KeySourceError::NotFetchedYet),
         }
     }
 }
@@ -297,7 +294,7 @@ impl<F: KeyFetcher> KeySource for CachedKeySource<F> {
 pub(crate) struct WatchedFile<T> {
     path: PathBuf,
     max_len: usize,
-    parse: fn(&str) -> Result<T, KeyError>,
+    parse: fn(&str) -> Result<T, JwtKeyError>,
     /// What the file holds, for audit events ("key file").
     label: &'static str,
     check_every: Duration,
@@ -325,7 +322,7 @@ impl<T> WatchedFile<T> {
     pub(crate) fn open(
         path: PathBuf,
         max_len: usize,
-        parse: fn(&str) -> Result<T, KeyError>,
+        parse: fn(&str) -> Result<T, JwtKeyError>,
         label: &'static str,
     ) -> Result<Self, KeySourceError> {
         let (stamp, value) = Self::read(&path, max_len, parse)?;
@@ -353,18 +350,22 @@ impl<T> WatchedFile<T> {
     fn read(
         path: &Path,
         max_len: usize,
-        parse: fn(&str) -> Result<T, KeyError>,
+        parse: fn(&str) -> Result<T, JwtKeyError>,
     ) -> Result<(Stamp, T), KeySourceError> {
-        let io = |e: &dyn std::fmt::Display| KeySourceError::Io(format!("{}: {e}", path.display()));
-        let meta = std::fs::metadata(path).map_err(|e| io(&e))?;
+        let read = |source| KeySourceError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| read(ReadError::Io(e.into())))?;
         let bytes = match mqtt_sec_core::fs::read_bounded(path, max_len) {
             Ok(bytes) => bytes,
-            Err(mqtt_sec_core::fs::ReadError::TooLarge { .. }) => {
-                return Err(KeyError::TooLarge { max: max_len }.into());
+            Err(ReadError::TooLarge { .. }) => {
+                return Err(JwtKeyError::TooLarge { max: max_len }.into());
             }
-            Err(e) => return Err(io(&e)),
+            Err(e) => return Err(read(e)),
         };
-        let text = String::from_utf8(bytes).map_err(|_| io(&"not UTF-8"))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| JwtKeyError::Invalid("the key file is not UTF-8"))?;
         let value = parse(&text)?;
         Ok(((meta.modified().ok(), meta.len()), value))
     }
@@ -422,7 +423,7 @@ impl FileKeySource {
     /// Loads the file now.
     ///
     /// # Errors
-    /// [`KeySourceError::Io`] (also for a FIFO or device) or the file's
+    /// [`KeySourceError::Read`] (also for a FIFO or device) or the file's
     /// [`KeySourceError::Key`] error.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, KeySourceError> {
         Ok(Self {

@@ -485,7 +485,7 @@ impl TokenVerifier {
                 target: "mqtt_sec::audit",
                 client_id = ?client_id,
                 kid = ?kid,
-                reason = %error,
+                reason = %mqtt_sec_core::Chain(error),
                 trust = self.trust.kind().name(),
                 "JWT rejected"
             ),

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::io::{CliError, failed, print_json, read_text};
 use crate::{AclCheckArgs, AclFileArgs, AclFormat, AclLintArgs};
+use mqtt_sec_core::Chain;
 
 fn format_of(args: &AclFileArgs) -> AclFormat {
     args.format
@@ -24,7 +25,7 @@ fn load(args: &AclFileArgs) -> Result<Policy, CliError> {
         AclFormat::Json => Policy::from_json(&text, Limits::default()),
         AclFormat::Toml => Policy::from_toml(&text, Limits::default()),
     };
-    policy.map_err(|e| CliError::at(&args.file, e))
+    policy.map_err(|e| CliError::at(&args.file, Chain(&e)))
 }
 
 pub(crate) fn check(args: &AclCheckArgs, json: bool) -> Result<ExitCode, CliError> {

@@ -10,12 +10,13 @@ use serde_json::json;
 
 use crate::io::{CliError, failed, print_json, read_input, read_text, write_output, write_private};
 use crate::{KeygenArgs, SignArgs, VerifyArgs};
+use mqtt_sec_core::Chain;
 
 pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError> {
     let (_, der) = mqtt_sec_auth::jwt::SigningKey::generate_ed25519()
-        .map_err(|e| CliError::new(format!("key generation: {e}")))?;
-    let signer =
-        Signer::from_pkcs8_der(&der).map_err(|e| CliError::new(format!("key generation: {e}")))?;
+        .map_err(|e| CliError::new(format!("key generation: {}", Chain(&e))))?;
+    let signer = Signer::from_pkcs8_der(&der)
+        .map_err(|e| CliError::new(format!("key generation: {}", Chain(&e))))?;
     let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
     let pem_text = mqtt_sec_auth::secrecy::SecretString::from(pem_text);
     use mqtt_sec_auth::secrecy::ExposeSecret;
@@ -27,7 +28,7 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
     let kid = signer.kid().to_string();
     if json {
         let jwk: serde_json::Value =
-            serde_json::from_str(&jwk).map_err(|e| CliError::new(e.to_string()))?;
+            serde_json::from_str(&jwk).map_err(|e| CliError::new(Chain(&e).to_string()))?;
         print_json(&json!({"kid": kid, "public_jwk": jwk}));
     } else {
         println!("{kid}");
@@ -36,8 +37,8 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
 }
 
 pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
-    let signer =
-        Signer::from_pkcs8_pem(&read_text(&args.key)?).map_err(|e| CliError::at(&args.key, e))?;
+    let signer = Signer::from_pkcs8_pem(&read_text(&args.key)?)
+        .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
     let payload = read_input(args.input.as_deref())?;
     let intent = if args.retained {
         Intent::Retained
@@ -46,7 +47,7 @@ pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
     };
     let envelope = signer
         .sign_for(&args.topic, &payload, intent)
-        .map_err(|e| CliError::new(format!("--topic {:?}: {e}", args.topic)))?;
+        .map_err(|e| CliError::new(format!("--topic {:?}: {}", args.topic, Chain(&e))))?;
     write_output(args.out.as_deref(), &envelope)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -56,16 +57,18 @@ fn registry(path: &std::path::Path) -> Result<KeyRegistry, CliError> {
     let text = read_text(path)?;
     let registry = KeyRegistry::new();
     let is_set = serde_json::from_str::<serde_json::Value>(&text)
-        .map_err(|e| CliError::at(path, format!("not JSON: {e}")))?
+        .map_err(|e| CliError::at(path, format!("not JSON: {}", Chain(&e))))?
         .get("keys")
         .is_some();
     if is_set {
         registry
             .insert_jwk_set(&text)
-            .map_err(|e| CliError::at(path, e))?;
+            .map_err(|e| CliError::at(path, Chain(&e)))?;
     } else {
-        let key = TrustedKey::from_jwk(&text).map_err(|e| CliError::at(path, e))?;
-        registry.insert(key).map_err(|e| CliError::at(path, e))?;
+        let key = TrustedKey::from_jwk(&text).map_err(|e| CliError::at(path, Chain(&e)))?;
+        registry
+            .insert(key)
+            .map_err(|e| CliError::at(path, Chain(&e)))?;
     }
     Ok(registry)
 }

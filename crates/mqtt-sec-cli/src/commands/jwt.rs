@@ -12,10 +12,11 @@ use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 
 use crate::io::{CliError, failed, print_json, read_file, read_input, read_text};
 use crate::{JwtMintArgs, JwtVerifyArgs};
+use mqtt_sec_core::Chain;
 
 pub(crate) fn mint(args: &JwtMintArgs) -> Result<ExitCode, CliError> {
     let key = SigningKey::from_pem(&SecretString::from(read_text(&args.key)?))
-        .map_err(|e| CliError::at(&args.key, e))?;
+        .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
     let mut template =
         ClaimsTemplate::new(args.sub.clone()).lifetime(Duration::from_secs(args.ttl));
     if let Some(iss) = &args.iss {
@@ -28,13 +29,14 @@ pub(crate) fn mint(args: &JwtMintArgs) -> Result<ExitCode, CliError> {
         let (name, value) = claim
             .split_once('=')
             .ok_or_else(|| CliError::new(format!("--claim {claim:?}: expected NAME=JSON")))?;
-        let value = serde_json::from_str(value)
-            .map_err(|e| CliError::new(format!("--claim {name}: value is not JSON: {e}")))?;
+        let value = serde_json::from_str(value).map_err(|e| {
+            CliError::new(format!("--claim {name}: value is not JSON: {}", Chain(&e)))
+        })?;
         template = template.claim(name, value);
     }
     let token = TokenMinter::new(key, template)
         .mint(SystemTime::now())
-        .map_err(|e| CliError::new(e.to_string()))?;
+        .map_err(|e| CliError::new(Chain(&e).to_string()))?;
     println!("{}", token.as_str());
     Ok(ExitCode::SUCCESS)
 }
@@ -44,29 +46,29 @@ fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
         // A JWK Set, or one JWK (as `mqtt-sec keygen --public` writes).
         let text = read_text(path)?;
         let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CliError::at(path, format!("not JSON: {e}")))?;
+            .map_err(|e| CliError::at(path, format!("not JSON: {}", Chain(&e))))?;
         let set = if value.get("keys").is_some() {
             text
         } else {
             serde_json::json!({ "keys": [value] }).to_string()
         };
-        return KeySet::from_jwks_json(&set).map_err(|e| CliError::at(path, e));
+        return KeySet::from_jwks_json(&set).map_err(|e| CliError::at(path, Chain(&e)));
     }
     let key = if let Some(path) = &args.key {
-        JwtKey::from_public_key_pem(&read_text(path)?).map_err(|e| CliError::at(path, e))?
+        JwtKey::from_public_key_pem(&read_text(path)?).map_err(|e| CliError::at(path, Chain(&e)))?
     } else if let Some(path) = &args.secret_file {
         let mut secret = read_file(path)?;
         if secret.last() == Some(&b'\n') {
             secret.pop();
         }
         let kid = args.kid.clone().unwrap_or_default();
-        JwtKey::hs256(kid, SecretSlice::from(secret)).map_err(|e| CliError::at(path, e))?
+        JwtKey::hs256(kid, SecretSlice::from(secret)).map_err(|e| CliError::at(path, Chain(&e)))?
     } else {
         return Err(CliError::new(
             "one of --keys, --key, --secret-file is required",
         ));
     };
-    KeySet::new([key]).map_err(|e| CliError::new(e.to_string()))
+    KeySet::new([key]).map_err(|e| CliError::new(Chain(&e).to_string()))
 }
 
 pub(crate) fn verify(args: &JwtVerifyArgs, json: bool) -> Result<ExitCode, CliError> {
@@ -89,7 +91,7 @@ pub(crate) fn verify(args: &JwtVerifyArgs, json: bool) -> Result<ExitCode, CliEr
     }
     let verifier = match &args.devices {
         Some(path) => TokenVerifier::per_device(
-            DeviceKeys::from_json(&read_text(path)?).map_err(|e| CliError::at(path, e))?,
+            DeviceKeys::from_json(&read_text(path)?).map_err(|e| CliError::at(path, Chain(&e)))?,
             validation,
         ),
         None => TokenVerifier::trusted_issuer(Arc::new(keys(args)?), validation),

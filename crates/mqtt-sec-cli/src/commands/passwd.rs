@@ -10,9 +10,10 @@ use mqtt_sec_auth::password::{HashParams, PasswordFile};
 
 use crate::PasswdArgs;
 use crate::io::{CliError, failed, print_json, read_stdin_line, read_text, write_private};
+use mqtt_sec_core::Chain;
 
 fn load(args: &PasswdArgs) -> Result<PasswordFile, CliError> {
-    PasswordFile::parse(&read_text(&args.file)?).map_err(|e| CliError::at(&args.file, e))
+    PasswordFile::parse(&read_text(&args.file)?).map_err(|e| CliError::at(&args.file, Chain(&e)))
 }
 
 pub(crate) fn run(args: &PasswdArgs, json: bool) -> Result<ExitCode, CliError> {
@@ -52,7 +53,7 @@ pub(crate) fn run(args: &PasswdArgs, json: bool) -> Result<ExitCode, CliError> {
             ),
         };
         file.set(&args.user, &password, params)
-            .map_err(|e| CliError::new(format!("{}: {e}", args.user)))?;
+            .map_err(|e| CliError::new(format!("{}: {}", args.user, Chain(&e))))?;
     }
     write_private(&args.file, file.to_string().as_bytes(), false)?;
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::PinArgs;
 use crate::io::{CliError, print_json, read_file};
+use mqtt_sec_core::Chain;
 
 pub(crate) fn run(args: &PinArgs, json: bool) -> Result<ExitCode, CliError> {
     let mut rows = Vec::new();
@@ -24,12 +25,12 @@ pub(crate) fn run(args: &PinArgs, json: bool) -> Result<ExitCode, CliError> {
         let name = args.server_name.as_deref().unwrap_or(host);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let pins = danger::fetch_server_pins(address, name, provider, Duration::from_secs(10))
-            .map_err(|e| CliError::new(format!("{address}: {e}")))?;
+            .map_err(|e| CliError::new(format!("{address}: {}", Chain(&e))))?;
         rows.extend(pins.into_iter().map(|pin| (address.clone(), pin)));
     }
     for path in &args.certificates {
-        let pins =
-            Pin::from_pem_certificates(&read_file(path)?).map_err(|e| CliError::at(path, e))?;
+        let pins = Pin::from_pem_certificates(&read_file(path)?)
+            .map_err(|e| CliError::at(path, Chain(&e)))?;
         rows.extend(
             pins.into_iter()
                 .map(|pin| (path.display().to_string(), pin)),

@@ -334,6 +334,81 @@ fn a_batch_binds_each_signature_to_its_key() {
     assert_eq!(verdicts, [true, false, true]);
 }
 
+/// The combination itself, not only the verdicts (which single
+/// verification would give even if the combination always failed): it
+/// holds for valid signatures of one and of several keys, and fails when any
+/// one signature is wrong.
+#[test]
+fn the_combination_holds_exactly_for_valid_signatures() {
+    let signers: Vec<SigningKey> = (1u8..=3)
+        .map(|i| SigningKey::from_bytes(&[i; 32]))
+        .collect();
+    let keys: Vec<PublicKey> = signers
+        .iter()
+        .map(|s| PublicKey::from_bytes(s.verifying_key().as_bytes()).unwrap())
+        .collect();
+    let messages: Vec<Vec<u8>> = (0u8..9).map(|i| vec![i; 10 + usize::from(i)]).collect();
+    let signatures: Vec<[u8; 64]> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| signers[i % 3].sign(m).to_bytes())
+        .collect();
+    let holds = |messages: &[Vec<u8>], signatures: &[[u8; 64]], key_of: &dyn Fn(usize) -> usize| {
+        let items: Vec<BatchItem<'_>> = messages
+            .iter()
+            .zip(signatures)
+            .enumerate()
+            .map(|(i, (message, signature))| BatchItem {
+                key: &keys[key_of(i)],
+                message,
+                signature,
+            })
+            .collect();
+        let parsed: Vec<Parsed> = items
+            .iter()
+            .map(|item| parse_signature(item.signature).unwrap())
+            .collect();
+        let candidates: Vec<(&BatchItem<'_>, &Parsed)> = items.iter().zip(&parsed).collect();
+        combination_holds(&candidates)
+    };
+    let by_signer = |i: usize| i % 3;
+    assert!(holds(&messages, &signatures, &by_signer));
+    // One key for every message: its terms are merged into one.
+    let one: Vec<[u8; 64]> = messages
+        .iter()
+        .map(|m| signers[0].sign(m).to_bytes())
+        .collect();
+    assert!(holds(&messages, &one, &|_| 0));
+    // A signature under the wrong key, a changed message, a changed S.
+    assert!(!holds(&messages, &signatures, &|i| if i == 4 {
+        0
+    } else {
+        i % 3
+    }));
+    let mut changed = messages.clone();
+    changed[7][0] ^= 1;
+    assert!(!holds(&changed, &signatures, &by_signer));
+    let mut bad_s = signatures.clone();
+    bad_s[2][40] ^= 1;
+    if parse_signature(&bad_s[2]).is_some() {
+        assert!(!holds(&messages, &bad_s, &by_signer));
+    }
+    // Two signatures swapped between their messages.
+    let mut swapped = signatures.clone();
+    swapped.swap(0, 3);
+    assert!(!holds(&messages, &swapped, &by_signer));
+}
+
+#[test]
+fn a_public_key_shows_its_bytes() {
+    let signing = SigningKey::from_bytes(&[4; 32]);
+    let bytes = signing.verifying_key().to_bytes();
+    let key = PublicKey::from_bytes(&bytes).unwrap();
+    assert_eq!(key.as_bytes(), &bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(format!("{key:?}"), format!("PublicKey({hex})"));
+}
+
 proptest! {
     /// On signatures a signer makes, and on each of them with one byte
     /// changed, the rule gives ed25519-dalek's `verify_strict` verdict.
