@@ -3,10 +3,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mqtt_sec_acl::{FilterPattern, PlaceholderMode, Principal, SubscriptionFilter, TopicFilter, TopicName};
+use mqtt_sec_acl::{
+    FilterPattern, PlaceholderMode, Principal, SubscriptionFilter, TopicFilter, TopicName,
+};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     // Split into a filter and a topic at the first newline.
     let (left, right) = text.split_once('\n').unwrap_or((text, text));
     let _ = SubscriptionFilter::new(left);
@@ -24,9 +28,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(pattern) = FilterPattern::parse(left) {
         let who = Principal::new("dev").with_username("user");
-        for mode in [PlaceholderMode::Strict, PlaceholderMode::MosquittoCompatible] {
+        for mode in [
+            PlaceholderMode::Strict,
+            PlaceholderMode::MosquittoCompatible,
+        ] {
             if let (Some(resolved), Ok(name)) = (pattern.resolve(&who, mode), &name) {
-                let resolved = TopicFilter::new(resolved).expect("a resolved pattern is a valid filter");
+                let resolved =
+                    TopicFilter::new(resolved).expect("a resolved pattern is a valid filter");
                 assert_eq!(pattern.matches(name, &who, mode), resolved.matches(name));
             }
         }

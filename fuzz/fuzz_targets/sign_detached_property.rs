@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let [a, b, rest @ ..] = data else { return };
     let (topic, rest) = rest.split_at(usize::from(*a).min(rest.len()));
     let (payload, property) = rest.split_at(usize::from(*b).min(rest.len()));
-    let (Ok(topic), Ok(property)) = (std::str::from_utf8(topic), std::str::from_utf8(property)) else {
+    let (Ok(topic), Ok(property)) = (std::str::from_utf8(topic), std::str::from_utf8(property))
+    else {
         return;
     };
     let registry = KeyRegistry::new();
@@ -19,6 +20,14 @@ fuzz_target!(|data: &[u8]| {
     registry.insert(TrustedKey::new(key).unwrap()).unwrap();
     let verifier = Verifier::new(registry).max_envelope_len(4096);
     // Nobody holds this key here, so nothing can verify.
-    assert!(verifier.verify_message(&Message::detached(topic, payload, property)).is_err());
-    assert!(verifier.verify_message(&Message::detached(topic, payload, property).retained(true)).is_err());
+    assert!(
+        verifier
+            .verify_message(&Message::detached(topic, payload, property))
+            .is_err()
+    );
+    assert!(
+        verifier
+            .verify_message(&Message::detached(topic, payload, property).retained(true))
+            .is_err()
+    );
 });

@@ -18,15 +18,26 @@ const RFC8032_PUBLIC: [u8; 32] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&topic_len, rest)) = data.split_first() else { return };
+    let Some((&topic_len, rest)) = data.split_first() else {
+        return;
+    };
     let (topic, envelope) = rest.split_at(usize::from(topic_len).min(rest.len()));
-    let Ok(topic) = std::str::from_utf8(topic) else { return };
+    let Ok(topic) = std::str::from_utf8(topic) else {
+        return;
+    };
 
     let key = VerifyingKey::from_bytes(&RFC8032_PUBLIC).unwrap();
     let registry = KeyRegistry::new();
     registry.insert(TrustedKey::new(key).unwrap()).unwrap();
-    registry.insert(TrustedKey::new(key).unwrap().with_kid(Kid::new(b"device-1".to_vec()).unwrap())).unwrap();
-    let verifier = Verifier::new(registry).with_clock(Arc::new(ManualClock::at_unix(1_800_000_000)));
+    registry
+        .insert(
+            TrustedKey::new(key)
+                .unwrap()
+                .with_kid(Kid::new(b"device-1".to_vec()).unwrap()),
+        )
+        .unwrap();
+    let verifier =
+        Verifier::new(registry).with_clock(Arc::new(ManualClock::at_unix(1_800_000_000)));
 
     let header = envelope::inspect(envelope);
     let single = verifier.verify(topic, envelope);
@@ -39,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // The batch path agrees with the single path (fresh verifier state aside).
     let batch_verifier = verifier.clone().replay_window(64);
-    let batch = batch_verifier.verify_batch(&[Message::envelope(topic, envelope), Message::envelope(topic, envelope)]);
+    let batch = batch_verifier.verify_batch(&[
+        Message::envelope(topic, envelope),
+        Message::envelope(topic, envelope),
+    ]);
     assert_eq!(batch[0].is_ok(), single.is_ok());
     assert!(batch[1].is_err());
 });

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use mqtt_sec_sign::{KeyRegistry, TrustedKey};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = TrustedKey::from_jwk(text);
     let registry = KeyRegistry::new();
     match registry.insert_jwk_set(text) {

@@ -275,6 +275,7 @@ pub enum KeyError {
     BadKid,
     /// A topic filter the key may sign for is invalid.
     #[cfg(feature = "acl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
     #[error("invalid topic filter for key")]
     TopicFilter(#[source] mqtt_sec_acl::TopicError),
     /// A JWK restricts its key to topics (`mqtt_topics`), which needs the

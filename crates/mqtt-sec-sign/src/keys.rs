@@ -198,6 +198,7 @@ impl TrustedKey {
     /// # Errors
     /// [`KeyError::TopicFilter`] for a filter that is not valid.
     #[cfg(feature = "acl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
     pub fn allow_topics<'a>(
         mut self,
         filters: impl IntoIterator<Item = &'a str>,
@@ -255,7 +256,10 @@ pub(crate) enum Entry {
 /// use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey};
 /// let signer = Signer::generate()?;
 /// let registry = KeyRegistry::new();
-/// registry.insert(TrustedKey::new(signer.verifying_key())?.allow_topics(["sensors/#"])?)?;
+/// let key = TrustedKey::new(signer.verifying_key())?;
+/// # #[cfg(feature = "acl")]
+/// let key = key.allow_topics(["sensors/#"])?; // feature `acl` (default)
+/// registry.insert(key)?;
 /// registry.revoke(signer.kid());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -15,6 +15,7 @@ mod topic;
 mod verifier;
 
 #[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 pub mod client;
 
 pub use ed25519_dalek;
