@@ -24,14 +24,14 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// When a file cannot be read or the configuration is refused.
 pub fn server_tls(pki: &TestPki, server: &IssuedCert) -> Result<ServerTls, Error> {
     Ok(ServerTls::builder(Arc::new(ring::default_provider()))
-        .identity(Identity::from_pem_files(
-            server.chain_path(),
-            server.key_path(),
-        )?)
         .client_auth(ClientAuth::Required {
             roots: TrustRoots::new().pem_file(pki.root().cert_path())?,
             revocation: Revocation::new(),
         })
+        .identity(Identity::from_pem_files(
+            server.chain_path(),
+            server.key_path(),
+        )?)
         .build()?)
 }
 

@@ -9,10 +9,11 @@ use mqtt_sec_tls::{CertificateSummary, Identity, Pin, Revocation, TrustRoots};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(pin) = text.parse::<Pin>() {
-            assert_eq!(pin.to_string().parse::<Pin>(), Ok(pin));
-            assert_eq!(pin.to_hex().parse::<Pin>(), Ok(pin));
-        }
+        && let Ok(pin) = text.parse::<Pin>()
+    {
+        assert_eq!(pin.to_string().parse::<Pin>(), Ok(pin));
+        assert_eq!(pin.to_hex().parse::<Pin>(), Ok(pin));
+    }
     let _ = Pin::from_pem_certificates(data);
     let der = CertificateDer::from(data);
     if let (Ok(pin), Ok(summary)) = (

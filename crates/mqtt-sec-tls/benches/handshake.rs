@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
     // server's session cache and would evict the resuming client's sessions.
     let new_server = || {
         ServerTls::builder(provider.clone())
+            .no_client_auth()
             .identity(Identity::from_pem_files(broker.chain_path(), broker.key_path()).unwrap())
             .build()
             .unwrap()

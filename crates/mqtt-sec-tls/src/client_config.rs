@@ -17,7 +17,7 @@ use crate::roots::TrustRoots;
 use crate::rotation::{GenerationSessions, Generational, ReloadableIdentity, ReloadableRoots};
 use crate::verification::{Roots, ServerVerification};
 
-/// ALPN protocols to offer.
+/// ALPN protocols to offer (client) or accept (server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Alpn {
@@ -30,7 +30,7 @@ pub enum Alpn {
 }
 
 impl Alpn {
-    fn protocols(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn protocols(&self) -> Vec<Vec<u8>> {
         match self {
             Self::Mqtt => vec![b"mqtt".to_vec()],
             Self::AwsIotCertificates => vec![b"x-amzn-mqtt-ca".to_vec()],

@@ -10,7 +10,16 @@ use crate::error::TlsError;
 use crate::roots::describe_pem;
 
 /// A certificate chain (leaf first) and its private key, in PKCS#8, PKCS#1
-/// (RSA) or SEC1 (EC) form. `Debug` never shows the key.
+/// (RSA) or SEC1 (EC) form. `Debug` never shows the key, and it is not
+/// `Clone` (as rustls-pki-types' private keys are not): a configuration
+/// takes it by value, so no copy of the key lingers in the application; read
+/// the files again for a second configuration.
+///
+/// ```compile_fail
+/// # fn copy(identity: &mqtt_sec_tls::Identity) {
+/// let second: mqtt_sec_tls::Identity = identity.clone(); // Identity is not Clone
+/// # }
+/// ```
 pub struct Identity {
     pub(crate) chain: Vec<CertificateDer<'static>>,
     pub(crate) key: PrivateKeyDer<'static>,
@@ -22,15 +31,6 @@ impl fmt::Debug for Identity {
             .field("chain_len", &self.chain.len())
             .field("key", &"[redacted]")
             .finish()
-    }
-}
-
-impl Clone for Identity {
-    fn clone(&self) -> Self {
-        Self {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-        }
     }
 }
 

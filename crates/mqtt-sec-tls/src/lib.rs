@@ -32,7 +32,9 @@ pub use roots::TrustRoots;
 pub use rotation::{ReloadableCrls, ReloadableIdentity, ReloadableRoots, Reloaded};
 #[cfg(feature = "rumqttc")]
 pub use rumqttc::UrlError;
-pub use server_config::{ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions};
+pub use server_config::{
+    ClientAuth, ServerTls, ServerTlsBuilder, ServerTlsOptions, WantsServerIdentity,
+};
 pub use summary::CertificateSummary;
 pub use verifier::{PinMismatch, PinnedServerVerifier};
 

@@ -1,4 +1,6 @@
-//! The server configuration builder, for Rust brokers and gateways.
+//! The server configuration builder, for Rust brokers and gateways: client
+//! authentication first (a choice, never a default), then the server's
+//! identity, then options.
 
 use std::sync::Arc;
 
@@ -6,6 +8,7 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 
+use crate::client_config::Alpn;
 use crate::error::TlsError;
 use crate::identity::{Identity, pairing_error};
 use crate::revocation::Revocation;
@@ -13,13 +16,12 @@ use crate::roots::TrustRoots;
 use crate::rotation::{GenerationServerSessions, ReloadableIdentity};
 use crate::verification::ClientVerification;
 
-/// Whether and how clients authenticate with certificates.
+/// How clients authenticate with certificates, when they do (see
+/// [`ServerTlsBuilder::no_client_auth`] for servers whose clients
+/// authenticate otherwise).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ClientAuth {
-    /// No client certificates (the default; clients authenticate otherwise,
-    /// for example with a token as MQTT password).
-    None,
     /// Every client must present a certificate from these CAs, checked
     /// against these CRLs.
     Required {
@@ -51,17 +53,17 @@ impl ServerTls {
     /// use std::sync::Arc;
     /// use mqtt_sec_testkit::{CertSpec, TestPki};
     /// use mqtt_sec_tls::rustls::crypto::ring;
-    /// use mqtt_sec_tls::{ClientAuth, Identity, Revocation, ServerTls, TrustRoots};
+    /// use mqtt_sec_tls::{Alpn, ClientAuth, Identity, Revocation, ServerTls, TrustRoots};
     ///
     /// let mut pki = TestPki::new()?;
     /// let broker = pki.issue(&CertSpec::localhost_server("broker"))?;
     /// let tls = ServerTls::builder(Arc::new(ring::default_provider()))
-    ///     .identity(Identity::from_pem_files(broker.chain_path(), broker.key_path())?)
     ///     .client_auth(ClientAuth::Required {
     ///         roots: TrustRoots::new().pem_file(pki.root().cert_path())?,
     ///         revocation: Revocation::new().pem_file(pki.crl_path())?,
     ///     })
-    ///     .alpn(vec![b"mqtt".to_vec()])
+    ///     .identity(Identity::from_pem_files(broker.chain_path(), broker.key_path())?)
+    ///     .alpn(Alpn::Mqtt)
     ///     .build()?;
     /// assert_eq!(tls.config().alpn_protocols, [b"mqtt".to_vec()]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -76,13 +78,53 @@ impl ServerTls {
     }
 }
 
-/// Step 1: the server's certificate chain and key.
+/// Step 1: whether clients authenticate with certificates. There is no
+/// default, as in rustls: a server without client certificates says so.
+///
+/// Skipping the choice does not compile:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use mqtt_sec_tls::rustls::crypto::ring;
+/// # use mqtt_sec_tls::{Identity, ServerTls};
+/// # fn build(identity: Identity) {
+/// let tls = ServerTls::builder(Arc::new(ring::default_provider()))
+///     .identity(identity) // no client_auth(..) or no_client_auth() before it
+///     .build();
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ServerTlsBuilder {
     provider: Arc<CryptoProvider>,
 }
 
 impl ServerTlsBuilder {
+    /// Client certificates, required or optional, from these CAs.
+    pub fn client_auth(self, client_auth: ClientAuth) -> WantsServerIdentity {
+        WantsServerIdentity {
+            provider: self.provider,
+            client_auth: Some(client_auth),
+        }
+    }
+
+    /// No client certificates: clients authenticate otherwise (a password
+    /// or a token in the MQTT CONNECT).
+    pub fn no_client_auth(self) -> WantsServerIdentity {
+        WantsServerIdentity {
+            provider: self.provider,
+            client_auth: None,
+        }
+    }
+}
+
+/// Step 2: the server's certificate chain and key.
+#[derive(Debug)]
+pub struct WantsServerIdentity {
+    provider: Arc<CryptoProvider>,
+    client_auth: Option<ClientAuth>,
+}
+
+impl WantsServerIdentity {
     /// The certificate chain and key the server presents.
     pub fn identity(self, identity: Identity) -> ServerTlsOptions {
         self.options(ServerIdentity::Fixed(identity))
@@ -97,8 +139,8 @@ impl ServerTlsBuilder {
         ServerTlsOptions {
             provider: self.provider,
             identity,
-            client_auth: ClientAuth::None,
-            alpn: Vec::new(),
+            client_auth: self.client_auth,
+            alpn: None,
             tls13_only: false,
         }
     }
@@ -111,26 +153,21 @@ enum ServerIdentity {
     Reloadable(Arc<ReloadableIdentity>),
 }
 
-/// Step 2: options, then [`ServerTlsOptions::build`].
+/// Step 3: options with safe defaults, then [`ServerTlsOptions::build`].
 #[derive(Debug)]
 pub struct ServerTlsOptions {
     provider: Arc<CryptoProvider>,
     identity: ServerIdentity,
-    client_auth: ClientAuth,
-    alpn: Vec<Vec<u8>>,
+    client_auth: Option<ClientAuth>,
+    alpn: Option<Alpn>,
     tls13_only: bool,
 }
 
 impl ServerTlsOptions {
-    /// Client certificates (default [`ClientAuth::None`]).
-    pub fn client_auth(mut self, client_auth: ClientAuth) -> Self {
-        self.client_auth = client_auth;
-        self
-    }
-
-    /// ALPN protocols accepted, in preference order.
-    pub fn alpn(mut self, protocols: Vec<Vec<u8>>) -> Self {
-        self.alpn = protocols;
+    /// ALPN protocols accepted, in preference order (default: none; the
+    /// same type as the client's [`ClientTlsOptions::alpn`](crate::ClientTlsOptions::alpn)).
+    pub fn alpn(mut self, alpn: Alpn) -> Self {
+        self.alpn = Some(alpn);
         self
     }
 
@@ -147,14 +184,14 @@ impl ServerTlsOptions {
     /// [`TlsError::KeyMismatch`], other [`TlsError`]s from rustls.
     pub fn build(self) -> Result<ServerTls, TlsError> {
         let verification = match self.client_auth {
-            ClientAuth::None => None,
-            ClientAuth::Required { roots, revocation } => Some(client_verification(
+            None => None,
+            Some(ClientAuth::Required { roots, revocation }) => Some(client_verification(
                 &self.provider,
                 roots,
                 revocation,
                 false,
             )?),
-            ClientAuth::Optional { roots, revocation } => Some(client_verification(
+            Some(ClientAuth::Optional { roots, revocation }) => Some(client_verification(
                 &self.provider,
                 roots,
                 revocation,
@@ -188,7 +225,9 @@ impl ServerTlsOptions {
                 .with_single_cert(identity.chain, identity.key)
                 .map_err(|e| pairing_error(e, "the server private key"))?,
         };
-        config.alpn_protocols = self.alpn;
+        if let Some(alpn) = &self.alpn {
+            config.alpn_protocols = alpn.protocols();
+        }
         if !sources.is_empty() {
             config.session_storage = Arc::new(GenerationServerSessions::new(sources));
         }

@@ -12,8 +12,7 @@ use mqtt_sec_tls::rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
 use mqtt_sec_tls::{
-    ClientAuth, ClientTls, Identity, Pin, PinMismatch, PinScope, PinSet, Revocation, ServerTls,
-    TrustRoots,
+    ClientTls, Identity, Pin, PinMismatch, PinScope, PinSet, Revocation, ServerTls, TrustRoots,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -127,8 +126,8 @@ fn cross_pki(revoke: bool) -> CrossPki {
 fn connect(pki: CrossPki) -> Result<(), Failure> {
     let provider = Arc::new(ring::default_provider());
     let server = ServerTls::builder(provider.clone())
+        .no_client_auth()
         .identity(Identity::from_der(pki.chain, pki.key))
-        .client_auth(ClientAuth::None)
         .build()
         .unwrap()
         .config();

@@ -34,8 +34,17 @@ fn roots(pki: &TestPki) -> TrustRoots {
 
 fn server(broker: &IssuedCert, auth: ClientAuth) -> ServerTls {
     ServerTls::builder(provider())
-        .identity(identity(broker))
         .client_auth(auth)
+        .identity(identity(broker))
+        .build()
+        .unwrap()
+}
+
+/// A server whose clients present no certificate.
+fn open_server(broker: &IssuedCert) -> ServerTls {
+    ServerTls::builder(provider())
+        .no_client_auth()
+        .identity(identity(broker))
         .build()
         .unwrap()
 }
@@ -108,7 +117,7 @@ fn expired_crls_are_refused_on_both_sides_as_openssl_refuses_them() {
     }
 
     // Client side: the broker's chain checked against expired CRLs.
-    let tls_server = server(&broker, ClientAuth::None).config();
+    let tls_server = open_server(&broker).config();
     let expired_client = client_with(&pki, Revocation::new().pem_file(&stale).unwrap(), None);
     let error = certificate_error(handshake(
         &expired_client.config(),
@@ -170,7 +179,7 @@ fn a_client_reloads_crls_and_does_not_resume_past_a_revocation() {
     let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
     let crls = ReloadableCrls::from_pem_files([pki.crl_path()]).unwrap();
     let client = client_with(&pki, Revocation::new().reloadable(crls.clone()), None).config();
-    let tls_server = server(&broker, ClientAuth::None).config();
+    let tls_server = open_server(&broker).config();
     assert_eq!(
         handshake(&client, &tls_server, "localhost").unwrap(),
         HandshakeKind::Full
@@ -244,7 +253,7 @@ fn removing_a_ca_ends_sessions_resumed_under_it() {
         .build()
         .unwrap()
         .config();
-    let tls_server = server(&broker, ClientAuth::None).config();
+    let tls_server = open_server(&broker).config();
     handshake(&client, &tls_server, "localhost").unwrap();
     assert_eq!(
         handshake(&client, &tls_server, "localhost").unwrap(),
@@ -291,9 +300,9 @@ fn accepting_expired_crls_still_refuses_what_they_revoke() {
     assert!(!lenient().is_empty() && Revocation::new().is_empty());
 
     let client = client_with(&pki, lenient(), None).config();
-    let good = server(&broker, ClientAuth::None).config();
+    let good = open_server(&broker).config();
     handshake(&client, &good, "localhost").unwrap();
-    let bad = server(&revoked_broker, ClientAuth::None).config();
+    let bad = open_server(&revoked_broker).config();
     assert_eq!(
         certificate_error(handshake(&client, &bad, "localhost")),
         CertificateError::Revoked

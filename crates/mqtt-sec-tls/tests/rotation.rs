@@ -145,6 +145,7 @@ fn a_server_certificate_rotates_for_new_handshakes() {
     let provider = Arc::new(ring::default_provider());
     let identity = ReloadableIdentity::from_pem_files(&chain, &key, provider.clone()).unwrap();
     let server = ServerTls::builder(provider.clone())
+        .no_client_auth()
         .reloadable_identity(identity)
         .build()
         .unwrap()
@@ -267,6 +268,7 @@ fn refused_files_are_audited_once_per_content() {
     let provider = Arc::new(ring::default_provider());
     let identity = ReloadableIdentity::from_pem_files(&chain, &key, provider.clone()).unwrap();
     let server = ServerTls::builder(provider.clone())
+        .no_client_auth()
         .reloadable_identity(identity.clone())
         .build()
         .unwrap()

@@ -31,8 +31,17 @@ fn client(pki: &TestPki, who: Option<&IssuedCert>) -> ClientTls {
 
 fn server(broker: &IssuedCert, auth: ClientAuth) -> ServerTls {
     ServerTls::builder(Arc::new(ring::default_provider()))
-        .identity(identity(broker))
         .client_auth(auth)
+        .identity(identity(broker))
+        .build()
+        .unwrap()
+}
+
+/// A server whose clients present no certificate.
+fn open_server(broker: &IssuedCert) -> ServerTls {
+    ServerTls::builder(Arc::new(ring::default_provider()))
+        .no_client_auth()
+        .identity(identity(broker))
         .build()
         .unwrap()
 }
@@ -110,7 +119,7 @@ fn optional_client_auth_lets_anonymous_clients_in_but_checks_presented_certifica
         Error::InvalidCertificate(CertificateError::UnknownIssuer)
     ));
     // Without client authentication, anyone gets in.
-    let open = server(&broker, ClientAuth::None).config();
+    let open = open_server(&broker).config();
     handshake(&client(&pki, None).config(), &open, "localhost").unwrap();
 }
 
@@ -122,7 +131,10 @@ fn server_builder_refuses_inconsistent_input() {
     let provider = Arc::new(ring::default_provider());
     let mixed = Identity::from_pem_files(a.chain_path(), b.key_path()).unwrap();
     assert!(matches!(
-        ServerTls::builder(provider.clone()).identity(mixed).build(),
+        ServerTls::builder(provider.clone())
+            .no_client_auth()
+            .identity(mixed)
+            .build(),
         Err(TlsError::KeyMismatch)
     ));
     let no_roots = ClientAuth::Required {
@@ -131,8 +143,8 @@ fn server_builder_refuses_inconsistent_input() {
     };
     assert!(matches!(
         ServerTls::builder(provider)
-            .identity(identity(&a))
             .client_auth(no_roots)
+            .identity(identity(&a))
             .build(),
         Err(TlsError::NoTrustRoots)
     ));
@@ -144,6 +156,7 @@ fn tls13_only_server_refuses_a_tls12_client() {
     let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
     let provider = Arc::new(ring::default_provider());
     let tls = ServerTls::builder(provider.clone())
+        .no_client_auth()
         .identity(identity(&broker))
         .tls13_only()
         .build()
@@ -182,7 +195,7 @@ impl mqtt_sec_tls::rustls::KeyLog for CountingKeyLog {
 fn key_logging_happens_only_when_asked_through_danger() {
     let mut pki = TestPki::new().unwrap();
     let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
-    let tls = server(&broker, ClientAuth::None).config();
+    let tls = open_server(&broker).config();
     let plain = client(&pki, None);
     assert!(format!("{:?}", plain.config().key_log).contains("NoKeyLog"));
     handshake(&plain.config(), &tls, "localhost").unwrap();
