@@ -4,6 +4,17 @@
 
 #![forbid(unsafe_code)]
 
+/// The guide's snippets, compiled and run as doctests so they cannot drift
+/// from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide-rumqttc.md")]
+pub struct GuideRumqttc;
+
+/// The Rust blocks of `docs/auth.md`, as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/auth.md")]
+pub struct AuthGuide;
+
 pub mod args;
 pub mod broker;
 pub mod lab;

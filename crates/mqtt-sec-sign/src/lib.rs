@@ -23,6 +23,8 @@ pub use ed25519_dalek;
 #[cfg(feature = "acl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
 pub use mqtt_sec_acl;
+/// secrecy, whose `SecretString` carries private keys in PEM form.
+pub use secrecy::{self, SecretString};
 
 pub use error::{KeyError, MalformedEnvelope, SignError, TopicNameError, VerifyError};
 pub use keys::{KeyRegistry, MAX_JWK_SET_LEN, TrustedKey};

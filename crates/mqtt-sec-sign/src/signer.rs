@@ -1,6 +1,7 @@
 //! The publisher side: an Ed25519 key, its key id, and a sequence counter that
 //! never goes backwards.
 
+use secrecy::{ExposeSecret as _, SecretString};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,12 +102,24 @@ impl Signer {
     }
 
     /// A signer from a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`, as
-    /// written by `openssl genpkey -algorithm ed25519`).
+    /// written by `openssl genpkey -algorithm ed25519`), given as a secret
+    /// as every private key of the workspace is (mqtt-sec-auth's
+    /// `SigningKey::from_pem` takes the same type).
+    ///
+    /// ```
+    /// use mqtt_sec_sign::{SecretString, Signer};
+    /// # use mqtt_sec_sign::ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    /// # let key = mqtt_sec_sign::ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    /// # let pem = key.to_pkcs8_pem(Default::default())?.to_string();
+    /// let pem = SecretString::from(pem); // std::fs::read_to_string("envelope.key")? in practice
+    /// let signer = Signer::from_pem(&pem)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`KeyError::Pkcs8`] if the PEM is not an Ed25519 PKCS#8 key.
-    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
-        SigningKey::from_pkcs8_pem(pem)
+    pub fn from_pem(pem: &SecretString) -> Result<Self, KeyError> {
+        SigningKey::from_pkcs8_pem(pem.expose_secret())
             .map(Self::new)
             .map_err(|_| KeyError::Pkcs8)
     }

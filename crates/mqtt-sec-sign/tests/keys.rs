@@ -175,7 +175,7 @@ fn keys_from_openssl_pem_files() {
         return;
     };
     let public = openssl(&["pkey", "-in", private, "-pubout"]).unwrap();
-    let signer = Signer::from_pkcs8_pem(&std::fs::read_to_string(private).unwrap()).unwrap();
+    let signer = Signer::from_pem(&std::fs::read_to_string(private).unwrap().into()).unwrap();
     let trusted = TrustedKey::from_public_key_pem(std::str::from_utf8(&public).unwrap()).unwrap();
     assert_eq!(trusted.kid(), signer.kid());
     let registry = KeyRegistry::new();
@@ -199,11 +199,11 @@ fn keys_from_openssl_pem_files() {
     ])
     .unwrap();
     assert_eq!(
-        Signer::from_pkcs8_pem(&std::fs::read_to_string(&ec).unwrap()).err(),
+        Signer::from_pem(&std::fs::read_to_string(&ec).unwrap().into()).err(),
         Some(KeyError::Pkcs8)
     );
     assert_eq!(
-        Signer::from_pkcs8_pem("garbage").err(),
+        Signer::from_pem(&"garbage".into()).err(),
         Some(KeyError::Pkcs8)
     );
     assert_eq!(

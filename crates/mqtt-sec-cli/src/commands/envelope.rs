@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mqtt_sec_sign::envelope::Intent;
-use mqtt_sec_sign::{KeyRegistry, Message, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::{KeyRegistry, Message, SecretString, Signer, TrustedKey, Verifier};
 use serde_json::json;
 
 use crate::io::{CliError, failed, print_json, read_input, read_text, write_output, write_private};
@@ -37,7 +37,7 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
 }
 
 pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
-    let signer = Signer::from_pkcs8_pem(&read_text(&args.key)?)
+    let signer = Signer::from_pem(&SecretString::from(read_text(&args.key)?))
         .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
     let payload = read_input(args.input.as_deref())?;
     let intent = if args.retained {
