@@ -33,9 +33,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print RFC 7469 pins (base64 SHA-256 of the SPKI), one per certificate.
+    /// Print RFC 7469 pins (base64 SHA-256 of the SPKI) of certificates,
+    /// public or private keys and CSRs, one per key.
     Pin(PinArgs),
-    /// Make an Ed25519 key (PKCS#8 PEM) and print its kid.
+    /// Make a private key (PKCS#8 PEM) and print its kid: Ed25519 (envelopes
+    /// and JWTs) or P-256 (JWTs, TLS client certificates).
     Keygen(KeygenArgs),
     /// Sign a payload for a topic: writes the COSE_Sign1 envelope.
     Sign(SignArgs),
@@ -53,7 +55,7 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct PinArgs {
-    /// PEM files with one or more certificates.
+    /// PEM files: certificates, public keys, PKCS#8 private keys or CSRs.
     #[arg(required_unless_present = "connect", conflicts_with = "connect")]
     certificates: Vec<PathBuf>,
     /// Connect to HOST:PORT and print the pins of the chain it presents, leaf first.
@@ -72,6 +74,24 @@ struct KeygenArgs {
     /// Also write the public key as a JWK.
     #[arg(long, value_name = "PUB.jwk")]
     public: Option<PathBuf>,
+    /// The key type.
+    #[arg(long, value_enum, default_value_t = KeyAlg::Ed25519)]
+    alg: KeyAlg,
+    /// MQTT topic filters the key may sign envelopes for, written as the
+    /// JWK's `mqtt_topics` (repeat for several; Ed25519 only).
+    #[arg(long = "topic", value_name = "FILTER", requires = "public")]
+    topics: Vec<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyAlg {
+    /// Ed25519: envelopes (mqtt-sec-sign) and EdDSA JWTs.
+    Ed25519,
+    /// ECDSA P-256: ES256 JWTs and TLS client certificates.
+    P256,
+    /// RSA: refused with the openssl command to use (no RSA key generator
+    /// is built in; see docs/decisions.md).
+    Rsa,
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +115,7 @@ struct SignArgs {
 
 #[derive(Args, Debug)]
 struct VerifyArgs {
-    /// Trusted keys: a JWK Set or one JWK.
+    /// Trusted keys: a JWK Set, one JWK or a public key PEM (SubjectPublicKeyInfo).
     #[arg(long)]
     keys: PathBuf,
     /// The MQTT topic the envelope arrived on.
@@ -147,18 +167,16 @@ struct JwtMintArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("keysource").required(true).args(["devices", "keys", "key", "secret_file"])))]
+#[command(group(clap::ArgGroup::new("keysource").required(true).args(["devices", "keys", "secret_file"])))]
 struct JwtVerifyArgs {
     /// A device key document (`{"devices": {"ID": {"keys": [...]}}}`): the
     /// key must be one of the keys of the identity the token claims.
     #[arg(long)]
     devices: Option<PathBuf>,
-    /// A JWK Set of trusted issuer keys: any of them vouches for any `sub`.
-    #[arg(long)]
+    /// Trusted issuer keys: a JWK Set, one JWK or a public key PEM
+    /// (SubjectPublicKeyInfo); any of them vouches for any `sub`.
+    #[arg(long, alias = "key")]
     keys: Option<PathBuf>,
-    /// A trusted issuer's public key PEM (SubjectPublicKeyInfo).
-    #[arg(long)]
-    key: Option<PathBuf>,
     /// A trusted issuer's HS256 secret (the file's bytes; one trailing
     /// newline is dropped), named by `--kid`.
     #[arg(long, requires = "kid")]

@@ -26,7 +26,11 @@ fn mqtt_sec(args: &[&str], stdin: &[u8]) -> Run {
         .env("RUST_BACKTRACE", "1")
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A command that fails before reading its input closes the pipe first.
+    match child.stdin.take().unwrap().write_all(stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     let out = child.wait_with_output().unwrap();
     let run = Run {
         code: out.status.code().unwrap(),
@@ -104,7 +108,17 @@ fn pin_prints_one_pin_per_certificate_in_file_order() {
         b"",
         "/nonexistent/cert.pem",
     );
-    input_error(&["pin", s(server.key_path())], b"", s(server.key_path()));
+    // The leaf's private key gives the leaf's pin (a backup key is often
+    // only a key file).
+    let from_key = mqtt_sec(&["pin", s(server.key_path())], b"");
+    assert_eq!(
+        (from_key.code, from_key.stdout.trim()),
+        (0, want[0].as_str()),
+        "{}",
+        from_key.stderr
+    );
+    let not_pem = write(pki.dir(), "not.pem", "no PEM here");
+    input_error(&["pin", s(&not_pem)], b"", "no PEM block");
 }
 
 #[test]
@@ -540,11 +554,10 @@ fn jwt_mint_and_verify() {
         b"",
         "device.jwk",
     );
-    input_error(
-        &["jwt", "verify", "--key", s(&public), "t"],
-        b"",
-        "device.jwk",
-    );
+    // --key is --keys: a JWK is taken as a PEM is (the token is what is wrong here).
+    let run = mqtt_sec(&["jwt", "verify", "--key", s(&public), "t"], b"");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("malformed token"), "{}", run.stderr);
     input_error(
         &["jwt", "verify", "--keys", "/nonexistent.json", "t"],
         b"",
@@ -865,5 +878,225 @@ fn acl_check_and_lint() {
         &["acl", "check", "--file", a, "--publish", "--subscribe", "a"],
         b"",
         "cannot be used",
+    );
+}
+
+/// Runs openssl (required under CI) and returns its stdout, or `None` when
+/// it is missing outside CI.
+fn openssl_out(args: &[&str]) -> Option<Vec<u8>> {
+    match mqtt_sec_testkit::openssl(args) {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(out.stdout)
+        }
+        Err(e) => {
+            assert!(!in_ci(), "openssl is needed under CI: {e}");
+            None
+        }
+    }
+}
+
+/// One key, every form a user has it in: the private key, its public key
+/// (SPKI PEM), its JWK and a CSR give the same pin, the pin openssl
+/// computes; `verify --keys` and `jwt verify --keys` take the PEM as they
+/// take the JWK; keygen makes P-256 keys and topic-limited envelope keys,
+/// and refuses RSA with the command to use.
+#[test]
+fn every_command_takes_keys_in_the_same_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("envelope.pem");
+    let jwk = dir.path().join("envelope.jwk");
+    let run = mqtt_sec(
+        &[
+            "keygen",
+            "--out",
+            s(&key),
+            "--public",
+            s(&jwk),
+            "--topic",
+            "telemetry/dev/#",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&jwk).unwrap()).unwrap();
+    assert_eq!(
+        written["mqtt_topics"],
+        serde_json::json!(["telemetry/dev/#"])
+    );
+    let Some(spki) = openssl_out(&["pkey", "-in", s(&key), "-pubout"]) else {
+        return;
+    };
+    let public = dir.path().join("envelope.pub.pem");
+    std::fs::write(&public, &spki).unwrap();
+
+    // Pins: private key, public key and a CSR of one key agree with openssl.
+    let csr = dir.path().join("envelope.csr");
+    openssl_out(&[
+        "req",
+        "-new",
+        "-key",
+        s(&key),
+        "-subj",
+        "/CN=dev",
+        "-out",
+        s(&csr),
+    ])
+    .unwrap();
+    let der = openssl_out(&["pkey", "-pubin", "-in", s(&public), "-outform", "DER"]).unwrap();
+    let expected = {
+        use base64::Engine as _;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    };
+    for file in [&key, &public, &csr] {
+        let run = mqtt_sec(&["pin", s(file)], b"");
+        assert_eq!(
+            (run.code, run.stdout.trim()),
+            (0, expected.as_str()),
+            "{file:?}: {}",
+            run.stderr
+        );
+    }
+    let sec1 = write(
+        dir.path(),
+        "sec1.pem",
+        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+    );
+    input_error(&["pin", s(&sec1)], b"", "openssl pkcs8 -topk8");
+
+    // verify --keys: the JWK (with its topic limit) and the PEM alike.
+    let envelope = mqtt_sec(
+        &["sign", "--key", s(&key), "--topic", "telemetry/dev/t"],
+        b"21.5",
+    );
+    assert_eq!(envelope.code, 0, "{}", envelope.stderr);
+    for keys in [&jwk, &public] {
+        let run = mqtt_sec(
+            &["verify", "--keys", s(keys), "--topic", "telemetry/dev/t"],
+            &envelope.stdout_bytes,
+        );
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (0, "21.5"),
+            "{keys:?}: {}",
+            run.stderr
+        );
+    }
+    let elsewhere = mqtt_sec(
+        &["sign", "--key", s(&key), "--topic", "telemetry/other"],
+        b"x",
+    );
+    let run = mqtt_sec(
+        &["verify", "--keys", s(&jwk), "--topic", "telemetry/other"],
+        &elsewhere.stdout_bytes,
+    );
+    assert_eq!(run.code, 1, "the JWK's topic limit applies: {}", run.stderr);
+    assert!(
+        run.stderr.contains("not allowed to sign for topic"),
+        "{}",
+        run.stderr
+    );
+    let mut pki = TestPki::new().unwrap();
+    let certificate = pki
+        .issue(&CertSpec::client("dev"))
+        .unwrap()
+        .chain_path()
+        .to_owned();
+    input_error(
+        &["verify", "--keys", s(&certificate), "--topic", "t"],
+        b"",
+        "instead of a PUBLIC KEY",
+    );
+
+    // keygen --alg p256: an ES256 key whose token verifies with its SPKI PEM,
+    // given as --keys or as the old --key.
+    let p256 = dir.path().join("device-p256.pem");
+    let run = mqtt_sec(
+        &["--json", "keygen", "--alg", "p256", "--out", s(&p256)],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["alg"], "ES256");
+    assert_eq!(report["public_jwk"]["crv"], "P-256");
+    let p256_public = dir.path().join("device-p256.pub.pem");
+    std::fs::write(
+        &p256_public,
+        openssl_out(&["pkey", "-in", s(&p256), "-pubout"]).unwrap(),
+    )
+    .unwrap();
+    let token = mqtt_sec(
+        &[
+            "jwt",
+            "mint",
+            "--key",
+            s(&p256),
+            "--sub",
+            "dev",
+            "--aud",
+            "broker",
+        ],
+        b"",
+    );
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    for flag in ["--keys", "--key"] {
+        let run = mqtt_sec(
+            &[
+                "jwt",
+                "verify",
+                flag,
+                s(&p256_public),
+                "--aud",
+                "broker",
+                token.stdout.trim(),
+            ],
+            b"",
+        );
+        assert_eq!(run.code, 0, "{flag}: {}", run.stderr);
+    }
+    input_error(
+        &[
+            "keygen",
+            "--alg",
+            "rsa",
+            "--out",
+            s(&dir.path().join("rsa.pem")),
+        ],
+        b"",
+        "openssl genpkey -algorithm RSA",
+    );
+    input_error(
+        &[
+            "keygen",
+            "--alg",
+            "p256",
+            "--out",
+            s(&dir.path().join("x.pem")),
+            "--public",
+            s(&dir.path().join("x.jwk")),
+            "--topic",
+            "a/#",
+        ],
+        b"",
+        "envelope keys are Ed25519",
+    );
+    input_error(
+        &[
+            "keygen",
+            "--out",
+            s(&dir.path().join("y.pem")),
+            "--public",
+            s(&dir.path().join("y.jwk")),
+            "--topic",
+            "a/#/b",
+        ],
+        b"",
+        "--topic",
     );
 }

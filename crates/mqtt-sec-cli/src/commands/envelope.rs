@@ -8,28 +8,62 @@ use mqtt_sec_sign::envelope::Intent;
 use mqtt_sec_sign::{KeyRegistry, Message, SecretString, Signer, TrustedKey, Verifier};
 use serde_json::json;
 
+use super::keyfile::{self, PublicKeys};
 use crate::io::{CliError, failed, print_json, read_input, read_text, write_output, write_private};
-use crate::{KeygenArgs, SignArgs, VerifyArgs};
+use crate::{KeyAlg, KeygenArgs, SignArgs, VerifyArgs};
 use mqtt_sec_core::Chain;
+use zeroize::Zeroizing;
 
 pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError> {
-    let (_, der) = mqtt_sec_auth::jwt::SigningKey::generate_ed25519()
-        .map_err(|e| CliError::new(format!("key generation: {}", Chain(&e))))?;
-    let signer = Signer::from_pkcs8_der(&der)
-        .map_err(|e| CliError::new(format!("key generation: {}", Chain(&e))))?;
-    let pem_text = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
-    let pem_text = mqtt_sec_auth::secrecy::SecretString::from(pem_text);
-    use mqtt_sec_auth::secrecy::ExposeSecret;
-    write_private(&args.out, pem_text.expose_secret().as_bytes(), true)?;
-    let jwk = signer.public_jwk();
+    let generation = |e: &(dyn std::error::Error + 'static)| {
+        CliError::new(format!("key generation: {}", Chain(e)))
+    };
+    let der: Zeroizing<Vec<u8>> = match args.alg {
+        KeyAlg::Ed25519 => {
+            mqtt_sec_auth::jwt::SigningKey::generate_ed25519()
+                .map_err(|e| generation(&e))?
+                .1
+        }
+        KeyAlg::P256 => {
+            if !args.topics.is_empty() {
+                return Err(CliError::new(
+                    "--topic: envelope keys are Ed25519; a P-256 key signs JWTs and TLS handshakes",
+                ));
+            }
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|e| generation(&e))?;
+            Zeroizing::new(pair.serialize_der())
+        }
+        KeyAlg::Rsa => {
+            return Err(CliError::new(
+                "--alg rsa: no RSA key generator is built in (ring has none, and the rsa crate is excluded: RUSTSEC-2023-0071); run `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out KEY.pem`, then `mqtt-sec pin KEY.pem`",
+            ));
+        }
+    };
+    // The kid and public JWK as mqtt-sec-auth computes them (the same
+    // RFC 7638 thumbprint mqtt-sec-sign uses for Ed25519 keys).
+    let key = mqtt_sec_auth::jwt::SigningKey::from_pkcs8_der(&der).map_err(|e| generation(&e))?;
+    let mut jwk = key
+        .verifying_key()
+        .public_jwk()
+        .ok_or_else(|| CliError::new("key generation: no public JWK"))?;
+    if !args.topics.is_empty() {
+        for filter in &args.topics {
+            mqtt_sec_acl::TopicFilter::new(filter)
+                .map_err(|e| CliError::new(format!("--topic {filter:?}: {}", Chain(&e))))?;
+        }
+        jwk["mqtt_topics"] = json!(args.topics);
+    }
+    let pem_text = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
+    write_private(&args.out, pem_text.as_bytes(), true)?;
     if let Some(public) = &args.public {
         write_output(Some(public), format!("{jwk}\n").as_bytes())?;
     }
-    let kid = signer.kid().to_string();
+    let kid = key.verifying_key().kid().to_owned();
     if json {
-        let jwk: serde_json::Value =
-            serde_json::from_str(&jwk).map_err(|e| CliError::new(Chain(&e).to_string()))?;
-        print_json(&json!({"kid": kid, "public_jwk": jwk}));
+        print_json(
+            &json!({"kid": kid, "alg": mqtt_sec_auth::jwt::algorithm_name(key.algorithm()), "public_jwk": jwk}),
+        );
     } else {
         println!("{kid}");
     }
@@ -52,24 +86,23 @@ pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A JWK Set (`{"keys": [...]}`) or a single JWK.
+/// A JWK Set, a single JWK, or a public key PEM.
 fn registry(path: &std::path::Path) -> Result<KeyRegistry, CliError> {
-    let text = read_text(path)?;
     let registry = KeyRegistry::new();
-    let is_set = serde_json::from_str::<serde_json::Value>(&text)
-        .map_err(|e| CliError::at(path, format!("not JSON: {}", Chain(&e))))?
-        .get("keys")
-        .is_some();
-    if is_set {
-        registry
-            .insert_jwk_set(&text)
-            .map_err(|e| CliError::at(path, Chain(&e)))?;
-    } else {
-        let key = TrustedKey::from_jwk(&text).map_err(|e| CliError::at(path, Chain(&e)))?;
-        registry
-            .insert(key)
-            .map_err(|e| CliError::at(path, Chain(&e)))?;
+    let key = match keyfile::public_keys(path)? {
+        PublicKeys::JwkSet(text) => {
+            registry
+                .insert_jwk_set(&text)
+                .map_err(|e| CliError::at(path, Chain(&e)))?;
+            return Ok(registry);
+        }
+        PublicKeys::Jwk(text) => TrustedKey::from_jwk(&text),
+        PublicKeys::Pem(text) => TrustedKey::from_public_key_pem(&text),
     }
+    .map_err(|e| CliError::at(path, Chain(&e)))?;
+    registry
+        .insert(key)
+        .map_err(|e| CliError::at(path, Chain(&e)))?;
     Ok(registry)
 }
 

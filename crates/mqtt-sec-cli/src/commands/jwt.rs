@@ -10,6 +10,7 @@ use mqtt_sec_auth::jwt::{
 };
 use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 
+use super::keyfile::{self, PublicKeys};
 use crate::io::{CliError, failed, print_json, read_file, read_input, read_text};
 use crate::{JwtMintArgs, JwtVerifyArgs};
 use mqtt_sec_core::Chain;
@@ -42,20 +43,21 @@ pub(crate) fn mint(args: &JwtMintArgs) -> Result<ExitCode, CliError> {
 }
 
 fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
-    if let Some(path) = &args.keys {
-        // A JWK Set, or one JWK (as `mqtt-sec keygen --public` writes).
-        let text = read_text(path)?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CliError::at(path, format!("not JSON: {}", Chain(&e))))?;
-        let set = if value.get("keys").is_some() {
-            text
-        } else {
-            serde_json::json!({ "keys": [value] }).to_string()
-        };
-        return KeySet::from_jwks_json(&set).map_err(|e| CliError::at(path, Chain(&e)));
-    }
-    let key = if let Some(path) = &args.key {
-        JwtKey::from_public_key_pem(&read_text(path)?).map_err(|e| CliError::at(path, Chain(&e)))?
+    let key = if let Some(path) = &args.keys {
+        // A JWK Set, one JWK (as `mqtt-sec keygen --public` writes), or a
+        // public key PEM: the formats every command takes.
+        match keyfile::public_keys(path)? {
+            PublicKeys::JwkSet(text) => {
+                return KeySet::from_jwks_json(&text).map_err(|e| CliError::at(path, Chain(&e)));
+            }
+            PublicKeys::Jwk(text) => {
+                let set = format!(r#"{{"keys": [{text}]}}"#);
+                return KeySet::from_jwks_json(&set).map_err(|e| CliError::at(path, Chain(&e)));
+            }
+            PublicKeys::Pem(text) => {
+                JwtKey::from_public_key_pem(&text).map_err(|e| CliError::at(path, Chain(&e)))?
+            }
+        }
     } else if let Some(path) = &args.secret_file {
         let mut secret = read_file(path)?;
         if secret.last() == Some(&b'\n') {
@@ -65,7 +67,7 @@ fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
         JwtKey::hs256(kid, SecretSlice::from(secret)).map_err(|e| CliError::at(path, Chain(&e)))?
     } else {
         return Err(CliError::new(
-            "one of --keys, --key, --secret-file is required",
+            "one of --devices, --keys, --secret-file is required",
         ));
     };
     KeySet::new([key]).map_err(|e| CliError::new(Chain(&e).to_string()))

@@ -1,14 +1,15 @@
-//! `mqtt-sec pin`: RFC 7469 pins of certificate files or of a live server.
+//! `mqtt-sec pin`: RFC 7469 pins of certificates, keys and CSRs, or of a
+//! live server.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqtt_sec_tls::{Pin, danger, rustls};
+use mqtt_sec_tls::{danger, rustls};
 use serde_json::json;
 
 use crate::PinArgs;
-use crate::io::{CliError, print_json, read_file};
+use crate::io::{CliError, print_json};
 use mqtt_sec_core::Chain;
 
 pub(crate) fn run(args: &PinArgs, json: bool) -> Result<ExitCode, CliError> {
@@ -29,8 +30,7 @@ pub(crate) fn run(args: &PinArgs, json: bool) -> Result<ExitCode, CliError> {
         rows.extend(pins.into_iter().map(|pin| (address.clone(), pin)));
     }
     for path in &args.certificates {
-        let pins = Pin::from_pem_certificates(&read_file(path)?)
-            .map_err(|e| CliError::at(path, Chain(&e)))?;
+        let pins = super::keyfile::pins(path)?;
         rows.extend(
             pins.into_iter()
                 .map(|pin| (path.display().to_string(), pin)),
