@@ -99,6 +99,17 @@ pub(crate) fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), CliE
 /// rename so that readers never see half of it. `create_new` refuses to
 /// replace an existing file.
 pub(crate) fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<(), CliError> {
+    write_private_owned(path, bytes, create_new, None)
+}
+
+/// [`write_private`], the file given to `owner` (uid, gid) before it
+/// appears under its name.
+pub(crate) fn write_private_owned(
+    path: &Path,
+    bytes: &[u8],
+    create_new: bool,
+    owner: Option<(u32, u32)>,
+) -> Result<(), CliError> {
     if create_new && path.exists() {
         return Err(CliError::at(path, "already exists; not overwritten"));
     }
@@ -120,7 +131,16 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Resu
     }
     let result = options
         .open(&tmp)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            #[cfg(unix)]
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            }
+            #[cfg(not(unix))]
+            let _ = owner;
+            file.sync_all()
+        })
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);

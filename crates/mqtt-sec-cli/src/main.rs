@@ -218,6 +218,11 @@ struct PasswdArgs {
     /// Check USER's password (read from standard input) instead of changing the file.
     #[arg(long)]
     verify: bool,
+    /// Owner of the file written, `USER` or `USER:GROUP` (default: the
+    /// replaced file's owner; for a new file written by root, the
+    /// `mosquitto` user when it exists). The mode is always 0600.
+    #[arg(long, value_name = "USER[:GROUP]", conflicts_with = "verify")]
+    owner: Option<String>,
     /// The password file.
     file: PathBuf,
     /// The user.

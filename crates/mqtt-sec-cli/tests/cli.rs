@@ -1100,3 +1100,103 @@ fn every_command_takes_keys_in_the_same_forms() {
         "--topic",
     );
 }
+
+/// The uid and gid `id` reports for a user, or `None` when there is none.
+#[cfg(unix)]
+fn ids(user: &str) -> Option<(u32, u32)> {
+    let get = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, user]).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok())?
+    };
+    Some((get("-u")?, get("-g")?))
+}
+
+/// Password files as mosquitto 2.0 wants them after it drops privileges:
+/// mode 0600, owned by the broker's user. A new file written by root goes
+/// to `mosquitto` (when that user exists), an edited file keeps its owner,
+/// `--owner` decides when given.
+#[cfg(unix)]
+#[test]
+fn password_files_stay_the_brokers() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let owner_of = |path: &Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "mode of {path:?}");
+        (meta.uid(), meta.gid())
+    };
+    let run = mqtt_sec(&["passwd", "-c", "-b", s(&file), "alice", "secret-1"], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let root = nix_like_is_root();
+    match (root, ids("mosquitto")) {
+        (true, Some(mosquitto)) => assert_eq!(owner_of(&file), mosquitto),
+        _ => assert_eq!(owner_of(&file), ids(&whoami()).unwrap()),
+    }
+    if !root {
+        eprintln!("not root: ownership changes are not tested");
+        return;
+    }
+    let nobody = ids("nobody").expect("user nobody");
+    std::os::unix::fs::chown(&file, Some(nobody.0), Some(nobody.1)).unwrap();
+    let run = mqtt_sec(&["passwd", "-b", s(&file), "bob", "secret-2"], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(owner_of(&file), nobody, "an edit keeps the owner");
+    let run = mqtt_sec(&["passwd", "-D", s(&file), "bob"], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(owner_of(&file), nobody, "a deletion keeps the owner");
+    let run = mqtt_sec(
+        &[
+            "passwd",
+            "-b",
+            "--owner",
+            "root",
+            s(&file),
+            "carol",
+            "secret-3",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(owner_of(&file), (0, 0));
+    input_error(
+        &[
+            "passwd",
+            "-b",
+            "--owner",
+            "no-such-user-x",
+            s(&file),
+            "dave",
+            "p",
+        ],
+        b"",
+        "no user",
+    );
+    input_error(
+        &[
+            "passwd",
+            "-b",
+            "--owner",
+            "root:no-such-group-x",
+            s(&file),
+            "dave",
+            "p",
+        ],
+        b"",
+        "no group",
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().contains("carol:"));
+}
+
+#[cfg(unix)]
+fn nix_like_is_root() -> bool {
+    ids(&whoami()).is_some_and(|(uid, _)| uid == 0)
+}
+
+#[cfg(unix)]
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
