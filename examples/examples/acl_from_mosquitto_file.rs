@@ -58,7 +58,10 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     report.step("lint the file");
     let findings = mosquitto::lint_acl_file(&text);
     for finding in &findings {
-        report.detail(format!("line {:?}: {}", finding.line, finding.message));
+        report.detail(match finding.line {
+            Some(line) => format!("line {line}: {}", finding.message),
+            None => finding.message.clone(),
+        });
     }
     if args.acl_file.is_none() {
         report.expect(
@@ -126,7 +129,10 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
             .await?;
         let topic = next(&mut seen).await;
         report.expect(
-            format!("allowed publish delivered: {topic:?}"),
+            format!(
+                "allowed publish delivered on {}",
+                topic.as_deref().unwrap_or("(nothing arrived in time)")
+            ),
             topic.as_deref() == Some("telemetry/sensor-1/temp"),
         );
         let refused = guard

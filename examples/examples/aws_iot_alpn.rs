@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use mqtt_sec_examples::Report;
 use mqtt_sec_examples::lab::{Error, connected, run_example};
+use mqtt_sec_examples::{Report, outcome};
 use mqtt_sec_testkit::{CertSpec, TestPki};
 use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::{Alpn, ClientTls, Identity, TrustRoots};
@@ -86,7 +86,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .collect();
-    report.detail(format!("ALPN: {alpn:?}"));
+    report.detail(format!("ALPN: {}", alpn.join(", ")));
     report.detail(format!(
         "client certificate sent: {}",
         config.client_auth_cert_resolver.has_certs()
@@ -103,7 +103,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         let options = tls.mqtt_options(&url, &args.client_id)?;
         let (_client, mut events) = AsyncClient::new(options, 8);
         let result = connected(&mut events).await;
-        report.expect(format!("connected: {result:?}"), result.is_ok());
+        report.expect(format!("connected: {}", outcome(&result)), result.is_ok());
     }
     Ok(())
 }

@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use clap::Parser;
 use mqtt_sec_auth::identity::CertificateIdentity;
-use mqtt_sec_examples::Report;
 use mqtt_sec_examples::args::BrokerArgs;
 use mqtt_sec_examples::broker::EmbeddedBroker;
 use mqtt_sec_examples::lab::{Error, connected, run_example, server_tls};
+use mqtt_sec_examples::{Report, outcome};
 use mqtt_sec_testkit::{CertSpec, IssuedCert, TestPki};
 use mqtt_sec_tls::rustls::crypto::ring;
-use mqtt_sec_tls::{ClientTls, ReloadableIdentity, Reloaded, TrustRoots};
+use mqtt_sec_tls::{Chain, ClientTls, ReloadableIdentity, Reloaded, TrustRoots};
 use rumqttc::AsyncClient;
 
 /// Client certificate rotation without a restart: a renewed certificate
@@ -80,7 +80,7 @@ fn fingerprint(cert: &IssuedCert) -> Result<String, Error> {
 async fn connect_once(report: &mut Report, tls: &ClientTls, url: &str) -> Result<(), Error> {
     let (client, mut events) = AsyncClient::new(tls.mqtt_options(url, "device-9")?, 8);
     let result = connected(&mut events).await;
-    report.expect(format!("connected: {result:?}"), result.is_ok());
+    report.expect(format!("connected: {}", outcome(&result)), result.is_ok());
     if result.is_ok() {
         client.disconnect().await?;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), events.poll()).await;
@@ -183,7 +183,14 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     install(&dir, &setup.renewed, &setup.renewed)?;
     let reload = identity.reload();
     report.expect(
-        format!("the renewed files are taken: {reload:?}"),
+        format!(
+            "the renewed files are taken: {}",
+            match &reload {
+                Ok(Reloaded::Updated) => "updated".to_owned(),
+                Ok(_) => "unchanged".to_owned(),
+                Err(error) => format!("refused: {}", Chain(error)),
+            }
+        ),
         matches!(reload, Ok(Reloaded::Updated)),
     );
     connect_once(report, &tls, &setup.url).await?;

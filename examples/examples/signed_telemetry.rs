@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use mqtt_sec_examples::Report;
 use mqtt_sec_examples::args::BrokerArgs;
 use mqtt_sec_examples::lab::{Error, Lab, connected, keep_polling, next, run_example};
+use mqtt_sec_examples::{Report, awaited_verdict};
 use mqtt_sec_sign::client::SignedClient;
 use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -92,7 +92,10 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         .await?;
     let verdict = next(&mut verdicts).await;
     report.expect(
-        format!("rejected: {verdict:?}"),
+        format!(
+            "the backend: {}",
+            awaited_verdict(verdict.as_ref().map(|(_, v)| v))
+        ),
         matches!(&verdict, Some((_, Err(e))) if e.contains("signature invalid")),
     );
 
@@ -103,7 +106,10 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         .await?;
     let verdict = next(&mut verdicts).await;
     report.expect(
-        format!("rejected: {verdict:?}"),
+        format!(
+            "the backend: {}",
+            awaited_verdict(verdict.as_ref().map(|(_, v)| v))
+        ),
         matches!(&verdict, Some((_, Err(e))) if e.contains("revoked")),
     );
     Ok(())

@@ -4,7 +4,7 @@
 //! that uses them. The directory is kept and its path printed.
 //!
 //! ```text
-//! cargo run -p mqtt-sec-examples --example throwaway_pki [-- --port 8883]
+//! cargo run -p mqtt-sec-examples --example throwaway_pki [-- --port 8883] [--out-dir DIR] [--keep-ca-key]
 //! ```
 //!
 //! The other examples then run against that mosquitto with the printed
@@ -24,12 +24,20 @@ struct Args {
     /// The port of the mosquitto listener.
     #[arg(long, default_value_t = 8883)]
     port: u16,
+    /// Write the PKI into this directory (created if missing, refused if not
+    /// empty) instead of a new one under the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<std::path::PathBuf>,
+    /// Also write the CA private keys (root-ca.key, intermediate-ca.key), to
+    /// issue more certificates with openssl later.
+    #[arg(long)]
+    keep_ca_key: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let mut report = Report::new();
-    match run(&mut report, args.port) {
+    match run(&mut report, &args) {
         Ok(()) => report.finish(),
         Err(error) => {
             report.expect(format!("no error ({error})"), false);
@@ -38,9 +46,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(report: &mut Report, port: u16) -> Result<(), mqtt_sec_testkit::Error> {
+fn run(report: &mut Report, args: &Args) -> Result<(), mqtt_sec_testkit::Error> {
+    let port = args.port;
     report.step("create a root CA and an intermediate CA (ECDSA P-256)");
-    let mut pki = TestPki::new()?;
+    let mut builder = TestPki::builder();
+    if let Some(dir) = &args.out_dir {
+        builder = builder.directory(dir);
+    }
+    let mut pki = builder.build()?;
 
     report.step("issue a server certificate for localhost / 127.0.0.1");
     let server = pki.issue(&CertSpec::localhost_server("broker"))?;
@@ -91,6 +104,23 @@ fn run(report: &mut Report, port: u16) -> Result<(), mqtt_sec_testkit::Error> {
         report.expect(format!("{} exists", path.display()), path.exists());
     }
 
+    if args.keep_ca_key {
+        let (root_key, intermediate_key) = pki.write_ca_keys()?;
+        report.expect(
+            format!(
+                "the CA keys are kept: {} and {}",
+                root_key.display(),
+                intermediate_key.display()
+            ),
+            root_key.exists() && intermediate_key.exists(),
+        );
+        report.detail(format!(
+            "issue more: openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=device-2 \
+             -keyout device-2.key | openssl x509 -req -CA {d}/intermediate-ca.pem -CAkey {ik} -days 30 -out device-2.pem",
+            d = pki.dir().display(),
+            ik = intermediate_key.display()
+        ));
+    }
     let dir = pki.keep();
     report.step(format!("kept {}; try it:", dir.display()));
     report.detail(format!("mosquitto -c {}", conf_path.display()));

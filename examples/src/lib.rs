@@ -76,6 +76,28 @@ impl Report {
     }
 }
 
+/// A verifier's verdict on one message, as the step log prints it:
+/// `verified "21.5"` or `refused: <reason>` (never a `Debug` dump).
+pub fn verdict(result: &Result<String, String>) -> String {
+    match result {
+        Ok(payload) => format!("verified {payload:?}"),
+        Err(reason) => format!("refused: {reason}"),
+    }
+}
+
+/// A verdict that may not have come: `None` when nothing arrived in time.
+pub fn awaited_verdict(received: Option<&Result<String, String>>) -> String {
+    received.map_or_else(|| "no verdict arrived in time".to_owned(), verdict)
+}
+
+/// `ok` or the error, for an outcome in the step log.
+pub fn outcome<T, E: Display>(result: &Result<T, E>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(error) => format!("failed: {error}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +112,17 @@ mod tests {
         assert!(!report.all_held());
         assert_eq!(report.finish(), ExitCode::FAILURE);
         assert_eq!(Report::new().finish(), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn verdicts_and_outcomes_read_as_text() {
+        assert_eq!(verdict(&Ok("21.5".into())), "verified \"21.5\"");
+        assert_eq!(
+            verdict(&Err("signature invalid".into())),
+            "refused: signature invalid"
+        );
+        assert_eq!(awaited_verdict(None), "no verdict arrived in time");
+        assert_eq!(outcome::<(), &str>(&Ok(())), "ok");
+        assert_eq!(outcome::<(), &str>(&Err("refused")), "failed: refused");
     }
 }

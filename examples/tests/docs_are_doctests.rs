@@ -35,3 +35,22 @@ fn every_rust_block_in_docs_is_a_doctest() {
     }
     assert!(checked >= 2, "the guides were found: {checked}");
 }
+
+/// The examples print values as users read them (`Display`), never as
+/// `Debug` dumps such as `Ok(Some(Ok("21.5")))`.
+#[test]
+fn the_examples_print_no_debug_dumps() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains(":?}") && !line.contains(":#?}"),
+                "{}:{}: a Debug format: {line}",
+                path.display(),
+                number + 1
+            );
+        }
+    }
+}

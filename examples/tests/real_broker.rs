@@ -188,7 +188,11 @@ fn aws_iot_alpn_connects_when_given_an_endpoint() {
         ],
     );
     assert_held("aws_iot_alpn", &output);
-    assert!(text(&output).contains("connected: Ok"), "{}", text(&output));
+    assert!(
+        text(&output).contains("ok: connected: ok"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]

@@ -739,7 +739,10 @@ fn acl_check_and_lint() {
     let allowed = check(&["--username", "alice", "--publish", "telemetry/alice/t"]);
     assert_eq!(allowed.code, 0, "{}", allowed.stderr);
     assert!(
-        allowed.stdout.starts_with("allow\n") && allowed.stdout.contains(":2: "),
+        allowed.stdout.starts_with("allow\n")
+            && allowed
+                .stdout
+                .contains(":2: topic write telemetry/alice/#\n"),
         "{}",
         allowed.stdout
     );
@@ -772,6 +775,15 @@ fn acl_check_and_lint() {
         (value["decision"].as_str(), value["line"].as_u64()),
         (Some("allow"), Some(5))
     );
+    // The text output names the same line and text, no internal index.
+    assert_eq!(value["text"], "pattern read cmd/%c");
+    let text = check(&["--client-id", "c1", "--receive", "cmd/c1"]);
+    assert!(
+        text.stdout.contains(":5: pattern read cmd/%c\n"),
+        "{}",
+        text.stdout
+    );
+    assert!(value.get("rule").is_none(), "{value}");
     assert_eq!(
         check(&["--client-id", "c1", "--subscribe", "cmd/c1"]).code,
         0

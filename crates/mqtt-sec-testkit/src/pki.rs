@@ -434,6 +434,7 @@ impl Authority {
 pub struct TestPkiBuilder {
     ca_key_alg: KeyAlg,
     leaf_key_alg: KeyAlg,
+    directory: Option<PathBuf>,
 }
 
 impl TestPkiBuilder {
@@ -450,6 +451,14 @@ impl TestPkiBuilder {
         self
     }
 
+    /// Writes the PKI into `directory` (created if missing; refused if it
+    /// holds anything), which is kept, instead of a temporary directory
+    /// removed on drop.
+    pub fn directory(mut self, directory: impl Into<PathBuf>) -> Self {
+        self.directory = Some(directory.into());
+        self
+    }
+
     /// Creates the directory, the root and intermediate CAs, and an empty CRL
     /// from each.
     ///
@@ -458,10 +467,29 @@ impl TestPkiBuilder {
     /// [`Error::Certificate`] when rcgen fails, and [`Error::ToolMissing`]
     /// for RSA CAs without openssl.
     pub fn build(self) -> Result<TestPki> {
-        let dir = tempfile::Builder::new()
-            .prefix("mqtt-sec-pki-")
-            .tempdir()
-            .map_err(|e| Error::io("creating the PKI directory", std::env::temp_dir(), e))?;
+        let dir = match self.directory {
+            None => PkiDir::Temporary(
+                tempfile::Builder::new()
+                    .prefix("mqtt-sec-pki-")
+                    .tempdir()
+                    .map_err(|e| {
+                        Error::io("creating the PKI directory", std::env::temp_dir(), e)
+                    })?,
+            ),
+            Some(path) => {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| Error::io("creating the PKI directory", &path, e))?;
+                let mut entries = std::fs::read_dir(&path)
+                    .map_err(|e| Error::io("reading the PKI directory", &path, e))?;
+                if entries.next().is_some() {
+                    return Err(Error::InvalidRequest(format!(
+                        "{} is not empty; a PKI is written only into an empty directory",
+                        path.display()
+                    )));
+                }
+                PkiDir::Kept(path)
+            }
+        };
         // CA names differ between PKIs, so that one PKI's CRLs or CAs are
         // never mistaken for another's by name.
         let tag = random_tag()?;
@@ -495,6 +523,28 @@ impl TestPkiBuilder {
     }
 }
 
+/// Where a PKI's files are: a temporary directory, or one the caller named.
+enum PkiDir {
+    Temporary(TempDir),
+    Kept(PathBuf),
+}
+
+impl PkiDir {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Temporary(dir) => dir.path(),
+            Self::Kept(path) => path,
+        }
+    }
+
+    fn keep(self) -> PathBuf {
+        match self {
+            Self::Temporary(dir) => dir.keep(),
+            Self::Kept(path) => path,
+        }
+    }
+}
+
 /// A throwaway PKI in a temporary directory, removed on drop.
 ///
 /// The root CA signs an intermediate CA, which signs leaf certificates by
@@ -515,7 +565,7 @@ impl TestPkiBuilder {
 /// # Ok::<(), mqtt_sec_testkit::Error>(())
 /// ```
 pub struct TestPki {
-    dir: TempDir,
+    dir: PkiDir,
     /// Random suffix of this PKI's CA names.
     tag: String,
     ca_key_alg: KeyAlg,
@@ -544,6 +594,7 @@ impl TestPki {
         TestPkiBuilder {
             ca_key_alg: KeyAlg::EcdsaP256,
             leaf_key_alg: KeyAlg::EcdsaP256,
+            directory: None,
         }
     }
 
@@ -593,6 +644,26 @@ impl TestPki {
     /// As [`TestPkiBuilder::build`].
     pub fn unknown_ca(&mut self) -> Result<&CaCert> {
         Ok(&self.unknown_authority()?.cert)
+    }
+
+    /// Writes the root and intermediate CA private keys (`root-ca.key`,
+    /// `intermediate-ca.key`, PKCS#8 PEM, mode 0600) next to their
+    /// certificates, so that more certificates can be issued with other
+    /// tools (`openssl x509 -req -CA intermediate-ca.pem -CAkey
+    /// intermediate-ca.key ...`). They stay in memory otherwise: a test
+    /// PKI's CA keys never touch the disk unless asked.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be written.
+    pub fn write_ca_keys(&self) -> Result<(PathBuf, PathBuf)> {
+        let root = self.dir.path().join("root-ca.key");
+        let intermediate = self.dir.path().join("intermediate-ca.key");
+        write_private_file(&root, self.root.issuer.key().serialize_pem().as_bytes())?;
+        write_private_file(
+            &intermediate,
+            self.intermediate.issuer.key().serialize_pem().as_bytes(),
+        )?;
+        Ok((root, intermediate))
     }
 
     /// Path of the PEM file with a current CRL from the root and one from the

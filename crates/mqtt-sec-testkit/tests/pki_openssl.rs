@@ -241,3 +241,90 @@ fn the_directory_is_removed_on_drop_unless_kept() {
     assert!(kept.join("crl.pem").exists());
     std::fs::remove_dir_all(kept).unwrap();
 }
+
+/// A PKI written into a named directory stays there, and refuses a
+/// directory that already holds something; the CA keys, written only when
+/// asked, are the CAs' keys: openssl issues a certificate with the
+/// intermediate's key that verifies against the root.
+#[test]
+fn a_kept_pki_and_its_ca_keys_issue_more_certificates() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("pki");
+    let pki = TestPki::builder().directory(&dir).build().unwrap();
+    assert_eq!(pki.dir(), dir);
+    assert!(
+        !dir.join("root-ca.key").exists(),
+        "CA keys stay in memory unless asked"
+    );
+    let (root_key, intermediate_key) = pki.write_ca_keys().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for key in [&root_key, &intermediate_key] {
+            assert_eq!(
+                std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+    for (cert, key) in [
+        (pki.root().cert_path(), &root_key),
+        (pki.intermediate().cert_path(), &intermediate_key),
+    ] {
+        let Some((ok, from_cert)) = openssl(&[&"x509", &"-noout", &"-pubkey", &"-in", &cert])
+        else {
+            return;
+        };
+        assert!(ok, "{from_cert}");
+        let (ok, from_key) = openssl(&[&"pkey", &"-pubout", &"-in", key]).unwrap();
+        assert!(ok, "{from_key}");
+        assert_eq!(from_cert, from_key, "{key:?} is the key of {cert:?}");
+    }
+    let leaf_key = dir.join("extra.key");
+    let csr = dir.join("extra.csr");
+    let leaf = dir.join("extra.pem");
+    let (ok, out) = openssl(&[
+        &"req",
+        &"-new",
+        &"-newkey",
+        &"ec",
+        &"-pkeyopt",
+        &"ec_paramgen_curve:P-256",
+        &"-nodes",
+        &"-subj",
+        &"/CN=extra",
+        &"-keyout",
+        &leaf_key,
+        &"-out",
+        &csr,
+    ])
+    .unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = openssl(&[
+        &"x509",
+        &"-req",
+        &"-in",
+        &csr,
+        &"-CA",
+        &pki.intermediate().cert_path(),
+        &"-CAkey",
+        &intermediate_key,
+        &"-days",
+        &"1",
+        &"-out",
+        &leaf,
+    ])
+    .unwrap();
+    assert!(ok, "{out}");
+    let (ok, out) = verify(&pki, &leaf, false).unwrap();
+    assert!(ok, "openssl verify: {out}");
+    drop(pki);
+    assert!(
+        dir.join("root-ca.pem").exists(),
+        "a named directory is kept"
+    );
+    match TestPki::builder().directory(&dir).build() {
+        Err(Error::InvalidRequest(message)) => assert!(message.contains("not empty"), "{message}"),
+        other => panic!("a non-empty directory must be refused, got {other:?}"),
+    }
+}

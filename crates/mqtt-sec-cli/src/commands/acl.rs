@@ -47,29 +47,33 @@ pub(crate) fn check(args: &AclCheckArgs, json: bool) -> Result<ExitCode, CliErro
     } else {
         "deny"
     };
-    let (rule, line, why) = match decision.reason() {
-        Reason::Rule { index, rule } => (
-            Some(*index),
+    // The deciding rule is named by where it is written (its line and the
+    // line's text), the same in both outputs; its meaning follows.
+    let (line, written, why) = match decision.reason() {
+        Reason::Rule { rule, .. } => (
             rule.source().line,
-            format!("rule {} ({rule})", index + 1),
+            rule.source().text.clone(),
+            rule.to_string(),
         ),
         Reason::NoMatchingRule => (None, None, "no rule matches (default deny)".into()),
-        Reason::InvalidTopic(error) => (None, None, format!("invalid topic: {error}")),
+        Reason::InvalidTopic(error) => (None, None, format!("invalid topic: {}", Chain(error))),
         Reason::OverLimit => (None, None, "topic over the policy's limits".into()),
         Reason::SubscribeGrantedByMode => (
             None,
             None,
             "SUBSCRIBE granted: the broker checks each delivery instead (see --receive)".into(),
         ),
-        other => (None, None, format!("{other:?}")),
+        _ => (None, None, decision.to_string()),
     };
     if json {
-        print_json(&json!({"decision": verdict, "rule": rule, "line": line, "reason": why}));
+        print_json(&json!({"decision": verdict, "line": line, "text": written, "reason": why}));
     } else {
-        let place = line
-            .map(|l| format!("{}:{l}: ", args.file.file.display()))
-            .unwrap_or_default();
-        println!("{verdict}\n{place}{why}");
+        let file = args.file.file.display();
+        match (line, &written) {
+            (Some(line), Some(text)) => println!("{verdict}\n{file}:{line}: {text}\n  {why}"),
+            (Some(line), None) => println!("{verdict}\n{file}:{line}: {why}"),
+            _ => println!("{verdict}\n{why}"),
+        }
     }
     Ok(if decision.is_allowed() {
         ExitCode::SUCCESS
