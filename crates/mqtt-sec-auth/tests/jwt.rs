@@ -69,252 +69,238 @@ fn check(claims: serde_json::Value, validation: Validation) -> Result<(), JwtErr
     verify_with(key.key_set(), validation, &token).map(|_| ())
 }
 
+type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// One case of a claims table: what it checks, how the good claims are
+/// changed, the verifier's validation, and the verdict.
+struct ClaimsCase {
+    name: &'static str,
+    edit: Box<dyn Fn(&mut Claims)>,
+    validation: Validation,
+    expected: Result<(), JwtError>,
+}
+
+fn case(
+    name: &'static str,
+    edit: Box<dyn Fn(&mut Claims)>,
+    validation: Validation,
+    expected: Result<(), JwtError>,
+) -> ClaimsCase {
+    ClaimsCase {
+        name,
+        edit,
+        validation,
+        expected,
+    }
+}
+
+/// Sets (or adds) a claim.
+fn set(name: &'static str, value: serde_json::Value) -> Box<dyn Fn(&mut Claims)> {
+    Box::new(move |claims| {
+        claims.insert(name.into(), value.clone());
+    })
+}
+
+/// Removes a claim.
+fn remove(name: &'static str) -> Box<dyn Fn(&mut Claims)> {
+    Box::new(move |claims| {
+        claims.remove(name);
+    })
+}
+
+/// The good claims as they are.
+fn unchanged() -> Box<dyn Fn(&mut Claims)> {
+    Box::new(|_| {})
+}
+
+fn run_cases(cases: Vec<ClaimsCase>) {
+    for case in cases {
+        let claims = claims_with(|c| (case.edit)(c));
+        assert_eq!(
+            check(claims, case.validation),
+            case.expected,
+            "{}",
+            case.name
+        );
+    }
+}
+
+fn missing(claim: &str) -> Result<(), JwtError> {
+    Err(JwtError::MissingClaim(claim.into()))
+}
+
+fn invalid(claim: &str) -> Result<(), JwtError> {
+    Err(JwtError::InvalidClaim(claim.into()))
+}
+
 #[test]
 fn time_claims() {
     let t = secs(now());
     let v = Validation::new;
-    // exp: required, in the past is refused, within the 30 s leeway passes.
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.remove("exp");
-            }),
-            v()
+    let aged = || v().max_age(Duration::from_secs(300));
+    run_cases(vec![
+        case("exp is required", remove("exp"), v(), missing("exp")),
+        case(
+            "exp 31 s ago: past the 30 s leeway",
+            set("exp", json!(t - 31)),
+            v(),
+            Err(JwtError::Expired),
         ),
-        Err(JwtError::MissingClaim("exp".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(t - 31);
-            }),
-            v()
+        case(
+            "exp 29 s ago: within the leeway",
+            set("exp", json!(t - 29)),
+            v(),
+            Ok(()),
         ),
-        Err(JwtError::Expired)
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(t - 29);
-            }),
-            v()
+        case(
+            "exp 29 s ago without leeway",
+            set("exp", json!(t - 29)),
+            v().leeway(Duration::ZERO),
+            Err(JwtError::Expired),
         ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(t - 29);
-            }),
-            v().leeway(Duration::ZERO)
+        case(
+            "exp not a number",
+            set("exp", json!("soon")),
+            v(),
+            invalid("exp"),
         ),
-        Err(JwtError::Expired)
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!("soon");
-            }),
-            v()
+        case("exp negative", set("exp", json!(-5)), v(), invalid("exp")),
+        // RFC 7519 section 2: NumericDates may be fractional.
+        case(
+            "exp fractional",
+            set("exp", json!(t as f64 + 60.5)),
+            v(),
+            Ok(()),
         ),
-        Err(JwtError::InvalidClaim("exp".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(-5);
-            }),
-            v()
+        case(
+            "nbf 31 s ahead",
+            set("nbf", json!(t + 31)),
+            v(),
+            Err(JwtError::NotYetValid),
         ),
-        Err(JwtError::InvalidClaim("exp".into()))
-    );
-    // Fractional NumericDates are allowed (RFC 7519 section 2).
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(t as f64 + 60.5);
-            }),
-            v()
+        case(
+            "nbf 20 s ahead: within the leeway",
+            set("nbf", json!(t + 20)),
+            v(),
+            Ok(()),
         ),
-        Ok(())
-    );
-    // nbf
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("nbf".into(), json!(t + 31));
-            }),
-            v()
+        case(
+            "iat a minute ahead",
+            set("iat", json!(t + 60)),
+            v(),
+            Err(JwtError::IssuedInFuture),
         ),
-        Err(JwtError::NotYetValid)
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("nbf".into(), json!(t + 20));
-            }),
-            v()
+        case(
+            "iat older than max_age and leeway",
+            set("iat", json!(t - 331)),
+            aged(),
+            Err(JwtError::TooOld),
         ),
-        Ok(())
-    );
-    // iat
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["iat"] = json!(t + 60);
-            }),
-            v()
+        case(
+            "iat exactly max_age old",
+            set("iat", json!(t - 300)),
+            aged(),
+            Ok(()),
         ),
-        Err(JwtError::IssuedInFuture)
-    );
-    let aged = v().max_age(Duration::from_secs(300));
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["iat"] = json!(t - 331);
-            }),
-            aged.clone()
+        // Lifetime: 24 h by default, which needs iat.
+        case(
+            "lifetime one second over 24 h",
+            set("exp", json!(t - 10 + 86_401)),
+            v(),
+            Err(JwtError::LifetimeTooLong),
         ),
-        Err(JwtError::TooOld)
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["iat"] = json!(t - 300);
-            }),
-            aged
+        case(
+            "iat required for the lifetime check",
+            remove("iat"),
+            v(),
+            missing("iat"),
         ),
-        Ok(())
-    );
-    // Lifetime: 24 h by default, which needs iat.
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(t - 10 + 86_401);
-            }),
-            v()
+        case(
+            "no iat without a lifetime limit",
+            remove("iat"),
+            v().max_lifetime(None),
+            Ok(()),
         ),
-        Err(JwtError::LifetimeTooLong)
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.remove("iat");
-            }),
-            v()
+        case(
+            "lifetime over a configured 30 min",
+            set("exp", json!(t + 3600)),
+            v().max_lifetime(Some(Duration::from_secs(1800))),
+            Err(JwtError::LifetimeTooLong),
         ),
-        Err(JwtError::MissingClaim("iat".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.remove("iat");
-            }),
-            v().max_lifetime(None)
-        ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["exp"] = json!(t + 3600);
-            }),
-            v().max_lifetime(Some(Duration::from_secs(1800)))
-        ),
-        Err(JwtError::LifetimeTooLong)
-    );
+    ]);
 }
 
 #[test]
 fn issuer_and_audience() {
-    let v = || {
+    let iss = || {
         Validation::new()
             .issuer("https://idp.example")
             .issuer("factory")
     };
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("iss".into(), json!("factory"));
-            }),
-            v()
+    let aud = || Validation::new().audience("broker-eu");
+    run_cases(vec![
+        case(
+            "an accepted issuer",
+            set("iss", json!("factory")),
+            iss(),
+            Ok(()),
         ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("iss".into(), json!("evil"));
-            }),
-            v()
+        case(
+            "another issuer",
+            set("iss", json!("evil")),
+            iss(),
+            Err(JwtError::WrongIssuer),
         ),
-        Err(JwtError::WrongIssuer)
-    );
-    assert_eq!(
-        check(good_claims(), v()),
-        Err(JwtError::MissingClaim("iss".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("iss".into(), json!(7));
-            }),
-            v()
+        case(
+            "no iss where one is required",
+            unchanged(),
+            iss(),
+            missing("iss"),
         ),
-        Err(JwtError::InvalidClaim("iss".into()))
-    );
-
-    let a = || Validation::new().audience("broker-eu");
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("aud".into(), json!("broker-eu"));
-            }),
-            a()
+        case(
+            "iss not a string",
+            set("iss", json!(7)),
+            iss(),
+            invalid("iss"),
         ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("aud".into(), json!(["x", "broker-eu"]));
-            }),
-            a()
+        case(
+            "aud as a string",
+            set("aud", json!("broker-eu")),
+            aud(),
+            Ok(()),
         ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("aud".into(), json!(["x", "broker-us"]));
-            }),
-            a()
+        case(
+            "aud as an array naming us",
+            set("aud", json!(["x", "broker-eu"])),
+            aud(),
+            Ok(()),
         ),
-        Err(JwtError::WrongAudience)
-    );
-    assert_eq!(
-        check(good_claims(), a()),
-        Err(JwtError::MissingClaim("aud".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("aud".into(), json!(["broker-eu", 1]));
-            }),
-            a()
+        case(
+            "aud naming others",
+            set("aud", json!(["x", "broker-us"])),
+            aud(),
+            Err(JwtError::WrongAudience),
         ),
-        Err(JwtError::InvalidClaim("aud".into()))
-    );
-    // A token meant for some audience is refused by a verifier that has none.
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("aud".into(), json!("broker-eu"));
-            }),
-            Validation::new()
+        case(
+            "no aud where one is required",
+            unchanged(),
+            aud(),
+            missing("aud"),
         ),
-        Err(JwtError::WrongAudience)
-    );
+        case(
+            "aud with a non-string",
+            set("aud", json!(["broker-eu", 1])),
+            aud(),
+            invalid("aud"),
+        ),
+        // A token meant for some audience is refused by a verifier that has none.
+        case(
+            "aud given to a verifier without one",
+            set("aud", json!("broker-eu")),
+            Validation::new(),
+            Err(JwtError::WrongAudience),
+        ),
+    ]);
 }
 
 #[test]
@@ -350,60 +336,52 @@ fn identity_binding() {
         "dev-1"
     );
 
-    let custom = || Validation::new().identity_claim("device_id");
-    assert_eq!(
-        check(good_claims(), custom()),
-        Err(JwtError::MissingClaim("device_id".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c.insert("device_id".into(), json!("dev-1"));
-            }),
-            custom()
-        ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["sub"] = json!(["dev-1"]);
-            }),
-            Validation::new()
-        ),
-        Err(JwtError::InvalidClaim("sub".into()))
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["sub"] = json!("");
-            }),
-            Validation::new()
-        ),
-        Err(JwtError::InvalidClaim("sub".into()))
-    );
     // An identity longer than an MQTT string (65,535 bytes) can never equal
     // a client id or username: refused as invalid, not compared.
-    let long_tokens = || Validation::new().max_token_len(256 * 1024);
-    let longest = "d".repeat(65_535);
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["sub"] = json!(longest);
-            }),
-            long_tokens().bind_to(Binding::Unbound)
+    let long = || {
+        Validation::new()
+            .max_token_len(256 * 1024)
+            .bind_to(Binding::Unbound)
+    };
+    let custom = || Validation::new().identity_claim("device_id");
+    run_cases(vec![
+        case(
+            "a custom identity claim that is absent",
+            unchanged(),
+            custom(),
+            missing("device_id"),
         ),
-        Ok(())
-    );
-    assert_eq!(
-        check(
-            claims_with(|c| {
-                c["sub"] = json!("d".repeat(65_536));
-            }),
-            long_tokens().bind_to(Binding::Unbound)
+        case(
+            "a custom identity claim",
+            set("device_id", json!("dev-1")),
+            custom(),
+            Ok(()),
         ),
-        Err(JwtError::InvalidClaim("sub".into()))
-    );
+        case(
+            "sub not a string",
+            set("sub", json!(["dev-1"])),
+            Validation::new(),
+            invalid("sub"),
+        ),
+        case(
+            "sub empty",
+            set("sub", json!("")),
+            Validation::new(),
+            invalid("sub"),
+        ),
+        case(
+            "sub of 65,535 bytes",
+            set("sub", json!("d".repeat(65_535))),
+            long(),
+            Ok(()),
+        ),
+        case(
+            "sub of 65,536 bytes",
+            set("sub", json!("d".repeat(65_536))),
+            long(),
+            invalid("sub"),
+        ),
+    ]);
 }
 
 #[test]

@@ -577,38 +577,52 @@ fn anything_in_the_unprotected_header_is_rejected() {
 #[test]
 fn missing_or_malformed_claims_and_kid_are_rejected() {
     let f = Fixture::new();
-    let bad_claims = [
-        Value::Map(vec![(Value::from(6), Value::from(NOW as i64))]),
-        Value::Map(vec![(Value::from(7), Value::Bytes(vec![0; 8]))]),
-        Value::Map(vec![
-            (Value::from(6), Value::Float(NOW as f64)),
-            (Value::from(7), Value::Bytes(vec![0; 8])),
-        ]),
-        Value::Map(vec![
-            (Value::from(6), Value::from(-1)),
-            (Value::from(7), Value::Bytes(vec![0; 8])),
-        ]),
-        Value::Map(vec![
-            (Value::from(6), Value::from(NOW as i64)),
-            (Value::from(7), Value::Bytes(vec![0; 7])),
-        ]),
-        Value::Map(vec![
-            (Value::from(6), Value::from(NOW as i64)),
-            (Value::from(7), Value::from(1)),
-        ]),
-        Value::Bytes(vec![]),
-    ];
-    for (i, claims) in bad_claims.into_iter().enumerate() {
-        let h = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), Some(claims));
+    let cti = || (Value::from(7), Value::Bytes(vec![0; 8]));
+    let iat = || (Value::from(6), Value::from(NOW as i64));
+    let cases = [
+        (
+            "no cti",
+            Value::Map(vec![iat()]),
+            MalformedEnvelope::BadClaims,
+        ),
+        (
+            "no iat",
+            Value::Map(vec![cti()]),
+            MalformedEnvelope::BadClaims,
+        ),
         // A float is refused by the reader before the claims are looked at.
-        let expected = match i {
-            2 => MalformedEnvelope::NonCanonical,
-            _ => MalformedEnvelope::BadClaims,
-        };
+        (
+            "iat a float",
+            Value::Map(vec![(Value::from(6), Value::Float(NOW as f64)), cti()]),
+            MalformedEnvelope::NonCanonical,
+        ),
+        (
+            "iat negative",
+            Value::Map(vec![(Value::from(6), Value::from(-1)), cti()]),
+            MalformedEnvelope::BadClaims,
+        ),
+        (
+            "cti of 7 bytes",
+            Value::Map(vec![iat(), (Value::from(7), Value::Bytes(vec![0; 7]))]),
+            MalformedEnvelope::BadClaims,
+        ),
+        (
+            "cti an integer",
+            Value::Map(vec![iat(), (Value::from(7), Value::from(1))]),
+            MalformedEnvelope::BadClaims,
+        ),
+        (
+            "claims not a map",
+            Value::Bytes(vec![]),
+            MalformedEnvelope::BadClaims,
+        ),
+    ];
+    for (name, claims, expected) in cases {
+        let h = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), Some(claims));
         assert_eq!(
             verify_header(&f, h),
             Err(VerifyError::Malformed(expected)),
-            "case {i}"
+            "{name}"
         );
     }
     let no_claims = header_of(Algorithm::EdDSA.into(), f.kid().as_bytes(), None);
