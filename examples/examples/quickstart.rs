@@ -41,7 +41,7 @@ use mqtt_sec_examples::args::{BrokerArgs, RealBroker};
 use mqtt_sec_examples::broker::EmbeddedBroker;
 use mqtt_sec_examples::lab::{Error, Lab, connected, next, run_example, server_tls};
 use mqtt_sec_examples::{Report, awaited_verdict};
-use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::{Signer, TrustedKey, Verifier};
 use mqtt_sec_testkit::{CertSpec, TestPki};
 use mqtt_sec_tls::{Pin, PinSet};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -246,7 +246,7 @@ async fn backend_subscribes(
         .map_err(|e| format!("backend: {e}"))?;
     report.expect("the backend is connected", true);
     backend.subscribe("telemetry/#", QoS::AtLeastOnce).await?;
-    let registry = KeyRegistry::new();
+    let registry = mqtt_sec_sign::KeySet::new();
     registry.insert(TrustedKey::new(signer.verifying_key())?)?;
     let verifier = Verifier::new(registry);
     let (verdicts, verdict_rx) = mpsc::unbounded_channel();

@@ -16,7 +16,7 @@ use mqtt_sec_examples::args::BrokerArgs;
 use mqtt_sec_examples::lab::{Error, Lab, connected, keep_polling, next, run_example};
 use mqtt_sec_examples::{Report, awaited_verdict};
 use mqtt_sec_sign::client::SignedClient;
-use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::{KeySet, Signer, TrustedKey, Verifier};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -43,7 +43,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         "sensor key id (RFC 7638 thumbprint): {}",
         signer.kid()
     ));
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     registry.insert(TrustedKey::new(signer.verifying_key())?)?;
     let verifier = Arc::new(Verifier::new(registry));
     let (subscriber, mut events) = AsyncClient::new(lab.options("dashboard")?, 64);

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use mqtt_sec_auth::jwt::{
-    ClientContext, DeviceKeys, JwtKey, KeySet, RING_PROVIDER, TokenVerifier, Validation,
+    ClientContext, DeviceKeys, KeySet, RING_PROVIDER, TokenVerifier, TrustedKey, Validation,
 };
 use mqtt_sec_auth::secrecy::SecretSlice;
 
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let key = || JwtKey::hs256("k", SecretSlice::from(SECRET.to_vec())).unwrap();
+    let key = || TrustedKey::hs256("k", SecretSlice::from(SECRET.to_vec())).unwrap();
     let verifier =
         TokenVerifier::trusted_issuer(Arc::new(KeySet::new([key()]).unwrap()), Validation::new());
     let mut devices = DeviceKeys::new();

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mqtt_sec_sign::{KeyRegistry, Message, TrustedKey, Verifier};
+use mqtt_sec_sign::{KeySet, Message, TrustedKey, Verifier};
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, rest @ ..] = data else { return };
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     let key = mqtt_sec_sign::ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
     registry.insert(TrustedKey::new(key).unwrap()).unwrap();
     let verifier = Verifier::new(registry).max_envelope_len(4096);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use mqtt_sec_sign::clock::ManualClock;
 use mqtt_sec_sign::ed25519_dalek::VerifyingKey;
-use mqtt_sec_sign::{KeyRegistry, Kid, Message, TrustedKey, Verifier, envelope};
+use mqtt_sec_sign::{KeySet, Kid, Message, TrustedKey, Verifier, envelope};
 
 const RFC8032_PUBLIC: [u8; 32] = [
     0xd7, 0x5a, 0x98, 0x01, 0x82, 0xb1, 0x0a, 0xb7, 0xd5, 0x4b, 0xfe, 0xd3, 0xc9, 0x64, 0x07, 0x3a,
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let key = VerifyingKey::from_bytes(&RFC8032_PUBLIC).unwrap();
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     registry.insert(TrustedKey::new(key).unwrap()).unwrap();
     registry
         .insert(

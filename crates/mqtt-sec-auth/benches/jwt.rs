@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use mqtt_sec_auth::jwt::{
-    ClaimsTemplate, ClientContext, DeviceKeys, JwtKey, KeySet, SigningKey, TokenMinter,
-    TokenVerifier, Validation,
+    ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter, TokenVerifier,
+    TrustedKey, Validation,
 };
 use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 use ring::rand::SystemRandom;
@@ -96,9 +96,11 @@ fn verify(c: &mut Criterion) {
             .unwrap();
         let keys = match jwk {
             Some(jwk) => KeySet::from_jwks_json(&serde_json::json!({"keys": [jwk]}).to_string()),
-            None => KeySet::new([
-                JwtKey::hs256(kid.clone(), SecretSlice::from(SECRET.to_vec())).unwrap(),
-            ]),
+            None => {
+                KeySet::new([
+                    TrustedKey::hs256(kid.clone(), SecretSlice::from(SECRET.to_vec())).unwrap(),
+                ])
+            }
         }
         .unwrap();
         let mut devices = DeviceKeys::new();

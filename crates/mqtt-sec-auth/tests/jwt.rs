@@ -13,7 +13,8 @@ use jsonwebtoken::Algorithm;
 use mqtt_sec_auth::JwtError;
 use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_auth::jwt::{
-    Binding, ClaimsTemplate, ClientContext, JwtKey, KeySet, TokenMinter, TokenVerifier, Validation,
+    Binding, ClaimsTemplate, ClientContext, KeySet, TokenMinter, TokenVerifier, TrustedKey,
+    Validation,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -422,13 +423,13 @@ fn ed25519_keys_must_be_points_of_large_order() {
     let mut identity = [0u8; 32];
     identity[0] = 1;
     assert!(matches!(
-        JwtKey::ed25519(identity),
+        TrustedKey::ed25519(identity),
         Err(mqtt_sec_auth::JwtKeyError::Invalid(_))
     ));
     let mut not_a_point = [0u8; 32];
     not_a_point[0] = 2;
     assert!(matches!(
-        JwtKey::ed25519(not_a_point),
+        TrustedKey::ed25519(not_a_point),
         Err(mqtt_sec_auth::JwtKeyError::Invalid(_))
     ));
 }

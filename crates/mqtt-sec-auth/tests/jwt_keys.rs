@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqtt_sec_auth::jwt::{
-    CachedKeySource, ClientContext, FileKeySource, JwtKey, KeySet, KeySource, MAX_JWKS_LEN,
-    TokenVerifier, Validation,
+    CachedKeySource, ClientContext, FileKeySource, KeySet, KeySource, MAX_JWKS_LEN, TokenVerifier,
+    TrustedKey, Validation,
 };
 use mqtt_sec_auth::{JwtError, JwtKeyError, KeySourceError};
 use serde_json::json;
@@ -131,7 +131,7 @@ fn broken_keys_refuse_the_whole_set() {
     );
     // RSA: 1024 bits is too small; also from a PEM.
     let small =
-        JwtKey::from_public_key_pem(include_str!("data/rsa1024-test-public.pem")).unwrap_err();
+        TrustedKey::from_public_key_pem(include_str!("data/rsa1024-test-public.pem")).unwrap_err();
     assert_eq!(small, JwtKeyError::RsaSize { bits: 1024 });
     let n_1024 = base64::Engine::encode(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -149,7 +149,7 @@ fn broken_keys_refuse_the_whole_set() {
         );
     }
     assert_eq!(
-        JwtKey::rs256(&[], &[1, 0, 1]).unwrap_err(),
+        TrustedKey::rs256(&[], &[1, 0, 1]).unwrap_err(),
         JwtKeyError::RsaSize { bits: 0 }
     );
     let n_2048 = base64::Engine::encode(
@@ -226,26 +226,26 @@ fn public_key_pems_of_each_type() {
     assert_eq!(from_jwk.iter().next().unwrap().kid(), rsa_public.0.kid());
     for alg in [&rcgen::PKCS_ED25519, &rcgen::PKCS_ECDSA_P256_SHA256] {
         let pair = rcgen::KeyPair::generate_for(alg).unwrap();
-        let key = JwtKey::from_public_key_pem(&pair.public_key_pem()).unwrap();
+        let key = TrustedKey::from_public_key_pem(&pair.public_key_pem()).unwrap();
         let signing =
             mqtt_sec_auth::jwt::SigningKey::from_pkcs8_der(&pair.serialize_der()).unwrap();
         assert_eq!(key.kid(), signing.kid());
     }
     let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
     assert!(matches!(
-        JwtKey::from_public_key_pem(&p384.public_key_pem()),
+        TrustedKey::from_public_key_pem(&p384.public_key_pem()),
         Err(JwtKeyError::Unsupported(_))
     ));
     assert_eq!(
-        JwtKey::from_public_key_pem("junk").unwrap_err(),
+        TrustedKey::from_public_key_pem("junk").unwrap_err(),
         JwtKeyError::Pem("PUBLIC KEY")
     );
     assert!(matches!(
-        JwtKey::from_public_key_der(b"\x30\x00"),
+        TrustedKey::from_public_key_der(b"\x30\x00"),
         Err(JwtKeyError::Invalid(_))
     ));
     assert_eq!(
-        JwtKey::from_public_key_pem(&"x".repeat(70_000)).unwrap_err(),
+        TrustedKey::from_public_key_pem(&"x".repeat(70_000)).unwrap_err(),
         JwtKeyError::TooLarge { max: 65_536 }
     );
 }

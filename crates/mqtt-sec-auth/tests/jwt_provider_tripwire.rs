@@ -9,7 +9,7 @@ mod support;
 
 use jsonwebtoken::crypto::{CryptoProvider, KeyUtils};
 use mqtt_sec_auth::jwt::{
-    ClaimsTemplate, JwtKey, KeySet, TokenMinter, Validation, install_ring_provider,
+    ClaimsTemplate, KeySet, TokenMinter, TrustedKey, Validation, install_ring_provider,
 };
 use support::*;
 
@@ -45,7 +45,7 @@ fn this_crate_never_uses_the_process_wide_provider() {
         assert!(verify_with(keys, Validation::new(), minted.as_str()).is_ok());
     }
     let pem = rcgen::KeyPair::generate().unwrap().public_key_pem();
-    let key = JwtKey::from_public_key_pem(&pem).unwrap();
+    let key = TrustedKey::from_public_key_pem(&pem).unwrap();
     assert!(KeySet::new([key]).is_ok());
     // Offering ring does not replace an installed provider, and does not panic.
     assert!(!install_ring_provider());

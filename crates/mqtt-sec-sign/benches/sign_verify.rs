@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::{Signer as _, SigningKey};
-use mqtt_sec_sign::{KeyRegistry, Message, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::{KeySet, Message, Signer, TrustedKey, Verifier};
 
 const TOPIC: &str = "plant/line-1/sensors/temperature";
 const SIZES: [usize; 3] = [32, 256, 4096];
@@ -18,7 +18,7 @@ const SIZES: [usize; 3] = [32, 256, 4096];
 fn setup() -> (SigningKey, Signer, Verifier) {
     let key = SigningKey::from_bytes(&[7; 32]);
     let signer = Signer::new(key.clone());
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     registry
         .insert(TrustedKey::new(key.verifying_key()).unwrap())
         .unwrap();

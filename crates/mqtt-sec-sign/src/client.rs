@@ -222,10 +222,10 @@ fn reject(topic: &str, error: VerifyError) -> Result<Verified, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{KeyRegistry, TrustedKey};
+    use crate::{KeySet, TrustedKey};
 
     fn verifier(signer: &Signer) -> Verifier {
-        let registry = KeyRegistry::new();
+        let registry = KeySet::new();
         registry
             .insert(TrustedKey::new(signer.verifying_key()).unwrap())
             .unwrap();

@@ -253,9 +253,9 @@ pub(crate) enum Entry {
 /// the same keys). Keys can be added and revoked while verifiers run.
 ///
 /// ```
-/// use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey};
+/// use mqtt_sec_sign::{KeySet, Signer, TrustedKey};
 /// let signer = Signer::generate()?;
-/// let registry = KeyRegistry::new();
+/// let registry = KeySet::new();
 /// let key = TrustedKey::new(signer.verifying_key())?;
 /// # #[cfg(feature = "acl")]
 /// let key = key.allow_topics(["sensors/#"])?; // feature `acl` (default)
@@ -264,11 +264,11 @@ pub(crate) enum Entry {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct KeyRegistry {
+pub struct KeySet {
     keys: Arc<RwLock<HashMap<Kid, Entry>>>,
 }
 
-impl KeyRegistry {
+impl KeySet {
     /// An empty registry: every envelope is rejected until keys are added.
     pub fn new() -> Self {
         Self::default()
@@ -293,7 +293,7 @@ impl KeyRegistry {
     /// Adds every key of a JWK Set (`{"keys": [...]}`), all or nothing.
     ///
     /// # Errors
-    /// Any error of [`TrustedKey::from_jwk`] or [`KeyRegistry::insert`], including
+    /// Any error of [`TrustedKey::from_jwk`] or [`KeySet::insert`], including
     /// two keys of the set with the same id; on error no key is added.
     pub fn insert_jwk_set(&self, jwks: &str) -> Result<usize, KeyError> {
         if jwks.len() > MAX_JWK_SET_LEN {

@@ -27,7 +27,7 @@ pub use mqtt_sec_acl;
 pub use secrecy::{self, SecretString};
 
 pub use error::{KeyError, MalformedEnvelope, SignError, TopicNameError, VerifyError};
-pub use keys::{KeyRegistry, MAX_JWK_SET_LEN, TrustedKey};
+pub use keys::{KeySet, MAX_JWK_SET_LEN, TrustedKey};
 pub use kid::{Kid, MAX_KID_LEN};
 pub use mqtt_sec_core::Cause;
 pub use sequence::{FileSequenceStore, SequenceStore};

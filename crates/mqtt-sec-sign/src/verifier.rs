@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::clock::{Clock, SystemClock};
 use crate::envelope::{self, Intent};
 use crate::error::{MalformedEnvelope, VerifyError};
-use crate::keys::{Entry, KeyRegistry, TrustedKey};
+use crate::keys::{Entry, KeySet, TrustedKey};
 use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayRejection, ReplayStore};
 use crate::{Kid, topic};
 use mqtt_sec_core::ed25519::{self, BatchItem};
@@ -151,7 +151,7 @@ impl Verified {
     }
 }
 
-/// Verifies envelopes against a [`KeyRegistry`].
+/// Verifies envelopes against a [`KeySet`].
 ///
 /// The checks run in this order, and the first failure is the error: size
 /// limit, decoding, topic name, key lookup (unknown, revoked, outside its
@@ -164,9 +164,9 @@ impl Verified {
 /// many tasks.
 ///
 /// ```
-/// use mqtt_sec_sign::{KeyRegistry, Signer, TrustedKey, Verifier, VerifyError};
+/// use mqtt_sec_sign::{KeySet, Signer, TrustedKey, Verifier, VerifyError};
 /// let signer = Signer::generate()?;
-/// let registry = KeyRegistry::new();
+/// let registry = KeySet::new();
 /// registry.insert(TrustedKey::new(signer.verifying_key())?)?;
 /// let verifier = Verifier::new(registry);
 ///
@@ -182,7 +182,7 @@ impl Verified {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    registry: KeyRegistry,
+    registry: KeySet,
     clock: Arc<dyn Clock>,
     replay: Arc<dyn ReplayStore>,
     max_envelope: usize,
@@ -207,7 +207,7 @@ struct Candidate<'a> {
 impl Verifier {
     /// A verifier with the defaults: 256 KiB envelopes, 30 s clock skew, 24 h
     /// for retained messages, replay windows of 64 in memory, the system clock.
-    pub fn new(registry: KeyRegistry) -> Self {
+    pub fn new(registry: KeySet) -> Self {
         Self {
             registry,
             clock: Arc::new(SystemClock),
@@ -273,7 +273,7 @@ impl Verifier {
     }
 
     /// The registry this verifier trusts.
-    pub fn registry(&self) -> &KeyRegistry {
+    pub fn registry(&self) -> &KeySet {
         &self.registry
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use ed25519_dalek::SigningKey;
 use mqtt_sec_sign::client::{SignedClient, SignedClientV5, V5Mode};
 use mqtt_sec_sign::clock::ManualClock;
-use mqtt_sec_sign::{DETACHED_PROPERTY, KeyRegistry, Signer, TrustedKey, Verifier, VerifyError};
+use mqtt_sec_sign::{DETACHED_PROPERTY, KeySet, Signer, TrustedKey, Verifier, VerifyError};
 use mqtt_sec_testkit::client::TestClient;
 use mqtt_sec_testkit::{CertSpec, Mosquitto, TestPki, TlsListener, or_skip};
 use mqtt_sec_tls::rustls::crypto::ring;
@@ -85,7 +85,7 @@ async fn relay(
 }
 
 fn verifier_for(signer: &Signer) -> Verifier {
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     registry
         .insert(
             TrustedKey::new(signer.verifying_key())

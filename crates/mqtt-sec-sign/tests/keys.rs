@@ -7,8 +7,8 @@ mod support;
 use std::process::Command;
 
 use mqtt_sec_sign::{
-    FileSequenceStore, KeyError, KeyRegistry, SequenceStore, SignError, Signer, TrustedKey,
-    Verifier, envelope,
+    FileSequenceStore, KeyError, KeySet, SequenceStore, SignError, Signer, TrustedKey, Verifier,
+    envelope,
 };
 use mqtt_sec_testkit::in_ci;
 use support::{Fixture, NOW};
@@ -115,7 +115,7 @@ fn jwk_set_loads_all_or_nothing_with_topics_and_rotation() {
     };
     let set =
         serde_json::json!({"keys": [jwk(&old, ""), jwk(&new, r#"["sensors/#"]"#)]}).to_string();
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     assert_eq!(registry.insert_jwk_set(&set).unwrap(), 2);
     let verifier = Verifier::new(registry.clone());
     // Rotation: old and new keys side by side.
@@ -145,7 +145,7 @@ fn jwk_set_loads_all_or_nothing_with_topics_and_rotation() {
     // Two keys of one set with the same kid.
     let dup = serde_json::json!({"keys": [jwk(&third, ""), jwk(&third, "")]}).to_string();
     assert!(matches!(
-        KeyRegistry::new().insert_jwk_set(&dup),
+        KeySet::new().insert_jwk_set(&dup),
         Err(KeyError::KidCollision { .. })
     ));
     assert!(matches!(
@@ -178,7 +178,7 @@ fn keys_from_openssl_pem_files() {
     let signer = Signer::from_pem(&std::fs::read_to_string(private).unwrap().into()).unwrap();
     let trusted = TrustedKey::from_public_key_pem(std::str::from_utf8(&public).unwrap()).unwrap();
     assert_eq!(trusted.kid(), signer.kid());
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     registry.insert(trusted).unwrap();
     Verifier::new(registry)
         .verify("a/b", &signer.sign("a/b", b"hi").unwrap())

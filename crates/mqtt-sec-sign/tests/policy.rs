@@ -15,7 +15,7 @@ use ed25519_dalek::SigningKey;
 use mqtt_sec_sign::envelope::{Intent, RETAIN_LABEL};
 use mqtt_sec_sign::replay::MemoryReplayStore;
 use mqtt_sec_sign::{
-    Delivery, KeyError, KeyRegistry, Kid, MalformedEnvelope, Message, Signer, TopicNameError,
+    Delivery, KeyError, KeySet, Kid, MalformedEnvelope, Message, Signer, TopicNameError,
     TrustedKey, Verified, Verifier, VerifyError,
 };
 use support::{Fixture, NOW, build, build_raw, claims, header};
@@ -158,7 +158,7 @@ fn key_outside_its_validity_window_is_rejected() {
     let f = Fixture::new();
     let start = UNIX_EPOCH + Duration::from_secs(NOW + 10);
     let end = UNIX_EPOCH + Duration::from_secs(NOW + 100);
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     registry
         .insert(
             TrustedKey::new(f.key.verifying_key())
@@ -196,7 +196,7 @@ fn key_outside_its_validity_window_is_rejected() {
 #[test]
 fn key_not_allowed_for_the_topic_is_rejected_before_the_signature() {
     let f = Fixture::new();
-    let registry = KeyRegistry::new();
+    let registry = KeySet::new();
     let key = TrustedKey::new(f.key.verifying_key())
         .unwrap()
         .allow_topics(["plant/line-1/#", "alarms/+"])

@@ -16,7 +16,7 @@ use secrecy::SecretSlice;
 use serde_json::{Map, Value};
 
 use super::json::parse_object;
-use super::key::JwtKey;
+use super::key::TrustedKey;
 use crate::JwtKeyError;
 
 /// Largest JWK Set document read.
@@ -54,7 +54,7 @@ pub struct SkippedKey {
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct KeySet {
-    keys: Vec<Arc<JwtKey>>,
+    keys: Vec<Arc<TrustedKey>>,
     by_kid: HashMap<String, usize>,
     skipped: Vec<SkippedKey>,
 }
@@ -64,7 +64,7 @@ impl KeySet {
     ///
     /// # Errors
     /// [`JwtKeyError::DuplicateKid`].
-    pub fn new(keys: impl IntoIterator<Item = JwtKey>) -> Result<Self, JwtKeyError> {
+    pub fn new(keys: impl IntoIterator<Item = TrustedKey>) -> Result<Self, JwtKeyError> {
         let mut set = KeySet::default();
         for key in keys {
             set.insert(key)?;
@@ -72,7 +72,7 @@ impl KeySet {
         Ok(set)
     }
 
-    fn insert(&mut self, key: JwtKey) -> Result<(), JwtKeyError> {
+    fn insert(&mut self, key: TrustedKey) -> Result<(), JwtKeyError> {
         if self.by_kid.contains_key(key.kid()) {
             return Err(JwtKeyError::DuplicateKid(key.kid().to_owned()));
         }
@@ -144,13 +144,13 @@ impl KeySet {
     }
 
     /// The key named `kid`.
-    pub fn get(&self, kid: &str) -> Option<&Arc<JwtKey>> {
+    pub fn get(&self, kid: &str) -> Option<&Arc<TrustedKey>> {
         self.by_kid.get(kid).map(|i| &self.keys[*i])
     }
 
     /// The only key, for tokens without `kid`; `None` unless the set has
     /// exactly one.
-    pub fn only(&self) -> Option<&Arc<JwtKey>> {
+    pub fn only(&self) -> Option<&Arc<TrustedKey>> {
         match self.keys.as_slice() {
             [key] => Some(key),
             _ => None,
@@ -158,7 +158,7 @@ impl KeySet {
     }
 
     /// The keys, in document order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<JwtKey>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<TrustedKey>> {
         self.keys.iter()
     }
 
@@ -192,7 +192,7 @@ const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
 fn read_jwk(
     jwk: &Map<String, Value>,
     kid: Option<&str>,
-) -> Result<Result<JwtKey, String>, JwtKeyError> {
+) -> Result<Result<TrustedKey, String>, JwtKeyError> {
     let text = |name: &'static str| -> Result<Option<&str>, JwtKeyError> {
         match jwk.get(name) {
             None => Ok(None),
@@ -247,7 +247,7 @@ fn read_jwk(
             .map_err(|_| JwtKeyError::Invalid("a member is not base64url without padding"))
     };
     let key = match kty {
-        "RSA" => JwtKey::rs256(&bytes("n")?, &bytes("e")?)?,
+        "RSA" => TrustedKey::rs256(&bytes("n")?, &bytes("e")?)?,
         "EC" => {
             let (x, y) = (bytes("x")?, bytes("y")?);
             if x.len() != 32 || y.len() != 32 {
@@ -257,19 +257,19 @@ fn read_jwk(
             point.push(4);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            JwtKey::es256(&point)?
+            TrustedKey::es256(&point)?
         }
         "OKP" => {
             let x: [u8; 32] = bytes("x")?
                 .try_into()
                 .map_err(|_| JwtKeyError::Invalid("Ed25519 key is not 32 bytes"))?;
-            JwtKey::ed25519(x)?
+            TrustedKey::ed25519(x)?
         }
         _ => {
             let kid = kid.ok_or(JwtKeyError::Invalid(
                 "an oct key needs a kid (its thumbprint would be a hash of the secret)",
             ))?;
-            JwtKey::hs256(kid, SecretSlice::from(bytes("k")?))?
+            TrustedKey::hs256(kid, SecretSlice::from(bytes("k")?))?
         }
     };
     Ok(Ok(key))

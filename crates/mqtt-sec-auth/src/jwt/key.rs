@@ -28,22 +28,22 @@ const OID_RSA: &str = "1.2.840.113549.1.1.1";
 /// secret, and a `kid` travels in every token header and audit event.
 ///
 /// ```
-/// use mqtt_sec_auth::jwt::JwtKey;
+/// use mqtt_sec_auth::jwt::TrustedKey;
 /// use mqtt_sec_auth::JwtKeyError;
 /// use mqtt_sec_auth::secrecy::SecretSlice;
 ///
-/// let key = JwtKey::hs256("backend-2026", SecretSlice::from(vec![7u8; 32]))?;
+/// let key = TrustedKey::hs256("backend-2026", SecretSlice::from(vec![7u8; 32]))?;
 /// assert_eq!(key.algorithm(), jsonwebtoken::Algorithm::HS256);
 /// assert_eq!(key.kid(), "backend-2026");
 /// assert_eq!(key.thumbprint(), None, "never a hash of the secret");
 /// // RFC 7518 section 3.2: shorter secrets are refused.
 /// assert_eq!(
-///     JwtKey::hs256("k", SecretSlice::from(vec![7u8; 16])).unwrap_err(),
+///     TrustedKey::hs256("k", SecretSlice::from(vec![7u8; 16])).unwrap_err(),
 ///     JwtKeyError::WeakSecret { len: 16 }
 /// );
 /// # Ok::<(), JwtKeyError>(())
 /// ```
-pub struct JwtKey {
+pub struct TrustedKey {
     kid: String,
     /// RFC 7638; for a secret, a hash of it, kept for comparisons only.
     thumbprint: String,
@@ -52,9 +52,9 @@ pub struct JwtKey {
     members: Option<Value>,
 }
 
-impl std::fmt::Debug for JwtKey {
+impl std::fmt::Debug for TrustedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKey")
+        f.debug_struct("TrustedKey")
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm())
             .finish_non_exhaustive()
@@ -65,11 +65,11 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-impl JwtKey {
+impl TrustedKey {
     /// A public key: `members` are its RFC 7638 required members.
     fn public(algorithm: Algorithm, material: VerifyMaterial, members: Value) -> Self {
         let thumbprint = thumbprint_of(members.to_string().as_bytes());
-        JwtKey {
+        TrustedKey {
             kid: thumbprint.clone(),
             thumbprint,
             verifier: RingVerifier::from_parts(algorithm, material),
@@ -172,7 +172,7 @@ impl JwtKey {
             r#"{{"k":"{}","kty":"oct"}}"#,
             Zeroizing::new(b64(secret.expose_secret())).as_str()
         ));
-        Ok(JwtKey {
+        Ok(TrustedKey {
             kid,
             thumbprint: thumbprint_of(canonical.as_bytes()),
             verifier: RingVerifier::from_parts(Algorithm::HS256, VerifyMaterial::Hmac(secret)),
@@ -201,7 +201,7 @@ impl JwtKey {
     /// A DER SubjectPublicKeyInfo: Ed25519, P-256 or RSA.
     ///
     /// # Errors
-    /// As [`JwtKey::from_public_key_pem`].
+    /// As [`TrustedKey::from_public_key_pem`].
     pub fn from_public_key_der(der: &[u8]) -> Result<Self, JwtKeyError> {
         if der.len() > MAX_KEY_INPUT_LEN {
             return Err(JwtKeyError::TooLarge {
@@ -273,7 +273,7 @@ impl JwtKey {
 
     /// A copy of this public key, with its `kid`, for another key set;
     /// `None` for an HMAC secret, which is never copied.
-    pub fn to_public(&self) -> Option<JwtKey> {
+    pub fn to_public(&self) -> Option<TrustedKey> {
         let key = match self.verifier.material() {
             VerifyMaterial::Ed25519(key) => Self::ed25519(*key.as_bytes()),
             VerifyMaterial::EcPoint(point) => Self::es256(point),

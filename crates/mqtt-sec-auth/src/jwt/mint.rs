@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::key::{JwtKey, MAX_KEY_INPUT_LEN};
+use super::key::{MAX_KEY_INPUT_LEN, TrustedKey};
 use super::ring_provider::{RingSigner, SignMaterial, VerifyMaterial};
 use crate::identity::CertificateIdentity;
 use crate::{JwtKeyError, MintError};
@@ -22,7 +22,7 @@ use crate::{JwtKeyError, MintError};
 /// public key unless set; a secret's is given when it is made.
 pub struct SigningKey {
     signer: RingSigner,
-    public: JwtKey,
+    public: TrustedKey,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -41,9 +41,9 @@ impl SigningKey {
             .verify_material()
             .map_err(|_| JwtKeyError::Invalid("public key of the private key"))?
         {
-            VerifyMaterial::Ed25519(key) => JwtKey::ed25519(*key.as_bytes())?,
-            VerifyMaterial::EcPoint(point) => JwtKey::es256(&point)?,
-            VerifyMaterial::Rsa { n, e } => JwtKey::rs256(&n, &e)?,
+            VerifyMaterial::Ed25519(key) => TrustedKey::ed25519(*key.as_bytes())?,
+            VerifyMaterial::EcPoint(point) => TrustedKey::es256(&point)?,
+            VerifyMaterial::Rsa { n, e } => TrustedKey::rs256(&n, &e)?,
             // Secrets are made by `hs256`, which names them.
             VerifyMaterial::Hmac(_) => return Err(JwtKeyError::Invalid("an HMAC key needs a kid")),
         };
@@ -129,7 +129,7 @@ impl SigningKey {
     }
 
     /// An HMAC-SHA-256 secret (HS256), at least 32 bytes, named `kid` (see
-    /// [`JwtKey::hs256`] for why it must be given).
+    /// [`TrustedKey::hs256`] for why it must be given).
     ///
     /// # Errors
     /// [`JwtKeyError::WeakSecret`]; [`JwtKeyError::Invalid`] for a bad `kid`.
@@ -143,7 +143,7 @@ impl SigningKey {
             .verify_material()
             .map_err(|_| JwtKeyError::Invalid("public key of the private key"))?
         {
-            VerifyMaterial::Hmac(secret) => JwtKey::hs256(kid, secret)?,
+            VerifyMaterial::Hmac(secret) => TrustedKey::hs256(kid, secret)?,
             _ => return Err(JwtKeyError::Invalid("an HMAC key")),
         };
         Ok(SigningKey { signer, public })
@@ -167,7 +167,7 @@ impl SigningKey {
     }
 
     /// The key that verifies this key's tokens (for HS256, the secret).
-    pub fn verifying_key(&self) -> &JwtKey {
+    pub fn verifying_key(&self) -> &TrustedKey {
         &self.public
     }
 }

@@ -33,7 +33,7 @@ pub use device::{
     MAX_IDENTITY_LEN,
 };
 pub use jwks::{KeySet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey};
-pub use key::{JwtKey, MAX_KEY_INPUT_LEN, algorithm_name};
+pub use key::{MAX_KEY_INPUT_LEN, TrustedKey, algorithm_name};
 pub use mint::{ClaimsTemplate, MintedToken, SigningKey, TokenMinter};
 pub use ring_provider::{RING_PROVIDER, RingSigner, RingVerifier, install_ring_provider};
 pub use source::{CachedKeySource, DEFAULT_MAX_STALENESS, FileKeySource, KeyFetcher, KeySource};
@@ -43,5 +43,5 @@ pub use verify::{
 };
 
 /// jsonwebtoken's algorithm names, re-exported for matching on
-/// [`VerifiedToken::algorithm`] and [`JwtKey::algorithm`].
+/// [`VerifiedToken::algorithm`] and [`TrustedKey::algorithm`].
 pub use jsonwebtoken::Algorithm;

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::device::DeviceKeySource;
 use super::json::parse_object;
-use super::key::{JwtKey, algorithm_name};
+use super::key::{TrustedKey, algorithm_name};
 use super::source::KeySource;
 use crate::JwtError;
 use crate::identity::CertificateIdentity;
@@ -287,7 +287,7 @@ impl VerifiedToken {
 /// ```
 /// use std::time::SystemTime;
 /// use mqtt_sec_auth::jwt::{
-///     ClaimsTemplate, ClientContext, DeviceKeys, JwtKey, KeySet, SigningKey, TokenMinter,
+///     ClaimsTemplate, ClientContext, DeviceKeys, TrustedKey, KeySet, SigningKey, TokenMinter,
 ///     TokenVerifier, Validation,
 /// };
 /// use mqtt_sec_auth::JwtError;
@@ -304,7 +304,7 @@ impl VerifiedToken {
 ///
 /// // Broker side: the secret belongs to sensor-17 alone.
 /// let mut devices = DeviceKeys::new();
-/// let key = JwtKey::hs256("sensor-17-secret", SecretSlice::from(secret))?;
+/// let key = TrustedKey::hs256("sensor-17-secret", SecretSlice::from(secret))?;
 /// devices.insert("sensor-17", KeySet::new([key])?)?;
 /// let verifier = TokenVerifier::per_device(devices, Validation::new().audience("mqtt.example.com"));
 /// let verified = verifier.verify(token.as_str(), &ClientContext::new("sensor-17"), now)?;
@@ -382,7 +382,7 @@ fn select_key(
     keys: &dyn KeySource,
     kid: Option<&str>,
     now: SystemTime,
-) -> Result<Arc<JwtKey>, JwtError> {
+) -> Result<Arc<TrustedKey>, JwtError> {
     let current = keys.keys(now)?;
     let Some(kid) = kid else {
         return current.only().cloned().ok_or(JwtError::MissingKid);
@@ -403,7 +403,7 @@ fn select_device_key(
     identity: &str,
     kid: Option<&str>,
     now: SystemTime,
-) -> Result<Arc<JwtKey>, JwtError> {
+) -> Result<Arc<TrustedKey>, JwtError> {
     let unknown = || JwtError::UnknownIdentity(cut(identity));
     let current = devices.device_keys(identity, now)?;
     let Some(kid) = kid else {
@@ -608,7 +608,7 @@ impl TokenVerifier {
     fn check_claims(
         &self,
         claims: Map<String, Value>,
-        key: &JwtKey,
+        key: &TrustedKey,
         client: &ClientContext<'_>,
         now: SystemTime,
     ) -> Result<VerifiedToken, JwtError> {

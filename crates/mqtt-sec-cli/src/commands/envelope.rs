@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mqtt_sec_sign::envelope::Intent;
-use mqtt_sec_sign::{KeyRegistry, Message, SecretString, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::{KeySet, Message, SecretString, Signer, TrustedKey, Verifier};
 use serde_json::json;
 
 use super::keyfile::{self, PublicKeys};
@@ -87,8 +87,8 @@ pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
 }
 
 /// A JWK Set, a single JWK, or a public key PEM.
-fn registry(path: &std::path::Path) -> Result<KeyRegistry, CliError> {
-    let registry = KeyRegistry::new();
+fn registry(path: &std::path::Path) -> Result<KeySet, CliError> {
+    let registry = KeySet::new();
     let key = match keyfile::public_keys(path)? {
         PublicKeys::JwkSet(text) => {
             registry

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec_auth::jwt::{
-    Binding, ClaimsTemplate, ClientContext, DeviceKeys, JwtKey, KeySet, SigningKey, TokenMinter,
-    TokenVerifier, Validation, algorithm_name,
+    Binding, ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter,
+    TokenVerifier, TrustedKey, Validation, algorithm_name,
 };
 use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
 
@@ -55,7 +55,7 @@ fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
                 return KeySet::from_jwks_json(&set).map_err(|e| CliError::at(path, Chain(&e)));
             }
             PublicKeys::Pem(text) => {
-                JwtKey::from_public_key_pem(&text).map_err(|e| CliError::at(path, Chain(&e)))?
+                TrustedKey::from_public_key_pem(&text).map_err(|e| CliError::at(path, Chain(&e)))?
             }
         }
     } else if let Some(path) = &args.secret_file {
@@ -64,7 +64,8 @@ fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
             secret.pop();
         }
         let kid = args.kid.clone().unwrap_or_default();
-        JwtKey::hs256(kid, SecretSlice::from(secret)).map_err(|e| CliError::at(path, Chain(&e)))?
+        TrustedKey::hs256(kid, SecretSlice::from(secret))
+            .map_err(|e| CliError::at(path, Chain(&e)))?
     } else {
         return Err(CliError::new(
             "one of --devices, --keys, --secret-file is required",

@@ -10,7 +10,7 @@ use coset::iana::Algorithm;
 use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable as _};
 use ed25519_dalek::{Signer as _, SigningKey};
 use mqtt_sec_sign::clock::ManualClock;
-use mqtt_sec_sign::{KeyRegistry, Kid, Signer, TrustedKey, Verifier, envelope};
+use mqtt_sec_sign::{KeySet, Kid, Signer, TrustedKey, Verifier, envelope};
 
 /// 2027-01-15T08:00:00Z.
 pub const NOW: u64 = 1_800_000_000;
@@ -25,7 +25,7 @@ pub struct Fixture {
     pub clock: Arc<ManualClock>,
     pub key: SigningKey,
     pub signer: Signer,
-    pub registry: KeyRegistry,
+    pub registry: KeySet,
     pub verifier: Verifier,
 }
 
@@ -37,7 +37,7 @@ impl Fixture {
     pub fn with_key(key: SigningKey) -> Self {
         let clock = Arc::new(ManualClock::at_unix(NOW));
         let signer = Signer::new(key.clone()).with_clock(clock.clone());
-        let registry = KeyRegistry::new();
+        let registry = KeySet::new();
         registry
             .insert(TrustedKey::new(key.verifying_key()).unwrap())
             .unwrap();
