@@ -3,7 +3,7 @@
 //! the device.
 //!
 //! Built on jsonwebtoken 11's types and its `JwtSigner`/`JwtVerifier`
-//! traits, implemented with ring ([`RingSigner`], [`RingVerifier`]). This
+//! traits, implemented with ring (the signers and verifiers of [`RING_PROVIDER`]). This
 //! module calls them directly and never reads jsonwebtoken's process-wide
 //! `CryptoProvider`, so it works the same whether an application installed
 //! its own provider, none, or enabled both of jsonwebtoken's backend
@@ -35,7 +35,7 @@ pub use device::{
 pub use jwks::{KeySet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey};
 pub use key::{MAX_KEY_INPUT_LEN, TrustedKey, algorithm_name};
 pub use mint::{ClaimsTemplate, MintedToken, SigningKey, TokenMinter};
-pub use ring_provider::{RING_PROVIDER, RingSigner, RingVerifier, install_ring_provider};
+pub use ring_provider::{RING_PROVIDER, install_ring_provider};
 pub use source::{CachedKeySource, DEFAULT_MAX_STALENESS, FileKeySource, KeyFetcher, KeySource};
 pub use verify::{
     Binding, ClientContext, DEFAULT_MAX_TOKEN_LEN, KeyTrust, TokenVerifier, Validation,

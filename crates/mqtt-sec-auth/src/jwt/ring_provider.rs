@@ -35,7 +35,7 @@ pub(crate) enum VerifyMaterial {
 }
 
 /// Verifies JWS signatures of one algorithm with ring.
-pub struct RingVerifier {
+pub(crate) struct RingVerifier {
     algorithm: Algorithm,
     material: VerifyMaterial,
 }
@@ -153,7 +153,7 @@ pub(crate) enum SignMaterial {
 }
 
 /// Signs JWS messages with one algorithm with ring.
-pub struct RingSigner {
+pub(crate) struct RingSigner {
     algorithm: Algorithm,
     material: SignMaterial,
     rng: SystemRandom,
