@@ -816,6 +816,28 @@ fn acl_check_and_lint() {
         b"",
     );
     assert_eq!(run.code, 0, "{} {}", run.stdout, run.stderr);
+    // A native rule is named by its place in the document.
+    assert!(
+        run.stdout.contains("\nrules[0]: allow publish"),
+        "{}",
+        run.stdout
+    );
+    // mosquitto's built-in refusals say so; an invalid topic is named as such.
+    let sys = check(&["--client-id", "c1", "--publish", "$SYS/broker/x"]);
+    assert_eq!(sys.code, 1);
+    assert!(
+        sys.stdout
+            .contains("mosquitto: clients may not publish to $SYS"),
+        "{}",
+        sys.stdout
+    );
+    let invalid = check(&["--client-id", "c1", "--publish", "telemetry/#"]);
+    assert_eq!(invalid.code, 1);
+    assert!(
+        invalid.stdout.contains("invalid topic: "),
+        "{}",
+        invalid.stdout
+    );
     let renamed = write(dir.path(), "policy.txt", native);
     let run = mqtt_sec(
         &[

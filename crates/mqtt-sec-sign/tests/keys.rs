@@ -89,6 +89,27 @@ fn jwk_refusals() {
             max: mqtt_sec_sign::MAX_JWK_SET_LEN
         }
     );
+    // The limit is inclusive, for one JWK and for a set: a document padded
+    // with whitespace to exactly MAX_JWK_SET_LEN bytes is read, one byte
+    // more is refused before parsing.
+    let max = mqtt_sec_sign::MAX_JWK_SET_LEN;
+    let jwk = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    let padded = |text: &str, len: usize| format!("{text}{}", " ".repeat(len - text.len()));
+    assert!(TrustedKey::from_jwk(&padded(jwk, max)).is_ok());
+    assert_eq!(
+        TrustedKey::from_jwk(&padded(jwk, max + 1)).unwrap_err(),
+        KeyError::TooLarge { max }
+    );
+    let set = format!(r#"{{"keys":[{jwk}]}}"#);
+    assert_eq!(KeySet::new().insert_jwk_set(&padded(&set, max)), Ok(1));
+    assert_eq!(
+        KeySet::new().insert_jwk_set(&padded(&set, max + 1)),
+        Err(KeyError::TooLarge { max })
+    );
+    assert_eq!(
+        KeySet::new().insert_jwk_set(&padded(&set, max + 2)),
+        Err(KeyError::TooLarge { max })
+    );
     // JSON errors keep serde_json's error as the source.
     let KeyError::Json(cause) = TrustedKey::from_jwk("not json").unwrap_err() else {
         panic!("not a JSON error")

@@ -69,9 +69,11 @@ pub(crate) fn check(args: &AclCheckArgs, json: bool) -> Result<ExitCode, CliErro
         print_json(&json!({"decision": verdict, "line": line, "text": written, "reason": why}));
     } else {
         let file = args.file.file.display();
+        // A rule read from the file has its line and text; a built-in one
+        // (mosquitto's own refusals) says where it comes from instead.
         match (line, &written) {
             (Some(line), Some(text)) => println!("{verdict}\n{file}:{line}: {text}\n  {why}"),
-            (Some(line), None) => println!("{verdict}\n{file}:{line}: {why}"),
+            (None, Some(origin)) => println!("{verdict}\n{origin}: {why}"),
             _ => println!("{verdict}\n{why}"),
         }
     }
