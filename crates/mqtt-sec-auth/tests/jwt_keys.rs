@@ -542,3 +542,42 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
         Err(JwtError::UnknownKid(_))
     ));
 }
+
+/// A JWK Set holds at most MAX_JWKS_KEYS entries: exactly that many are
+/// read (here keys for another use, skipped and listed), one more is refused
+/// before any entry is parsed.
+#[test]
+fn a_jwk_set_holds_at_most_max_jwks_keys_entries() {
+    use mqtt_sec_auth::jwt::MAX_JWKS_KEYS;
+    let set = |n: usize| {
+        let entry = r#"{"kty":"RSA","use":"enc"}"#;
+        format!(r#"{{"keys":[{}]}}"#, vec![entry; n].join(","))
+    };
+    let full = KeySet::from_jwks_json(&set(MAX_JWKS_KEYS)).unwrap();
+    assert_eq!((full.len(), full.skipped().len()), (0, MAX_JWKS_KEYS));
+    assert_eq!(
+        KeySet::from_jwks_json(&set(MAX_JWKS_KEYS + 1)).unwrap_err(),
+        JwtKeyError::TooLarge { max: MAX_JWKS_KEYS }
+    );
+}
+
+/// P-256 coordinates must each be 32 bytes, told apart from other bad points.
+#[test]
+fn p256_coordinates_of_the_wrong_length_are_named() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let x = URL_SAFE_NO_PAD.encode([1u8; 32]);
+    for (x, y) in [
+        (x.clone(), URL_SAFE_NO_PAD.encode([1u8; 31])),
+        (URL_SAFE_NO_PAD.encode([1u8; 33]), x.clone()),
+    ] {
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": x, "y": y}]}).to_string();
+        assert_eq!(
+            KeySet::from_jwks_json(&jwks).unwrap_err(),
+            JwtKeyError::Jwk {
+                index: 0,
+                error: Box::new(JwtKeyError::Invalid("P-256 coordinates are not 32 bytes")),
+            }
+        );
+    }
+}
