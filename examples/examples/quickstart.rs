@@ -407,15 +407,15 @@ async fn tampered_is_rejected(
     let mut tampered = genuine.to_vec();
     let at = tampered.len() - 10;
     tampered[at] ^= 0x01;
-    device
-        .publish(topic, QoS::AtLeastOnce, false, tampered)
-        .await?;
-    let verdict = next(verdicts).await;
-    report.expect(
-        format!("the backend: {}", awaited_verdict(verdict.as_ref())),
-        matches!(&verdict, Some(Err(e)) if e.contains("signature invalid")),
-    );
-    Ok(())
+    backend_refuses(
+        report,
+        device,
+        topic,
+        tampered,
+        "signature invalid",
+        verdicts,
+    )
+    .await
 }
 
 async fn replay_is_dropped(
@@ -428,13 +428,34 @@ async fn replay_is_dropped(
     report.step(
         "failure 3: a replayed envelope is not delivered again (within 30 s: dropped as a duplicate)",
     );
+    backend_refuses(
+        report,
+        device,
+        topic,
+        genuine.to_vec(),
+        "already accepted",
+        verdicts,
+    )
+    .await
+}
+
+/// Publishes `envelope` on `topic` and expects the backend to refuse it for
+/// a reason that mentions `because`.
+async fn backend_refuses(
+    report: &mut Report,
+    device: &AsyncClient,
+    topic: &str,
+    envelope: Vec<u8>,
+    because: &str,
+    verdicts: &mut mpsc::UnboundedReceiver<Result<String, String>>,
+) -> Result<(), Error> {
     device
-        .publish(topic, QoS::AtLeastOnce, false, genuine.to_vec())
+        .publish(topic, QoS::AtLeastOnce, false, envelope)
         .await?;
     let verdict = next(verdicts).await;
     report.expect(
         format!("the backend: {}", awaited_verdict(verdict.as_ref())),
-        matches!(&verdict, Some(Err(e)) if e.contains("already accepted")),
+        matches!(&verdict, Some(Err(e)) if e.contains(because)),
     );
     Ok(())
 }
