@@ -473,15 +473,8 @@ async fn stolen_token_is_refused(
     );
     let copy = keys.mint(DEVICE)?;
     let stolen = device_tls.mqtt_options(url, "sensor-99")?;
-    let result = connect_once(stolen, DEVICE, copy.as_str()).await;
-    report.expect(
-        format!("refused: {}", result.clone().err().unwrap_or_default()),
-        result.is_err(),
-    );
-    let refused = decisions
-        .lock()
-        .map(|log| log.iter().any(|(id, ok)| id == "sensor-99" && ok.is_err()))
-        .unwrap_or(false);
+    expect_refused(report, &connect_once(stolen, DEVICE, copy.as_str()).await);
+    let refused = broker_refusal(decisions, "sensor-99").is_some();
     report.expect("the broker's JWT check said no for sensor-99", refused);
     Ok(())
 }
@@ -499,21 +492,11 @@ async fn impersonation_is_refused(
     ));
     let forged = keys.mint(OTHER_DEVICE)?;
     let impersonation = device_tls.mqtt_options(url, OTHER_DEVICE)?;
-    let result = connect_once(impersonation, OTHER_DEVICE, forged.as_str()).await;
-    report.expect(
-        format!("refused: {}", result.clone().err().unwrap_or_default()),
-        result.is_err(),
+    expect_refused(
+        report,
+        &connect_once(impersonation, OTHER_DEVICE, forged.as_str()).await,
     );
-    let reason = decisions
-        .lock()
-        .ok()
-        .and_then(|log| {
-            log.iter()
-                .rev()
-                .find(|(id, _)| id == OTHER_DEVICE)
-                .and_then(|(_, decision)| decision.clone().err())
-        })
-        .unwrap_or_default();
+    let reason = broker_refusal(decisions, OTHER_DEVICE).unwrap_or_default();
     report.expect(
         format!("the broker's per-device key check said no: {reason}"),
         reason.contains("vouches only for its own device"),
@@ -578,6 +561,23 @@ fn expect_pin_refusal(report: &mut Report, result: Result<(), String>) {
         format!("refused: {}", result.clone().err().unwrap_or_default()),
         result.is_err_and(|e| e.to_lowercase().contains("pin")),
     );
+}
+
+/// Records that a connection was refused.
+fn expect_refused(report: &mut Report, result: &Result<(), String>) {
+    report.expect(
+        format!("refused: {}", result.clone().err().unwrap_or_default()),
+        result.is_err(),
+    );
+}
+
+/// Why the broker's CONNECT check last refused `client_id`, if it did.
+fn broker_refusal(decisions: &std::sync::Mutex<Vec<Decision>>, client_id: &str) -> Option<String> {
+    let log = decisions.lock().ok()?;
+    log.iter()
+        .rev()
+        .find(|(id, _)| id == client_id)
+        .and_then(|(_, decision)| decision.clone().err())
 }
 
 async fn connect_once(mut options: MqttOptions, user: &str, password: &str) -> Result<(), String> {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub use mqtt_sec_core::Cause;
+pub use mqtt_sec_core::ed25519::KeyRejected;
 pub use mqtt_sec_core::fs::ReadError;
 
 /// Why a password hash could not be read or made. Never contains the password.
@@ -266,6 +267,12 @@ pub enum JwtKeyError {
     /// Not PEM, or not the expected PEM block.
     #[error("not a PEM {0} block")]
     Pem(&'static str),
+    /// An Ed25519 public key the workspace's Ed25519 rule refuses (not a
+    /// point, not canonical, small order or a torsion component: which one
+    /// is the [`source`](std::error::Error::source)), as mqtt-sec-sign
+    /// refuses it.
+    #[error("Ed25519 public key refused; use a key made by key generation")]
+    Ed25519(#[source] KeyRejected),
     /// The key is malformed or not the kind it claims to be.
     #[error("invalid key: {0}")]
     Invalid(&'static str),

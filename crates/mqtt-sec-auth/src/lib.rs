@@ -14,7 +14,7 @@ pub mod password;
 pub mod sas;
 
 pub use error::{
-    Cause, IdentityError, JwtError, JwtKeyError, KeySourceError, MintError, PasswordError,
-    PasswordFileError, ReadError, SasError,
+    Cause, IdentityError, JwtError, JwtKeyError, KeyRejected, KeySourceError, MintError,
+    PasswordError, PasswordFileError, ReadError, SasError,
 };
 pub use secrecy::{self, SecretString};

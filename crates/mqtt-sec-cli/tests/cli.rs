@@ -1047,6 +1047,23 @@ fn every_command_takes_keys_in_the_same_forms() {
         b"",
         "instead of a PUBLIC KEY",
     );
+    let array = write(dir.path(), "array.json", "[]");
+    input_error(
+        &["verify", "--keys", s(&array), "--topic", "t"],
+        b"",
+        "neither a JWK nor a JWK Set",
+    );
+    input_error(
+        &["jwt", "verify", "--keys", s(&array), "t"],
+        b"",
+        "neither a JWK nor a JWK Set",
+    );
+    let neither = write(dir.path(), "neither.txt", "ssh-ed25519 AAAA");
+    input_error(
+        &["verify", "--keys", s(&neither), "--topic", "t"],
+        b"",
+        "neither PEM nor JSON",
+    );
 
     // keygen --alg p256: an ES256 key whose token verifies with its SPKI PEM,
     // given as --keys or as the old --key.
@@ -1195,6 +1212,25 @@ fn password_files_stay_the_brokers() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(owner_of(&file), (0, 0));
+    // A symbolic link in the file's place hands nothing to the owner of what
+    // it points to: the link is replaced by a file of the broker's user.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::copy(&file, &elsewhere).unwrap();
+    std::os::unix::fs::chown(&elsewhere, Some(nobody.0), Some(nobody.1)).unwrap();
+    let link = dir.path().join("linked");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let run = mqtt_sec(&["passwd", "-b", s(&link), "erin", "secret-4"], b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_ne!(owner_of(&link), nobody, "not the link target's owner");
+    if let Some(mosquitto) = ids("mosquitto") {
+        assert_eq!(owner_of(&link), mosquitto);
+    }
     input_error(
         &[
             "passwd",

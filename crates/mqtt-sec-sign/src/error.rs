@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mqtt_sec_core::Cause;
+pub use mqtt_sec_core::ed25519::KeyRejected;
 
 use crate::Kid;
 
@@ -260,10 +261,13 @@ pub enum KeyError {
     /// The public key bytes are not a valid Ed25519 point.
     #[error("invalid Ed25519 public key")]
     InvalidPublicKey,
-    /// The key has low order or a torsion component: it can make signatures that
-    /// verify for many messages, or verify differently in batch and single mode.
-    #[error("weak Ed25519 public key (small order or torsion component)")]
-    WeakKey,
+    /// The key is refused by the workspace's Ed25519 rule: small order (it
+    /// can make signatures that verify for many messages), a torsion
+    /// component (verifiers using different equations would disagree), or
+    /// a non-canonical encoding. Which one is the
+    /// [`source`](std::error::Error::source).
+    #[error("weak Ed25519 public key; generate a new key pair")]
+    WeakKey(#[source] KeyRejected),
     /// Another key is already registered under this key id.
     #[error("key id {kid} is already registered")]
     KidCollision {

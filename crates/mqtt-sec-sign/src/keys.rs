@@ -36,11 +36,12 @@ impl TrustedKey {
     /// Trusts `key` under its RFC 7638 thumbprint, for every topic, at any time.
     ///
     /// # Errors
-    /// [`KeyError::WeakKey`] for a key of small order or with a torsion component.
+    /// [`KeyError::WeakKey`] for a key of small order, with a torsion component,
+    /// or not canonically encoded.
     pub fn new(key: VerifyingKey) -> Result<Self, KeyError> {
         let checked = PublicKey::from_bytes(key.as_bytes()).map_err(|rejected| match rejected {
             KeyRejected::NotAPoint => KeyError::InvalidPublicKey,
-            _ => KeyError::WeakKey,
+            weak => KeyError::WeakKey(weak),
         })?;
         Ok(Self {
             kid: Kid::thumbprint(&key),

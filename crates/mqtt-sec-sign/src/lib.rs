@@ -26,7 +26,7 @@ pub use mqtt_sec_acl;
 /// secrecy, whose `SecretString` carries private keys in PEM form.
 pub use secrecy::{self, SecretString};
 
-pub use error::{KeyError, MalformedEnvelope, SignError, TopicNameError, VerifyError};
+pub use error::{KeyError, KeyRejected, MalformedEnvelope, SignError, TopicNameError, VerifyError};
 pub use keys::{KeySet, MAX_JWK_SET_LEN, TrustedKey};
 pub use kid::{Kid, MAX_KID_LEN};
 pub use mqtt_sec_core::Cause;

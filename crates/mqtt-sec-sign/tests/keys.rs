@@ -7,8 +7,8 @@ mod support;
 use std::process::Command;
 
 use mqtt_sec_sign::{
-    FileSequenceStore, KeyError, KeySet, SequenceStore, SignError, Signer, TrustedKey, Verifier,
-    envelope,
+    FileSequenceStore, KeyError, KeyRejected, KeySet, SequenceStore, SignError, Signer, TrustedKey,
+    Verifier, envelope,
 };
 use mqtt_sec_testkit::in_ci;
 use support::{Fixture, NOW};
@@ -52,7 +52,7 @@ fn jwk_refusals() {
         // The identity point: small order.
         (
             r#"{"kty":"OKP","crv":"Ed25519","x":"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
-            KeyError::WeakKey,
+            KeyError::WeakKey(KeyRejected::SmallOrder),
         ),
         (
             r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":""}"#,
@@ -161,7 +161,10 @@ fn jwk_set_loads_all_or_nothing_with_topics_and_rotation() {
     // A set with one bad key adds nothing.
     let third = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[3; 32]));
     let bad = serde_json::json!({"keys": [jwk(&third, ""), {"kty": "OKP", "crv": "Ed25519", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]}).to_string();
-    assert_eq!(registry.insert_jwk_set(&bad), Err(KeyError::WeakKey));
+    assert_eq!(
+        registry.insert_jwk_set(&bad),
+        Err(KeyError::WeakKey(KeyRejected::SmallOrder))
+    );
     assert_eq!(registry.len(), 2);
     // Two keys of one set with the same kid.
     let dup = serde_json::json!({"keys": [jwk(&third, ""), jwk(&third, "")]}).to_string();
@@ -443,11 +446,13 @@ fn cctv_keys_are_trusted_exactly_when_the_shared_rule_accepts_them() {
             case.name
         );
         if let Err(error) = result {
-            assert!(
-                matches!(error, KeyError::WeakKey | KeyError::InvalidPublicKey),
-                "{}: {error:?}",
-                case.name
-            );
+            // The shared rule's reason, kept as the cause.
+            let expected = match mqtt_sec_core::ed25519::PublicKey::from_bytes(&case.public_key) {
+                Err(KeyRejected::NotAPoint) => KeyError::InvalidPublicKey,
+                Err(reason) => KeyError::WeakKey(reason),
+                Ok(_) => unreachable!("checked above"),
+            };
+            assert_eq!(error, expected, "{}", case.name);
             refused += 1;
         } else {
             trusted += 1;

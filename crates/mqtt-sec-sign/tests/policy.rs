@@ -15,8 +15,8 @@ use ed25519_dalek::SigningKey;
 use mqtt_sec_sign::envelope::{Intent, RETAIN_LABEL};
 use mqtt_sec_sign::replay::MemoryReplayStore;
 use mqtt_sec_sign::{
-    Delivery, KeyError, KeySet, Kid, MalformedEnvelope, Message, Signer, TopicNameError,
-    TrustedKey, Verified, Verifier, VerifyError,
+    Delivery, KeyError, KeyRejected, KeySet, Kid, MalformedEnvelope, Message, Signer,
+    TopicNameError, TrustedKey, Verified, Verifier, VerifyError,
 };
 use support::{Fixture, NOW, build, build_raw, claims, header};
 
@@ -687,7 +687,7 @@ fn small_order_keys_are_refused_at_registration() {
     for bytes in [identity, order8.try_into().unwrap()] {
         assert_eq!(
             TrustedKey::from_bytes(&bytes).err(),
-            Some(KeyError::WeakKey)
+            Some(KeyError::WeakKey(KeyRejected::SmallOrder))
         );
     }
 }
@@ -709,7 +709,7 @@ fn keys_with_a_torsion_component_are_refused_at_registration() {
     let mixed = (good + order8).compress().to_bytes();
     assert_eq!(
         TrustedKey::from_bytes(&mixed).err(),
-        Some(KeyError::WeakKey)
+        Some(KeyError::WeakKey(KeyRejected::TorsionComponent))
     );
     assert!(TrustedKey::from_bytes(&good.compress().to_bytes()).is_ok());
 }

@@ -80,14 +80,12 @@ impl TrustedKey {
     /// An Ed25519 public key (EdDSA).
     ///
     /// # Errors
-    /// [`JwtKeyError::Invalid`] when the bytes are not a canonically encoded
+    /// [`JwtKeyError::Ed25519`] when the bytes are not a canonically encoded
     /// curve point, or the point has small order (a key every signature
     /// would "match") or a small-order component (verifiers would disagree
     /// on its signatures): the rule mqtt-sec-sign applies to its keys.
     pub fn ed25519(public_key: [u8; 32]) -> Result<Self, JwtKeyError> {
-        let key = ed25519_key(&public_key).ok_or(JwtKeyError::Invalid(
-            "Ed25519 key is not a canonical point without a small-order component",
-        ))?;
+        let key = ed25519_key(&public_key).map_err(JwtKeyError::Ed25519)?;
         let members = json!({"crv": "Ed25519", "kty": "OKP", "x": b64(&public_key)});
         Ok(Self::public(
             Algorithm::EdDSA,

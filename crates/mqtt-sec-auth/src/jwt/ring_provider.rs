@@ -13,7 +13,7 @@ use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{Error as JoseError, ErrorKind};
 use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
-use mqtt_sec_core::ed25519::PublicKey;
+use mqtt_sec_core::ed25519::{KeyRejected, PublicKey};
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair};
 use ring::{digest, hmac};
@@ -182,7 +182,7 @@ impl RingSigner {
             SignMaterial::Ed25519(pair) => {
                 let mut key = [0u8; 32];
                 key.copy_from_slice(pair.public_key().as_ref());
-                VerifyMaterial::Ed25519(ed25519_key(&key).ok_or(ErrorKind::InvalidEddsaKey)?)
+                VerifyMaterial::Ed25519(ed25519_key(&key).map_err(|_| ErrorKind::InvalidEddsaKey)?)
             }
             SignMaterial::Ecdsa(pair) => {
                 VerifyMaterial::EcPoint(pair.public_key().as_ref().to_vec())
@@ -244,8 +244,8 @@ fn hmac_algorithm(algorithm: Algorithm) -> hmac::Algorithm {
 
 /// An Ed25519 public key accepted by the shared rule (mqtt-sec-core): a
 /// canonical point without a small-order component.
-pub(crate) fn ed25519_key(bytes: &[u8; 32]) -> Option<PublicKey> {
-    PublicKey::from_bytes(bytes).ok()
+pub(crate) fn ed25519_key(bytes: &[u8; 32]) -> Result<PublicKey, KeyRejected> {
+    PublicKey::from_bytes(bytes)
 }
 
 fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
@@ -316,7 +316,7 @@ fn provider_verifier(
             Algorithm::EdDSA => VerifyMaterial::Ed25519(
                 <&[u8; 32]>::try_from(bytes.as_slice())
                     .ok()
-                    .and_then(ed25519_key)
+                    .and_then(|key| ed25519_key(key).ok())
                     .ok_or(ErrorKind::InvalidEddsaKey)?,
             ),
             Algorithm::ES256 | Algorithm::ES384 => VerifyMaterial::EcPoint(bytes.clone()),

@@ -75,8 +75,11 @@ fn owner(args: &PasswdArgs) -> Result<Option<(u32, u32)>, CliError> {
         if let Some(spec) = &args.owner {
             return user_and_group(spec).map(Some);
         }
-        if let Ok(meta) = std::fs::metadata(&args.file)
-            && meta.is_file()
+        // The file itself, not what a symbolic link there points to: the
+        // rename below replaces the link, and an edit must not hand the new
+        // file to the owner of some other file.
+        if let Ok(meta) = std::fs::symlink_metadata(&args.file)
+            && meta.file_type().is_file()
         {
             return Ok(Some((meta.uid(), meta.gid())));
         }

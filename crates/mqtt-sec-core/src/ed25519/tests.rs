@@ -205,6 +205,52 @@ fn a_non_canonical_s_is_refused() {
     );
 }
 
+/// The rule is not malleable although it is cofactored: adding a point of
+/// small order to a valid signature's R (what cofactored verification
+/// could be expected to forgive) changes the challenge, so every such
+/// variant is refused, alone and in a batch. Replay and duplicate
+/// detection, which name an envelope by its signature bytes, rely on it.
+#[test]
+fn a_valid_signature_cannot_be_varied_by_a_small_order_point() {
+    let signing = SigningKey::from_bytes(&[11; 32]);
+    let key = PublicKey::from_bytes(signing.verifying_key().as_bytes()).unwrap();
+    let signature = signing.sign(b"m").to_bytes();
+    let r = CompressedEdwardsY(signature[..32].try_into().unwrap())
+        .decompress()
+        .unwrap();
+    let mut variants = 0;
+    for y in SMALL_ORDER_Y {
+        for sign in [0u8, 0x80] {
+            let mut encoded = y;
+            encoded[31] |= sign;
+            let Some(torsion) = CompressedEdwardsY(encoded).decompress() else {
+                continue;
+            };
+            if torsion.is_identity() || torsion.compress().to_bytes() != encoded {
+                continue;
+            }
+            let mut varied = signature;
+            varied[..32].copy_from_slice(&(r + torsion).compress().to_bytes());
+            assert!(!key.verify(b"m", &varied), "{encoded:02x?}");
+            let batch = [
+                BatchItem {
+                    key: &key,
+                    message: b"m",
+                    signature: &signature,
+                },
+                BatchItem {
+                    key: &key,
+                    message: b"m",
+                    signature: &varied,
+                },
+            ];
+            assert_eq!(verify_batch(&batch), [true, false], "{encoded:02x?}");
+            variants += 1;
+        }
+    }
+    assert_eq!(variants, 7, "every point of small order but the identity");
+}
+
 #[test]
 fn signatures_of_other_lengths_are_refused() {
     let signing = SigningKey::from_bytes(&[3; 32]);
