@@ -37,6 +37,7 @@ use mqtt_sec_auth::jwt::{
     Validation,
 };
 use mqtt_sec_auth::password::{HashParams, PasswordFile};
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_examples::args::{BrokerArgs, RealBroker};
 use mqtt_sec_examples::broker::EmbeddedBroker;
 use mqtt_sec_examples::lab::{Error, Lab, connected, next, run_example, server_tls};
@@ -473,7 +474,10 @@ async fn stolen_token_is_refused(
     );
     let copy = keys.mint(DEVICE)?;
     let stolen = device_tls.mqtt_options(url, "sensor-99")?;
-    expect_refused(report, &connect_once(stolen, DEVICE, copy.as_str()).await);
+    expect_refused(
+        report,
+        &connect_once(stolen, DEVICE, copy.token().expose_secret()).await,
+    );
     let refused = broker_refusal(decisions, "sensor-99").is_some();
     report.expect("the broker's JWT check said no for sensor-99", refused);
     Ok(())
@@ -494,7 +498,7 @@ async fn impersonation_is_refused(
     let impersonation = device_tls.mqtt_options(url, OTHER_DEVICE)?;
     expect_refused(
         report,
-        &connect_once(impersonation, OTHER_DEVICE, forged.as_str()).await,
+        &connect_once(impersonation, OTHER_DEVICE, forged.token().expose_secret()).await,
     );
     let reason = broker_refusal(decisions, OTHER_DEVICE).unwrap_or_default();
     report.expect(

@@ -100,7 +100,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     );
 
     report.step("after the sensor's key is revoked, its messages are rejected");
-    report.expect("revoked", verifier.registry().revoke(signer.kid()));
+    report.expect("revoked", verifier.keys().revoke(signer.kid()));
     sensor
         .publish(topic, QoS::AtLeastOnce, false, b"1.05")
         .await?;

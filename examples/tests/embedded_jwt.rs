@@ -10,6 +10,7 @@ use mqtt_sec_auth::jwt::{
     ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter, TokenVerifier,
     Validation,
 };
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_examples::broker::EmbeddedBroker;
 use mqtt_sec_examples::lab::{client_tls, connected, pinned_broker, server_tls};
 use rumqttc::AsyncClient;
@@ -57,7 +58,8 @@ fn mint(der: &[u8], sub: &str) -> String {
     )
     .mint(SystemTime::now())
     .unwrap()
-    .as_str()
+    .token()
+    .expose_secret()
     .to_owned()
 }
 

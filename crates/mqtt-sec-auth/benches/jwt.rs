@@ -7,6 +7,7 @@
 //! `cargo bench -p mqtt-sec-auth --bench jwt`; figures in the crate README.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -114,14 +115,17 @@ fn verify(c: &mut Criterion) {
             Validation::new().issuer("factory").audience("broker"),
         );
         let client = ClientContext::new("sensor-17");
-        ours.verify(token.as_str(), &client, now).unwrap();
-        per_device.verify(token.as_str(), &client, now).unwrap();
+        ours.verify(token.token().expose_secret(), &client, now)
+            .unwrap();
+        per_device
+            .verify(token.token().expose_secret(), &client, now)
+            .unwrap();
 
         // jsonwebtoken's own token for its own decode (same claims).
         let mut header = Header::new(case.alg);
         header.kid = Some(kid);
         let claims: serde_json::Value = {
-            let payload = token.as_str().split('.').nth(1).unwrap();
+            let payload = token.token().expose_secret().split('.').nth(1).unwrap();
             use base64::Engine;
             let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(payload)
@@ -138,14 +142,14 @@ fn verify(c: &mut Criterion) {
 
         group.bench_function(format!("{} ours", case.name), |b| {
             b.iter(|| {
-                ours.verify(black_box(token.as_str()), &client, now)
+                ours.verify(black_box(token.token().expose_secret()), &client, now)
                     .unwrap()
             })
         });
         group.bench_function(format!("{} ours per-device", case.name), |b| {
             b.iter(|| {
                 per_device
-                    .verify(black_box(token.as_str()), &client, now)
+                    .verify(black_box(token.token().expose_secret()), &client, now)
                     .unwrap()
             })
         });
@@ -187,7 +191,7 @@ fn lookup(c: &mut Criterion) {
         group.bench_function(format!("{size} keys"), |b| {
             b.iter(|| {
                 verifier
-                    .verify(black_box(token.as_str()), &client, now)
+                    .verify(black_box(token.token().expose_secret()), &client, now)
                     .unwrap()
             })
         });
@@ -209,7 +213,7 @@ fn lookup(c: &mut Criterion) {
         group.bench_function(format!("{size} devices"), |b| {
             b.iter(|| {
                 registry
-                    .verify(black_box(token.as_str()), &client, now)
+                    .verify(black_box(token.token().expose_secret()), &client, now)
                     .unwrap()
             })
         });

@@ -46,12 +46,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use rumqttc::{ConnectionError, Event, EventLoop, Outgoing, Packet};
+use rumqttc::{Event, EventLoop, Outgoing, Packet};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::jwt::TokenMinter;
 use crate::sas::{self, SasKey};
-use crate::{MintError, SasError};
+use crate::{CredentialError, RefreshError, SasError};
 
 /// A username and password for one connection, and when they stop working.
 #[derive(Clone)]
@@ -102,21 +102,6 @@ impl Credentials {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
     }
-}
-
-/// Why a provider gave no credentials.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CredentialError {
-    /// Minting a JWT failed.
-    #[error(transparent)]
-    Mint(#[from] MintError),
-    /// Minting a SAS token failed.
-    #[error(transparent)]
-    Sas(#[from] SasError),
-    /// A user-supplied provider failed.
-    #[error("credential provider: {0}")]
-    Provider(String),
 }
 
 /// Gives the credentials of the next connection attempt.
@@ -232,31 +217,6 @@ where
     fn credentials(&self) -> impl Future<Output = Result<Credentials, CredentialError>> + Send {
         (self.0)()
     }
-}
-
-/// Why [`RefreshingEventLoop::poll`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RefreshError {
-    /// The provider gave no credentials; polling again asks again.
-    #[error(transparent)]
-    Credentials(#[from] CredentialError),
-    /// rumqttc's error; polling again reconnects with fresh credentials.
-    #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    /// The provider's credentials would already be due for renewal when
-    /// the connection is made (they live no longer than the refresh margin
-    /// plus one keep-alive), so every connection would end at once: nothing
-    /// is sent. Mint longer-lived credentials or lower the margin.
-    #[error(
-        "credentials valid for {lifetime:?} are renewed {lead:?} before they expire (refresh margin + keep-alive): every connection would be renewed at once; give them a longer lifetime or lower the margin"
-    )]
-    LifetimeTooShort {
-        /// How long the new credentials are valid.
-        lifetime: Duration,
-        /// The refresh margin plus the keep-alive interval.
-        lead: Duration,
-    },
 }
 
 /// A rumqttc [`EventLoop`] whose connections always use fresh credentials.

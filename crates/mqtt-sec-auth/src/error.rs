@@ -390,3 +390,73 @@ pub enum MintError {
     #[error("signing failed")]
     Signing,
 }
+
+/// Why a token's `acl` claim grants nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[cfg(feature = "acl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
+pub enum TokenAclError {
+    /// The claim is not a valid EMQX `acl` claim.
+    #[error("acl claim: {0}")]
+    Policy(#[from] mqtt_sec_acl::PolicyError),
+    /// The token was signed with the device's own key
+    /// ([`KeyTrust::PerDevice`](crate::jwt::KeyTrust::PerDevice)): a device cannot grant itself permissions.
+    /// Only tokens of a trusted issuer carry rules.
+    #[error(
+        "acl claim in a token signed by the device's own key: a device cannot grant itself permissions"
+    )]
+    SelfGranted,
+}
+
+/// Why a provider gave no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+pub enum CredentialError {
+    /// Minting a JWT failed.
+    #[error(transparent)]
+    Mint(#[from] MintError),
+    /// Minting a SAS token failed.
+    #[error(transparent)]
+    Sas(#[from] SasError),
+    /// A user-supplied provider failed; the cause is its error.
+    #[error("the credential provider failed")]
+    Provider(#[source] Cause),
+}
+
+#[cfg(feature = "rumqttc")]
+impl CredentialError {
+    /// A user-supplied provider's failure, keeping its error as the cause.
+    pub fn provider(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Provider(Cause::new(error))
+    }
+}
+
+/// Why [`RefreshingEventLoop::poll`](crate::credentials::RefreshingEventLoop::poll) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+pub enum RefreshError {
+    /// The provider gave no credentials; polling again asks again.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// rumqttc's error; polling again reconnects with fresh credentials.
+    #[error(transparent)]
+    Connection(#[from] rumqttc::ConnectionError),
+    /// The provider's credentials would already be due for renewal when
+    /// the connection is made (they live no longer than the refresh margin
+    /// plus one keep-alive), so every connection would end at once: nothing
+    /// is sent. Mint longer-lived credentials or lower the margin.
+    #[error(
+        "credentials valid for {lifetime:?} are renewed {lead:?} before they expire (refresh margin + keep-alive): every connection would be renewed at once; give them a longer lifetime or lower the margin"
+    )]
+    LifetimeTooShort {
+        /// How long the new credentials are valid.
+        lifetime: std::time::Duration,
+        /// The refresh margin plus the keep-alive interval.
+        lead: std::time::Duration,
+    },
+}

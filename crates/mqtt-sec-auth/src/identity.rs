@@ -13,7 +13,7 @@ use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 use crate::error::{Cause, IdentityError};
 
 /// Largest certificate accepted, in bytes (DER or PEM).
-pub const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
+pub(crate) const MAX_CERTIFICATE_LEN: usize = 64 * 1024;
 
 /// A subject alternative name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,12 @@ pub mod jwt;
 pub mod password;
 pub mod sas;
 
+#[cfg(feature = "acl")]
+pub use error::TokenAclError;
 pub use error::{
     Cause, IdentityError, JwtError, JwtKeyError, KeyRejected, KeySourceError, MintError,
     PasswordError, PasswordFileError, ReadError, SasError,
 };
+#[cfg(feature = "rumqttc")]
+pub use error::{CredentialError, RefreshError};
 pub use secrecy::{self, SecretString};

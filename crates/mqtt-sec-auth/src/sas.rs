@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::error::SasError;
 
 /// Longest token accepted, in bytes.
-pub const MAX_SAS_TOKEN_LEN: usize = 4096;
+pub(crate) const MAX_SAS_TOKEN_LEN: usize = 4096;
 /// Default longest validity of a token from the time it is verified, as the
 /// JWT verifier's default maximum lifetime.
 pub const DEFAULT_MAX_SAS_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -50,7 +50,7 @@ impl SasKey {
 }
 
 /// Percent-encodes like JavaScript's `encodeURIComponent`, as Azure's SDKs do.
-pub fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for &b in text.as_bytes() {
         if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {

@@ -91,11 +91,15 @@ fn jwt_decisions_are_audited_without_the_token() {
     let now = std::time::SystemTime::now();
     let (_, log) = capture_logs(|| {
         verifier
-            .verify(token.as_str(), &ClientContext::new("dev-1"), now)
+            .verify(
+                token.token().expose_secret(),
+                &ClientContext::new("dev-1"),
+                now,
+            )
             .unwrap();
         verifier
             .verify(
-                token.as_str(),
+                token.token().expose_secret(),
                 &ClientContext::new("dev-2\nforged line"),
                 now,
             )
@@ -112,9 +116,9 @@ fn jwt_decisions_are_audited_without_the_token() {
     assert!(lines[1].contains("JWT rejected") && lines[1].contains("another client"));
     assert!(lines[1].contains("\\n"), "escaped client id: {}", lines[1]);
     assert!(lines[2].contains("malformed token"));
-    let signature = token.as_str().rsplit('.').next().unwrap();
+    let signature = token.token().expose_secret().rsplit('.').next().unwrap();
     assert!(
-        !log.contains(signature) && !log.contains(token.as_str()),
+        !log.contains(signature) && !log.contains(token.token().expose_secret()),
         "{log}"
     );
 }

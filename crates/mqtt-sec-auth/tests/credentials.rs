@@ -269,10 +269,7 @@ async fn credentials_too_short_for_the_refresh_margin_are_refused_not_looped() {
             as std::pin::Pin<
                 Box<
                     dyn std::future::Future<
-                            Output = Result<
-                                Credentials,
-                                mqtt_sec_auth::credentials::CredentialError,
-                            >,
+                            Output = Result<Credentials, mqtt_sec_auth::CredentialError>,
                         > + Send,
                 >,
             >
@@ -284,7 +281,7 @@ async fn credentials_too_short_for_the_refresh_margin_are_refused_not_looped() {
     let mut events = RefreshingEventLoop::new(eventloop, provider);
     for _ in 0..3 {
         match events.poll().await {
-            Err(mqtt_sec_auth::credentials::RefreshError::LifetimeTooShort { lifetime, lead }) => {
+            Err(mqtt_sec_auth::RefreshError::LifetimeTooShort { lifetime, lead }) => {
                 assert!(lifetime <= Duration::from_secs(90), "{lifetime:?}");
                 assert_eq!(lead, Duration::from_secs(120));
             }
@@ -298,7 +295,38 @@ async fn credentials_too_short_for_the_refresh_margin_are_refused_not_looped() {
     let mut events = events.refresh_margin(Duration::from_secs(10));
     assert!(matches!(
         events.poll().await,
-        Err(mqtt_sec_auth::credentials::RefreshError::Connection(_))
+        Err(mqtt_sec_auth::RefreshError::Connection(_))
     ));
     assert!(events.credentials_expire_at().is_some());
+}
+
+/// A provider's own error stays the cause: callers can match on it, and
+/// `source()` reaches it through `RefreshError` too.
+#[test]
+fn a_provider_failure_keeps_its_cause() {
+    use mqtt_sec_auth::{CredentialError, RefreshError};
+    use std::error::Error as _;
+    let failure = CredentialError::provider(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "vault sealed",
+    ));
+    assert_eq!(failure.to_string(), "the credential provider failed");
+    let CredentialError::Provider(cause) = &failure else {
+        panic!("{failure:?}")
+    };
+    let io = cause
+        .downcast_ref::<std::io::Error>()
+        .expect("an io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied);
+    assert_eq!(
+        failure.source().map(|s| s.to_string()).as_deref(),
+        Some("vault sealed")
+    );
+    let refresh = RefreshError::from(failure.clone());
+    let chain = std::iter::successors(refresh.source(), |e| (*e).source());
+    assert!(
+        chain
+            .map(|e| e.to_string())
+            .any(|text| text == "vault sealed")
+    );
 }

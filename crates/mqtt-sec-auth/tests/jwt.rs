@@ -4,6 +4,7 @@
 
 mod support;
 
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,11 +49,11 @@ fn minted_tokens_verify_for_every_algorithm() {
         let minted = minter.mint(now()).unwrap();
         assert_eq!(secs(minted.expires_at()), secs(now()) + 300);
         let validation = Validation::new().issuer("factory").audience("broker");
-        let verified = verify_with(keys, validation, minted.as_str()).unwrap();
+        let verified = verify_with(keys, validation, minted.token().expose_secret()).unwrap();
         assert_eq!(verified.issuer(), Some("factory"));
         assert_eq!(verified.claim("model"), Some(&json!("t-1000")));
         assert!(verified.claim("jti").unwrap().as_str().unwrap().len() >= 22);
-        assert!(!format!("{minted:?}").contains(minted.as_str()));
+        assert!(!format!("{minted:?}").contains(minted.token().expose_secret()));
     }
 }
 
@@ -727,22 +728,36 @@ fn certificate_bound_tokens() {
     let ctx = ClientContext::new("dev-1");
     assert!(
         verifier
-            .verify(token.as_str(), &ctx.certificate(&cert), now())
+            .verify(
+                token.token().expose_secret(),
+                &ctx.certificate(&cert),
+                now()
+            )
             .is_ok()
     );
     assert_eq!(
         verifier
-            .verify(token.as_str(), &ctx.certificate(&other), now())
+            .verify(
+                token.token().expose_secret(),
+                &ctx.certificate(&other),
+                now()
+            )
             .unwrap_err(),
         JwtError::CertificateMismatch
     );
     assert_eq!(
-        verifier.verify(token.as_str(), &ctx, now()).unwrap_err(),
+        verifier
+            .verify(token.token().expose_secret(), &ctx, now())
+            .unwrap_err(),
         JwtError::CertificateMismatch
     );
     // The thumbprint is RFC 8705's: base64url SHA-256 of the DER.
     let verified = verifier
-        .verify(token.as_str(), &ctx.certificate(&cert), now())
+        .verify(
+            token.token().expose_secret(),
+            &ctx.certificate(&cert),
+            now(),
+        )
         .unwrap();
     assert_eq!(
         verified.claim("cnf").unwrap()["x5t#S256"],
@@ -822,7 +837,7 @@ fn minting_refuses_bad_templates_and_keys() {
     let two = minter(ClaimsTemplate::new("dev-1").audience("a").audience("b"))
         .mint(now())
         .unwrap();
-    let payload = two.as_str().split('.').nth(1).unwrap();
+    let payload = two.token().expose_secret().split('.').nth(1).unwrap();
     let claims: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["aud"], json!(["a", "b"]));
@@ -882,7 +897,7 @@ fn an_hs256_kid_reveals_nothing_about_the_secret() {
     let token = TokenMinter::new(key, ClaimsTemplate::new("svc"))
         .mint(std::time::SystemTime::now())
         .unwrap();
-    let header = token.as_str().split('.').next().unwrap();
+    let header = token.token().expose_secret().split('.').next().unwrap();
     let header = String::from_utf8(URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     assert!(
         header.contains(r#""kid":"backend""#) && !header.contains(&leaked),

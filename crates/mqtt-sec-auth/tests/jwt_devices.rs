@@ -477,7 +477,7 @@ fn per_device_keys_with_certificate_binding() {
 #[cfg(feature = "acl")]
 #[test]
 fn a_device_cannot_grant_itself_acl_rules() {
-    use mqtt_sec_auth::jwt::TokenAclError;
+    use mqtt_sec_auth::TokenAclError;
     let fleet = fleet();
     let verifier = TokenVerifier::per_device(Arc::clone(&fleet.devices), Validation::new());
     let mut claims = claims_for("device-a");

@@ -8,12 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqtt_sec_auth::jwt::{
-    CachedKeySource, ClientContext, FileKeySource, KeySet, KeySource, MAX_JWKS_LEN, TokenVerifier,
-    TrustedKey, Validation,
+    CachedKeySource, ClientContext, FileKeySource, KeySet, KeySource, TokenVerifier, TrustedKey,
+    Validation,
 };
 use mqtt_sec_auth::{JwtError, JwtKeyError, KeySourceError};
 use serde_json::json;
 use support::*;
+
+/// The documented size limit of a JWK Set document (1 MiB).
+const MAX_JWKS_LEN: usize = 1024 * 1024;
 
 fn set(keys: serde_json::Value) -> Result<KeySet, JwtKeyError> {
     KeySet::from_jwks_json(&json!({ "keys": keys }).to_string())
@@ -543,12 +546,12 @@ fn blocking_the_key_endpoint_does_not_keep_a_removed_key_valid() {
     ));
 }
 
-/// A JWK Set holds at most MAX_JWKS_KEYS entries: exactly that many are
+/// A JWK Set holds at most 10,000 entries: exactly that many are
 /// read (here keys for another use, skipped and listed), one more is refused
 /// before any entry is parsed.
 #[test]
 fn a_jwk_set_holds_at_most_max_jwks_keys_entries() {
-    use mqtt_sec_auth::jwt::MAX_JWKS_KEYS;
+    const MAX_JWKS_KEYS: usize = 10_000;
     let set = |n: usize| {
         let entry = r#"{"kty":"RSA","use":"enc"}"#;
         format!(r#"{{"keys":[{}]}}"#, vec![entry; n].join(","))

@@ -11,6 +11,7 @@ use jsonwebtoken::crypto::{CryptoProvider, KeyUtils};
 use mqtt_sec_auth::jwt::{
     ClaimsTemplate, KeySet, TokenMinter, TrustedKey, Validation, install_ring_provider,
 };
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use support::*;
 
 static TRIPWIRE: CryptoProvider = CryptoProvider {
@@ -42,7 +43,7 @@ fn this_crate_never_uses_the_process_wide_provider() {
         let keys = key.key_set();
         let minter = TokenMinter::new(key.signing, ClaimsTemplate::new("dev-1"));
         let minted = minter.mint(now()).unwrap();
-        assert!(verify_with(keys, Validation::new(), minted.as_str()).is_ok());
+        assert!(verify_with(keys, Validation::new(), minted.token().expose_secret()).is_ok());
     }
     let pem = rcgen::KeyPair::generate().unwrap().public_key_pem();
     let key = TrustedKey::from_public_key_pem(&pem).unwrap();

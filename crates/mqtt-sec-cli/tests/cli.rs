@@ -3,6 +3,7 @@
 //! one-line message naming the file), and never a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use mqtt_sec_auth::secrecy::ExposeSecret;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -466,7 +467,7 @@ fn jwt_mint_and_verify() {
             s(&secret_file),
             "--kid",
             "svc-1",
-            hs_token.as_str(),
+            hs_token.token().expose_secret(),
         ],
         b"",
     );
@@ -485,7 +486,7 @@ fn jwt_mint_and_verify() {
             s(&secret_file),
             "--kid",
             "svc-1",
-            expired.as_str(),
+            expired.token().expose_secret(),
         ],
         b"",
     );

@@ -225,11 +225,10 @@ mod tests {
     use crate::{KeySet, TrustedKey};
 
     fn verifier(signer: &Signer) -> Verifier {
-        let registry = KeySet::new();
-        registry
-            .insert(TrustedKey::new(signer.verifying_key()).unwrap())
+        let keys = KeySet::new();
+        keys.insert(TrustedKey::new(signer.verifying_key()).unwrap())
             .unwrap();
-        Verifier::new(registry)
+        Verifier::new(keys)
     }
 
     fn publish_v5(topic: &[u8], payload: Vec<u8>) -> PublishV5 {

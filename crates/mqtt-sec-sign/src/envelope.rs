@@ -191,7 +191,7 @@ pub(crate) struct Parsed<'a> {
 const MAX_DEPTH: usize = 16;
 /// Most entries in the protected header and in the CWT claims map. The
 /// profile uses four and two; a small cap keeps hostile headers cheap.
-pub const MAX_MAP_ENTRIES: usize = 8;
+pub(crate) const MAX_MAP_ENTRIES: usize = 8;
 
 /// One CBOR data item head (RFC 8949 section 3), of the kinds this profile
 /// reads: definite lengths only, no floating-point values, and only the

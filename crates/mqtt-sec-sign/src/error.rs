@@ -239,7 +239,7 @@ pub enum KeyError {
     /// The PEM or PKCS#8 data is not an Ed25519 private key.
     #[error("not a PKCS#8 Ed25519 private key")]
     Pkcs8,
-    /// The JWK or JWK Set is larger than [`MAX_JWK_SET_LEN`](crate::MAX_JWK_SET_LEN).
+    /// The JWK or JWK Set is larger than 1 MiB.
     #[error("JWK input larger than {max} bytes")]
     TooLarge {
         /// The limit.

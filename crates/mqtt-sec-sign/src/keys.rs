@@ -16,7 +16,7 @@ use crate::error::KeyError;
 use mqtt_sec_core::ed25519::{KeyRejected, PublicKey};
 
 /// Largest JWK or JWK Set accepted, in bytes.
-pub const MAX_JWK_SET_LEN: usize = 1024 * 1024;
+pub(crate) const MAX_JWK_SET_LEN: usize = 1024 * 1024;
 
 /// A public key trusted to sign, with its key id, validity window and (with the
 /// `acl` feature) the topics it may sign for.
@@ -243,7 +243,7 @@ impl TrustedKey {
     }
 }
 
-/// A key's state in the registry.
+/// A key's state in the key set.
 #[derive(Debug, Clone)]
 pub(crate) enum Entry {
     Trusted(Arc<TrustedKey>),
@@ -256,12 +256,12 @@ pub(crate) enum Entry {
 /// ```
 /// use mqtt_sec_sign::{KeySet, Signer, TrustedKey};
 /// let signer = Signer::generate()?;
-/// let registry = KeySet::new();
+/// let keys = KeySet::new();
 /// let key = TrustedKey::new(signer.verifying_key())?;
 /// # #[cfg(feature = "acl")]
 /// let key = key.allow_topics(["sensors/#"])?; // feature `acl` (default)
-/// registry.insert(key)?;
-/// registry.revoke(signer.kid());
+/// keys.insert(key)?;
+/// keys.revoke(signer.kid());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -270,7 +270,7 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// An empty registry: every envelope is rejected until keys are added.
+    /// An empty key set: every envelope is rejected until keys are added.
     pub fn new() -> Self {
         Self::default()
     }

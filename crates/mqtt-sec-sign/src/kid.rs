@@ -9,7 +9,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::error::KeyError;
 
-pub use mqtt_sec_core::MAX_KID_LEN;
+use mqtt_sec_core::MAX_KID_LEN;
 
 /// A key id: the bytes of the COSE `kid` header (cheap to clone).
 ///

@@ -27,8 +27,8 @@ pub use mqtt_sec_acl;
 pub use secrecy::{self, SecretString};
 
 pub use error::{KeyError, KeyRejected, MalformedEnvelope, SignError, TopicNameError, VerifyError};
-pub use keys::{KeySet, MAX_JWK_SET_LEN, TrustedKey};
-pub use kid::{Kid, MAX_KID_LEN};
+pub use keys::{KeySet, TrustedKey};
+pub use kid::Kid;
 pub use mqtt_sec_core::Cause;
 pub use sequence::{FileSequenceStore, SequenceStore};
 pub use signer::Signer;

@@ -16,7 +16,7 @@ use crate::Kid;
 /// Default window size, in sequence numbers.
 pub const DEFAULT_WINDOW: usize = 64;
 /// Largest window size accepted.
-pub const MAX_WINDOW: usize = 1 << 16;
+pub(crate) const MAX_WINDOW: usize = 1 << 16;
 
 /// Identifies one envelope among those its key signed: the first 16 bytes
 /// of its signature. Ed25519 signatures are deterministic, so the same
@@ -241,7 +241,7 @@ pub trait ReplayStore: Send + Sync + Debug {
 }
 
 /// Replay windows in memory, one per key id (only ids of trusted keys reach
-/// it, so its size is bounded by the registry).
+/// it, so its size is bounded by the key set).
 ///
 /// A restarted process starts with empty windows: until a key's window fills,
 /// only the freshness check stops a replay of a message captured in the last

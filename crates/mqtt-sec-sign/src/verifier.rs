@@ -160,15 +160,15 @@ impl Verified {
 /// once everything else passed. Every decision is an audit event on
 /// `mqtt_sec::audit` (kid, topic, reason; never the payload).
 ///
-/// Clones share the registry and the replay state, so one verifier can serve
+/// Clones share the key set and the replay state, so one verifier can serve
 /// many tasks.
 ///
 /// ```
 /// use mqtt_sec_sign::{KeySet, Signer, TrustedKey, Verifier, VerifyError};
 /// let signer = Signer::generate()?;
-/// let registry = KeySet::new();
-/// registry.insert(TrustedKey::new(signer.verifying_key())?)?;
-/// let verifier = Verifier::new(registry);
+/// let keys = KeySet::new();
+/// keys.insert(TrustedKey::new(signer.verifying_key())?)?;
+/// let verifier = Verifier::new(keys);
 ///
 /// let envelope = signer.sign("sensors/kitchen/temp", b"21.5")?;
 /// let message = verifier.verify("sensors/kitchen/temp", &envelope)?;
@@ -182,7 +182,7 @@ impl Verified {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    registry: KeySet,
+    keys: KeySet,
     clock: Arc<dyn Clock>,
     replay: Arc<dyn ReplayStore>,
     max_envelope: usize,
@@ -207,9 +207,9 @@ struct Candidate<'a> {
 impl Verifier {
     /// A verifier with the defaults: 256 KiB envelopes, 30 s clock skew, 24 h
     /// for retained messages, replay windows of 64 in memory, the system clock.
-    pub fn new(registry: KeySet) -> Self {
+    pub fn new(keys: KeySet) -> Self {
         Self {
-            registry,
+            keys,
             clock: Arc::new(SystemClock),
             replay: Arc::new(MemoryReplayStore::default()),
             max_envelope: DEFAULT_MAX_ENVELOPE,
@@ -272,9 +272,10 @@ impl Verifier {
         self
     }
 
-    /// The registry this verifier trusts.
-    pub fn registry(&self) -> &KeySet {
-        &self.registry
+    /// The keys this verifier trusts; revoking or adding one here takes
+    /// effect for every clone.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
     }
 
     /// Verifies a live envelope received on `topic`.
@@ -386,7 +387,7 @@ impl Verifier {
             }
         };
         topic::check_topic_name(message.topic)?;
-        let key = match self.registry.get(&parsed.kid) {
+        let key = match self.keys.get(&parsed.kid) {
             None => return Err(VerifyError::UnknownKid { kid: parsed.kid }),
             Some(Entry::Revoked) => return Err(VerifyError::KeyRevoked { kid: parsed.kid }),
             Some(Entry::Trusted(key)) => key,

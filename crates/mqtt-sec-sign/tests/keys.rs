@@ -6,6 +6,9 @@ mod support;
 
 use std::process::Command;
 
+/// The documented size limit of a JWK or JWK Set (1 MiB).
+const MAX_JWK_SET_LEN: usize = 1024 * 1024;
+
 use mqtt_sec_sign::{
     FileSequenceStore, KeyError, KeyRejected, KeySet, SequenceStore, SignError, Signer, TrustedKey,
     Verifier, envelope,
@@ -79,20 +82,17 @@ fn jwk_refusals() {
             "{jwk}"
         );
     }
-    let huge = format!(
-        r#"{{"pad":"{}"}}"#,
-        "a".repeat(mqtt_sec_sign::MAX_JWK_SET_LEN)
-    );
+    let huge = format!(r#"{{"pad":"{}"}}"#, "a".repeat(MAX_JWK_SET_LEN));
     assert_eq!(
         TrustedKey::from_jwk(&huge).unwrap_err(),
         KeyError::TooLarge {
-            max: mqtt_sec_sign::MAX_JWK_SET_LEN
+            max: MAX_JWK_SET_LEN
         }
     );
     // The limit is inclusive, for one JWK and for a set: a document padded
     // with whitespace to exactly MAX_JWK_SET_LEN bytes is read, one byte
     // more is refused before parsing.
-    let max = mqtt_sec_sign::MAX_JWK_SET_LEN;
+    let max = MAX_JWK_SET_LEN;
     let jwk = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
     let padded = |text: &str, len: usize| format!("{text}{}", " ".repeat(len - text.len()));
     assert!(TrustedKey::from_jwk(&padded(jwk, max)).is_ok());

@@ -23,7 +23,7 @@ pub enum TlsError {
     Read {
         /// The file or directory.
         path: PathBuf,
-        /// Why: the I/O error, not a regular file, or over [`MAX_FILE_LEN`](crate::MAX_FILE_LEN).
+        /// Why: the I/O error, not a regular file, or over 64 MiB.
         source: ReadError,
     },
     /// A PEM source holds no certificate.

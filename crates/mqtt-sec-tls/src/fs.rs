@@ -8,7 +8,7 @@ use crate::error::TlsError;
 
 /// Largest certificate, key or CRL file read (CRLs of large CAs run to
 /// tens of megabytes).
-pub const MAX_FILE_LEN: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_FILE_LEN: usize = 64 * 1024 * 1024;
 
 /// The contents of the regular file at `path`, at most [`MAX_FILE_LEN`] bytes.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -24,7 +24,6 @@ mod verifier;
 pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, WantsIdentity};
 pub use error::{Cause, Chain, ReadError, TlsError};
 pub use explain::explain;
-pub use fs::MAX_FILE_LEN;
 pub use identity::Identity;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;

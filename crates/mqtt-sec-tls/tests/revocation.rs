@@ -496,3 +496,32 @@ fn a_server_with_reloadable_crls_over_tls12_and_with_optional_client_certificate
         other => panic!("a revoked optional certificate must be refused: {other:?}"),
     }
 }
+
+/// `only_end_entity` narrows the check to the peer's own certificate, and
+/// nothing else: given only the intermediate's CRL (which covers leaf
+/// certificates), the default refuses the chain because no CRL speaks for
+/// the intermediate, `only_end_entity` accepts it, and still refuses a
+/// revoked leaf.
+#[test]
+fn only_end_entity_checks_the_leaf_alone_and_still_refuses_a_revoked_one() {
+    let mut pki = TestPki::new().unwrap();
+    let broker = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
+    let revoked = pki.issue(&CertSpec::localhost_server("revoked")).unwrap();
+    pki.revoke(&revoked).unwrap();
+    let [_root_crl, intermediate_crl] = <[_; 2]>::try_from(pki.crls_der()).unwrap();
+    let leaf_crl_only = || Revocation::new().der(intermediate_crl.clone());
+    let good_server = open_server(&broker).config();
+    let revoked_server = open_server(&revoked).config();
+
+    let whole_chain = client_with(&pki, leaf_crl_only(), None);
+    assert_eq!(
+        certificate_error(handshake(&whole_chain.config(), &good_server, "localhost")),
+        CertificateError::UnknownRevocationStatus
+    );
+    let leaf_only = client_with(&pki, leaf_crl_only().only_end_entity(), None);
+    handshake(&leaf_only.config(), &good_server, "localhost").unwrap();
+    assert_eq!(
+        certificate_error(handshake(&leaf_only.config(), &revoked_server, "localhost")),
+        CertificateError::Revoked
+    );
+}

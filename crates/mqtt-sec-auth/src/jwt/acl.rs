@@ -4,9 +4,10 @@
 use std::time::SystemTime;
 
 use mqtt_sec_acl::emqx::{self, NoMatch};
-use mqtt_sec_acl::{Action, Policy, PolicyError, Principal, Reason};
+use mqtt_sec_acl::{Action, Policy, Principal, Reason};
 
 use super::verify::{KeyTrust, VerifiedToken};
+use crate::TokenAclError;
 
 /// The outcome of [`TokenAcl::check`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,22 +66,6 @@ impl TokenAcl {
     pub fn narrowed(&self) -> &[String] {
         &self.narrowed
     }
-}
-
-/// Why a token's `acl` claim grants nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TokenAclError {
-    /// The claim is not a valid EMQX `acl` claim.
-    #[error("acl claim: {0}")]
-    Policy(#[from] PolicyError),
-    /// The token was signed with the device's own key
-    /// ([`KeyTrust::PerDevice`]): a device cannot grant itself permissions.
-    /// Only tokens of a trusted issuer carry rules.
-    #[error(
-        "acl claim in a token signed by the device's own key: a device cannot grant itself permissions"
-    )]
-    SelfGranted,
 }
 
 impl VerifiedToken {

@@ -23,11 +23,11 @@ use super::source::WatchedFile;
 use crate::{JwtKeyError, KeySourceError};
 
 /// Largest device key document read (about 200,000 devices with one key each).
-pub const MAX_DEVICE_KEYS_LEN: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_DEVICE_KEYS_LEN: usize = 64 * 1024 * 1024;
 /// Most devices in one document.
-pub const MAX_DEVICES: usize = 1_000_000;
+pub(crate) const MAX_DEVICES: usize = 1_000_000;
 /// Longest device identity (MQTT's limit for a client id or username).
-pub const MAX_IDENTITY_LEN: usize = 65_535;
+pub(crate) const MAX_IDENTITY_LEN: usize = 65_535;
 
 /// Gives the keys that may vouch for one identity (a client id or username).
 /// Implement it over your device registry or database.
@@ -89,6 +89,7 @@ impl<S: DeviceKeySource> DeviceKeySource for Arc<S> {
 /// use std::sync::Arc;
 /// use std::time::SystemTime;
 /// use mqtt_sec_auth::JwtError;
+/// use mqtt_sec_auth::secrecy::ExposeSecret;
 /// use mqtt_sec_auth::jwt::{
 ///     ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter, TokenVerifier,
 ///     Validation,
@@ -105,12 +106,12 @@ impl<S: DeviceKeySource> DeviceKeySource for Arc<S> {
 ///
 /// let now = SystemTime::now();
 /// let own = TokenMinter::new(key_a, ClaimsTemplate::new("device-a")).mint(now)?;
-/// assert!(verifier.verify(own.as_str(), &ClientContext::new("device-a"), now).is_ok());
+/// assert!(verifier.verify(own.token().expose_secret(), &ClientContext::new("device-a"), now).is_ok());
 ///
 /// // Device A's key, claiming to be device B, is not one of B's keys.
 /// let key_a = SigningKey::from_pkcs8_der(&key_a_der)?;
 /// let forged = TokenMinter::new(key_a, ClaimsTemplate::new("device-b")).mint(now)?;
-/// let refused = verifier.verify(forged.as_str(), &ClientContext::new("device-b"), now);
+/// let refused = verifier.verify(forged.token().expose_secret(), &ClientContext::new("device-b"), now);
 /// assert!(matches!(refused, Err(JwtError::KeyNotForIdentity { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -130,7 +131,7 @@ impl DeviceKeys {
     /// Registers (or replaces) the keys of `identity`.
     ///
     /// # Errors
-    /// [`JwtKeyError::Invalid`] for an empty or over-long identity;
+    /// [`JwtKeyError::Invalid`] for an empty identity or one over 65,535 bytes;
     /// [`JwtKeyError::SharedDeviceKey`] when one of the keys already belongs to
     /// another identity (nothing is changed then).
     pub fn insert(&mut self, identity: impl Into<String>, keys: KeySet) -> Result<(), JwtKeyError> {
@@ -193,7 +194,7 @@ impl DeviceKeys {
 
     /// Reads a device key document: each identity with its JWK Set,
     /// `{"devices": {"sensor-17": {"keys": [...]}, ...}}`, at most
-    /// [`MAX_DEVICE_KEYS_LEN`] bytes and [`MAX_DEVICES`] devices; each set is
+    /// 64 MiB and 1,000,000 devices; each set is
     /// read as [`KeySet::from_jwks_json`] reads one.
     ///
     /// # Errors

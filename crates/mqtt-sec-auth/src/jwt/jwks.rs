@@ -20,10 +20,10 @@ use super::key::TrustedKey;
 use crate::JwtKeyError;
 
 /// Largest JWK Set document read.
-pub const MAX_JWKS_LEN: usize = 1024 * 1024;
+pub(crate) const MAX_JWKS_LEN: usize = 1024 * 1024;
 /// Most keys in one set.
-pub const MAX_JWKS_KEYS: usize = 10_000;
-pub use mqtt_sec_core::MAX_KID_LEN;
+pub(crate) const MAX_JWKS_KEYS: usize = 10_000;
+pub(crate) use mqtt_sec_core::MAX_KID_LEN;
 
 /// A JWK the set did not load, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl KeySet {
     }
 
     /// Reads a JWK Set document (`{"keys": [...]}`), at most
-    /// [`MAX_JWKS_LEN`] bytes and [`MAX_JWKS_KEYS`] keys. A public key
+    /// 1 MiB and 10,000 keys. A public key
     /// without `kid` gets its RFC 7638 thumbprint; a secret (`oct`) must
     /// have one.
     ///
@@ -150,7 +150,7 @@ impl KeySet {
 
     /// The only key, for tokens without `kid`; `None` unless the set has
     /// exactly one.
-    pub fn only(&self) -> Option<&Arc<TrustedKey>> {
+    pub(crate) fn only(&self) -> Option<&Arc<TrustedKey>> {
         match self.keys.as_slice() {
             [key] => Some(key),
             _ => None,

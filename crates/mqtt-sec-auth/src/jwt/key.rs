@@ -14,7 +14,7 @@ use super::ring_provider::{RingVerifier, VerifyMaterial, ed25519_key, rsa_compon
 use crate::JwtKeyError;
 
 /// Longest PEM or DER key input read.
-pub const MAX_KEY_INPUT_LEN: usize = 64 * 1024;
+pub(crate) const MAX_KEY_INPUT_LEN: usize = 64 * 1024;
 
 const OID_ED25519: &str = "1.3.101.112";
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
@@ -178,7 +178,8 @@ impl TrustedKey {
         })
     }
 
-    /// A `PUBLIC KEY` (SubjectPublicKeyInfo) PEM block: Ed25519, P-256 or RSA.
+    /// A `PUBLIC KEY` (SubjectPublicKeyInfo) PEM block: Ed25519, P-256 or RSA,
+    /// at most 64 KiB.
     ///
     /// # Errors
     /// [`JwtKeyError::Pem`], [`JwtKeyError::Unsupported`] for other key types,
@@ -196,7 +197,7 @@ impl TrustedKey {
         Self::from_public_key_der(block.contents())
     }
 
-    /// A DER SubjectPublicKeyInfo: Ed25519, P-256 or RSA.
+    /// A DER SubjectPublicKeyInfo: Ed25519, P-256 or RSA, at most 64 KiB.
     ///
     /// # Errors
     /// As [`TrustedKey::from_public_key_pem`].

@@ -264,14 +264,10 @@ impl std::fmt::Debug for MintedToken {
 }
 
 impl MintedToken {
-    /// The compact JWT.
+    /// The compact JWT, to hand to a client library with
+    /// `token().expose_secret()`.
     pub fn token(&self) -> &SecretString {
         &self.token
-    }
-
-    /// The compact JWT as text, to hand to a client library.
-    pub fn as_str(&self) -> &str {
-        self.token.expose_secret()
     }
 
     /// `iat`.
@@ -301,16 +297,6 @@ impl TokenMinter {
             template,
             rng: SystemRandom::new(),
         }
-    }
-
-    /// The signing key.
-    pub fn key(&self) -> &SigningKey {
-        &self.key
-    }
-
-    /// The template.
-    pub fn template(&self) -> &ClaimsTemplate {
-        &self.template
     }
 
     /// A token issued at `now` (whole seconds).

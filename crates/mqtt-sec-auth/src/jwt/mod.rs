@@ -27,13 +27,10 @@ mod verify;
 
 #[cfg(feature = "acl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
-pub use acl::{TokenAcl, TokenAclDecision, TokenAclError};
-pub use device::{
-    DeviceKeySource, DeviceKeys, FileDeviceKeySource, MAX_DEVICE_KEYS_LEN, MAX_DEVICES,
-    MAX_IDENTITY_LEN,
-};
-pub use jwks::{KeySet, MAX_JWKS_KEYS, MAX_JWKS_LEN, MAX_KID_LEN, SkippedKey};
-pub use key::{MAX_KEY_INPUT_LEN, TrustedKey, algorithm_name};
+pub use acl::{TokenAcl, TokenAclDecision};
+pub use device::{DeviceKeySource, DeviceKeys, FileDeviceKeySource};
+pub use jwks::{KeySet, SkippedKey};
+pub use key::{TrustedKey, algorithm_name};
 pub use mint::{ClaimsTemplate, MintedToken, SigningKey, TokenMinter};
 pub use ring_provider::{RING_PROVIDER, install_ring_provider};
 pub use source::{CachedKeySource, DEFAULT_MAX_STALENESS, FileKeySource, KeyFetcher, KeySource};

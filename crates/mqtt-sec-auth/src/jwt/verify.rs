@@ -291,7 +291,7 @@ impl VerifiedToken {
 ///     TokenVerifier, Validation,
 /// };
 /// use mqtt_sec_auth::JwtError;
-/// use mqtt_sec_auth::secrecy::SecretSlice;
+/// use mqtt_sec_auth::secrecy::{ExposeSecret, SecretSlice};
 ///
 /// // Device side: an HS256 secret here to keep the example short.
 /// let secret = vec![42u8; 32];
@@ -301,17 +301,18 @@ impl VerifiedToken {
 /// );
 /// let now = SystemTime::now();
 /// let token = minter.mint(now)?;
+/// let jwt = token.token().expose_secret();
 ///
 /// // Broker side: the secret belongs to sensor-17 alone.
 /// let mut devices = DeviceKeys::new();
 /// let key = TrustedKey::hs256("sensor-17-secret", SecretSlice::from(secret))?;
 /// devices.insert("sensor-17", KeySet::new([key])?)?;
 /// let verifier = TokenVerifier::per_device(devices, Validation::new().audience("mqtt.example.com"));
-/// let verified = verifier.verify(token.as_str(), &ClientContext::new("sensor-17"), now)?;
+/// let verified = verifier.verify(jwt, &ClientContext::new("sensor-17"), now)?;
 /// assert_eq!(verified.identity(), "sensor-17");
 ///
 /// // The same token presented by another client id is refused.
-/// let other = verifier.verify(token.as_str(), &ClientContext::new("sensor-18"), now);
+/// let other = verifier.verify(jwt, &ClientContext::new("sensor-18"), now);
 /// assert_eq!(other.unwrap_err(), JwtError::WrongClient);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

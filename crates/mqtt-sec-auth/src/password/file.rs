@@ -9,7 +9,7 @@ use super::hash::{HashParams, HashPolicy, PasswordHash};
 use crate::error::{PasswordError, PasswordFileError};
 
 /// Largest password file accepted, in bytes.
-pub const MAX_PASSWORD_FILE_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_PASSWORD_FILE_LEN: usize = 16 * 1024 * 1024;
 /// Longest user name mosquitto accepts.
 const MAX_USERNAME_LEN: usize = 65_535;
 

@@ -5,5 +5,5 @@
 mod file;
 mod hash;
 
-pub use file::{MAX_PASSWORD_FILE_LEN, PasswordFile};
+pub use file::PasswordFile;
 pub use hash::{DEFAULT_MAX_ITERATIONS, GoAuthSalt, HashParams, HashPolicy, PasswordHash, Scheme};

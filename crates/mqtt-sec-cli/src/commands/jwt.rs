@@ -8,7 +8,7 @@ use mqtt_sec_auth::jwt::{
     Binding, ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter,
     TokenVerifier, TrustedKey, Validation, algorithm_name,
 };
-use mqtt_sec_auth::secrecy::{SecretSlice, SecretString};
+use mqtt_sec_auth::secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use super::keyfile::{self, PublicKeys};
 use crate::io::{CliError, failed, print_json, read_file, read_input, read_text};
@@ -38,7 +38,7 @@ pub(crate) fn mint(args: &JwtMintArgs) -> Result<ExitCode, CliError> {
     let token = TokenMinter::new(key, template)
         .mint(SystemTime::now())
         .map_err(|e| CliError::new(Chain(&e).to_string()))?;
-    println!("{}", token.as_str());
+    println!("{}", token.token().expose_secret());
     Ok(ExitCode::SUCCESS)
 }
 
