@@ -193,6 +193,7 @@ pub struct MosquittoBuilder {
     passwords: Option<PasswordFile>,
     acl: Option<String>,
     extra_lines: Vec<String>,
+    plugins: Vec<(PathBuf, Vec<(String, String)>)>,
     start_timeout: Duration,
     max_tls: Option<TlsVersion>,
 }
@@ -235,6 +236,25 @@ impl MosquittoBuilder {
     /// Sets the `acl_file` contents, in mosquitto's ACL syntax.
     pub fn acl_file(mut self, contents: &str) -> Self {
         self.acl = Some(contents.to_owned());
+        self
+    }
+
+    /// Loads a plugin (mosquitto's `plugin` line) with its options (each a
+    /// `plugin_opt_<key> <value>` line), after the other global settings:
+    /// for example the mqtt-sec-mosquitto library with
+    /// `[("config", path)]`. A plugin whose init fails makes
+    /// [`MosquittoBuilder::start`] fail with [`Error::BrokerExited`] and
+    /// the broker's reason.
+    pub fn plugin<K: Into<String>, V: Into<String>>(
+        mut self,
+        library: impl Into<PathBuf>,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let options = options
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.plugins.push((library.into(), options));
         self
     }
 
@@ -318,6 +338,17 @@ impl MosquittoBuilder {
         }
         for line in &self.extra_lines {
             let _ = writeln!(config, "{line}");
+        }
+        for (library, options) in &self.plugins {
+            let _ = writeln!(config, "plugin {}", self::config_path(library)?);
+            for (key, value) in options {
+                if key.contains(char::is_whitespace) || value.contains(['\n', '\r']) {
+                    return Err(Error::InvalidRequest(format!(
+                        "plugin option {key:?} cannot be written to mosquitto.conf"
+                    )));
+                }
+                let _ = writeln!(config, "plugin_opt_{key} {value}");
+            }
         }
         let mut listeners = Vec::with_capacity(self.listeners.len());
         for (spec, port) in self.listeners.iter().zip(ports) {
@@ -408,6 +439,7 @@ impl Mosquitto {
             passwords: None,
             acl: None,
             extra_lines: Vec::new(),
+            plugins: Vec::new(),
             start_timeout: Duration::from_secs(15),
             max_tls: None,
         }

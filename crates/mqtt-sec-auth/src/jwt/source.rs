@@ -412,7 +412,7 @@ impl<T> WatchedFile<T> {
 
 /// A JWK Set file, reloaded when its modification time or size changes
 /// (looked at most once per second by default), read up to
-/// [`MAX_JWKS_LEN`] bytes however large the file grows. An invalid new
+/// 1 MiB however large the file grows. An invalid new
 /// version is refused with an audit event and the previous keys stay in use.
 #[derive(Debug)]
 pub struct FileKeySource {

@@ -1,0 +1,179 @@
+//! The plugin's configuration file (TOML), read strictly: unknown fields,
+//! wrong types, missing files and broken rules are errors that name the
+//! file, the line and the field, so a typo can never leave a broker open.
+//!
+//! Relative paths are relative to the directory of the configuration file.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Largest configuration file read.
+const MAX_CONFIG_LEN: usize = 1024 * 1024;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.location())]
+pub struct ConfigError {
+    /// The file the error is in (the configuration, or a file it names).
+    pub file: PathBuf,
+    /// 1-based line in `file`, when known.
+    pub line: Option<usize>,
+    /// The configuration field, such as `auth[1].path`, when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn location(&self) -> String {
+        let mut text = self.file.display().to_string();
+        if let Some(line) = self.line {
+            text.push_str(&format!(":{line}"));
+        }
+        text.push_str(": ");
+        if let Some(field) = &self.field {
+            text.push_str(field);
+            text.push_str(": ");
+        }
+        text.push_str(&self.reason);
+        text
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    /// Clients without a user name may connect. Default false.
+    #[serde(default)]
+    pub(crate) allow_anonymous: bool,
+    /// User names whose every access is allowed.
+    #[serde(default)]
+    pub(crate) superusers: Vec<String>,
+    /// The authentication chain, tried in order.
+    #[serde(default)]
+    pub(crate) auth: Vec<Spanned<AuthMethod>>,
+    /// Authorization; required, so that "no ACL" is a decision.
+    pub(crate) acl: Spanned<AclConfig>,
+}
+
+/// One method of the authentication chain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthMethod {
+    /// `password_file`.
+    pub(crate) method: Spanned<String>,
+    /// The file the method reads.
+    pub(crate) path: Option<Spanned<String>>,
+    /// Most PBKDF2 iterations a hash may ask for (password_file).
+    pub(crate) max_iterations: Option<Spanned<u32>>,
+}
+
+/// How SUBSCRIBE is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SubscribeMode {
+    /// mosquitto's `acl_file` behaviour: every subscription is granted and
+    /// each message is checked when it is delivered.
+    GrantAll,
+    /// A subscription must be covered by the client's read rules.
+    Containment,
+}
+
+/// The `[acl]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AclConfig {
+    /// A mosquitto `acl_file`.
+    pub(crate) acl_file: Option<Spanned<String>>,
+    /// A policy in mqtt-sec-acl's native format (`.toml` or `.json`).
+    pub(crate) policy: Option<Spanned<String>>,
+    /// Allow every access (no ACL). Must be said explicitly.
+    #[serde(default)]
+    pub(crate) allow_all: bool,
+    /// How SUBSCRIBE is decided; for an `acl_file` `grant-all` unless set,
+    /// for a native policy what the policy says unless set.
+    pub(crate) subscribe: Option<SubscribeMode>,
+}
+
+/// The text of a configuration file and where it is, for error positions.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) path: PathBuf,
+    pub(crate) text: String,
+}
+
+impl Source {
+    /// Reads the configuration file.
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
+        let bytes =
+            mqtt_sec_core::fs::read_bounded(path, MAX_CONFIG_LEN).map_err(|e| ConfigError {
+                file: path.to_owned(),
+                line: None,
+                field: None,
+                reason: mqtt_sec_core::Chain(&e).to_string(),
+            })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            field: None,
+            reason: "not UTF-8".into(),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            text,
+        })
+    }
+
+    /// Parses the file strictly.
+    pub(crate) fn parse(&self) -> Result<ConfigFile, ConfigError> {
+        toml::from_str(&self.text).map_err(|e| ConfigError {
+            file: self.path.clone(),
+            line: e.span().map(|span| self.line_of(&span)),
+            field: None,
+            reason: e.message().trim_end().to_owned(),
+        })
+    }
+
+    /// The 1-based line where `span` starts.
+    pub(crate) fn line_of(&self, span: &Range<usize>) -> usize {
+        let start = span.start.min(self.text.len());
+        self.text.as_bytes()[..start]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// An error at `span`, in `field`.
+    pub(crate) fn error(
+        &self,
+        span: &Range<usize>,
+        field: impl Into<String>,
+        reason: impl fmt::Display,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.path.clone(),
+            line: Some(self.line_of(span)),
+            field: Some(field.into()),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `path` as written in the file, resolved against the file's directory.
+    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(path)
+        }
+    }
+}

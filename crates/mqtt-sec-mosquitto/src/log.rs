@@ -1,0 +1,48 @@
+//! Where the plugin's messages go: mosquitto's log in the broker, anything
+//! else in tests and in `mqtt-sec mosquitto check-config`.
+
+/// mosquitto's log levels (`MOSQ_LOG_*`) that the plugin uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Start-up, reloads.
+    Info,
+    /// A refused client or access.
+    Notice,
+    /// Something the operator should fix.
+    Warning,
+    /// The plugin cannot do its job.
+    Error,
+    /// Details.
+    Debug,
+}
+
+impl Level {
+    /// The `MOSQ_LOG_*` bit of this level.
+    pub fn mosquitto_bits(self) -> i32 {
+        match self {
+            Self::Info => 1 << 0,
+            Self::Notice => 1 << 1,
+            Self::Warning => 1 << 2,
+            Self::Error => 1 << 3,
+            Self::Debug => 1 << 4,
+        }
+    }
+}
+
+/// A sink for the plugin's log lines. Lines never contain a password,
+/// token or payload, and names in them are bounded and escaped.
+pub trait Log: Send + Sync + std::fmt::Debug {
+    /// Writes one line.
+    fn log(&self, level: Level, line: &str);
+}
+
+/// Prefix of every line, as mosquitto's own plugins name themselves.
+pub(crate) const PREFIX: &str = "mqtt-sec: ";
+
+/// `text` (a name from the network) made safe to log: at most 256 bytes,
+/// non-UTF-8 bytes and control characters escaped.
+pub(crate) fn name(text: &[u8]) -> String {
+    let lossy = String::from_utf8_lossy(&text[..text.len().min(256)]);
+    let escaped: String = lossy.escape_debug().collect();
+    mqtt_sec_core::text::bounded(&escaped, 256).to_owned()
+}
