@@ -37,6 +37,17 @@ pub enum UsernameFrom {
     CommonName,
     /// `use_subject_as_username true`: the whole subject DN in RFC 2253 form.
     SubjectDn,
+    /// The first `DNS:` subject alternative name.
+    DnsSan,
+    /// The first `URI:` subject alternative name.
+    UriSan,
+    /// The first `email:` subject alternative name.
+    EmailSan,
+    /// The SPIFFE ID (the first `spiffe://` URI SAN).
+    SpiffeId,
+    /// The SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256`
+    /// prints it (`AB:CD:...`): names one certificate, not a subject.
+    FingerprintSha256,
 }
 
 /// The identity in a client certificate. All public data.
@@ -196,12 +207,31 @@ impl CertificateIdentity {
             .is_none_or(|deadline| self.not_after <= deadline)
     }
 
-    /// The MQTT user name mosquitto would assign: the common name, or the RFC
-    /// 2253 subject. `None` when the certificate has no usable common name.
+    /// The MQTT user name the certificate gives under `from`: for
+    /// [`UsernameFrom::CommonName`] and [`UsernameFrom::SubjectDn`] the one
+    /// mosquitto's `use_identity_as_username` and `use_subject_as_username`
+    /// assign. `None` when the certificate has no such name (no usable
+    /// common name, no SAN of that type).
     pub fn mqtt_username(&self, from: UsernameFrom) -> Option<String> {
+        let first_san =
+            |pick: fn(&SubjectAltName) -> Option<&String>| self.sans.iter().find_map(pick).cloned();
         match from {
             UsernameFrom::CommonName => self.common_name.clone(),
             UsernameFrom::SubjectDn => Some(self.subject_dn.clone()),
+            UsernameFrom::DnsSan => first_san(|san| match san {
+                SubjectAltName::Dns(name) => Some(name),
+                _ => None,
+            }),
+            UsernameFrom::UriSan => first_san(|san| match san {
+                SubjectAltName::Uri(uri) => Some(uri),
+                _ => None,
+            }),
+            UsernameFrom::EmailSan => first_san(|san| match san {
+                SubjectAltName::Email(email) => Some(email),
+                _ => None,
+            }),
+            UsernameFrom::SpiffeId => self.spiffe_id().map(str::to_owned),
+            UsernameFrom::FingerprintSha256 => Some(self.fingerprint_hex()),
         }
     }
 }

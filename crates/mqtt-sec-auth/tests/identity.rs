@@ -159,6 +159,21 @@ fn names_sans_validity_and_user_names() {
         ]
     );
     assert_eq!(id.spiffe_id(), Some("spiffe://plant.example/sensor/17"));
+    // Each SAN rule takes the first SAN of its type, in certificate order.
+    let fingerprint = id.fingerprint_hex();
+    let names = [
+        (UsernameFrom::DnsSan, Some("sensor-17.plant.example")),
+        (UsernameFrom::UriSan, Some("https://example.com/device/17")),
+        (UsernameFrom::EmailSan, Some("ops@example.com")),
+        (
+            UsernameFrom::SpiffeId,
+            Some("spiffe://plant.example/sensor/17"),
+        ),
+        (UsernameFrom::FingerprintSha256, Some(fingerprint.as_str())),
+    ];
+    for (from, expected) in names {
+        assert_eq!(id.mqtt_username(from).as_deref(), expected, "{from:?}");
+    }
 
     let now = SystemTime::now();
     assert!(id.is_valid_at(now));
@@ -179,6 +194,26 @@ fn certificates_without_a_usable_common_name() {
         id.mqtt_username(UsernameFrom::SubjectDn).as_deref(),
         Some("O=no cn")
     );
+    // Without SANs, the SAN rules give no name (never another name instead).
+    for from in [
+        UsernameFrom::DnsSan,
+        UsernameFrom::UriSan,
+        UsernameFrom::EmailSan,
+        UsernameFrom::SpiffeId,
+    ] {
+        assert_eq!(id.mqtt_username(from), None, "{from:?}");
+    }
+    // A URI that is not a SPIFFE ID is a URI SAN but no SPIFFE ID.
+    let (_, der) = cert(
+        &[(DnType::CommonName, utf8("u"))],
+        vec![SanType::URI("urn:example:device:9".try_into().unwrap())],
+    );
+    let id = CertificateIdentity::from_der(&der).unwrap();
+    assert_eq!(
+        id.mqtt_username(UsernameFrom::UriSan).as_deref(),
+        Some("urn:example:device:9")
+    );
+    assert_eq!(id.mqtt_username(UsernameFrom::SpiffeId), None);
     // A NUL inside the CN would cut the name in C code: refused.
     let (_, der) = cert(&[(DnType::CommonName, utf8("admin\0.evil"))], vec![]);
     assert_eq!(

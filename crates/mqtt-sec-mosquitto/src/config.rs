@@ -61,16 +61,73 @@ pub(crate) struct ConfigFile {
     pub(crate) acl: Spanned<AclConfig>,
 }
 
-/// One method of the authentication chain.
+/// One method of the authentication chain: `method` says which, and each
+/// method takes only its own fields (any other is an error).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthMethod {
-    /// `password_file`.
+    /// `password_file`, `jwt` or `certificate`.
     pub(crate) method: Spanned<String>,
-    /// The file the method reads.
+    /// password_file: the file.
     pub(crate) path: Option<Spanned<String>>,
-    /// Most PBKDF2 iterations a hash may ask for (password_file).
+    /// password_file: most PBKDF2 iterations a hash may ask for.
     pub(crate) max_iterations: Option<Spanned<u32>>,
+    /// jwt: keys of issuers trusted to vouch for any identity (PEM or JWK Set).
+    pub(crate) issuer_keys: Option<Spanned<String>>,
+    /// jwt: each device's own keys (a device key document).
+    pub(crate) device_keys: Option<Spanned<String>>,
+    /// jwt: where the token is, `password` (default) or `username`.
+    pub(crate) token_from: Option<Spanned<String>>,
+    /// jwt: accepted audiences (`aud` required when set).
+    pub(crate) audience: Option<Spanned<Vec<String>>>,
+    /// jwt: accepted issuers (`iss` required when set).
+    pub(crate) issuer: Option<Spanned<Vec<String>>>,
+    /// jwt: what the identity must equal: `client-id` (default),
+    /// `username` or `none`.
+    pub(crate) bind_to: Option<Spanned<String>>,
+    /// jwt: the claim holding the identity (`sub`).
+    pub(crate) identity_claim: Option<Spanned<String>>,
+    /// jwt: require `cnf` `x5t#S256` naming the presented certificate.
+    pub(crate) require_certificate_binding: Option<Spanned<bool>>,
+    /// jwt: a boolean claim that makes an issuer's token a superuser's.
+    pub(crate) superuser_claim: Option<Spanned<String>>,
+    /// jwt: clock skew allowed, in seconds (30).
+    pub(crate) leeway_seconds: Option<Spanned<u64>>,
+    /// jwt: the longest `exp - iat` accepted, in seconds (86,400); 0 lifts it.
+    pub(crate) max_lifetime_seconds: Option<Spanned<u64>>,
+    /// certificate: which name becomes the user name.
+    pub(crate) username_from: Option<Spanned<String>>,
+}
+
+impl AuthMethod {
+    /// The fields that are set, by name, with their spans.
+    pub(crate) fn fields_set(&self) -> Vec<(&'static str, Range<usize>)> {
+        let mut set = Vec::new();
+        macro_rules! field {
+            ($($name:ident),*) => {$(
+                if let Some(value) = &self.$name {
+                    set.push((stringify!($name), value.span()));
+                }
+            )*};
+        }
+        field!(
+            path,
+            max_iterations,
+            issuer_keys,
+            device_keys,
+            token_from,
+            audience,
+            issuer,
+            bind_to,
+            identity_claim,
+            require_certificate_binding,
+            superuser_claim,
+            leeway_seconds,
+            max_lifetime_seconds,
+            username_from
+        );
+        set
+    }
 }
 
 /// How SUBSCRIBE is decided.

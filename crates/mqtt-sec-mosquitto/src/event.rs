@@ -20,6 +20,9 @@ pub mod access {
 /// What the broker knows about a connected (or connecting) client.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Client<'a> {
+    /// Which connection this is: an opaque number, the same in every event
+    /// of one connection, that the plugin keeps per-connection state under.
+    pub key: usize,
     /// The client id, as the broker holds it.
     pub id: Option<&'a [u8]>,
     /// The user name the broker holds for the client (after authentication,
@@ -41,6 +44,8 @@ pub struct Login<'a> {
     /// The CONNECT password, if any: bytes, never assumed to be text. The
     /// broker hands it over NUL-terminated, so it ends at the first NUL.
     pub password: Option<&'a [u8]>,
+    /// The DER client certificate the TLS handshake verified, if any.
+    pub certificate: Option<&'a [u8]>,
 }
 
 /// An access to decide (`MOSQ_EVT_ACL_CHECK`).
@@ -61,8 +66,13 @@ pub struct AclCheck<'a> {
 /// The answer to a [`Login`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthVerdict {
-    /// Accept the connection.
-    Allow,
+    /// Accept the connection, and when `username` is set make it the
+    /// client's user name for every later check (the identity the method
+    /// verified, not the one the client claimed).
+    Allow {
+        /// The verified user name to set.
+        username: Option<String>,
+    },
     /// Refuse it: the client gets "not authorized".
     Deny,
 }

@@ -40,6 +40,8 @@ pub(crate) const MOSQ_EVT_RELOAD: c_int = 1;
 pub(crate) const MOSQ_EVT_ACL_CHECK: c_int = 2;
 /// `MOSQ_EVT_BASIC_AUTH`.
 pub(crate) const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+/// `MOSQ_EVT_DISCONNECT`.
+pub(crate) const MOSQ_EVT_DISCONNECT: c_int = 10;
 
 /// The plugin API version this library speaks.
 pub(crate) const PLUGIN_API_VERSION: c_int = 5;
@@ -85,6 +87,15 @@ pub(crate) struct EvtReload {
     pub(crate) future2: [*mut c_void; 4],
 }
 
+/// `struct mosquitto_evt_disconnect`.
+#[repr(C)]
+pub(crate) struct EvtDisconnect {
+    pub(crate) future: *mut c_void,
+    pub(crate) client: *mut c_void,
+    pub(crate) reason: c_int,
+    pub(crate) future2: [*mut c_void; 4],
+}
+
 /// `MOSQ_FUNC_generic_callback`.
 type Callback = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void) -> c_int;
 type CallbackRegister =
@@ -94,6 +105,12 @@ type CallbackUnregister =
 type LogPrintf = unsafe extern "C" fn(c_int, *const c_char, ...);
 type ClientString = unsafe extern "C" fn(*const c_void) -> *const c_char;
 type ClientInt = unsafe extern "C" fn(*const c_void) -> c_int;
+type ClientCertificate = unsafe extern "C" fn(*const c_void) -> *mut c_void;
+type SetUsername = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+/// OpenSSL's `i2d_X509(X509 *, unsigned char **)`.
+type I2dX509 = unsafe extern "C" fn(*mut c_void, *mut *mut u8) -> c_int;
+/// OpenSSL's `X509_free(X509 *)`.
+type X509Free = unsafe extern "C" fn(*mut c_void);
 
 /// The broker functions the plugin calls.
 #[derive(Clone, Copy)]
@@ -105,6 +122,10 @@ struct Broker {
     client_username: ClientString,
     client_address: ClientString,
     client_protocol_version: ClientInt,
+    set_username: SetUsername,
+    /// `mosquitto_client_certificate` and the OpenSSL functions to encode
+    /// and free what it returns; `None` in a broker built without TLS.
+    certificates: Option<(ClientCertificate, I2dX509, X509Free)>,
 }
 
 static BROKER: OnceLock<Broker> = OnceLock::new();
@@ -126,6 +147,12 @@ impl Broker {
         let username = symbol(c"mosquitto_client_username")?;
         let address = symbol(c"mosquitto_client_address")?;
         let version = symbol(c"mosquitto_client_protocol_version")?;
+        let set_username = symbol(c"mosquitto_set_username")?;
+        let certificates = (
+            symbol(c"mosquitto_client_certificate"),
+            symbol(c"i2d_X509"),
+            symbol(c"X509_free"),
+        );
         // SAFETY: each address is the broker's exported function of that
         // name, whose C signature (mosquitto_broker.h of mosquitto 2.0) is
         // the function pointer type it is transmuted to.
@@ -140,6 +167,15 @@ impl Broker {
                 client_username: std::mem::transmute::<*mut c_void, ClientString>(username),
                 client_address: std::mem::transmute::<*mut c_void, ClientString>(address),
                 client_protocol_version: std::mem::transmute::<*mut c_void, ClientInt>(version),
+                set_username: std::mem::transmute::<*mut c_void, SetUsername>(set_username),
+                certificates: match certificates {
+                    (Some(get), Some(encode), Some(free)) => Some((
+                        std::mem::transmute::<*mut c_void, ClientCertificate>(get),
+                        std::mem::transmute::<*mut c_void, I2dX509>(encode),
+                        std::mem::transmute::<*mut c_void, X509Free>(free),
+                    )),
+                    _ => None,
+                },
             })
         }
     }
@@ -190,6 +226,7 @@ unsafe fn client<'a>(broker: &Broker, client: *mut c_void) -> Client<'a> {
     // it and return strings the client owns for at least this callback.
     unsafe {
         Client {
+            key: client as usize,
             id: bytes((broker.client_id)(client)),
             username: bytes((broker.client_username)(client)),
             address: bytes((broker.client_address)(client)),
@@ -268,11 +305,48 @@ struct Instance {
     identifier: *mut c_void,
 }
 
-const EVENTS: [(c_int, Callback); 3] = [
+const EVENTS: [(c_int, Callback); 4] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
     (MOSQ_EVT_ACL_CHECK, on_acl_check),
     (MOSQ_EVT_RELOAD, on_reload),
+    (MOSQ_EVT_DISCONNECT, on_disconnect),
 ];
+
+/// Largest client certificate taken from the broker.
+const MAX_CERTIFICATE_DER: c_int = 64 * 1024;
+
+/// The DER of the certificate the client presented, if any.
+///
+/// # Safety
+/// `client` is NULL or the broker's client of the current callback.
+unsafe fn certificate(broker: &Broker, client: *mut c_void) -> Option<Vec<u8>> {
+    let (get, encode, free) = broker.certificates?;
+    if client.is_null() {
+        return None;
+    }
+    // SAFETY: the broker's accessor; it returns NULL or an X509 whose
+    // reference the caller owns and must release with X509_free
+    // (SSL_get_peer_certificate, mosquitto_broker.h).
+    let x509 = unsafe { get(client) };
+    if x509.is_null() {
+        return None;
+    }
+    // SAFETY: with a NULL output pointer i2d_X509 only returns the length.
+    let len = unsafe { encode(x509, std::ptr::null_mut()) };
+    let der = (len > 0 && len <= MAX_CERTIFICATE_DER)
+        .then(|| {
+            let mut der = vec![0u8; usize::try_from(len).ok()?];
+            let mut out = der.as_mut_ptr();
+            // SAFETY: `der` has the `len` bytes i2d_X509 writes; it advances
+            // `out`, which is a copy of the buffer's pointer.
+            let written = unsafe { encode(x509, &mut out) };
+            (written == len).then_some(der)
+        })
+        .flatten();
+    // SAFETY: releases the reference mosquitto_client_certificate gave us.
+    unsafe { free(x509) };
+    der
+}
 
 /// Loads the configuration and registers the callbacks. Any error fails
 /// the start, so mosquitto refuses to run without the policy.
@@ -404,6 +478,8 @@ unsafe extern "C" fn on_basic_auth(
         }) else {
             return MOSQ_ERR_AUTH;
         };
+        // SAFETY: the event's client is the broker's, valid for this callback.
+        let der = unsafe { certificate(broker, evt.client) };
         // SAFETY: the event's strings and client are the broker's, valid for
         // this callback.
         let login = unsafe {
@@ -411,10 +487,30 @@ unsafe extern "C" fn on_basic_auth(
                 client: client(broker, evt.client),
                 username: bytes(evt.username),
                 password: bytes(evt.password),
+                certificate: der.as_deref(),
             }
         };
         match instance.plugin.authenticate(&login) {
-            AuthVerdict::Allow => MOSQ_ERR_SUCCESS,
+            AuthVerdict::Allow { username: None } => MOSQ_ERR_SUCCESS,
+            AuthVerdict::Allow {
+                username: Some(username),
+            } => {
+                let Ok(username) = CString::new(username) else {
+                    return MOSQ_ERR_AUTH;
+                };
+                // SAFETY: the broker's client of this callback; mosquitto
+                // copies the string (mosquitto__strdup) and frees the old one.
+                match unsafe { (broker.set_username)(evt.client, username.as_ptr()) } {
+                    MOSQ_ERR_SUCCESS => MOSQ_ERR_SUCCESS,
+                    rc => {
+                        BrokerLog.log(
+                            Level::Error,
+                            &format!("mqtt-sec: setting the user name failed ({rc}); refused"),
+                        );
+                        MOSQ_ERR_AUTH
+                    }
+                }
+            }
             AuthVerdict::Deny => MOSQ_ERR_AUTH,
         }
     })
@@ -450,6 +546,29 @@ unsafe extern "C" fn on_acl_check(event: c_int, data: *mut c_void, userdata: *mu
     })
 }
 
+unsafe extern "C" fn on_disconnect(
+    event: c_int,
+    data: *mut c_void,
+    userdata: *mut c_void,
+) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        let (Some(broker), true) = (BROKER.get(), event == MOSQ_EVT_DISCONNECT) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        // SAFETY: userdata is our instance; data is the broker's
+        // mosquitto_evt_disconnect for this call, valid until it returns.
+        let (Some(instance), Some(evt)) = (unsafe { instance(userdata) }, unsafe {
+            data.cast::<EvtDisconnect>().as_ref()
+        }) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        // SAFETY: the event's client is the broker's, valid for this callback.
+        let who = unsafe { client(broker, evt.client) };
+        instance.plugin.disconnected(&who);
+        MOSQ_ERR_SUCCESS
+    })
+}
+
 /// mosquitto 2.0 stops calling reload callbacks at the first that does
 /// not defer (`security__init_single`), so this one always defers: the
 /// other plugins reload too. A failed reload keeps the previous state.
@@ -482,7 +601,7 @@ mod layout {
     use std::mem::{offset_of, size_of};
     use std::process::Command;
 
-    use super::{EvtAclCheck, EvtBasicAuth, EvtReload, MosquittoOpt};
+    use super::{EvtAclCheck, EvtBasicAuth, EvtDisconnect, EvtReload, MosquittoOpt};
 
     const PROGRAM: &str = r#"
 #include <stddef.h>
@@ -501,9 +620,12 @@ int main(void) {
     O(mosquitto_evt_acl_check, qos); O(mosquitto_evt_acl_check, retain);
     S(mosquitto_evt_reload); O(mosquitto_evt_reload, options);
     O(mosquitto_evt_reload, option_count);
+    S(mosquitto_evt_disconnect); O(mosquitto_evt_disconnect, client);
+    O(mosquitto_evt_disconnect, reason);
     printf("const MOSQ_EVT_RELOAD %d\n", MOSQ_EVT_RELOAD);
     printf("const MOSQ_EVT_ACL_CHECK %d\n", MOSQ_EVT_ACL_CHECK);
     printf("const MOSQ_EVT_BASIC_AUTH %d\n", MOSQ_EVT_BASIC_AUTH);
+    printf("const MOSQ_EVT_DISCONNECT %d\n", MOSQ_EVT_DISCONNECT);
     printf("const MOSQ_ERR_SUCCESS %d\n", MOSQ_ERR_SUCCESS);
     printf("const MOSQ_ERR_INVAL %d\n", MOSQ_ERR_INVAL);
     printf("const MOSQ_ERR_AUTH %d\n", MOSQ_ERR_AUTH);
@@ -576,11 +698,24 @@ int main(void) {
                 "offsetof mosquitto_evt_reload.option_count",
                 offset_of!(EvtReload, option_count),
             ),
+            (
+                "sizeof mosquitto_evt_disconnect",
+                size_of::<EvtDisconnect>(),
+            ),
+            (
+                "offsetof mosquitto_evt_disconnect.client",
+                offset_of!(EvtDisconnect, client),
+            ),
+            (
+                "offsetof mosquitto_evt_disconnect.reason",
+                offset_of!(EvtDisconnect, reason),
+            ),
         ];
         let constants = [
             ("MOSQ_EVT_RELOAD", super::MOSQ_EVT_RELOAD),
             ("MOSQ_EVT_ACL_CHECK", super::MOSQ_EVT_ACL_CHECK),
             ("MOSQ_EVT_BASIC_AUTH", super::MOSQ_EVT_BASIC_AUTH),
+            ("MOSQ_EVT_DISCONNECT", super::MOSQ_EVT_DISCONNECT),
             ("MOSQ_ERR_SUCCESS", super::MOSQ_ERR_SUCCESS),
             ("MOSQ_ERR_INVAL", super::MOSQ_ERR_INVAL),
             ("MOSQ_ERR_AUTH", super::MOSQ_ERR_AUTH),

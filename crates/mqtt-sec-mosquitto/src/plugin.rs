@@ -2,16 +2,20 @@
 //! broker event. Every path ends in a decision; anything unexpected (a
 //! missing client id, a non-UTF-8 name, a poisoned lock) is a refusal.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use mqtt_sec_acl::{Action, Principal};
 use mqtt_sec_auth::SecretString;
+use mqtt_sec_auth::identity::CertificateIdentity;
+use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAcl, TokenAclDecision, VerifiedToken};
 
 use crate::config::ConfigError;
-use crate::event::{AclCheck, AclVerdict, AuthVerdict, Login, access};
+use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::log::{Level, Log, PREFIX, name};
-use crate::state::{Authorization, Method, State};
+use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
 
 /// Why the plugin could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,11 +33,37 @@ pub enum StartError {
     Config(#[from] ConfigError),
 }
 
-/// The plugin: its configuration and where it logs.
+/// What a JWT login established for one connection, until it ends.
+#[derive(Debug)]
+struct Session {
+    /// The client id at login: a connection is only ever looked up with it.
+    client_id: Vec<u8>,
+    /// The token's `exp`: after it the connection is granted nothing.
+    expires_at: SystemTime,
+    /// An issuer's token with the superuser claim.
+    superuser: bool,
+    /// The token's `acl` claim.
+    acl: Option<TokenAcl>,
+}
+
+/// What one method says about a login.
+enum Outcome {
+    Allow {
+        username: Option<String>,
+        session: Option<Session>,
+    },
+    Deny(String),
+    /// The method does not know this client: the next one decides.
+    Pass,
+}
+
+/// The plugin: its configuration, the per-connection state of JWT logins,
+/// and where it logs.
 #[derive(Debug)]
 pub struct Plugin {
     config_path: PathBuf,
     state: RwLock<Arc<State>>,
+    sessions: Mutex<HashMap<usize, Session>>,
     log: Box<dyn Log>,
 }
 
@@ -46,6 +76,16 @@ fn config_option(options: &[(String, String)]) -> Result<PathBuf, StartError> {
         }
     }
     config.ok_or(StartError::NoConfig)
+}
+
+/// Whether `text` has the shape of a compact JWS (three base64url parts):
+/// anything else is not a token and is left to the next method.
+fn looks_like_jwt(text: &[u8]) -> bool {
+    let parts = text.split(|&b| b == b'.').count();
+    parts == 3
+        && text
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 impl Plugin {
@@ -65,6 +105,7 @@ impl Plugin {
         Ok(Self {
             config_path,
             state: RwLock::new(Arc::new(state)),
+            sessions: Mutex::new(HashMap::new()),
             log,
         })
     }
@@ -72,7 +113,8 @@ impl Plugin {
     /// Re-reads the configuration (from the `config` option of the reload,
     /// or the one given at start) and every file it names. All or nothing:
     /// on any error the previous state stays in force and the error is
-    /// logged.
+    /// logged. Connected clients are checked against the new state from
+    /// their next access on.
     ///
     /// # Errors
     /// The reason nothing changed.
@@ -107,61 +149,123 @@ impl Plugin {
     fn current(&self) -> Arc<State> {
         match self.state.read() {
             Ok(state) => Arc::clone(&state),
-            // A panic while swapping cannot leave a half-built state: the
-            // Arc was complete before the write.
+            // The Arc is swapped whole, so a panic elsewhere cannot leave a
+            // half-built state behind the lock.
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    /// Decides a CONNECT: the chain's first method that knows the client
-    /// decides; a client no method knows is refused; a client without a
-    /// user name connects only with `allow_anonymous = true`.
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Session>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decides a CONNECT at the current time.
     pub fn authenticate(&self, login: &Login<'_>) -> AuthVerdict {
+        self.authenticate_at(login, SystemTime::now())
+    }
+
+    /// Decides a CONNECT at `now`: the chain's first method that knows the
+    /// client decides; a client no method knows is refused; a client
+    /// without a user name that no method accepted connects only with
+    /// `allow_anonymous = true`.
+    pub fn authenticate_at(&self, login: &Login<'_>, now: SystemTime) -> AuthVerdict {
         let state = self.current();
-        let Some(username) = login.username else {
-            if state.allow_anonymous {
-                return AuthVerdict::Allow;
-            }
-            return self.refuse_login(login, "anonymous clients are not allowed");
-        };
-        let Ok(username) = std::str::from_utf8(username) else {
-            return self.refuse_login(login, "the user name is not UTF-8");
-        };
+        // A new login replaces whatever an earlier one on this connection set up.
+        self.sessions().remove(&login.client.key);
         for method in &state.methods {
-            match method {
-                Method::PasswordFile { path, file } => {
-                    let Some(password) = login.password else {
-                        if file.get(username).is_some() {
-                            return self.refuse_login(login, "no password");
+            let outcome = match method {
+                Method::PasswordFile { path, file } => password_file(login, path, file),
+                Method::Jwt(jwt) => self.jwt(login, jwt, now),
+                Method::Certificate { username_from } => match login.certificate {
+                    None => Outcome::Pass,
+                    Some(der) => match CertificateIdentity::from_der(der)
+                        .ok()
+                        .and_then(|id| id.mqtt_username(*username_from))
+                    {
+                        Some(username) => Outcome::Allow {
+                            username: Some(username),
+                            session: None,
+                        },
+                        None => {
+                            Outcome::Deny(format!("the certificate has no {username_from:?} name"))
                         }
-                        continue;
-                    };
-                    let Ok(password) = std::str::from_utf8(password) else {
-                        // The decoy keeps the cost the same as a wrong password.
-                        let _ = file.verify(username, &SecretString::from(String::new()));
-                        if file.get(username).is_some() {
-                            return self.refuse_login(login, "the password is not UTF-8");
-                        }
-                        continue;
-                    };
-                    if file.verify(username, &SecretString::from(password.to_owned())) {
-                        self.log.log(
-                            Level::Debug,
-                            &format!(
-                                "{PREFIX}{} authenticated by {}",
-                                name(username.as_bytes()),
-                                path.display()
-                            ),
-                        );
-                        return AuthVerdict::Allow;
+                    },
+                },
+            };
+            match outcome {
+                Outcome::Pass => continue,
+                Outcome::Deny(why) => return self.refuse_login(login, &why),
+                Outcome::Allow { username, session } => {
+                    if let Some(session) = session {
+                        self.sessions().insert(login.client.key, session);
                     }
-                    if file.get(username).is_some() {
-                        return self.refuse_login(login, "wrong password");
-                    }
+                    self.log.log(
+                        Level::Debug,
+                        &format!(
+                            "{PREFIX}client {} authenticated as {}",
+                            login.client.id.map_or_else(|| "-".into(), name),
+                            username
+                                .as_deref()
+                                .map(str::as_bytes)
+                                .or(login.username)
+                                .map_or_else(|| "-".into(), name),
+                        ),
+                    );
+                    return AuthVerdict::Allow { username };
                 }
             }
         }
-        self.refuse_login(login, "no authentication method knows the user")
+        // Anonymous as mosquitto means it: no user name (a certificate no
+        // method maps is not an identity).
+        if login.username.is_none() {
+            if state.allow_anonymous {
+                return AuthVerdict::Allow { username: None };
+            }
+            return self.refuse_login(login, "anonymous clients are not allowed");
+        }
+        self.refuse_login(login, "no authentication method accepted the client")
+    }
+
+    fn jwt(&self, login: &Login<'_>, method: &JwtMethod, now: SystemTime) -> Outcome {
+        let token = match method.token_from {
+            TokenFrom::Password => login.password,
+            TokenFrom::Username => login.username,
+        };
+        let Some(token) = token.filter(|t| looks_like_jwt(t)) else {
+            return Outcome::Pass;
+        };
+        // looks_like_jwt admits ASCII only.
+        let Ok(token) = std::str::from_utf8(token) else {
+            return Outcome::Pass;
+        };
+        let Some(Ok(client_id)) = login.client.id.map(std::str::from_utf8) else {
+            return Outcome::Deny("no UTF-8 client id".into());
+        };
+        let mut context = ClientContext::new(client_id);
+        let username = match (method.token_from, login.username.map(std::str::from_utf8)) {
+            (TokenFrom::Password, Some(Ok(username))) => Some(username),
+            (TokenFrom::Password, Some(Err(_))) => {
+                return Outcome::Deny("the user name is not UTF-8".into());
+            }
+            _ => None,
+        };
+        if let Some(username) = username {
+            context = context.username(username);
+        }
+        let certificate = match login.certificate.map(CertificateIdentity::from_der) {
+            None => None,
+            Some(Ok(identity)) => Some(identity),
+            Some(Err(e)) => return Outcome::Deny(format!("unreadable client certificate: {e}")),
+        };
+        if let Some(certificate) = &certificate {
+            context = context.certificate(certificate);
+        }
+        match method.verifier.verify(token, &context, now) {
+            Ok(verified) => session_of(&verified, method, client_id),
+            Err(e) => Outcome::Deny(format!("token refused: {e}")),
+        }
     }
 
     fn refuse_login(&self, login: &Login<'_>, why: &str) -> AuthVerdict {
@@ -170,17 +274,32 @@ impl Plugin {
             &format!(
                 "{PREFIX}refused client {} (user {}, from {}): {why}",
                 login.client.id.map_or_else(|| "-".into(), name),
-                login.username.map_or_else(|| "-".into(), name),
+                match login.username {
+                    Some(user) if looks_like_jwt(user) => "[a token]".into(),
+                    Some(user) => name(user),
+                    None => "-".into(),
+                },
                 login.client.address.map_or_else(|| "-".into(), name),
             ),
         );
         AuthVerdict::Deny
     }
 
-    /// Decides an access: superusers may do anything; unsubscribing is
-    /// always allowed (it can only reduce what a client receives);
-    /// otherwise the configured policy decides.
+    /// Forgets what a login set up for the connection.
+    pub fn disconnected(&self, client: &Client<'_>) {
+        self.sessions().remove(&client.key);
+    }
+
+    /// Decides an access at the current time.
     pub fn authorize(&self, check: &AclCheck<'_>) -> AclVerdict {
+        self.authorize_at(check, SystemTime::now())
+    }
+
+    /// Decides an access at `now`: unsubscribing is always allowed (it can
+    /// only reduce what a client receives); a connection whose token has
+    /// expired is granted nothing; superusers may do anything; then the
+    /// token's `acl` claim, then the configured policy.
+    pub fn authorize_at(&self, check: &AclCheck<'_>, now: SystemTime) -> AclVerdict {
         let state = self.current();
         let action = match check.access {
             access::UNSUBSCRIBE => return AclVerdict::Allow,
@@ -197,36 +316,60 @@ impl Plugin {
             Some(Ok(username)) => Some(username),
             Some(Err(_)) => return self.deny(check, "the user name is not UTF-8"),
         };
-        if username.is_some_and(|user| state.superusers.contains(user)) {
-            return AclVerdict::Allow;
-        }
         let Some(Ok(topic)) = check.topic.map(std::str::from_utf8) else {
             return self.deny(check, "no UTF-8 topic");
         };
+        let mut principal = Principal::new(client_id);
+        if let Some(username) = username {
+            principal = principal.with_username(username);
+        }
+        {
+            let sessions = self.sessions();
+            if let Some(session) = sessions
+                .get(&check.client.key)
+                .filter(|s| Some(s.client_id.as_slice()) == check.client.id)
+            {
+                if now >= session.expires_at {
+                    drop(sessions);
+                    return self.deny(check, "the client's token has expired");
+                }
+                if session.superuser {
+                    return AclVerdict::Allow;
+                }
+                if let Some(acl) = &session.acl {
+                    match acl.check(&principal, action, topic, now) {
+                        TokenAclDecision::Allowed => return AclVerdict::Allow,
+                        TokenAclDecision::NoMatch => {}
+                        _ => {
+                            drop(sessions);
+                            return self.deny(check, "denied by the token's acl claim");
+                        }
+                    }
+                }
+            }
+        }
+        if username.is_some_and(|user| state.superusers.contains(user)) {
+            return AclVerdict::Allow;
+        }
         match &state.authorization {
             Authorization::AllowAll => AclVerdict::Allow,
             Authorization::Policy(index) => {
-                let mut principal = Principal::new(client_id);
-                if let Some(username) = username {
-                    principal = principal.with_username(username);
-                }
                 let decision = index.check(&principal, action, topic);
                 if decision.is_allowed() {
-                    AclVerdict::Allow
-                } else {
-                    let rule = decision
-                        .rule_index()
-                        .and_then(|i| index.policy().rules().get(i));
-                    let why = match rule.map(|r| r.source()) {
-                        Some(source) => format!(
-                            "{decision} (line {}: {})",
-                            source.line.map_or_else(|| "-".into(), |l| l.to_string()),
-                            source.text.as_deref().unwrap_or("")
-                        ),
-                        None => decision.to_string(),
-                    };
-                    self.deny(check, &why)
+                    return AclVerdict::Allow;
                 }
+                let rule = decision
+                    .rule_index()
+                    .and_then(|i| index.policy().rules().get(i));
+                let why = match rule.map(|r| r.source()) {
+                    Some(source) => format!(
+                        "{decision} (line {}: {})",
+                        source.line.map_or_else(|| "-".into(), |l| l.to_string()),
+                        source.text.as_deref().unwrap_or("")
+                    ),
+                    None => decision.to_string(),
+                };
+                self.deny(check, &why)
             }
         }
     }
@@ -248,5 +391,70 @@ impl Plugin {
             ),
         );
         AclVerdict::Deny
+    }
+}
+
+fn password_file(
+    login: &Login<'_>,
+    path: &std::path::Path,
+    file: &mqtt_sec_auth::password::PasswordFile,
+) -> Outcome {
+    let Some(username) = login.username else {
+        return Outcome::Pass;
+    };
+    let Ok(username) = std::str::from_utf8(username) else {
+        return Outcome::Pass;
+    };
+    let known = file.get(username).is_some();
+    let password = login.password.map(std::str::from_utf8);
+    let matched = match password {
+        // Unknown users and non-text passwords still cost one verification
+        // (the file's decoy), so timing does not tell which users exist.
+        Some(Ok(password)) => file.verify(username, &SecretString::from(password.to_owned())),
+        _ => {
+            let _ = file.verify(username, &SecretString::from(String::new()));
+            false
+        }
+    };
+    match (matched, known, password) {
+        (true, _, _) => Outcome::Allow {
+            username: None,
+            session: None,
+        },
+        (false, false, _) => Outcome::Pass,
+        (false, true, None) => Outcome::Deny(format!("no password ({})", path.display())),
+        (false, true, Some(Err(_))) => Outcome::Deny("the password is not UTF-8".into()),
+        (false, true, Some(Ok(_))) => Outcome::Deny(format!("wrong password ({})", path.display())),
+    }
+}
+
+/// The session a verified token sets up, or the reason it may not log in.
+fn session_of(verified: &VerifiedToken, method: &JwtMethod, client_id: &str) -> Outcome {
+    let issuer = verified.key_trust() == KeyTrust::Issuer;
+    let superuser = match &method.superuser_claim {
+        Some(claim) => match verified.claim(claim) {
+            None | Some(serde_json::Value::Bool(false)) => false,
+            Some(serde_json::Value::Bool(true)) if issuer => true,
+            Some(serde_json::Value::Bool(true)) => {
+                return Outcome::Deny(format!(
+                    "a device's own token claims {claim}: a device cannot make itself a superuser"
+                ));
+            }
+            Some(_) => return Outcome::Deny(format!("claim {claim} is not a boolean")),
+        },
+        None => false,
+    };
+    let acl = match verified.acl() {
+        Ok(acl) => acl,
+        Err(e) => return Outcome::Deny(format!("acl claim: {e}")),
+    };
+    Outcome::Allow {
+        username: Some(verified.identity().to_owned()),
+        session: Some(Session {
+            client_id: client_id.as_bytes().to_vec(),
+            expires_at: verified.expires_at(),
+            superuser,
+            acl,
+        }),
     }
 }

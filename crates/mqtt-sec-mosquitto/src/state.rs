@@ -4,7 +4,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, SubscribeCheck};
+use mqtt_sec_auth::JwtKeyError;
+use mqtt_sec_auth::identity::UsernameFrom;
+use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
 use crate::config::{AclConfig, AuthMethod, ConfigError, ConfigFile, Source, SubscribeMode};
@@ -23,6 +29,28 @@ pub(crate) enum Method {
         /// The users.
         file: PasswordFile,
     },
+    /// JWTs verified by mqtt-sec-auth.
+    Jwt(Box<JwtMethod>),
+    /// The client certificate's identity as the user name.
+    Certificate {
+        /// Which name.
+        username_from: UsernameFrom,
+    },
+}
+
+/// Where a client puts its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenFrom {
+    Password,
+    Username,
+}
+
+/// The JWT method.
+#[derive(Debug)]
+pub(crate) struct JwtMethod {
+    pub(crate) verifier: TokenVerifier,
+    pub(crate) token_from: TokenFrom,
+    pub(crate) superuser_claim: Option<String>,
 }
 
 /// How accesses are decided.
@@ -84,6 +112,28 @@ fn read_named(
         .map_err(|_| source.error(span, field, format!("{}: not UTF-8", path.display())))
 }
 
+/// The fields each method takes.
+const FIELDS: [(&str, &[&str]); 3] = [
+    ("password_file", &["path", "max_iterations"]),
+    (
+        "jwt",
+        &[
+            "issuer_keys",
+            "device_keys",
+            "token_from",
+            "audience",
+            "issuer",
+            "bind_to",
+            "identity_claim",
+            "require_certificate_binding",
+            "superuser_claim",
+            "leeway_seconds",
+            "max_lifetime_seconds",
+        ],
+    ),
+    ("certificate", &["username_from"]),
+];
+
 fn load_method(
     source: &Source,
     index: usize,
@@ -91,7 +141,28 @@ fn load_method(
     span: std::ops::Range<usize>,
 ) -> Result<Method, ConfigError> {
     let field = |name: &str| format!("auth[{index}].{name}");
-    match method.method.get_ref().as_str() {
+    let name = method.method.get_ref().as_str();
+    let Some((_, allowed)) = FIELDS.iter().find(|(known, _)| *known == name) else {
+        return Err(source.error(
+            &method.method.span(),
+            field("method"),
+            format!(
+                "unknown method {name:?}: expected \"password_file\", \"jwt\" or \"certificate\""
+            ),
+        ));
+    };
+    if let Some((other, other_span)) = method
+        .fields_set()
+        .into_iter()
+        .find(|(f, _)| !allowed.contains(f))
+    {
+        return Err(source.error(
+            &other_span,
+            field(other),
+            format!("does not apply to method {name:?}"),
+        ));
+    }
+    match name {
         "password_file" => {
             let Some(path) = &method.path else {
                 return Err(source.error(
@@ -118,12 +189,175 @@ fn load_method(
                 file,
             })
         }
-        other => Err(source.error(
-            &method.method.span(),
-            field("method"),
-            format!("unknown method {other:?}: expected \"password_file\""),
-        )),
+        "jwt" => load_jwt(source, method, span, &field).map(|jwt| Method::Jwt(Box::new(jwt))),
+        _ => {
+            let Some(from) = &method.username_from else {
+                return Err(source.error(
+                    &span,
+                    field("username_from"),
+                    "missing: which certificate name becomes the user name",
+                ));
+            };
+            let username_from = match from.get_ref().as_str() {
+                "cn" => UsernameFrom::CommonName,
+                "subject" => UsernameFrom::SubjectDn,
+                "dns-san" => UsernameFrom::DnsSan,
+                "uri-san" => UsernameFrom::UriSan,
+                "email-san" => UsernameFrom::EmailSan,
+                "spiffe-id" => UsernameFrom::SpiffeId,
+                "fingerprint-sha256" => UsernameFrom::FingerprintSha256,
+                other => {
+                    return Err(source.error(
+                        &from.span(),
+                        field("username_from"),
+                        format!("unknown {other:?}: expected cn, subject, dns-san, uri-san, email-san, spiffe-id or fingerprint-sha256"),
+                    ));
+                }
+            };
+            Ok(Method::Certificate { username_from })
+        }
     }
+}
+
+fn load_jwt(
+    source: &Source,
+    method: &AuthMethod,
+    span: std::ops::Range<usize>,
+    field: &dyn Fn(&str) -> String,
+) -> Result<JwtMethod, ConfigError> {
+    let mut validation = Validation::new();
+    if let Some(audiences) = &method.audience {
+        for audience in audiences.get_ref() {
+            validation = validation.audience(audience);
+        }
+    }
+    if let Some(issuers) = &method.issuer {
+        for issuer in issuers.get_ref() {
+            validation = validation.issuer(issuer);
+        }
+    }
+    if let Some(claim) = &method.identity_claim {
+        validation = validation.identity_claim(claim.get_ref());
+    }
+    if let Some(leeway) = &method.leeway_seconds {
+        validation = validation.leeway(Duration::from_secs(*leeway.get_ref()));
+    }
+    if let Some(lifetime) = &method.max_lifetime_seconds {
+        let seconds = *lifetime.get_ref();
+        validation = validation.max_lifetime((seconds > 0).then(|| Duration::from_secs(seconds)));
+    }
+    if let Some(required) = &method.require_certificate_binding {
+        validation = validation.require_certificate_binding(*required.get_ref());
+    }
+    let token_from = match method
+        .token_from
+        .as_ref()
+        .map(|t| (t.get_ref().as_str(), t.span()))
+    {
+        None | Some(("password", _)) => TokenFrom::Password,
+        Some(("username", _)) => TokenFrom::Username,
+        Some((other, span)) => {
+            return Err(source.error(
+                &span,
+                field("token_from"),
+                format!("unknown {other:?}: expected password or username"),
+            ));
+        }
+    };
+    let binding = match method
+        .bind_to
+        .as_ref()
+        .map(|b| (b.get_ref().as_str(), b.span()))
+    {
+        None | Some(("client-id", _)) => Binding::ClientId,
+        Some(("username", span)) if token_from == TokenFrom::Username => {
+            return Err(source.error(
+                &span,
+                field("bind_to"),
+                "the token is the user name: bind it to the client id",
+            ));
+        }
+        Some(("username", _)) => Binding::Username,
+        Some(("none", _)) => Binding::Unbound,
+        Some((other, span)) => {
+            return Err(source.error(
+                &span,
+                field("bind_to"),
+                format!("unknown {other:?}: expected client-id, username or none"),
+            ));
+        }
+    };
+    validation = validation.bind_to(binding);
+    let verifier = match (&method.issuer_keys, &method.device_keys) {
+        (Some(path), None) => {
+            let resolved = source.resolve(path.get_ref());
+            let text = read_named(source, &path.span(), &field("issuer_keys"), &resolved)?;
+            let keys = read_key_set(&text).map_err(|e| {
+                source.error(
+                    &path.span(),
+                    field("issuer_keys"),
+                    format!("{}: {e}", resolved.display()),
+                )
+            })?;
+            if keys.is_empty() {
+                return Err(source.error(
+                    &path.span(),
+                    field("issuer_keys"),
+                    format!(
+                        "{}: no public key (PEM PUBLIC KEY blocks or a JWK Set)",
+                        resolved.display()
+                    ),
+                ));
+            }
+            TokenVerifier::trusted_issuer(Arc::new(keys), validation)
+        }
+        (None, Some(path)) => {
+            let resolved = source.resolve(path.get_ref());
+            let text = read_named(source, &path.span(), &field("device_keys"), &resolved)?;
+            let devices = DeviceKeys::from_json(&text).map_err(|e| {
+                source.error(
+                    &path.span(),
+                    field("device_keys"),
+                    format!("{}: {e}", resolved.display()),
+                )
+            })?;
+            TokenVerifier::per_device(devices, validation)
+        }
+        _ => {
+            return Err(source.error(
+                &span,
+                field("issuer_keys"),
+                "set exactly one of issuer_keys or device_keys",
+            ));
+        }
+    };
+    Ok(JwtMethod {
+        verifier,
+        token_from,
+        superuser_claim: method.superuser_claim.as_ref().map(|c| c.get_ref().clone()),
+    })
+}
+
+/// A JWK Set document, or PEM `PUBLIC KEY` blocks.
+fn read_key_set(text: &str) -> Result<KeySet, JwtKeyError> {
+    if text.trim_start().starts_with('{') {
+        return KeySet::from_jwks_json(text);
+    }
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block_end = rest[start..]
+            .find("-----END ")
+            .and_then(|end| {
+                rest[start + end..]
+                    .find('\n')
+                    .map(|nl| start + end + nl + 1)
+            })
+            .unwrap_or(rest.len());
+        keys.push(TrustedKey::from_public_key_pem(&rest[start..block_end])?);
+        rest = &rest[block_end..];
+    }
+    KeySet::new(keys)
 }
 
 fn load_authorization(

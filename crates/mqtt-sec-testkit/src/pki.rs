@@ -151,6 +151,7 @@ pub struct CertSpec {
     dns_names: Vec<String>,
     ips: Vec<IpAddr>,
     uris: Vec<String>,
+    emails: Vec<String>,
     usage: Usage,
     validity: Validity,
     key_alg: Option<KeyAlg>,
@@ -166,6 +167,7 @@ impl CertSpec {
             dns_names: Vec::new(),
             ips: Vec::new(),
             uris: Vec::new(),
+            emails: Vec::new(),
             usage,
             validity: Validity::Current,
             key_alg: None,
@@ -219,6 +221,12 @@ impl CertSpec {
     /// (`spiffe://example.org/device/42`).
     pub fn uri(mut self, uri: &str) -> Self {
         self.uris.push(uri.to_owned());
+        self
+    }
+
+    /// Adds an email (RFC 822 name) subject alternative name.
+    pub fn email(mut self, email: &str) -> Self {
+        self.emails.push(email.to_owned());
         self
     }
 
@@ -830,8 +838,13 @@ fn leaf_params(spec: &CertSpec) -> Result<CertificateParams> {
         .iter()
         .map(|u| Ok(SanType::URI(u.clone().try_into()?)));
     let ips = spec.ips.iter().map(|ip| Ok(SanType::IpAddress(*ip)));
+    let emails = spec
+        .emails
+        .iter()
+        .map(|e| Ok(SanType::Rfc822Name(e.clone().try_into()?)));
     params.subject_alt_names = dns
         .chain(uris)
+        .chain(emails)
         .chain(ips)
         .collect::<Result<_, rcgen::Error>>()?;
     params.is_ca = IsCa::ExplicitNoCa;

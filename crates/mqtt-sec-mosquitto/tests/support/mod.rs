@@ -4,25 +4,25 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mqtt_sec_testkit::client::{ClientFailure, TestClient};
-use mqtt_sec_testkit::{Mosquitto, PasswordFile, or_skip};
+use mqtt_sec_testkit::{Mosquitto, MosquittoBuilder, PasswordFile, or_skip};
 use rumqttc::MqttOptions;
 use tempfile::TempDir;
 
-/// The plugin library cargo built next to this test binary.
+/// The plugin library cargo built with this test binary: `cargo test`
+/// leaves it beside the test in `deps/`, `cargo build` one level up.
 pub(crate) fn plugin_library() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let library = dir.join("libmqtt_sec_mosquitto.so");
-    assert!(
-        library.is_file(),
-        "{} missing: cargo builds it with the crate",
-        library.display()
-    );
-    library
+    let deps = exe.parent().unwrap();
+    let candidates = [deps.to_owned(), deps.parent().unwrap().to_owned()];
+    candidates
+        .iter()
+        .map(|dir| dir.join("libmqtt_sec_mosquitto.so"))
+        .find(|library| library.is_file())
+        .unwrap_or_else(|| panic!("libmqtt_sec_mosquitto.so is not in {candidates:?}"))
 }
 
 /// The plugin's configuration directory.
@@ -73,8 +73,22 @@ pub(crate) fn start(files: &Files) -> Option<Mosquitto> {
 }
 
 pub(crate) fn try_start(files: &Files) -> mqtt_sec_testkit::Result<Mosquitto> {
-    Mosquitto::builder()
-        .plain_listener()
+    try_start_with(files, MosquittoBuilder::plain_listener)
+}
+
+/// As [`start`], with the listeners `listeners` adds.
+pub(crate) fn start_with(
+    files: &Files,
+    listeners: impl FnOnce(MosquittoBuilder) -> MosquittoBuilder,
+) -> Option<Mosquitto> {
+    or_skip(try_start_with(files, listeners))
+}
+
+pub(crate) fn try_start_with(
+    files: &Files,
+    listeners: impl FnOnce(MosquittoBuilder) -> MosquittoBuilder,
+) -> mqtt_sec_testkit::Result<Mosquitto> {
+    listeners(Mosquitto::builder())
         .plugin(
             plugin_library(),
             [("config", files.config().to_str().unwrap().to_owned())],
