@@ -51,6 +51,24 @@ enum Command {
     /// Check requests against, or lint, an ACL file.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// The mosquitto plugin (mqtt-sec-mosquitto).
+    #[command(subcommand)]
+    Mosquitto(MosquittoCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum MosquittoCommand {
+    /// Validate a plugin configuration and every file it names, as the
+    /// plugin's start would, and lint its ACL rules: exit 0 when the broker
+    /// would start with it, 1 when it would not (or the lint finds an
+    /// error), 2 when the file cannot be read.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckConfigArgs {
+    /// The plugin's configuration (what `plugin_opt_config` names).
+    file: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -301,6 +319,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Passwd(args) => commands::passwd::run(&args, json),
         Command::Acl(AclCommand::Check(args)) => commands::acl::check(&args, json),
         Command::Acl(AclCommand::Lint(args)) => commands::acl::lint(&args, json),
+        Command::Mosquitto(MosquittoCommand::CheckConfig(args)) => {
+            commands::mosquitto::check_config(&args, json)
+        }
     }
 }
 

@@ -1271,3 +1271,62 @@ fn whoami() -> String {
     let out = Command::new("id").arg("-un").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// `mosquitto check-config`: 0 for a configuration the plugin would start
+/// with (lint warnings printed), 1 for one it would refuse, with the file,
+/// line and field, or whose ACL lint finds an error; 2 for an unreadable
+/// file.
+#[test]
+fn mosquitto_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "user alice\ntopic readwrite alice/#\ntopic read alice/#\n",
+    )
+    .unwrap();
+    let config = dir.path().join("mqtt-sec.toml");
+    std::fs::write(&config, "[acl]\nacl_file = \"acl\"\n").unwrap();
+    let ok = mqtt_sec(&["mosquitto", "check-config", s(&config)], b"");
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    assert!(ok.stdout.contains("acl:3: warning:"), "{}", ok.stdout);
+    assert!(
+        ok.stdout.ends_with("mqtt-sec.toml: valid\n"),
+        "{}",
+        ok.stdout
+    );
+
+    std::fs::write(&config, "[acl]\nacl_file = \"missing\"\n").unwrap();
+    let bad = mqtt_sec(&["mosquitto", "check-config", s(&config)], b"");
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stdout.contains("mqtt-sec.toml:2: acl.acl_file:"),
+        "{}",
+        bad.stdout
+    );
+    let bad_json = mqtt_sec(&["--json", "mosquitto", "check-config", s(&config)], b"");
+    let value: serde_json::Value = serde_json::from_str(&bad_json.stdout).unwrap();
+    assert_eq!(value["valid"], false);
+
+    std::fs::write(&acl, "topic sideways a\n").unwrap();
+    std::fs::write(&config, "[acl]\nacl_file = \"acl\"\n").unwrap();
+    assert_eq!(
+        mqtt_sec(&["mosquitto", "check-config", s(&config)], b"").code,
+        1
+    );
+
+    let unreadable = mqtt_sec(
+        &[
+            "mosquitto",
+            "check-config",
+            s(&dir.path().join("nope.toml")),
+        ],
+        b"",
+    );
+    assert_eq!(unreadable.code, 2);
+    assert!(
+        unreadable.stderr.contains("nope.toml"),
+        "{}",
+        unreadable.stderr
+    );
+}

@@ -9,5 +9,39 @@ pub mod log;
 mod plugin;
 mod state;
 
+use std::path::{Path, PathBuf};
+
 pub use config::ConfigError;
+pub use mqtt_sec_acl;
 pub use plugin::{Plugin, StartError};
+
+/// What the ACL lint found in a file the configuration names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFinding {
+    /// The ACL file or policy.
+    pub file: PathBuf,
+    /// The finding (error or warning, with its line).
+    pub finding: mqtt_sec_acl::Finding,
+}
+
+/// Checks a configuration without a broker, as the plugin's start would:
+/// the file, every file it names, and the ACL lint over its rules.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("acl"), "user alice\ntopic readwrite alice/#\ntopic read alice/#\n")?;
+/// let config = dir.path().join("mqtt-sec.toml");
+/// std::fs::write(&config, "[acl]\nacl_file = \"acl\"\n")?;
+/// let findings = mqtt_sec_mosquitto::check_config(&config)?;
+/// assert_eq!(findings.len(), 1, "the read rule is dead: readwrite covers it");
+/// std::fs::write(&config, "[acl]\nacl_file = \"acl\"\nallow_all = true\n")?;
+/// let error = mqtt_sec_mosquitto::check_config(&config).unwrap_err();
+/// assert!(error.to_string().ends_with("acl: set exactly one of acl_file, policy or allow_all = true"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`ConfigError`], naming the file, line and field.
+pub fn check_config(path: &Path) -> Result<Vec<ConfigFinding>, ConfigError> {
+    state::State::load(path).map(|state| state.findings)
+}

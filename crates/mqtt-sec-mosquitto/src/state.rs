@@ -13,6 +13,7 @@ use mqtt_sec_auth::identity::UsernameFrom;
 use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
+use crate::ConfigFinding;
 use crate::config::{AclConfig, AuthMethod, ConfigError, ConfigFile, Source, SubscribeMode};
 
 /// Largest password or ACL file read (as mqtt-sec-auth and mqtt-sec-acl read
@@ -65,6 +66,8 @@ pub(crate) enum Authorization {
 /// A loaded configuration.
 #[derive(Debug)]
 pub(crate) struct State {
+    /// What the ACL lint says about the rules, with the file it read.
+    pub(crate) findings: Vec<ConfigFinding>,
     pub(crate) allow_anonymous: bool,
     pub(crate) superusers: HashSet<String>,
     pub(crate) methods: Vec<Method>,
@@ -85,8 +88,11 @@ impl State {
             methods.push(load_method(source, i, method.get_ref(), method.span())?);
         }
         let acl_span = config.acl.span();
-        let authorization = load_authorization(source, config.acl.get_ref(), acl_span)?;
+        let mut findings = Vec::new();
+        let authorization =
+            load_authorization(source, config.acl.get_ref(), acl_span, &mut findings)?;
         Ok(Self {
+            findings,
             allow_anonymous: config.allow_anonymous,
             superusers: config.superusers.into_iter().collect(),
             methods,
@@ -364,6 +370,7 @@ fn load_authorization(
     source: &Source,
     acl: &AclConfig,
     span: std::ops::Range<usize>,
+    findings: &mut Vec<ConfigFinding>,
 ) -> Result<Authorization, ConfigError> {
     let chosen = usize::from(acl.acl_file.is_some())
         + usize::from(acl.policy.is_some())
@@ -388,6 +395,14 @@ fn load_authorization(
                 format!("{}: {e}", resolved.display()),
             )
         })?;
+        findings.extend(
+            mqtt_sec_acl::mosquitto::lint_acl_file(&text)
+                .into_iter()
+                .map(|finding| ConfigFinding {
+                    file: resolved.clone(),
+                    finding,
+                }),
+        );
         (policy, SubscribeMode::GrantAll)
     } else if let Some(path) = &acl.policy {
         let resolved = source.resolve(path.get_ref());
@@ -404,6 +419,10 @@ fn load_authorization(
                 format!("{}: {e}", resolved.display()),
             )
         })?;
+        findings.extend(policy.lint().into_iter().map(|finding| ConfigFinding {
+            file: resolved.clone(),
+            finding,
+        }));
         let own = match policy.subscribe_mode() {
             SubscribeCheck::GrantAll => SubscribeMode::GrantAll,
             _ => SubscribeMode::Containment,

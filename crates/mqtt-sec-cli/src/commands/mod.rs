@@ -4,5 +4,6 @@ pub(crate) mod acl;
 pub(crate) mod envelope;
 pub(crate) mod jwt;
 pub(crate) mod keyfile;
+pub(crate) mod mosquitto;
 pub(crate) mod passwd;
 pub(crate) mod pin;
