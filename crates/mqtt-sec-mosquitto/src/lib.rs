@@ -45,3 +45,17 @@ pub struct ConfigFinding {
 pub fn check_config(path: &Path) -> Result<Vec<ConfigFinding>, ConfigError> {
     state::State::load(path).map(|state| state.findings)
 }
+
+/// As [`check_config`], for configuration text that is not (yet) a file:
+/// `path` names it in errors and relative paths in it are relative to its
+/// directory; the files the text names are read.
+///
+/// # Errors
+/// As [`check_config`].
+pub fn check_config_str(text: &str, path: &Path) -> Result<Vec<ConfigFinding>, ConfigError> {
+    let source = config::Source {
+        path: path.to_owned(),
+        text: text.to_owned(),
+    };
+    state::State::from_source(&source).map(|state| state.findings)
+}

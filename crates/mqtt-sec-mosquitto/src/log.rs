@@ -39,10 +39,15 @@ pub trait Log: Send + Sync + std::fmt::Debug {
 /// Prefix of every line, as mosquitto's own plugins name themselves.
 pub(crate) const PREFIX: &str = "mqtt-sec: ";
 
-/// `text` (a name from the network) made safe to log: at most 256 bytes,
-/// non-UTF-8 bytes and control characters escaped.
+/// `text` (a name from the network) made safe to log: at most 256 bytes
+/// of it, control characters escaped, bytes that are not UTF-8 as `\xNN`.
 pub(crate) fn name(text: &[u8]) -> String {
-    let lossy = String::from_utf8_lossy(&text[..text.len().min(256)]);
-    let escaped: String = lossy.escape_debug().collect();
-    mqtt_sec_core::text::bounded(&escaped, 256).to_owned()
+    let mut out = String::new();
+    for chunk in text[..text.len().min(256)].utf8_chunks() {
+        out.extend(chunk.valid().chars().flat_map(char::escape_debug));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
 }

@@ -77,9 +77,13 @@ pub(crate) struct State {
 impl State {
     /// Reads the configuration at `path` and every file it names.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        let source = Source::read(path)?;
+        Self::from_source(&Source::read(path)?)
+    }
+
+    /// Builds the state from configuration text already read.
+    pub(crate) fn from_source(source: &Source) -> Result<Self, ConfigError> {
         let config = source.parse()?;
-        Self::build(&source, config)
+        Self::build(source, config)
     }
 
     fn build(source: &Source, config: ConfigFile) -> Result<Self, ConfigError> {

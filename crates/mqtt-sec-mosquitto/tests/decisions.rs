@@ -1,0 +1,372 @@
+//! The plugin's decisions without a broker: the events the FFI layer hands
+//! over, driven directly, for the cases a broker test cannot stage (NULL
+//! fields, unknown access bits, connection keys reused by another client,
+//! clocks around a token's expiry) and for features combined: an expired
+//! token against the superuser list, a token's acl claim against the ACL
+//! file, a failed token against a later password method.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mqtt_sec_auth::SecretString;
+use mqtt_sec_auth::jwt::{ClaimsTemplate, KeySet, SigningKey, TokenMinter};
+use mqtt_sec_auth::password::{HashParams, PasswordFile};
+use mqtt_sec_auth::secrecy::ExposeSecret;
+use mqtt_sec_mosquitto::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
+use mqtt_sec_mosquitto::log::{Level, Log};
+use mqtt_sec_mosquitto::{Plugin, StartError};
+use serde_json::json;
+
+/// Every line the plugin logs.
+#[derive(Debug, Clone, Default)]
+struct Lines(Arc<Mutex<Vec<(Level, String)>>>);
+
+impl Log for Lines {
+    fn log(&self, level: Level, line: &str) {
+        self.0.lock().unwrap().push((level, line.to_owned()));
+    }
+}
+
+impl Lines {
+    fn all(&self) -> String {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| format!("{l}\n"))
+            .collect()
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    plugin: Plugin,
+    lines: Lines,
+    issuer_pkcs8: Vec<u8>,
+}
+
+const SECRET: &str = "alice-secret";
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer, pkcs8) = SigningKey::generate_ed25519().unwrap();
+    let keys = KeySet::new(issuer.with_kid("issuer").verifying_key().to_public()).unwrap();
+    std::fs::write(
+        dir.path().join("issuer.jwks"),
+        keys.to_public_jwks().to_string(),
+    )
+    .unwrap();
+    let mut passwords = PasswordFile::new();
+    let fast = HashParams::with_iterations(std::num::NonZeroU32::new(10).unwrap());
+    for user in ["alice", "root"] {
+        passwords
+            .set(user, &SecretString::from(SECRET.to_owned()), fast)
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("passwd"), passwords.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("acl"),
+        "user alice\ntopic readwrite alice/#\nuser sensor-1\ntopic readwrite sensors/sensor-1/#\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mqtt-sec.toml"),
+        "superusers = [\"root\", \"sensor-1\"]\n\
+         [[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n\
+         [[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n\
+         [acl]\nacl_file = \"acl\"\n",
+    )
+    .unwrap();
+    let lines = Lines::default();
+    let options = [(
+        "config".to_owned(),
+        dir.path().join("mqtt-sec.toml").display().to_string(),
+    )];
+    let plugin = Plugin::start(&options, Box::new(lines.clone())).unwrap();
+    Setup {
+        _dir: dir,
+        plugin,
+        lines,
+        issuer_pkcs8: pkcs8.to_vec(),
+    }
+}
+
+fn client(key: usize, id: &'static str, username: Option<&'static str>) -> Client<'static> {
+    Client {
+        key,
+        id: Some(id.as_bytes()),
+        username: username.map(str::as_bytes),
+        address: Some(b"127.0.0.1"),
+        protocol_version: 4,
+    }
+}
+
+fn login<'a>(
+    client: Client<'a>,
+    username: Option<&'a [u8]>,
+    password: Option<&'a [u8]>,
+) -> Login<'a> {
+    Login {
+        client,
+        username,
+        password,
+        certificate: None,
+    }
+}
+
+fn check<'a>(client: Client<'a>, access: i32, topic: &'static str) -> AclCheck<'a> {
+    AclCheck {
+        client,
+        topic: Some(topic.as_bytes()),
+        access,
+        qos: 0,
+        retain: false,
+    }
+}
+
+impl Setup {
+    fn token(&self, sub: &str, lifetime: u64, extra: serde_json::Value, at: SystemTime) -> String {
+        let mut template = ClaimsTemplate::new(sub).lifetime(Duration::from_secs(lifetime));
+        if let serde_json::Value::Object(claims) = extra {
+            for (name, value) in claims {
+                template = template.claim(name, value);
+            }
+        }
+        let key = SigningKey::from_pkcs8_der(&self.issuer_pkcs8)
+            .unwrap()
+            .with_kid("issuer");
+        let minted = TokenMinter::new(key, template).mint(at).unwrap();
+        minted.token().expose_secret().to_owned()
+    }
+}
+
+#[test]
+fn missing_or_hostile_event_fields_are_refusals_not_panics() {
+    let s = setup();
+    let nobody = Client::default();
+    assert_eq!(
+        s.plugin
+            .authenticate(&login(nobody, Some(b"alice"), Some(SECRET.as_bytes()))),
+        AuthVerdict::Allow { username: None },
+        "the password method needs no client id"
+    );
+    let token = s.token("sensor-1", 60, json!({}), SystemTime::now());
+    assert_eq!(
+        s.plugin
+            .authenticate(&login(nobody, Some(b"x"), Some(token.as_bytes()))),
+        AuthVerdict::Deny,
+        "a token needs a client id"
+    );
+    for topic in [None, Some(&b"\xff"[..])] {
+        let check = AclCheck {
+            client: client(1, "c", Some("alice")),
+            topic,
+            access: access::WRITE,
+            qos: 0,
+            retain: false,
+        };
+        assert_eq!(s.plugin.authorize(&check), AclVerdict::Deny, "{topic:?}");
+    }
+    for bits in [0, 3, 16, -1] {
+        assert_eq!(
+            s.plugin
+                .authorize(&check(client(1, "c", Some("alice")), bits, "alice/x")),
+            AclVerdict::Deny,
+            "access {bits}"
+        );
+    }
+    assert_eq!(
+        s.plugin
+            .authorize(&check(Client::default(), access::WRITE, "alice/x")),
+        AclVerdict::Deny,
+        "no client id"
+    );
+    // Unsubscribing is allowed whoever asks: it only takes away.
+    assert_eq!(
+        s.plugin
+            .authorize(&check(Client::default(), access::UNSUBSCRIBE, "anything")),
+        AclVerdict::Allow
+    );
+    let binary_user = Client {
+        username: Some(b"al\xffice"),
+        ..client(1, "c", None)
+    };
+    assert_eq!(
+        s.plugin
+            .authorize(&check(binary_user, access::WRITE, "alice/x")),
+        AclVerdict::Deny
+    );
+}
+
+#[test]
+fn passwords_and_the_chain() {
+    let s = setup();
+    let c = client(1, "phone", None);
+    type Attempt<'a> = (&'a [u8], Option<&'a [u8]>, AuthVerdict);
+    let attempts: [Attempt<'_>; 6] = [
+        (
+            b"alice",
+            Some(SECRET.as_bytes()),
+            AuthVerdict::Allow { username: None },
+        ),
+        (b"alice", Some(b"hunter2-guess"), AuthVerdict::Deny),
+        (b"alice", None, AuthVerdict::Deny),
+        (b"alice", Some(b"\xff\xfe"), AuthVerdict::Deny),
+        (b"mallory", Some(SECRET.as_bytes()), AuthVerdict::Deny),
+        (b"al\xffice", Some(SECRET.as_bytes()), AuthVerdict::Deny),
+    ];
+    for (user, password, expected) in attempts {
+        assert_eq!(
+            s.plugin.authenticate(&login(c, Some(user), password)),
+            expected,
+            "{user:?} {password:?}"
+        );
+    }
+    // A JWT-shaped password is the token method's: refused there, the
+    // password file is not asked.
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.";
+    assert_eq!(
+        s.plugin
+            .authenticate(&login(c, Some(b"alice"), Some(forged.as_bytes()))),
+        AuthVerdict::Deny
+    );
+    let log = s.lines.all();
+    assert!(!log.contains(SECRET) && !log.contains("hunter2"), "{log}");
+    assert!(log.contains("(user al\\xffice, from"), "{log}");
+    assert!(log.contains("mqtt-sec: refused client phone (user mallory, from 127.0.0.1): no authentication method accepted the client"), "{log}");
+    // Anonymous is off.
+    assert_eq!(
+        s.plugin.authenticate(&login(c, None, None)),
+        AuthVerdict::Deny
+    );
+}
+
+#[test]
+fn a_token_sets_the_user_name_and_its_expiry_beats_the_superuser_list() {
+    let s = setup();
+    let now = SystemTime::now();
+    let sensor = client(7, "sensor-1", Some("whatever-the-client-sent"));
+    let token = s.token("sensor-1", 60, json!({}), now);
+    assert_eq!(
+        s.plugin.authenticate_at(
+            &login(
+                sensor,
+                Some(b"whatever-the-client-sent"),
+                Some(token.as_bytes())
+            ),
+            now
+        ),
+        AuthVerdict::Allow {
+            username: Some("sensor-1".into())
+        }
+    );
+    // The broker now holds the verified name.
+    let named = client(7, "sensor-1", Some("sensor-1"));
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "anything/at/all"), now),
+        AclVerdict::Allow,
+        "sensor-1 is a superuser by name"
+    );
+    // One second after exp: nothing, superuser or not.
+    let later = now + Duration::from_secs(61);
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "anything/at/all"), later),
+        AclVerdict::Deny
+    );
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::READ, "sensors/sensor-1/t"), later),
+        AclVerdict::Deny
+    );
+    assert!(s.lines.all().contains("the client's token has expired"));
+    // The connection ends: the next connection with that key starts clean,
+    // and a password login there is not bound by the old token's expiry.
+    s.plugin.disconnected(&named);
+    let root = client(7, "ops", Some("root"));
+    assert_eq!(
+        s.plugin
+            .authenticate_at(&login(root, Some(b"root"), Some(SECRET.as_bytes())), later),
+        AuthVerdict::Allow { username: None }
+    );
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(root, access::WRITE, "x"), later),
+        AclVerdict::Allow
+    );
+}
+
+#[test]
+fn a_connection_key_reused_by_another_client_id_gets_no_token_grants() {
+    let s = setup();
+    let now = SystemTime::now();
+    let token = s.token("fleet-7", 600, json!({"acl": {"pub": ["fleet/7/#"]}}), now);
+    let fleet = client(9, "fleet-7", None);
+    assert!(matches!(
+        s.plugin
+            .authenticate_at(&login(fleet, Some(b"x"), Some(token.as_bytes())), now),
+        AuthVerdict::Allow { .. }
+    ));
+    let named = client(9, "fleet-7", Some("fleet-7"));
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "fleet/7/pos"), now),
+        AclVerdict::Allow
+    );
+    // The claim's object form denies what it does not list: the ACL file
+    // is not asked.
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "fleet/8/pos"), now),
+        AclVerdict::Deny
+    );
+    // The same key with another client id (a freed connection's address
+    // reused before its DISCONNECT was seen) is not that session.
+    let impostor = client(9, "other", Some("fleet-7"));
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(impostor, access::WRITE, "fleet/7/pos"), now),
+        AclVerdict::Deny
+    );
+}
+
+#[test]
+fn a_new_login_on_a_connection_replaces_the_old_session() {
+    let s = setup();
+    let now = SystemTime::now();
+    let token = s.token("fleet-7", 600, json!({"acl": {"pub": ["fleet/#"]}}), now);
+    let c = client(3, "fleet-7", None);
+    assert!(matches!(
+        s.plugin
+            .authenticate_at(&login(c, Some(b"x"), Some(token.as_bytes())), now),
+        AuthVerdict::Allow { .. }
+    ));
+    // A refused login on the same key leaves nothing of the old grants.
+    assert_eq!(
+        s.plugin
+            .authenticate_at(&login(c, Some(b"alice"), Some(b"wrong")), now),
+        AuthVerdict::Deny
+    );
+    let named = client(3, "fleet-7", Some("fleet-7"));
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "fleet/1"), now),
+        AclVerdict::Deny
+    );
+}
+
+#[test]
+fn options_are_checked() {
+    let lines = Lines::default();
+    assert_eq!(
+        Plugin::start(&[], Box::new(lines.clone())).unwrap_err(),
+        StartError::NoConfig
+    );
+    let typo = [("confg".to_owned(), "x".to_owned())];
+    assert_eq!(
+        Plugin::start(&typo, Box::new(lines)).unwrap_err(),
+        StartError::UnknownOption("confg".into())
+    );
+}
