@@ -15,6 +15,9 @@ pub mod vectors;
 
 #[cfg(feature = "rumqttc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
+pub mod acl_differential;
+#[cfg(feature = "rumqttc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 pub mod client;
 
 pub use error::{Error, Result};
