@@ -378,6 +378,10 @@ pub unsafe extern "C" fn mosquitto_plugin_init(
             );
             return MOSQ_ERR_INVAL;
         };
+        // The crates' audit events go to mosquitto's log too. A process has
+        // one global subscriber; if something set it first, it keeps it.
+        let _ =
+            tracing::subscriber::set_global_default(crate::audit::AuditForwarder::new(BrokerLog));
         let plugin = match Plugin::start(&options, Box::new(BrokerLog)) {
             Ok(plugin) => plugin,
             Err(e) => {

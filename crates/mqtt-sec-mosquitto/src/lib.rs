@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 mod config;
 pub mod event;
 mod ffi;

@@ -63,6 +63,11 @@ async fn passwords_are_checked_by_the_plugin() {
         "{log}"
     );
     assert!(log.contains("wrong password"), "{log}");
+    // The crates' own audit events reach mosquitto's log as well.
+    assert!(
+        log.contains("mqtt-sec: audit: password rejected user=\"alice\""),
+        "{log}"
+    );
     assert!(
         !log.contains("alice-secret") && !log.contains("wrong\""),
         "no password is logged"
