@@ -12,7 +12,6 @@ use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAcl, TokenAclDecision, VerifiedToken};
 
-use crate::ConfigFinding;
 use crate::config::ConfigError;
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::log::{Level, Log, PREFIX, name};
@@ -103,7 +102,6 @@ impl Plugin {
             Level::Info,
             &format!("{PREFIX}loaded {}", config_path.display()),
         );
-        log_findings(log.as_ref(), &state);
         Ok(Self {
             config_path,
             state: RwLock::new(Arc::new(state)),
@@ -128,7 +126,6 @@ impl Plugin {
         };
         match State::load(&path) {
             Ok(state) => {
-                log_findings(self.log.as_ref(), &state);
                 match self.state.write() {
                     Ok(mut current) => *current = Arc::new(state),
                     Err(poisoned) => *poisoned.into_inner() = Arc::new(state),
@@ -394,18 +391,6 @@ impl Plugin {
             ),
         );
         AclVerdict::Deny
-    }
-}
-
-/// The ACL lint's findings, as warnings: the broker runs the rules as
-/// written, and the operator learns what looks wrong in them.
-fn log_findings(log: &dyn Log, state: &State) {
-    for ConfigFinding { file, finding } in &state.findings {
-        let line = finding.line.map_or_else(String::new, |l| format!(":{l}"));
-        log.log(
-            Level::Warning,
-            &format!("{PREFIX}{}{line}: {}", file.display(), finding.message),
-        );
     }
 }
 

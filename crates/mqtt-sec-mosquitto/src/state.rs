@@ -66,8 +66,6 @@ pub(crate) enum Authorization {
 /// A loaded configuration.
 #[derive(Debug)]
 pub(crate) struct State {
-    /// What the ACL lint says about the rules, with the file it read.
-    pub(crate) findings: Vec<ConfigFinding>,
     pub(crate) allow_anonymous: bool,
     pub(crate) superusers: HashSet<String>,
     pub(crate) methods: Vec<Method>,
@@ -77,26 +75,34 @@ pub(crate) struct State {
 impl State {
     /// Reads the configuration at `path` and every file it names.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_source(&Source::read(path)?)
+        Self::from_source(&Source::read(path)?, None)
     }
 
-    /// Builds the state from configuration text already read.
-    pub(crate) fn from_source(source: &Source) -> Result<Self, ConfigError> {
+    /// Builds the state from configuration text already read; with
+    /// `findings`, also runs the ACL lint into it. The lint is for
+    /// `check-config`, never the broker's start or reload: on large rule
+    /// sets it costs far more than loading them (quadratic in the rules),
+    /// and mosquitto handles nothing while a plugin loads.
+    pub(crate) fn from_source(
+        source: &Source,
+        findings: Option<&mut Vec<ConfigFinding>>,
+    ) -> Result<Self, ConfigError> {
         let config = source.parse()?;
-        Self::build(source, config)
+        Self::build(source, config, findings)
     }
 
-    fn build(source: &Source, config: ConfigFile) -> Result<Self, ConfigError> {
+    fn build(
+        source: &Source,
+        config: ConfigFile,
+        findings: Option<&mut Vec<ConfigFinding>>,
+    ) -> Result<Self, ConfigError> {
         let mut methods = Vec::with_capacity(config.auth.len());
         for (i, method) in config.auth.iter().enumerate() {
             methods.push(load_method(source, i, method.get_ref(), method.span())?);
         }
         let acl_span = config.acl.span();
-        let mut findings = Vec::new();
-        let authorization =
-            load_authorization(source, config.acl.get_ref(), acl_span, &mut findings)?;
+        let authorization = load_authorization(source, config.acl.get_ref(), acl_span, findings)?;
         Ok(Self {
-            findings,
             allow_anonymous: config.allow_anonymous,
             superusers: config.superusers.into_iter().collect(),
             methods,
@@ -374,7 +380,7 @@ fn load_authorization(
     source: &Source,
     acl: &AclConfig,
     span: std::ops::Range<usize>,
-    findings: &mut Vec<ConfigFinding>,
+    findings: Option<&mut Vec<ConfigFinding>>,
 ) -> Result<Authorization, ConfigError> {
     let chosen = usize::from(acl.acl_file.is_some())
         + usize::from(acl.policy.is_some())
@@ -399,14 +405,16 @@ fn load_authorization(
                 format!("{}: {e}", resolved.display()),
             )
         })?;
-        findings.extend(
-            mqtt_sec_acl::mosquitto::lint_acl_file(&text)
-                .into_iter()
-                .map(|finding| ConfigFinding {
-                    file: resolved.clone(),
-                    finding,
-                }),
-        );
+        if let Some(findings) = findings {
+            findings.extend(
+                mqtt_sec_acl::mosquitto::lint_acl_file(&text)
+                    .into_iter()
+                    .map(|finding| ConfigFinding {
+                        file: resolved.clone(),
+                        finding,
+                    }),
+            );
+        }
         (policy, SubscribeMode::GrantAll)
     } else if let Some(path) = &acl.policy {
         let resolved = source.resolve(path.get_ref());
@@ -423,10 +431,12 @@ fn load_authorization(
                 format!("{}: {e}", resolved.display()),
             )
         })?;
-        findings.extend(policy.lint().into_iter().map(|finding| ConfigFinding {
-            file: resolved.clone(),
-            finding,
-        }));
+        if let Some(findings) = findings {
+            findings.extend(policy.lint().into_iter().map(|finding| ConfigFinding {
+                file: resolved.clone(),
+                finding,
+            }));
+        }
         let own = match policy.subscribe_mode() {
             SubscribeCheck::GrantAll => SubscribeMode::GrantAll,
             _ => SubscribeMode::Containment,

@@ -1,0 +1,356 @@
+//! mosquitto on loopback, in one run: messages per second with no ACL, with
+//! mosquitto's own `acl_file` and with the plugin, at 10, 1,000 and 100,000
+//! rules; connections per second with mosquitto's `password_file` against
+//! the plugin (the same file, and EdDSA and ES256 JWTs).
+//!
+//! The rule mix: per-user rules for up to 10,000 users (nine in ten rules)
+//! and pattern rules with `%u`/`%c` (one in ten). The publishers are
+//! devices granted by a pattern in the middle of the pattern list, as a
+//! device's telemetry rule usually is; the subscriber by its own user rule.
+//!
+//! `cargo bench -p mqtt-sec-mosquitto --bench broker`; figures in the crate
+//! README and docs/benchmarks.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mqtt_sec_auth::jwt::{ClaimsTemplate, KeySet, SigningKey, TokenMinter};
+use mqtt_sec_auth::secrecy::ExposeSecret;
+use mqtt_sec_testkit::{Mosquitto, MosquittoBuilder, PasswordFile};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+
+const PUBLISHERS: usize = 4;
+/// Messages per measured batch.
+const BATCH: usize = 2_000;
+const PAYLOAD: [u8; 64] = [0x5a; 64];
+
+/// The plugin library built with this benchmark.
+fn plugin_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    [deps.to_owned(), deps.parent().unwrap().to_owned()]
+        .iter()
+        .map(|dir| dir.join("libmqtt_sec_mosquitto.so"))
+        .find(|library| library.is_file())
+        .expect("libmqtt_sec_mosquitto.so is built with the benchmark")
+}
+
+/// An acl file of `rules` rules in the documented mix.
+fn acl(rules: usize) -> String {
+    let patterns = (rules / 10).max(1);
+    let user_rules = rules - patterns;
+    let users = user_rules.clamp(1, 10_000);
+    let mut text = String::new();
+    let _ = writeln!(text, "user collector\ntopic read devices/#");
+    for i in 0..user_rules.saturating_sub(1) {
+        let user = i % users;
+        let _ = writeln!(text, "user u{user}\ntopic readwrite users/u{user}/r{i}/#");
+    }
+    for j in 0..patterns {
+        if j == patterns / 2 {
+            let _ = writeln!(text, "pattern write devices/%c/telemetry");
+        } else if j % 2 == 0 {
+            let _ = writeln!(text, "pattern read commands/%u/c{j}/#");
+        } else {
+            let _ = writeln!(text, "pattern write devices/%c/t{j}/#");
+        }
+    }
+    text
+}
+
+enum Acl {
+    None,
+    MosquittoFile(usize),
+    Plugin(usize),
+}
+
+struct Broker {
+    _dir: tempfile::TempDir,
+    broker: Mosquitto,
+}
+
+fn plugin_config(dir: &Path, auth: &str, acl_section: &str) -> PathBuf {
+    let config = dir.join("mqtt-sec.toml");
+    std::fs::write(
+        &config,
+        format!("allow_anonymous = true\n{auth}\n[acl]\n{acl_section}\n"),
+    )
+    .unwrap();
+    config
+}
+
+fn start(acl_choice: &Acl) -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    // No queue limit: a subscriber behind by more than mosquitto's default
+    // 1,000 QoS 1 messages would otherwise lose them, and the batch never
+    // completes.
+    let builder = Mosquitto::builder()
+        .plain_listener()
+        .allow_anonymous(true)
+        .config_line("max_queued_messages 0");
+    let builder = match acl_choice {
+        Acl::None => builder,
+        Acl::MosquittoFile(rules) => builder.acl_file(&acl(*rules)),
+        Acl::Plugin(rules) => {
+            std::fs::write(dir.path().join("acl"), acl(*rules)).unwrap();
+            // The clients log in (cheap hashes: connections are not measured here).
+            let mut passwords = mqtt_sec_auth::password::PasswordFile::new();
+            let fast = mqtt_sec_auth::password::HashParams::with_iterations(
+                std::num::NonZeroU32::new(10).unwrap(),
+            );
+            let password = mqtt_sec_auth::SecretString::from("x".to_owned());
+            for user in ["collector".to_owned()]
+                .into_iter()
+                .chain((0..PUBLISHERS).map(|p| format!("u{p}")))
+            {
+                passwords.set(&user, &password, fast).unwrap();
+            }
+            std::fs::write(dir.path().join("passwd"), passwords.to_string()).unwrap();
+            let config = plugin_config(
+                dir.path(),
+                "[[auth]]\nmethod = \"password_file\"\npath = \"passwd\"",
+                "acl_file = \"acl\"",
+            );
+            with_plugin(builder, &config)
+        }
+    };
+    Broker {
+        _dir: dir,
+        broker: builder.start().unwrap(),
+    }
+}
+
+fn with_plugin(builder: MosquittoBuilder, config: &Path) -> MosquittoBuilder {
+    builder.plugin(plugin_library(), [("config", config.display().to_string())])
+}
+
+async fn connect(
+    port: u16,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+) -> (AsyncClient, EventLoop) {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_inflight(100);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    let (client, mut events) = AsyncClient::new(options, 256);
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack)))
+                if ack.code == rumqttc::ConnectReturnCode::Success =>
+            {
+                break;
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => panic!("refused: {:?}", ack.code),
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    (client, events)
+}
+
+/// Publishes `BATCH` messages from the publishers and waits until the
+/// subscriber has them all.
+async fn deliver(port: u16, qos: QoS, iters: u64) -> Duration {
+    let (collector, mut collector_events) =
+        connect(port, "collector-c", Some(("collector", "x"))).await;
+    collector
+        .subscribe("devices/+/telemetry", qos)
+        .await
+        .unwrap();
+    loop {
+        if let Ok(Event::Incoming(Packet::SubAck(_))) = collector_events.poll().await {
+            break;
+        }
+    }
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let id = format!("dev{p}");
+        let (client, events) = connect(port, &id, Some((&format!("u{p}"), "x"))).await;
+        let pump = tokio::spawn(async move {
+            let mut events = events;
+            loop {
+                if events.poll().await.is_err() {
+                    return;
+                }
+            }
+        });
+        publishers.push((client, id, pump));
+    }
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        for (i, (client, id, _)) in publishers.iter().enumerate() {
+            let client = client.clone();
+            let topic = format!("devices/{id}/telemetry");
+            tokio::spawn(async move {
+                for _ in 0..BATCH / PUBLISHERS {
+                    client
+                        .publish(&topic, qos, false, PAYLOAD.to_vec())
+                        .await
+                        .unwrap();
+                }
+                let _ = i;
+            });
+        }
+        let mut received = 0;
+        while received < BATCH {
+            match tokio::time::timeout(Duration::from_secs(30), collector_events.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::Publish(_)))) => received += 1,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("subscriber: {e}"),
+                Err(_) => panic!("only {received} of {BATCH} messages arrived"),
+            }
+        }
+        total += start.elapsed();
+    }
+    for (client, _, pump) in publishers {
+        let _ = client.disconnect().await;
+        pump.abort();
+    }
+    total
+}
+
+fn messages(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("messages per second");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let setups: Vec<(String, Acl)> = std::iter::once(("no ACL".to_owned(), Acl::None))
+        .chain([10, 1_000, 100_000].into_iter().flat_map(|rules| {
+            [
+                (format!("acl_file {rules} rules"), Acl::MosquittoFile(rules)),
+                (format!("plugin {rules} rules"), Acl::Plugin(rules)),
+            ]
+        }))
+        .collect();
+    for (name, choice) in &setups {
+        let broker = start(choice);
+        let port = broker.broker.plain_port().unwrap();
+        for (qos_name, qos) in [("QoS 0", QoS::AtMostOnce), ("QoS 1", QoS::AtLeastOnce)] {
+            group.bench_function(BenchmarkId::new(qos_name, name), |b| {
+                b.iter_custom(|iters| runtime.block_on(deliver(port, qos, iters)));
+            });
+        }
+    }
+    group.finish();
+}
+
+/// How each client logs in, for the connection benchmark.
+struct Logins {
+    password: (String, String),
+    eddsa: String,
+    es256: String,
+}
+
+fn connections(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // mosquitto_passwd's own hashes: 101 iterations of PBKDF2-SHA512.
+    let passwords = PasswordFile::new().user("dev", "dev-secret");
+    let passwd = dir.path().join("passwd");
+    passwords.write(&passwd).unwrap();
+    let (ed, _) = SigningKey::generate_ed25519().unwrap();
+    let ed = ed.with_kid("ed");
+    let rng = ring::rand::SystemRandom::new();
+    let p256 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let es = SigningKey::from_pkcs8_der(p256.as_ref())
+        .unwrap()
+        .with_kid("es");
+    let mut keys = ed
+        .verifying_key()
+        .to_public()
+        .into_iter()
+        .collect::<Vec<_>>();
+    keys.extend(es.verifying_key().to_public());
+    std::fs::write(
+        dir.path().join("issuer.jwks"),
+        KeySet::new(keys).unwrap().to_public_jwks().to_string(),
+    )
+    .unwrap();
+    let mint = |key: SigningKey| {
+        let minted = TokenMinter::new(
+            key,
+            ClaimsTemplate::new("dev").lifetime(Duration::from_secs(3600)),
+        );
+        minted
+            .mint(SystemTime::now())
+            .unwrap()
+            .token()
+            .expose_secret()
+            .to_owned()
+    };
+    let logins = Logins {
+        password: ("dev".into(), "dev-secret".into()),
+        eddsa: mint(ed),
+        es256: mint(es),
+    };
+    let config = plugin_config(
+        dir.path(),
+        &format!(
+            "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n[[auth]]\nmethod = \"password_file\"\npath = \"{}\"\n",
+            passwd.display()
+        ),
+        "allow_all = true",
+    );
+    let own = Mosquitto::builder()
+        .plain_listener()
+        .password_file(passwords)
+        .start()
+        .unwrap();
+    let plugin = with_plugin(Mosquitto::builder().plain_listener(), &config)
+        .start()
+        .unwrap();
+    let mut group = c.benchmark_group("connections per second");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(1));
+    let cases: [(&str, &Mosquitto, (&str, &str)); 4] = [
+        (
+            "password_file (mosquitto)",
+            &own,
+            (&logins.password.0, &logins.password.1),
+        ),
+        (
+            "password_file (plugin)",
+            &plugin,
+            (&logins.password.0, &logins.password.1),
+        ),
+        ("JWT EdDSA (plugin)", &plugin, ("dev", &logins.eddsa)),
+        ("JWT ES256 (plugin)", &plugin, ("dev", &logins.es256)),
+    ];
+    for (name, broker, login) in cases {
+        let port = broker.plain_port().unwrap();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let (client, mut events) = connect(port, "dev", Some(login)).await;
+                        client.disconnect().await.unwrap();
+                        while events.poll().await.is_ok() {}
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, messages, connections);
+criterion_main!(benches);
