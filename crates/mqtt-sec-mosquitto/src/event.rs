@@ -28,9 +28,10 @@ pub struct Client<'a> {
     /// The user name the broker holds for the client (after authentication,
     /// the one a plugin may have set).
     pub username: Option<&'a [u8]>,
-    /// The peer address, as mosquitto prints it.
+    /// The peer address, as mosquitto prints it (logins only).
     pub address: Option<&'a [u8]>,
-    /// 3, 4 or 5 (MQTT 3.1, 3.1.1, 5), or another number the broker gave.
+    /// 3, 4 or 5 (MQTT 3.1, 3.1.1, 5), or another number the broker gave
+    /// (logins only; 0 otherwise).
     pub protocol_version: i32,
 }
 

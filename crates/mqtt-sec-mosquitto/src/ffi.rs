@@ -213,12 +213,13 @@ unsafe fn bytes<'a>(text: *const c_char) -> Option<&'a [u8]> {
     Some(unsafe { CStr::from_ptr(text) }.to_bytes())
 }
 
-/// What the broker says about `client`.
+/// Who `client` is: its key, client id and user name (what every
+/// decision needs).
 ///
 /// # Safety
 /// `client` is NULL or a `struct mosquitto *` the broker handed to the
 /// current callback.
-unsafe fn client<'a>(broker: &Broker, client: *mut c_void) -> Client<'a> {
+unsafe fn identity<'a>(broker: &Broker, client: *mut c_void) -> Client<'a> {
     if client.is_null() {
         return Client::default();
     }
@@ -229,8 +230,27 @@ unsafe fn client<'a>(broker: &Broker, client: *mut c_void) -> Client<'a> {
             key: client as usize,
             id: bytes((broker.client_id)(client)),
             username: bytes((broker.client_username)(client)),
+            ..Client::default()
+        }
+    }
+}
+
+/// Everything the broker says about `client`, the address and protocol
+/// version included (for logins, which log them; ACL checks, on every
+/// message, skip the two calls).
+///
+/// # Safety
+/// As [`identity`].
+unsafe fn client<'a>(broker: &Broker, client: *mut c_void) -> Client<'a> {
+    if client.is_null() {
+        return Client::default();
+    }
+    // SAFETY: as in `identity`.
+    unsafe {
+        Client {
             address: bytes((broker.client_address)(client)),
             protocol_version: (broker.client_protocol_version)(client),
+            ..identity(broker, client)
         }
     }
 }
@@ -536,7 +556,7 @@ unsafe extern "C" fn on_acl_check(event: c_int, data: *mut c_void, userdata: *mu
         // this callback.
         let check = unsafe {
             AclCheck {
-                client: client(broker, evt.client),
+                client: identity(broker, evt.client),
                 topic: bytes(evt.topic),
                 access: evt.access,
                 qos: evt.qos,
@@ -567,7 +587,7 @@ unsafe extern "C" fn on_disconnect(
             return MOSQ_ERR_SUCCESS;
         };
         // SAFETY: the event's client is the broker's, valid for this callback.
-        let who = unsafe { client(broker, evt.client) };
+        let who = unsafe { identity(broker, evt.client) };
         instance.plugin.disconnected(&who);
         MOSQ_ERR_SUCCESS
     })

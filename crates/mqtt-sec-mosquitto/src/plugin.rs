@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -64,6 +65,8 @@ pub struct Plugin {
     config_path: PathBuf,
     state: RwLock<Arc<State>>,
     sessions: Mutex<HashMap<usize, Session>>,
+    /// How many sessions there are, read without the lock.
+    session_count: AtomicUsize,
     log: Box<dyn Log>,
 }
 
@@ -106,6 +109,7 @@ impl Plugin {
             config_path,
             state: RwLock::new(Arc::new(state)),
             sessions: Mutex::new(HashMap::new()),
+            session_count: AtomicUsize::new(0),
             log,
         })
     }
@@ -173,7 +177,7 @@ impl Plugin {
     pub fn authenticate_at(&self, login: &Login<'_>, now: SystemTime) -> AuthVerdict {
         let state = self.current();
         // A new login replaces whatever an earlier one on this connection set up.
-        self.sessions().remove(&login.client.key);
+        self.forget(login.client.key);
         for method in &state.methods {
             let outcome = match method {
                 Method::PasswordFile { path, file } => password_file(login, path, file),
@@ -199,7 +203,9 @@ impl Plugin {
                 Outcome::Deny(why) => return self.refuse_login(login, &why),
                 Outcome::Allow { username, session } => {
                     if let Some(session) = session {
-                        self.sessions().insert(login.client.key, session);
+                        let mut sessions = self.sessions();
+                        sessions.insert(login.client.key, session);
+                        self.session_count.store(sessions.len(), Ordering::Release);
                     }
                     self.log.log(
                         Level::Debug,
@@ -287,12 +293,19 @@ impl Plugin {
 
     /// Forgets what a login set up for the connection.
     pub fn disconnected(&self, client: &Client<'_>) {
-        self.sessions().remove(&client.key);
+        self.forget(client.key);
     }
 
-    /// Decides an access at the current time.
+    fn forget(&self, key: usize) {
+        let mut sessions = self.sessions();
+        sessions.remove(&key);
+        self.session_count.store(sessions.len(), Ordering::Release);
+    }
+
+    /// Decides an access at the current time (read only for connections
+    /// that logged in with a token: the common case pays no clock call).
     pub fn authorize(&self, check: &AclCheck<'_>) -> AclVerdict {
-        self.authorize_at(check, SystemTime::now())
+        self.decide(check, SystemTime::now)
     }
 
     /// Decides an access at `now`: unsubscribing is always allowed (it can
@@ -300,6 +313,10 @@ impl Plugin {
     /// expired is granted nothing; superusers may do anything; then the
     /// token's `acl` claim, then the configured policy.
     pub fn authorize_at(&self, check: &AclCheck<'_>, now: SystemTime) -> AclVerdict {
+        self.decide(check, || now)
+    }
+
+    fn decide(&self, check: &AclCheck<'_>, clock: impl Fn() -> SystemTime) -> AclVerdict {
         let state = self.current();
         let action = match check.access {
             access::UNSUBSCRIBE => return AclVerdict::Allow,
@@ -323,12 +340,14 @@ impl Plugin {
         if let Some(username) = username {
             principal = principal.with_username(username);
         }
-        {
+        // Only token logins keep sessions: without any, skip the lock.
+        if self.session_count.load(Ordering::Acquire) > 0 {
             let sessions = self.sessions();
             if let Some(session) = sessions
                 .get(&check.client.key)
                 .filter(|s| Some(s.client_id.as_slice()) == check.client.id)
             {
+                let now = clock();
                 if now >= session.expires_at {
                     drop(sessions);
                     return self.deny(check, "the client's token has expired");

@@ -381,7 +381,11 @@ fn a_large_acl_file_loads_without_the_lint() {
     let dir = tempfile::tempdir().unwrap();
     let mut acl = String::new();
     for i in 0..20_000 {
-        acl.push_str(&format!("user u{}\ntopic readwrite users/u{}/r{i}/#\n", i % 2_000, i % 2_000));
+        acl.push_str(&format!(
+            "user u{}\ntopic readwrite users/u{}/r{i}/#\n",
+            i % 2_000,
+            i % 2_000
+        ));
     }
     for j in 0..2_000 {
         acl.push_str(&format!("pattern write devices/%c/t{j}/#\n"));
@@ -395,6 +399,12 @@ fn a_large_acl_file_loads_without_the_lint() {
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "start took {elapsed:?}");
     let device = client(1, "dev1", Some("u7"));
-    assert_eq!(plugin.authorize(&check(device, access::WRITE, "devices/dev1/t5/x")), AclVerdict::Allow);
-    assert_eq!(plugin.authorize(&check(device, access::WRITE, "users/u8/r8/x")), AclVerdict::Deny);
+    assert_eq!(
+        plugin.authorize(&check(device, access::WRITE, "devices/dev1/t5/x")),
+        AclVerdict::Allow
+    );
+    assert_eq!(
+        plugin.authorize(&check(device, access::WRITE, "users/u8/r8/x")),
+        AclVerdict::Deny
+    );
 }
