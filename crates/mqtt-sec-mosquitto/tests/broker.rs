@@ -343,3 +343,49 @@ async fn hostile_connects_are_refused_and_the_broker_keeps_serving() {
         "both delivered, in order"
     );
 }
+
+/// Every hash kind mqtt-sec-auth reads, in one password file behind the
+/// plugin: mosquitto 1.x `$6$`, mosquitto 2.0 `$7$`, mosquitto-go-auth
+/// `PBKDF2$sha512$` and `PBKDF2$sha256$` (known answers made with Python's
+/// hashlib, password "hello").
+#[tokio::test]
+async fn every_hash_kind_is_checked_by_the_plugin() {
+    const USERS: [(&str, &str); 4] = [
+        (
+            "sha512",
+            "$6$MDEyMzQ1Njc4OWFi$Rih70z4rY89/KlH7cbvoWRirlyO3E2DjHt6cXG9eGhKsU0fHfl2tIpXtVMXKoEP5fBPoRwUodGze/ksSNHpvRA==",
+        ),
+        (
+            "pbkdf2",
+            "$7$101$MDEyMzQ1Njc4OWFi$MMIY/vxnTY80Onln5v1+ej+KtUNRbxc4eBsabG158Zctog4BAIjC+r7N0C4QUD4RWtp838S4KtgMCVtZ3BGsSw==",
+        ),
+        (
+            "goauth512",
+            "PBKDF2$sha512$1000$AAECAwQFBgcICQoLDA0ODw==$nITcZQBEOAFRfMKInWqFLSxDISkx47JFeSacDyiarBnHPV6mPA9uT/qNmNFT3THeN6/zrKZ5x0FhRk2jhljJfw==",
+        ),
+        (
+            "goauth256",
+            "PBKDF2$sha256$1000$AAECAwQFBgcICQoLDA0ODw==$8ui7QaV88pDF5uvQs3auiizUIs1McS3gUMQFYDx/5mg=",
+        ),
+    ];
+    let files = Files::new();
+    let lines: String = USERS
+        .iter()
+        .map(|(user, hash)| format!("{user}:{hash}\n"))
+        .collect();
+    files.write("passwd", &lines);
+    files.write(
+        "mqtt-sec.toml",
+        "[[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n[acl]\nallow_all = true\n",
+    );
+    let Some(broker) = start(&files) else { return };
+    for (user, _) in USERS {
+        connect(&broker, user, Some((user, "hello")))
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+        assert!(
+            refused(connect(&broker, user, Some((user, "hellO"))).await),
+            "{user}"
+        );
+    }
+}

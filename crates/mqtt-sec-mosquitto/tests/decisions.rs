@@ -408,3 +408,54 @@ fn a_large_acl_file_loads_without_the_lint() {
         AclVerdict::Deny
     );
 }
+
+/// A native policy (mqtt-sec-acl's TOML) keeps its own subscribe mode
+/// (containment) unless the configuration sets one.
+#[test]
+fn a_native_policy_decides_with_its_own_subscribe_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[[rules]]\neffect = \"allow\"\nactions = [\"publish\", \"subscribe\", \"receive\"]\ntopic = \"devices/${clientid}/#\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("mqtt-sec.toml");
+    let start = |subscribe: &str| {
+        std::fs::write(
+            &config,
+            format!("[acl]\npolicy = \"policy.toml\"\n{subscribe}"),
+        )
+        .unwrap();
+        let options = [("config".to_owned(), config.display().to_string())];
+        Plugin::start(&options, Box::new(Lines::default())).unwrap()
+    };
+    let device = client(1, "d1", None);
+    let strict = start("");
+    assert_eq!(
+        strict.authorize(&check(device, access::WRITE, "devices/d1/t")),
+        AclVerdict::Allow
+    );
+    assert_eq!(
+        strict.authorize(&check(device, access::WRITE, "devices/d2/t")),
+        AclVerdict::Deny
+    );
+    assert_eq!(
+        strict.authorize(&check(device, access::SUBSCRIBE, "devices/d1/#")),
+        AclVerdict::Allow
+    );
+    assert_eq!(
+        strict.authorize(&check(device, access::SUBSCRIBE, "devices/#")),
+        AclVerdict::Deny,
+        "not contained"
+    );
+    let lenient = start("subscribe = \"grant-all\"\n");
+    assert_eq!(
+        lenient.authorize(&check(device, access::SUBSCRIBE, "devices/#")),
+        AclVerdict::Allow
+    );
+    assert_eq!(
+        lenient.authorize(&check(device, access::READ, "devices/d2/t")),
+        AclVerdict::Deny,
+        "each delivery still checked"
+    );
+}
