@@ -20,11 +20,11 @@ impl Level {
     /// The `MOSQ_LOG_*` bit of this level.
     pub fn mosquitto_bits(self) -> i32 {
         match self {
-            Self::Info => 1 << 0,
-            Self::Notice => 1 << 1,
-            Self::Warning => 1 << 2,
-            Self::Error => 1 << 3,
-            Self::Debug => 1 << 4,
+            Self::Info => 0x01,
+            Self::Notice => 0x02,
+            Self::Warning => 0x04,
+            Self::Error => 0x08,
+            Self::Debug => 0x10,
         }
     }
 }
