@@ -341,7 +341,7 @@ impl Plugin {
             principal = principal.with_username(username);
         }
         // Only token logins keep sessions: without any, skip the lock.
-        if self.session_count.load(Ordering::Acquire) > 0 {
+        if self.session_count.load(Ordering::Acquire) != 0 {
             let sessions = self.sessions();
             if let Some(session) = sessions
                 .get(&check.client.key)

@@ -25,6 +25,12 @@ fn each_refusal_names_file_line_and_field() {
     std::fs::write(dir.path().join("empty.pem"), "no keys here\n").unwrap();
     std::fs::write(dir.path().join("passwd"), "alice:$7$2000000$MDEyMzQ1Njc4OWFi$MMIY/vxnTY80Onln5v1+ej+KtUNRbxc4eBsabG158Zctog4BAIjC+r7N0C4QUD4RWtp838S4KtgMCVtZ3BGsSw==\n").unwrap();
     std::fs::write(dir.path().join("acl"), "topic read a/#\n").unwrap();
+    // Files a configuration names are read up to 64 MiB: one byte more is
+    // refused before reading (a sparse file costs nothing here).
+    let at_limit = std::fs::File::create(dir.path().join("at-limit")).unwrap();
+    at_limit.set_len(64 * 1024 * 1024).unwrap();
+    let over = std::fs::File::create(dir.path().join("over-limit")).unwrap();
+    over.set_len(64 * 1024 * 1024 + 1).unwrap();
     let path = dir.path().join("mqtt-sec.toml");
     let ok = "[acl]\nallow_all = true\n";
     assert_eq!(check_config_str(ok, &path).unwrap(), []);
@@ -189,6 +195,18 @@ fn each_refusal_names_file_line_and_field() {
             None,
             None,
             "",
+        ),
+        (
+            "[acl]\nacl_file = \"over-limit\"\n".into(),
+            Some(2),
+            Some("acl.acl_file"),
+            "larger than",
+        ),
+        (
+            "[acl]\nacl_file = \"at-limit\"\n".into(),
+            Some(2),
+            Some("acl.acl_file"),
+            "the rule file has 67108864 bytes",
         ),
     ];
     for (text, line, field, reason) in &cases {

@@ -459,3 +459,171 @@ fn a_native_policy_decides_with_its_own_subscribe_mode() {
         "each delivery still checked"
     );
 }
+
+/// An issuer-key plugin with `method_extra` added to its JWT method and
+/// `acl` as its ACL file.
+fn jwt_plugin(method_extra: &str, acl: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer, pkcs8) = SigningKey::generate_ed25519().unwrap();
+    let keys = KeySet::new(issuer.with_kid("issuer").verifying_key().to_public()).unwrap();
+    std::fs::write(
+        dir.path().join("issuer.jwks"),
+        keys.to_public_jwks().to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("acl"), acl).unwrap();
+    std::fs::write(
+        dir.path().join("mqtt-sec.toml"),
+        format!("[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n{method_extra}\n[acl]\nacl_file = \"acl\"\n"),
+    )
+    .unwrap();
+    let lines = Lines::default();
+    let options = [(
+        "config".to_owned(),
+        dir.path().join("mqtt-sec.toml").display().to_string(),
+    )];
+    let plugin = Plugin::start(&options, Box::new(lines.clone())).unwrap();
+    Setup {
+        _dir: dir,
+        plugin,
+        lines,
+        issuer_pkcs8: pkcs8.to_vec(),
+    }
+}
+
+#[test]
+fn a_token_bound_to_the_user_name_needs_that_user_name() {
+    let s = jwt_plugin("bind_to = \"username\"", "");
+    let now = SystemTime::now();
+    let token = s.token("alice", 60, json!({}), now);
+    let c = client(1, "any-client-id", None);
+    let login_as = |user: &'static [u8]| login(c, Some(user), Some(token.as_bytes()));
+    assert_eq!(
+        s.plugin.authenticate_at(&login_as(b"alice"), now),
+        AuthVerdict::Allow {
+            username: Some("alice".into())
+        }
+    );
+    assert_eq!(
+        s.plugin.authenticate_at(&login_as(b"bob"), now),
+        AuthVerdict::Deny
+    );
+    assert_eq!(
+        s.plugin
+            .authenticate_at(&login(c, None, Some(token.as_bytes())), now),
+        AuthVerdict::Deny,
+        "no user name to bind"
+    );
+    // A user name that is not text is refused, not ignored.
+    let client_bound = jwt_plugin("", "");
+    let token = client_bound.token("c9", 60, json!({}), now);
+    let c9 = client(2, "c9", None);
+    assert_eq!(
+        client_bound
+            .plugin
+            .authenticate_at(&login(c9, Some(b"x\xff"), Some(token.as_bytes())), now),
+        AuthVerdict::Deny
+    );
+    assert_eq!(
+        client_bound
+            .plugin
+            .authenticate_at(&login(c9, Some(b"x"), Some(token.as_bytes())), now),
+        AuthVerdict::Allow {
+            username: Some("c9".into())
+        }
+    );
+}
+
+#[test]
+fn the_lifetime_limit_is_configurable_and_zero_lifts_it() {
+    let now = SystemTime::now();
+    let two_days = 2 * 86_400;
+    for (extra, two_day_token_accepted) in [
+        ("", false),
+        ("max_lifetime_seconds = 3600", false),
+        ("max_lifetime_seconds = 0", true),
+        ("max_lifetime_seconds = 200000", true),
+    ] {
+        let s = jwt_plugin(extra, "");
+        let c = client(1, "c1", None);
+        let long = s.token("c1", two_days, json!({}), now);
+        let verdict = s
+            .plugin
+            .authenticate_at(&login(c, Some(b"x"), Some(long.as_bytes())), now);
+        assert_eq!(
+            matches!(verdict, AuthVerdict::Allow { .. }),
+            two_day_token_accepted,
+            "{extra:?}: {verdict:?}"
+        );
+        let short = s.token("c1", 1800, json!({}), now);
+        assert!(
+            matches!(
+                s.plugin
+                    .authenticate_at(&login(c, Some(b"x"), Some(short.as_bytes())), now),
+                AuthVerdict::Allow { .. }
+            ),
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn a_disconnect_ends_the_tokens_grants() {
+    let s = jwt_plugin("", "");
+    let now = SystemTime::now();
+    let token = s.token("fleet-7", 600, json!({"acl": {"pub": ["fleet/7/#"]}}), now);
+    let c = client(5, "fleet-7", None);
+    assert!(matches!(
+        s.plugin
+            .authenticate_at(&login(c, Some(b"x"), Some(token.as_bytes())), now),
+        AuthVerdict::Allow { .. }
+    ));
+    let named = client(5, "fleet-7", Some("fleet-7"));
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "fleet/7/pos"), now),
+        AclVerdict::Allow
+    );
+    // A persistent session's context outlives the connection: after the
+    // disconnect, the token grants nothing to it.
+    s.plugin.disconnected(&named);
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "fleet/7/pos"), now),
+        AclVerdict::Deny
+    );
+}
+
+#[test]
+fn an_array_claim_that_matches_nothing_leaves_the_decision_to_the_acl_file() {
+    let s = jwt_plugin("", "pattern write shared/%u/#\n");
+    let now = SystemTime::now();
+    let claim =
+        json!([{"permission": "deny", "action": "publish", "topic": "shared/fleet-7/secret"}]);
+    let token = s.token("fleet-7", 600, json!({"acl": claim}), now);
+    let c = client(5, "fleet-7", None);
+    assert!(matches!(
+        s.plugin
+            .authenticate_at(&login(c, Some(b"x"), Some(token.as_bytes())), now),
+        AuthVerdict::Allow { .. }
+    ));
+    let named = client(5, "fleet-7", Some("fleet-7"));
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "shared/fleet-7/log"), now),
+        AclVerdict::Allow,
+        "no rule of the claim: the ACL file allows"
+    );
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "shared/fleet-7/secret"), now),
+        AclVerdict::Deny,
+        "the claim denies"
+    );
+    assert_eq!(
+        s.plugin
+            .authorize_at(&check(named, access::WRITE, "shared/other/log"), now),
+        AclVerdict::Deny,
+        "neither allows"
+    );
+}

@@ -86,7 +86,7 @@ fn files(keys: &Keys) -> Files {
         "mqtt-sec.toml",
         "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\naudience = [\"broker\"]\n\
          superuser_claim = \"mqtt_superuser\"\n\n\
-         [[auth]]\nmethod = \"jwt\"\ndevice_keys = \"devices.json\"\ntoken_from = \"username\"\n\n\
+         [[auth]]\nmethod = \"jwt\"\ndevice_keys = \"devices.json\"\ntoken_from = \"username\"\nsuperuser_claim = \"mqtt_superuser\"\n\n\
          [acl]\nacl_file = \"acl\"\n",
     );
     files
@@ -226,6 +226,26 @@ async fn device_tokens_need_the_devices_own_key() {
     assert!(refused(
         connect(&broker, "device-a", Some((&greedy, ""))).await
     ));
+    let root = keys.device_a.mint(
+        ClaimsTemplate::new("device-a").claim("mqtt_superuser", json!(true)),
+        now,
+    );
+    assert!(refused(
+        connect(&broker, "device-a", Some((&root, ""))).await
+    ));
+    assert!(
+        broker
+            .log()
+            .contains("a device cannot make itself a superuser")
+    );
+    // The claim set to false is no claim.
+    let modest = keys.device_a.mint(
+        ClaimsTemplate::new("device-a").claim("mqtt_superuser", json!(false)),
+        now,
+    );
+    connect(&broker, "device-a", Some((&modest, "")))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
