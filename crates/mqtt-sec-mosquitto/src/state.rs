@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, SubscribeCheck};
-use mqtt_sec_auth::JwtKeyError;
 use mqtt_sec_auth::identity::UsernameFrom;
 use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
@@ -354,26 +353,28 @@ fn load_jwt(
     })
 }
 
-/// A JWK Set document, or PEM `PUBLIC KEY` blocks.
-fn read_key_set(text: &str) -> Result<KeySet, JwtKeyError> {
+/// A JWK Set document, or PEM `PUBLIC KEY` blocks (any other block, a
+/// private key above all, is refused: the broker needs public keys only).
+fn read_key_set(text: &str) -> Result<KeySet, String> {
     if text.trim_start().starts_with('{') {
-        return KeySet::from_jwks_json(text);
+        return KeySet::from_jwks_json(text).map_err(|e| e.to_string());
     }
-    let mut keys = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let block_end = rest[start..]
-            .find("-----END ")
-            .and_then(|end| {
-                rest[start + end..]
-                    .find('\n')
-                    .map(|nl| start + end + nl + 1)
-            })
-            .unwrap_or(rest.len());
-        keys.push(TrustedKey::from_public_key_pem(&rest[start..block_end])?);
-        rest = &rest[block_end..];
+    let blocks = pem::parse_many(text).map_err(|e| format!("not PEM: {e}"))?;
+    let mut keys = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        if block.tag() != "PUBLIC KEY" {
+            return Err(format!(
+                "PEM block {} is a {}, not a PUBLIC KEY",
+                i + 1,
+                block.tag()
+            ));
+        }
+        keys.push(
+            TrustedKey::from_public_key_der(block.contents())
+                .map_err(|e| format!("PEM block {}: {e}", i + 1))?,
+        );
     }
-    KeySet::new(keys)
+    KeySet::new(keys).map_err(|e| e.to_string())
 }
 
 fn load_authorization(

@@ -627,3 +627,60 @@ fn an_array_claim_that_matches_nothing_leaves_the_decision_to_the_acl_file() {
         "neither allows"
     );
 }
+
+/// `issuer_keys` as PEM: every `PUBLIC KEY` block is a trusted key (here an
+/// Ed25519 and a P-256 one, each verifying its own tokens); a private key
+/// or a certificate in the file refuses the configuration.
+#[test]
+fn pem_issuer_keys_hold_one_key_per_block_and_nothing_private() {
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("{}{}", ed.public_key_pem(), ec.public_key_pem());
+    std::fs::write(dir.path().join("issuer.pem"), &keys).unwrap();
+    std::fs::write(dir.path().join("acl"), "").unwrap();
+    let config = dir.path().join("mqtt-sec.toml");
+    std::fs::write(
+        &config,
+        "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.pem\"\n[acl]\nacl_file = \"acl\"\n",
+    )
+    .unwrap();
+    let options = [("config".to_owned(), config.display().to_string())];
+    let plugin = Plugin::start(&options, Box::new(Lines::default())).unwrap();
+    let now = SystemTime::now();
+    for pair in [&ed, &ec] {
+        let key = SigningKey::from_pkcs8_der(&pair.serialize_der()).unwrap();
+        let kid = key.kid().to_owned();
+        let minted = TokenMinter::new(key, ClaimsTemplate::new("c1"))
+            .mint(now)
+            .unwrap();
+        let token = minted.token().expose_secret().to_owned();
+        let verdict = plugin.authenticate_at(
+            &login(client(1, "c1", None), Some(b"x"), Some(token.as_bytes())),
+            now,
+        );
+        assert_eq!(
+            verdict,
+            AuthVerdict::Allow {
+                username: Some("c1".into())
+            },
+            "{kid}"
+        );
+    }
+    for (contents, refusal) in [
+        (
+            format!("{keys}{}", ed.serialize_pem()),
+            "PEM block 3 is a PRIVATE KEY, not a PUBLIC KEY",
+        ),
+        (
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_owned(),
+            "PEM block 1:",
+        ),
+        ("no pem at all\n".to_owned(), "no public key"),
+    ] {
+        std::fs::write(dir.path().join("issuer.pem"), contents).unwrap();
+        let error = mqtt_sec_mosquitto::check_config(&config).unwrap_err();
+        assert!(error.to_string().contains(refusal), "{error}");
+        assert_eq!(error.field.as_deref(), Some("auth[0].issuer_keys"));
+    }
+}
