@@ -113,6 +113,8 @@ mod tests {
         tracing::subscriber::with_default(AuditForwarder::new(lines.clone()), || {
             tracing::warn!(target: "mqtt_sec::audit", user = "alice", reason = "wrong password", "password rejected");
             tracing::info!(target: "mqtt_sec::audit", client_id = %"c1", "token accepted");
+            tracing::error!(target: "mqtt_sec::audit", "keys unavailable");
+            tracing::debug!(target: "mqtt_sec::audit", "duplicate");
             tracing::warn!(target: "some_other_crate", "not forwarded");
             // The crates' own verification emits through the same path.
             let file = mqtt_sec_auth::password::PasswordFile::new();
@@ -133,9 +135,16 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(
+            lines[2..4],
+            [
+                (Level::Error, "mqtt-sec: audit: keys unavailable".to_owned()),
+                (Level::Info, "mqtt-sec: audit: duplicate".to_owned()),
+            ]
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
         assert!(
-            lines[2].1.contains("password rejected") && lines[2].1.contains("bob"),
+            lines[4].1.contains("password rejected") && lines[4].1.contains("bob"),
             "{lines:?}"
         );
         assert!(
