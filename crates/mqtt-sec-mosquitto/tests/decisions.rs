@@ -448,6 +448,19 @@ fn a_native_policy_decides_with_its_own_subscribe_mode() {
         AclVerdict::Deny,
         "not contained"
     );
+    // A policy that says grant-all itself keeps it.
+    let policy = std::fs::read_to_string(dir.path().join("policy.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("subscribe = \"grant-all\"\n{policy}"),
+    )
+    .unwrap();
+    let own = start("");
+    assert_eq!(
+        own.authorize(&check(device, access::SUBSCRIBE, "devices/#")),
+        AclVerdict::Allow
+    );
+    std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
     let lenient = start("subscribe = \"grant-all\"\n");
     assert_eq!(
         lenient.authorize(&check(device, access::SUBSCRIBE, "devices/#")),
