@@ -74,6 +74,35 @@ async fn passwords_are_checked_by_the_plugin() {
     );
 }
 
+/// MQTT 5 clients: the same logins decided, and a denied publish answered
+/// with the v5 reason code NotAuthorized (0x87) in the PUBACK.
+#[tokio::test]
+async fn mqtt5_logins_and_publishes() {
+    use mqtt_sec_testkit::acl_differential::DecisionClient;
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
+    let files = files("");
+    let Some(broker) = start(&files) else { return };
+    let port = broker.plain_port().unwrap();
+    assert_eq!(
+        support::v5_connack(port, "v1", Some(("alice", "alice-secret"))).await,
+        ConnectReturnCode::Success
+    );
+    assert_eq!(
+        support::v5_connack(port, "v2", Some(("alice", "wrong"))).await,
+        ConnectReturnCode::NotAuthorized
+    );
+    assert_eq!(
+        support::v5_connack(port, "v3", None).await,
+        ConnectReturnCode::NotAuthorized
+    );
+    let mut bob = DecisionClient::connect(port, "bob-v5", Some(("bob", "bob-secret"))).await;
+    assert!(bob.publish("public/news").await, "granted: PUBACK Success");
+    assert!(
+        !bob.publish("alice/inbox").await,
+        "denied: PUBACK NotAuthorized"
+    );
+}
+
 #[tokio::test]
 async fn anonymous_clients_connect_only_when_allowed() {
     let files = files("allow_anonymous = true");

@@ -410,37 +410,18 @@ async fn a_connection_is_granted_nothing_once_its_token_expires() {
 #[tokio::test]
 async fn mqtt5_clients_log_in_with_tokens_too() {
     use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
-    use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};
     let keys = keys();
     let files = files(&keys);
     let Some(broker) = start(&files) else { return };
-    let connack = |client_id: &'static str, token: String| {
-        let port = broker.plain_port().unwrap();
-        async move {
-            let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-            options.set_credentials("x", token);
-            let (_client, mut eventloop) = AsyncClient::new(options, 10);
-            loop {
-                match tokio::time::timeout(Duration::from_secs(5), eventloop.poll())
-                    .await
-                    .unwrap()
-                {
-                    Ok(Event::Incoming(Incoming::ConnAck(ack))) => return ack.code,
-                    Ok(_) => continue,
-                    Err(ConnectionError::ConnectionRefused(code)) => return code,
-                    Err(other) => panic!("{other}"),
-                }
-            }
-        }
-    };
+    let port = broker.plain_port().unwrap();
     let now = SystemTime::now();
     let good = keys.issuer.mint(template("sensor-1", json!({})), now);
     assert_eq!(
-        connack("sensor-1", good.clone()).await,
+        support::v5_connack(port, "sensor-1", Some(("x", &good))).await,
         ConnectReturnCode::Success
     );
     assert_eq!(
-        connack("sensor-2", good).await,
+        support::v5_connack(port, "sensor-2", Some(("x", &good))).await,
         ConnectReturnCode::NotAuthorized
     );
 }

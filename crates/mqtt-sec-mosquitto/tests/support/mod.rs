@@ -188,3 +188,28 @@ pub(crate) fn raw_connect(
         _ => None,
     }
 }
+
+/// The CONNACK code an MQTT 5 client gets.
+pub(crate) async fn v5_connack(
+    port: u16,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+) -> rumqttc::v5::mqttbytes::v5::ConnectReturnCode {
+    use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    let (_client, mut eventloop) = AsyncClient::new(options, 10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll())
+            .await
+            .unwrap()
+        {
+            Ok(Event::Incoming(Incoming::ConnAck(ack))) => return ack.code,
+            Ok(_) => continue,
+            Err(ConnectionError::ConnectionRefused(code)) => return code,
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
