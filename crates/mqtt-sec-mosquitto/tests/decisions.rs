@@ -697,3 +697,51 @@ fn pem_issuer_keys_hold_one_key_per_block_and_nothing_private() {
         assert_eq!(error.field.as_deref(), Some("auth[0].issuer_keys"));
     }
 }
+
+/// An HS256 secret as a JWK Set `oct` key (with its `kid`) verifies the
+/// tokens it signed, and only those.
+#[test]
+fn an_hs256_secret_in_a_jwk_set_verifies_its_tokens() {
+    use base64::Engine as _;
+    let secret = b"a shared secret of at least thirty-two bytes".to_vec();
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&secret);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("issuer.jwks"),
+        json!({"keys": [{"kty": "oct", "k": k, "kid": "s1", "alg": "HS256"}]}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("acl"), "").unwrap();
+    let config = dir.path().join("mqtt-sec.toml");
+    std::fs::write(
+        &config,
+        "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n[acl]\nacl_file = \"acl\"\n",
+    )
+    .unwrap();
+    let options = [("config".to_owned(), config.display().to_string())];
+    let plugin = Plugin::start(&options, Box::new(Lines::default())).unwrap();
+    let now = SystemTime::now();
+    let mint = |secret: Vec<u8>| {
+        let key =
+            SigningKey::hs256("s1", mqtt_sec_auth::secrecy::SecretSlice::from(secret)).unwrap();
+        let minted = TokenMinter::new(key, ClaimsTemplate::new("c1"))
+            .mint(now)
+            .unwrap();
+        minted.token().expose_secret().to_owned()
+    };
+    let c = client(1, "c1", None);
+    let good = mint(secret.clone());
+    assert_eq!(
+        plugin.authenticate_at(&login(c, Some(b"x"), Some(good.as_bytes())), now),
+        AuthVerdict::Allow {
+            username: Some("c1".into())
+        }
+    );
+    let mut other = secret;
+    other[0] ^= 1;
+    let forged = mint(other);
+    assert_eq!(
+        plugin.authenticate_at(&login(c, Some(b"x"), Some(forged.as_bytes())), now),
+        AuthVerdict::Deny
+    );
+}
