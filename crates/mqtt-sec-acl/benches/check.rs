@@ -152,6 +152,58 @@ fn bench_check(c: &mut Criterion) {
     group.finish();
 }
 
+/// SUBSCRIBE under containment: the index looks the client's own rules up
+/// by name; `Policy::check` (what the index did before) scans every rule.
+fn bench_subscribe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("subscribe");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for count in SIZES {
+        let subscribe_rules: Vec<Rule> = rules(count)
+            .into_iter()
+            .map(|rule| match rule.subject() {
+                Subject::Username(_) => Rule::new(
+                    rule.effect(),
+                    rule.subject().clone(),
+                    Actions::SUBSCRIBE,
+                    rule.scope().clone(),
+                ),
+                _ => rule,
+            })
+            .collect();
+        let policy = Policy::new(subscribe_rules).unwrap();
+        let index = PolicyIndex::compile(policy.clone());
+        let (who, _) = request(count);
+        let i = (count - 2) / 2;
+        let filter = format!("tenants/t{}/devices/d{i}/telemetry/#", i % 100);
+        assert!(index.check(&who, Action::Subscribe, &filter).is_allowed());
+        assert!(policy.check(&who, Action::Subscribe, &filter).is_allowed());
+        if count == 100_000 {
+            group.sample_size(10);
+        }
+        group.bench_with_input(BenchmarkId::new("index", count), &count, |b, _| {
+            b.iter(|| {
+                index
+                    .check(black_box(&who), Action::Subscribe, black_box(&filter))
+                    .is_allowed()
+            })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("policy (linear)", count),
+            &count,
+            |b, _| {
+                b.iter(|| {
+                    policy
+                        .check(black_box(&who), Action::Subscribe, black_box(&filter))
+                        .is_allowed()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn bench_compile(c: &mut Criterion) {
     let rules = rules(100_000);
     let mut group = c.benchmark_group("compile");
@@ -184,5 +236,5 @@ fn bench_compile(c: &mut Criterion) {
     black_box(index);
 }
 
-criterion_group!(benches, bench_check, bench_compile);
+criterion_group!(benches, bench_check, bench_subscribe, bench_compile);
 criterion_main!(benches);

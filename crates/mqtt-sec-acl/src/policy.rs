@@ -323,8 +323,22 @@ impl Policy {
                 reason: Reason::SubscribeGrantedByMode,
             };
         }
+        self.decide_among(principal, action, target, 0..self.rules.len())
+    }
+
+    /// Decides a validated request from `rules` (indices in increasing
+    /// order): what [`Policy::check`] decides when `rules` holds every rule
+    /// that could apply to `principal`.
+    pub(crate) fn decide_among(
+        &self,
+        principal: &Principal,
+        action: Action,
+        target: Target<'_>,
+        rules: impl Iterator<Item = usize>,
+    ) -> Decision<'_> {
         let mut first_allow = None;
-        for (index, rule) in self.rules.iter().enumerate() {
+        for index in rules {
+            let rule = &self.rules[index];
             if !rule.actions().contains(action) || !rule.subject().applies_to(principal) {
                 continue;
             }

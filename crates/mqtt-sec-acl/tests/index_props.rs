@@ -171,10 +171,10 @@ fn crowded_nodes_use_keyed_buckets_with_the_same_decisions() {
         } else {
             Effect::Allow
         };
-        let actions = if i % 3 == 0 {
-            Actions::RECEIVE
-        } else {
-            Actions::PUBLISH
+        let actions = match i % 3 {
+            0 => Actions::RECEIVE,
+            1 => Actions::PUBLISH,
+            _ => Actions::SUBSCRIBE,
         };
         rules.push(Rule::new(effect, subject, actions, Scope::Filter(filter)));
     }
@@ -196,6 +196,17 @@ fn crowded_nodes_use_keyed_buckets_with_the_same_decisions() {
                         "{who:?} {action} {topic}"
                     );
                 }
+            }
+            // SUBSCRIBE under containment: the client's own rules (by user
+            // name, client id and group) and the rules for everyone.
+            for filter in ["shared/x", "shared/#", "shared/+", "#", "$share/g/shared/x"] {
+                let linear = policy.check(&who, Action::Subscribe, filter);
+                allowed += usize::from(linear.is_allowed());
+                assert_eq!(
+                    index.check(&who, Action::Subscribe, filter),
+                    linear,
+                    "{who:?} subscribe {filter}"
+                );
             }
         }
         assert!(
