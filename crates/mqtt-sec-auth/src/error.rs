@@ -267,6 +267,17 @@ pub enum JwtKeyError {
     /// Not PEM, or not the expected PEM block.
     #[error("not a PEM {0} block")]
     Pem(&'static str),
+    /// A key file holds a PEM block other than `PUBLIC KEY` (a private key,
+    /// a certificate): a file of trusted keys holds public keys only.
+    #[error(
+        "PEM block {index} is a {tag}, not a PUBLIC KEY (export the public key with `openssl pkey -pubout`)"
+    )]
+    NotAPublicKey {
+        /// 1-based position of the block.
+        index: usize,
+        /// The block's label.
+        tag: String,
+    },
     /// An Ed25519 public key the workspace's Ed25519 rule refuses (not a
     /// point, not canonical, small order or a torsion component: which one
     /// is the [`source`](std::error::Error::source)), as mqtt-sec-sign

@@ -584,3 +584,69 @@ fn p256_coordinates_of_the_wrong_length_are_named() {
         );
     }
 }
+
+/// Key files in every form: a JWK Set, one JWK, PEM with several `PUBLIC
+/// KEY` blocks; refused: a private key or a certificate among the blocks
+/// (with its position and label), text that is neither, over 1 MiB.
+#[test]
+fn key_files_hold_public_keys_in_any_form_and_nothing_else() {
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let pem = format!("{}{}", ed.public_key_pem(), ec.public_key_pem());
+    assert_eq!(KeySet::from_key_file(&pem).unwrap().len(), 2);
+    let set = KeySet::from_key_file(&pem)
+        .unwrap()
+        .to_public_jwks()
+        .to_string();
+    assert_eq!(KeySet::from_key_file(&set).unwrap().len(), 2);
+    let one = KeySet::from_key_file(&ed.public_key_pem()).unwrap();
+    let jwk = one.to_public_jwks()["keys"][0].to_string();
+    assert_eq!(KeySet::from_key_file(&jwk).unwrap().len(), 1);
+
+    let with_private = format!("{pem}{}", ed.serialize_pem());
+    assert_eq!(
+        KeySet::from_key_file(&with_private).unwrap_err(),
+        JwtKeyError::NotAPublicKey {
+            index: 3,
+            tag: "PRIVATE KEY".into()
+        }
+    );
+    assert!(
+        KeySet::from_key_file(&with_private)
+            .unwrap_err()
+            .to_string()
+            .contains("openssl pkey -pubout")
+    );
+    let mut pki = mqtt_sec_testkit::TestPki::new().unwrap();
+    let cert = pki.issue(&mqtt_sec_testkit::CertSpec::client("c")).unwrap();
+    assert_eq!(
+        KeySet::from_key_file(&format!(
+            "{}{pem}",
+            std::fs::read_to_string(cert.cert_path()).unwrap()
+        ))
+        .unwrap_err(),
+        JwtKeyError::NotAPublicKey {
+            index: 1,
+            tag: "CERTIFICATE".into()
+        }
+    );
+    assert_eq!(
+        KeySet::from_key_file("not a key file").unwrap_err(),
+        JwtKeyError::Pem("PUBLIC KEY")
+    );
+    assert!(matches!(
+        KeySet::from_key_file("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+            .unwrap_err(),
+        JwtKeyError::Invalid(_)
+    ));
+    // The limit is 1 MiB, checked before anything is parsed.
+    let padded = |len: usize| format!("{pem}{}", "\n".repeat(len - pem.len()));
+    assert_eq!(
+        KeySet::from_key_file(&padded(1024 * 1024)).unwrap().len(),
+        2
+    );
+    assert_eq!(
+        KeySet::from_key_file(&padded(1024 * 1024 + 1)).unwrap_err(),
+        JwtKeyError::TooLarge { max: 1024 * 1024 }
+    );
+}

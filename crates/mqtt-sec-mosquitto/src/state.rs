@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, SubscribeCheck};
 use mqtt_sec_auth::identity::UsernameFrom;
-use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
+use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
 use crate::ConfigFinding;
@@ -307,7 +307,7 @@ fn load_jwt(
         (Some(path), None) => {
             let resolved = source.resolve(path.get_ref());
             let text = read_named(source, &path.span(), &field("issuer_keys"), &resolved)?;
-            let keys = read_key_set(&text).map_err(|e| {
+            let keys = KeySet::from_key_file(&text).map_err(|e| {
                 source.error(
                     &path.span(),
                     field("issuer_keys"),
@@ -351,30 +351,6 @@ fn load_jwt(
         token_from,
         superuser_claim: method.superuser_claim.as_ref().map(|c| c.get_ref().clone()),
     })
-}
-
-/// A JWK Set document, or PEM `PUBLIC KEY` blocks (any other block, a
-/// private key above all, is refused: the broker needs public keys only).
-fn read_key_set(text: &str) -> Result<KeySet, String> {
-    if text.trim_start().starts_with('{') {
-        return KeySet::from_jwks_json(text).map_err(|e| e.to_string());
-    }
-    let blocks = pem::parse_many(text).map_err(|e| format!("not PEM: {e}"))?;
-    let mut keys = Vec::with_capacity(blocks.len());
-    for (i, block) in blocks.iter().enumerate() {
-        if block.tag() != "PUBLIC KEY" {
-            return Err(format!(
-                "PEM block {} is a {}, not a PUBLIC KEY",
-                i + 1,
-                block.tag()
-            ));
-        }
-        keys.push(
-            TrustedKey::from_public_key_der(block.contents())
-                .map_err(|e| format!("PEM block {}: {e}", i + 1))?,
-        );
-    }
-    KeySet::new(keys).map_err(|e| e.to_string())
 }
 
 fn load_authorization(

@@ -23,6 +23,7 @@ fn each_refusal_names_file_line_and_field() {
     )
     .unwrap();
     std::fs::write(dir.path().join("empty.pem"), "no keys here\n").unwrap();
+    std::fs::write(dir.path().join("empty.jwks"), "{\"keys\": []}").unwrap();
     std::fs::write(dir.path().join("passwd"), "alice:$7$2000000$MDEyMzQ1Njc4OWFi$MMIY/vxnTY80Onln5v1+ej+KtUNRbxc4eBsabG158Zctog4BAIjC+r7N0C4QUD4RWtp838S4KtgMCVtZ3BGsSw==\n").unwrap();
     std::fs::write(dir.path().join("acl"), "topic read a/#\n").unwrap();
     // Files a configuration names are read up to 64 MiB: one byte more is
@@ -118,6 +119,12 @@ fn each_refusal_names_file_line_and_field() {
         ),
         (
             format!("[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"empty.pem\"\n{ok}"),
+            Some(3),
+            Some("auth[0].issuer_keys"),
+            "not a PEM PUBLIC KEY block",
+        ),
+        (
+            format!("[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"empty.jwks\"\n{ok}"),
             Some(3),
             Some("auth[0].issuer_keys"),
             "no public key",

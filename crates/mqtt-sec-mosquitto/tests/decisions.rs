@@ -687,9 +687,9 @@ fn pem_issuer_keys_hold_one_key_per_block_and_nothing_private() {
         ),
         (
             "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_owned(),
-            "PEM block 1:",
+            "not a DER SubjectPublicKeyInfo",
         ),
-        ("no pem at all\n".to_owned(), "no public key"),
+        ("no pem at all\n".to_owned(), "not a PEM PUBLIC KEY block"),
     ] {
         std::fs::write(dir.path().join("issuer.pem"), contents).unwrap();
         let error = mqtt_sec_mosquitto::check_config(&config).unwrap_err();

@@ -81,6 +81,56 @@ impl KeySet {
         Ok(())
     }
 
+    /// Reads a file of trusted public keys in any form the crates take: a
+    /// JWK Set, one JWK, or PEM `PUBLIC KEY` blocks (one key each), at most
+    /// 1 MiB. Any other PEM block, a private key above all, is refused.
+    ///
+    /// ```
+    /// use mqtt_sec_auth::jwt::{KeySet, SigningKey};
+    /// let (key, _) = SigningKey::generate_ed25519()?;
+    /// let jwk = key.verifying_key().public_jwk().unwrap().to_string();
+    /// assert_eq!(KeySet::from_key_file(&jwk)?.len(), 1);
+    /// let set = format!(r#"{{"keys": [{jwk}]}}"#);
+    /// assert_eq!(KeySet::from_key_file(&set)?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`JwtKeyError::TooLarge`]; [`JwtKeyError::NotAPublicKey`] for another
+    /// PEM block; [`JwtKeyError::Pem`] for text that is neither JSON nor PEM;
+    /// the errors of [`KeySet::from_jwks_json`] and
+    /// [`TrustedKey::from_public_key_der`].
+    pub fn from_key_file(text: &str) -> Result<Self, JwtKeyError> {
+        if text.len() > MAX_JWKS_LEN {
+            return Err(JwtKeyError::TooLarge { max: MAX_JWKS_LEN });
+        }
+        if text.trim_start().starts_with('{') {
+            let document = parse_object(text.as_bytes()).ok_or(JwtKeyError::Invalid(
+                "not a JSON object without duplicate names",
+            ))?;
+            return if document.contains_key("keys") {
+                Self::from_jwks_json(text)
+            } else {
+                Self::from_jwks_json(&format!(r#"{{"keys": [{text}]}}"#))
+            };
+        }
+        let blocks = pem::parse_many(text).map_err(|_| JwtKeyError::Pem("PUBLIC KEY"))?;
+        if blocks.is_empty() {
+            return Err(JwtKeyError::Pem("PUBLIC KEY"));
+        }
+        let mut keys = Vec::with_capacity(blocks.len());
+        for (i, block) in blocks.iter().enumerate() {
+            if block.tag() != "PUBLIC KEY" {
+                return Err(JwtKeyError::NotAPublicKey {
+                    index: i + 1,
+                    tag: block.tag().to_owned(),
+                });
+            }
+            keys.push(TrustedKey::from_public_key_der(block.contents())?);
+        }
+        Self::new(keys)
+    }
+
     /// Reads a JWK Set document (`{"keys": [...]}`), at most
     /// 1 MiB and 10,000 keys. A public key
     /// without `kid` gets its RFC 7638 thumbprint; a secret (`oct`) must

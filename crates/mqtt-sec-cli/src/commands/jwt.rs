@@ -46,18 +46,9 @@ fn keys(args: &JwtVerifyArgs) -> Result<KeySet, CliError> {
     let key = if let Some(path) = &args.keys {
         // A JWK Set, one JWK (as `mqtt-sec keygen --public` writes), or a
         // public key PEM: the formats every command takes.
-        match keyfile::public_keys(path)? {
-            PublicKeys::JwkSet(text) => {
-                return KeySet::from_jwks_json(&text).map_err(|e| CliError::at(path, Chain(&e)));
-            }
-            PublicKeys::Jwk(text) => {
-                let set = format!(r#"{{"keys": [{text}]}}"#);
-                return KeySet::from_jwks_json(&set).map_err(|e| CliError::at(path, Chain(&e)));
-            }
-            PublicKeys::Pem(text) => {
-                TrustedKey::from_public_key_pem(&text).map_err(|e| CliError::at(path, Chain(&e)))?
-            }
-        }
+        let (PublicKeys::JwkSet(text) | PublicKeys::Jwk(text) | PublicKeys::Pem(text)) =
+            keyfile::public_keys(path)?;
+        return KeySet::from_key_file(&text).map_err(|e| CliError::at(path, Chain(&e)));
     } else if let Some(path) = &args.secret_file {
         let mut secret = read_file(path)?;
         if secret.last() == Some(&b'\n') {
