@@ -477,13 +477,32 @@ pub unsafe extern "C" fn mosquitto_plugin_cleanup(
     })
 }
 
-/// The plugin behind a callback's userdata.
+/// What every callback needs, or `None` (then the callback fails closed):
+/// the broker functions, the instance, and the event struct, when `event`
+/// is the one the callback was registered for and no pointer is NULL.
 ///
 /// # Safety
-/// `userdata` is NULL or the instance init registered.
-unsafe fn instance<'a>(userdata: *mut c_void) -> Option<&'a Instance> {
-    // SAFETY: the instance outlives every callback registered with it.
-    unsafe { userdata.cast::<Instance>().as_ref() }
+/// `userdata` is NULL or the instance init registered (it outlives every
+/// callback); `data` is NULL or the broker's event struct of type `T` for
+/// this call, valid until it returns.
+unsafe fn unpack<'a, T>(
+    event: c_int,
+    expected: c_int,
+    data: *mut c_void,
+    userdata: *mut c_void,
+) -> Option<(&'static Broker, &'a Instance, &'a T)> {
+    if event != expected {
+        return None;
+    }
+    let broker = BROKER.get()?;
+    // SAFETY: the caller's contract: NULL or valid for 'a.
+    let (instance, evt) = unsafe {
+        (
+            userdata.cast::<Instance>().as_ref()?,
+            data.cast::<T>().as_ref()?,
+        )
+    };
+    Some((broker, instance, evt))
 }
 
 unsafe extern "C" fn on_basic_auth(
@@ -492,14 +511,11 @@ unsafe extern "C" fn on_basic_auth(
     userdata: *mut c_void,
 ) -> c_int {
     guarded(MOSQ_ERR_AUTH, || {
-        let (Some(broker), true) = (BROKER.get(), event == MOSQ_EVT_BASIC_AUTH) else {
-            return MOSQ_ERR_AUTH;
-        };
-        // SAFETY: userdata is our instance; data is the broker's
-        // mosquitto_evt_basic_auth for this call, valid until it returns.
-        let (Some(instance), Some(evt)) = (unsafe { instance(userdata) }, unsafe {
-            data.cast::<EvtBasicAuth>().as_ref()
-        }) else {
+        // SAFETY: registered for MOSQ_EVT_BASIC_AUTH with our instance; the
+        // broker passes its mosquitto_evt_basic_auth.
+        let Some((broker, instance, evt)) =
+            (unsafe { unpack::<EvtBasicAuth>(event, MOSQ_EVT_BASIC_AUTH, data, userdata) })
+        else {
             return MOSQ_ERR_AUTH;
         };
         // SAFETY: the event's client is the broker's, valid for this callback.
@@ -519,6 +535,8 @@ unsafe extern "C" fn on_basic_auth(
             AuthVerdict::Allow {
                 username: Some(username),
             } => {
+                // The safe core refuses names with a NUL; this only
+                // keeps the conversion total.
                 let Ok(username) = CString::new(username) else {
                     return MOSQ_ERR_AUTH;
                 };
@@ -542,14 +560,11 @@ unsafe extern "C" fn on_basic_auth(
 
 unsafe extern "C" fn on_acl_check(event: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
     guarded(MOSQ_ERR_ACL_DENIED, || {
-        let (Some(broker), true) = (BROKER.get(), event == MOSQ_EVT_ACL_CHECK) else {
-            return MOSQ_ERR_ACL_DENIED;
-        };
-        // SAFETY: userdata is our instance; data is the broker's
-        // mosquitto_evt_acl_check for this call, valid until it returns.
-        let (Some(instance), Some(evt)) = (unsafe { instance(userdata) }, unsafe {
-            data.cast::<EvtAclCheck>().as_ref()
-        }) else {
+        // SAFETY: registered for MOSQ_EVT_ACL_CHECK with our instance; the
+        // broker passes its mosquitto_evt_acl_check.
+        let Some((broker, instance, evt)) =
+            (unsafe { unpack::<EvtAclCheck>(event, MOSQ_EVT_ACL_CHECK, data, userdata) })
+        else {
             return MOSQ_ERR_ACL_DENIED;
         };
         // SAFETY: the event's topic and client are the broker's, valid for
@@ -576,14 +591,11 @@ unsafe extern "C" fn on_disconnect(
     userdata: *mut c_void,
 ) -> c_int {
     guarded(MOSQ_ERR_SUCCESS, || {
-        let (Some(broker), true) = (BROKER.get(), event == MOSQ_EVT_DISCONNECT) else {
-            return MOSQ_ERR_SUCCESS;
-        };
-        // SAFETY: userdata is our instance; data is the broker's
-        // mosquitto_evt_disconnect for this call, valid until it returns.
-        let (Some(instance), Some(evt)) = (unsafe { instance(userdata) }, unsafe {
-            data.cast::<EvtDisconnect>().as_ref()
-        }) else {
+        // SAFETY: registered for MOSQ_EVT_DISCONNECT with our instance; the
+        // broker passes its mosquitto_evt_disconnect.
+        let Some((broker, instance, evt)) =
+            (unsafe { unpack::<EvtDisconnect>(event, MOSQ_EVT_DISCONNECT, data, userdata) })
+        else {
             return MOSQ_ERR_SUCCESS;
         };
         // SAFETY: the event's client is the broker's, valid for this callback.
@@ -598,18 +610,15 @@ unsafe extern "C" fn on_disconnect(
 /// other plugins reload too. A failed reload keeps the previous state.
 unsafe extern "C" fn on_reload(event: c_int, data: *mut c_void, userdata: *mut c_void) -> c_int {
     guarded(MOSQ_ERR_PLUGIN_DEFER, || {
-        if event != MOSQ_EVT_RELOAD {
-            return MOSQ_ERR_PLUGIN_DEFER;
-        }
-        // SAFETY: userdata is our instance; data is the broker's
-        // mosquitto_evt_reload, valid until this call returns.
-        let (Some(instance), evt) = (unsafe { instance(userdata) }, unsafe {
-            data.cast::<EvtReload>().as_ref()
-        }) else {
+        // SAFETY: registered for MOSQ_EVT_RELOAD with our instance; the
+        // broker passes its mosquitto_evt_reload.
+        let Some((_, instance, evt)) =
+            (unsafe { unpack::<EvtReload>(event, MOSQ_EVT_RELOAD, data, userdata) })
+        else {
             return MOSQ_ERR_PLUGIN_DEFER;
         };
         // SAFETY: the reload's option list, as init's (mosquitto 2.0 passes none).
-        let options = evt.and_then(|evt| unsafe { options(evt.options, evt.option_count) });
+        let options = unsafe { options(evt.options, evt.option_count) };
         let _ = instance.plugin.reload(&options.unwrap_or_default());
         MOSQ_ERR_PLUGIN_DEFER
     })
@@ -797,5 +806,111 @@ int main(void) {
             .map(str::to_owned)
             .collect();
         assert_eq!(c_side, rust_side());
+    }
+}
+
+#[cfg(test)]
+mod fail_closed {
+    //! The exported functions and callbacks outside a broker, or with what a
+    //! broker never sends: every answer is a refusal, never a crash.
+
+    use std::ptr::null_mut;
+
+    use super::*;
+
+    #[test]
+    fn only_plugin_api_version_5_is_spoken() {
+        let offers: [(&[c_int], c_int); 4] = [
+            (&[5, 4, 3, 2], 5),
+            (&[2, 5], 5),
+            (&[4, 3, 2], -1),
+            (&[6], -1),
+        ];
+        for (offered, expected) in offers {
+            let count = c_int::try_from(offered.len()).unwrap();
+            // SAFETY: `offered` holds `count` integers.
+            let chosen = unsafe { mosquitto_plugin_version(count, offered.as_ptr()) };
+            assert_eq!(chosen, expected, "{offered:?}");
+        }
+        // SAFETY: NULL with a count, and a negative count, are refused before any read.
+        unsafe {
+            assert_eq!(mosquitto_plugin_version(3, std::ptr::null()), -1);
+            assert_eq!(mosquitto_plugin_version(-1, [5].as_ptr()), -1);
+        }
+    }
+
+    #[test]
+    fn outside_a_broker_the_plugin_does_not_start() {
+        // The test binary exports no mosquitto functions: init fails, so a
+        // broker missing one would refuse to run rather than run unguarded.
+        let mut userdata = null_mut();
+        // SAFETY: a valid out-pointer and no options.
+        let rc = unsafe { mosquitto_plugin_init(null_mut(), &mut userdata, null_mut(), 0) };
+        assert_eq!(rc, MOSQ_ERR_UNKNOWN);
+        assert!(userdata.is_null());
+        // SAFETY: cleanup of nothing is a no-op.
+        let rc = unsafe { mosquitto_plugin_cleanup(null_mut(), null_mut(), 0) };
+        assert_eq!(rc, MOSQ_ERR_SUCCESS);
+    }
+
+    #[test]
+    fn callbacks_refuse_without_a_broker_an_instance_or_the_right_event() {
+        // SAFETY: NULL pointers and wrong events are what unpack refuses.
+        unsafe {
+            for event in [MOSQ_EVT_BASIC_AUTH, MOSQ_EVT_ACL_CHECK, 99] {
+                assert_eq!(on_basic_auth(event, null_mut(), null_mut()), MOSQ_ERR_AUTH);
+                assert_eq!(
+                    on_acl_check(event, null_mut(), null_mut()),
+                    MOSQ_ERR_ACL_DENIED
+                );
+            }
+            assert_eq!(
+                on_reload(MOSQ_EVT_RELOAD, null_mut(), null_mut()),
+                MOSQ_ERR_PLUGIN_DEFER
+            );
+            assert_eq!(
+                on_disconnect(MOSQ_EVT_DISCONNECT, null_mut(), null_mut()),
+                MOSQ_ERR_SUCCESS
+            );
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_callback_is_a_refusal() {
+        assert_eq!(guarded(MOSQ_ERR_AUTH, || panic!("a bug")), MOSQ_ERR_AUTH);
+        assert_eq!(
+            guarded(MOSQ_ERR_ACL_DENIED, || MOSQ_ERR_SUCCESS),
+            MOSQ_ERR_SUCCESS
+        );
+    }
+
+    #[test]
+    fn options_must_be_text() {
+        let key = c"config";
+        let bad = b"\xff\0";
+        let good = [MosquittoOpt {
+            key: key.as_ptr().cast_mut(),
+            value: key.as_ptr().cast_mut(),
+        }];
+        let broken = [MosquittoOpt {
+            key: key.as_ptr().cast_mut(),
+            value: bad.as_ptr().cast::<c_char>().cast_mut(),
+        }];
+        let missing = [MosquittoOpt {
+            key: key.as_ptr().cast_mut(),
+            value: null_mut(),
+        }];
+        // SAFETY: each list holds one entry with NUL-terminated strings or NULL.
+        unsafe {
+            assert_eq!(
+                options(good.as_ptr(), 1),
+                Some(vec![("config".to_owned(), "config".to_owned())])
+            );
+            assert_eq!(options(broken.as_ptr(), 1), None);
+            assert_eq!(options(missing.as_ptr(), 1), None);
+            assert_eq!(options(std::ptr::null(), 1), None);
+            assert_eq!(options(std::ptr::null(), 0), Some(Vec::new()));
+            assert_eq!(options(good.as_ptr(), -1), None);
+        }
     }
 }

@@ -202,6 +202,11 @@ impl Plugin {
                 Outcome::Pass => continue,
                 Outcome::Deny(why) => return self.refuse_login(login, &why),
                 Outcome::Allow { username, session } => {
+                    // The broker holds names as C strings: a NUL would cut
+                    // the verified name into a different one.
+                    if username.as_deref().is_some_and(|u| u.contains('\0')) {
+                        return self.refuse_login(login, "the verified name holds a NUL byte");
+                    }
                     if let Some(session) = session {
                         let mut sessions = self.sessions();
                         sessions.insert(login.client.key, session);

@@ -745,3 +745,32 @@ fn an_hs256_secret_in_a_jwk_set_verifies_its_tokens() {
         AuthVerdict::Deny
     );
 }
+
+/// A verified identity with a NUL byte (a token's `sub` of "ops\u0000x")
+/// would become "ops" in the broker, which holds user names as C strings:
+/// refused before it is handed over.
+#[test]
+fn a_verified_name_with_a_nul_byte_is_refused() {
+    let s = jwt_plugin("bind_to = \"none\"", "");
+    let now = SystemTime::now();
+    let c = client(1, "c1", None);
+    let cut = s.token("ops\u{0}x", 60, json!({}), now);
+    assert_eq!(
+        s.plugin
+            .authenticate_at(&login(c, Some(b"x"), Some(cut.as_bytes())), now),
+        AuthVerdict::Deny
+    );
+    assert!(
+        s.lines.all().contains("the verified name holds a NUL byte"),
+        "{}",
+        s.lines.all()
+    );
+    let whole = s.token("ops", 60, json!({}), now);
+    assert_eq!(
+        s.plugin
+            .authenticate_at(&login(c, Some(b"x"), Some(whole.as_bytes())), now),
+        AuthVerdict::Allow {
+            username: Some("ops".into())
+        }
+    );
+}
