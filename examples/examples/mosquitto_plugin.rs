@@ -10,7 +10,7 @@
 //! Needs mosquitto 2.0 (`apt install mosquitto`); without it the example
 //! says so and exits 2.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -49,18 +49,7 @@ const ACL: &str = "pattern readwrite devices/%u/#\n";
 
 /// The plugin library cargo built with this example.
 fn plugin_library() -> Result<PathBuf, Error> {
-    let exe = std::env::current_exe()?;
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("no target directory")?;
-    [profile.join("deps"), profile.to_owned()]
-        .iter()
-        .map(|dir| dir.join("libmqtt_sec_mosquitto.so"))
-        .find(|library| library.is_file())
-        .ok_or_else(|| {
-            "libmqtt_sec_mosquitto.so was not built (cargo build -p mqtt-sec-mosquitto)".into()
-        })
+    Ok(mqtt_sec_testkit::built_cdylib("mqtt-sec-mosquitto")?)
 }
 
 fn main() -> ExitCode {

@@ -29,13 +29,7 @@ const PAYLOAD: [u8; 64] = [0x5a; 64];
 
 /// The plugin library built with this benchmark.
 fn plugin_library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [deps.to_owned(), deps.parent().unwrap().to_owned()]
-        .iter()
-        .map(|dir| dir.join("libmqtt_sec_mosquitto.so"))
-        .find(|library| library.is_file())
-        .expect("libmqtt_sec_mosquitto.so is built with the benchmark")
+    mqtt_sec_testkit::built_cdylib("mqtt-sec-mosquitto").unwrap()
 }
 
 /// An acl file of `rules` rules in the documented mix.

@@ -47,6 +47,60 @@ where
     tool::OPENSSL.output(args)
 }
 
+/// The shared library (`cdylib`) of the crate `crate_name` that cargo built
+/// for the running test, benchmark or example: cargo leaves it in the
+/// profile's `deps/` directory (`cargo test`, `cargo bench`, `cargo run
+/// --example`) or the profile directory itself (`cargo build`), so both are
+/// searched from the running executable's place. For loading a plugin
+/// such as mqtt-sec-mosquitto into a broker under test.
+///
+/// # Errors
+/// [`Error::InvalidRequest`] naming the places searched when the library
+/// is not there (the crate was not built, or is not a dependency).
+pub fn built_cdylib(crate_name: &str) -> Result<std::path::PathBuf> {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::io("finding the running executable", std::env::temp_dir(), e))?;
+    let mut places = Vec::new();
+    let mut dir = exe.parent();
+    // Beside the executable (deps/ for tests), and one and two levels up
+    // (the profile directory, and deps/ beside examples/).
+    for _ in 0..2 {
+        let Some(here) = dir else { break };
+        places.push(here.to_path_buf());
+        places.push(here.join("deps"));
+        dir = here.parent();
+    }
+    places
+        .iter()
+        .map(|place| place.join(&file))
+        .find(|library| library.is_file())
+        .ok_or_else(|| {
+            Error::InvalidRequest(format!(
+                "{file} is in none of {places:?}: build it (it must be a dependency of what runs)"
+            ))
+        })
+}
+
 /// The certificate and key types of the public API, re-exported so users
 /// need not match our `rustls-pki-types` version.
 pub use rustls_pki_types;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_library_that_was_not_built_is_an_error_naming_it() {
+        let error = super::built_cdylib("no-such-crate").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("no_such_crate"), "{text}");
+        assert!(
+            matches!(error, super::Error::InvalidRequest(_)),
+            "{error:?}"
+        );
+    }
+}

@@ -12,17 +12,9 @@ use mqtt_sec_testkit::{Mosquitto, MosquittoBuilder, PasswordFile, or_skip};
 use rumqttc::MqttOptions;
 use tempfile::TempDir;
 
-/// The plugin library cargo built with this test binary: `cargo test`
-/// leaves it beside the test in `deps/`, `cargo build` one level up.
+/// The plugin library cargo built with this test binary.
 pub(crate) fn plugin_library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [deps.to_owned(), deps.parent().unwrap().to_owned()];
-    candidates
-        .iter()
-        .map(|dir| dir.join("libmqtt_sec_mosquitto.so"))
-        .find(|library| library.is_file())
-        .unwrap_or_else(|| panic!("libmqtt_sec_mosquitto.so is not in {candidates:?}"))
+    mqtt_sec_testkit::built_cdylib("mqtt-sec-mosquitto").unwrap()
 }
 
 /// The plugin's configuration directory.
