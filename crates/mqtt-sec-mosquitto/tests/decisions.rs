@@ -46,6 +46,22 @@ struct Setup {
     issuer_pkcs8: Vec<u8>,
 }
 
+/// Starts the plugin on the configuration at `config`, logging to `lines`.
+fn start_plugin(config: &std::path::Path, lines: &Lines) -> Plugin {
+    let options = [("config".to_owned(), config.display().to_string())];
+    Plugin::start(&options, Box::new(lines.clone())).unwrap()
+}
+
+/// A login with `token` as the password (the user name ignored).
+fn with_token<'a>(client: Client<'a>, token: &'a str) -> Login<'a> {
+    Login {
+        client,
+        username: Some(b"x"),
+        password: Some(token.as_bytes()),
+        certificate: None,
+    }
+}
+
 const SECRET: &str = "alice-secret";
 
 fn setup() -> Setup {
@@ -79,11 +95,7 @@ fn setup() -> Setup {
     )
     .unwrap();
     let lines = Lines::default();
-    let options = [(
-        "config".to_owned(),
-        dir.path().join("mqtt-sec.toml").display().to_string(),
-    )];
-    let plugin = Plugin::start(&options, Box::new(lines.clone())).unwrap();
+    let plugin = start_plugin(&dir.path().join("mqtt-sec.toml"), &lines);
     Setup {
         _dir: dir,
         plugin,
@@ -153,8 +165,7 @@ fn missing_or_hostile_event_fields_are_refusals_not_panics() {
     );
     let token = s.token("sensor-1", 60, json!({}), SystemTime::now());
     assert_eq!(
-        s.plugin
-            .authenticate(&login(nobody, Some(b"x"), Some(token.as_bytes()))),
+        s.plugin.authenticate(&with_token(nobody, &token)),
         AuthVerdict::Deny,
         "a token needs a client id"
     );
@@ -305,8 +316,7 @@ fn a_connection_key_reused_by_another_client_id_gets_no_token_grants() {
     let token = s.token("fleet-7", 600, json!({"acl": {"pub": ["fleet/7/#"]}}), now);
     let fleet = client(9, "fleet-7", None);
     assert!(matches!(
-        s.plugin
-            .authenticate_at(&login(fleet, Some(b"x"), Some(token.as_bytes())), now),
+        s.plugin.authenticate_at(&with_token(fleet, &token), now),
         AuthVerdict::Allow { .. }
     ));
     let named = client(9, "fleet-7", Some("fleet-7"));
@@ -339,8 +349,7 @@ fn a_new_login_on_a_connection_replaces_the_old_session() {
     let token = s.token("fleet-7", 600, json!({"acl": {"pub": ["fleet/#"]}}), now);
     let c = client(3, "fleet-7", None);
     assert!(matches!(
-        s.plugin
-            .authenticate_at(&login(c, Some(b"x"), Some(token.as_bytes())), now),
+        s.plugin.authenticate_at(&with_token(c, &token), now),
         AuthVerdict::Allow { .. }
     ));
     // A refused login on the same key leaves nothing of the old grants.
@@ -393,9 +402,8 @@ fn a_large_acl_file_loads_without_the_lint() {
     std::fs::write(dir.path().join("acl"), acl).unwrap();
     let config = dir.path().join("mqtt-sec.toml");
     std::fs::write(&config, "[acl]\nacl_file = \"acl\"\n").unwrap();
-    let options = [("config".to_owned(), config.display().to_string())];
     let started = std::time::Instant::now();
-    let plugin = Plugin::start(&options, Box::new(Lines::default())).unwrap();
+    let plugin = start_plugin(&config, &Lines::default());
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "start took {elapsed:?}");
     let device = client(1, "dev1", Some("u7"));
@@ -426,8 +434,7 @@ fn a_native_policy_decides_with_its_own_subscribe_mode() {
             format!("[acl]\npolicy = \"policy.toml\"\n{subscribe}"),
         )
         .unwrap();
-        let options = [("config".to_owned(), config.display().to_string())];
-        Plugin::start(&options, Box::new(Lines::default())).unwrap()
+        start_plugin(&config, &Lines::default())
     };
     let device = client(1, "d1", None);
     let strict = start("");
@@ -491,11 +498,7 @@ fn jwt_plugin(method_extra: &str, acl: &str) -> Setup {
     )
     .unwrap();
     let lines = Lines::default();
-    let options = [(
-        "config".to_owned(),
-        dir.path().join("mqtt-sec.toml").display().to_string(),
-    )];
-    let plugin = Plugin::start(&options, Box::new(lines.clone())).unwrap();
+    let plugin = start_plugin(&dir.path().join("mqtt-sec.toml"), &lines);
     Setup {
         _dir: dir,
         plugin,
@@ -540,7 +543,7 @@ fn a_token_bound_to_the_user_name_needs_that_user_name() {
     assert_eq!(
         client_bound
             .plugin
-            .authenticate_at(&login(c9, Some(b"x"), Some(token.as_bytes())), now),
+            .authenticate_at(&with_token(c9, &token), now),
         AuthVerdict::Allow {
             username: Some("c9".into())
         }
@@ -560,9 +563,7 @@ fn the_lifetime_limit_is_configurable_and_zero_lifts_it() {
         let s = jwt_plugin(extra, "");
         let c = client(1, "c1", None);
         let long = s.token("c1", two_days, json!({}), now);
-        let verdict = s
-            .plugin
-            .authenticate_at(&login(c, Some(b"x"), Some(long.as_bytes())), now);
+        let verdict = s.plugin.authenticate_at(&with_token(c, &long), now);
         assert_eq!(
             matches!(verdict, AuthVerdict::Allow { .. }),
             two_day_token_accepted,
@@ -571,8 +572,7 @@ fn the_lifetime_limit_is_configurable_and_zero_lifts_it() {
         let short = s.token("c1", 1800, json!({}), now);
         assert!(
             matches!(
-                s.plugin
-                    .authenticate_at(&login(c, Some(b"x"), Some(short.as_bytes())), now),
+                s.plugin.authenticate_at(&with_token(c, &short), now),
                 AuthVerdict::Allow { .. }
             ),
             "{extra:?}"
@@ -587,8 +587,7 @@ fn a_disconnect_ends_the_tokens_grants() {
     let token = s.token("fleet-7", 600, json!({"acl": {"pub": ["fleet/7/#"]}}), now);
     let c = client(5, "fleet-7", None);
     assert!(matches!(
-        s.plugin
-            .authenticate_at(&login(c, Some(b"x"), Some(token.as_bytes())), now),
+        s.plugin.authenticate_at(&with_token(c, &token), now),
         AuthVerdict::Allow { .. }
     ));
     let named = client(5, "fleet-7", Some("fleet-7"));
@@ -616,8 +615,7 @@ fn an_array_claim_that_matches_nothing_leaves_the_decision_to_the_acl_file() {
     let token = s.token("fleet-7", 600, json!({"acl": claim}), now);
     let c = client(5, "fleet-7", None);
     assert!(matches!(
-        s.plugin
-            .authenticate_at(&login(c, Some(b"x"), Some(token.as_bytes())), now),
+        s.plugin.authenticate_at(&with_token(c, &token), now),
         AuthVerdict::Allow { .. }
     ));
     let named = client(5, "fleet-7", Some("fleet-7"));
@@ -658,8 +656,7 @@ fn pem_issuer_keys_hold_one_key_per_block_and_nothing_private() {
         "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.pem\"\n[acl]\nacl_file = \"acl\"\n",
     )
     .unwrap();
-    let options = [("config".to_owned(), config.display().to_string())];
-    let plugin = Plugin::start(&options, Box::new(Lines::default())).unwrap();
+    let plugin = start_plugin(&config, &Lines::default());
     let now = SystemTime::now();
     for pair in [&ed, &ec] {
         let key = SigningKey::from_pkcs8_der(&pair.serialize_der()).unwrap();
@@ -718,8 +715,7 @@ fn an_hs256_secret_in_a_jwk_set_verifies_its_tokens() {
         "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n[acl]\nacl_file = \"acl\"\n",
     )
     .unwrap();
-    let options = [("config".to_owned(), config.display().to_string())];
-    let plugin = Plugin::start(&options, Box::new(Lines::default())).unwrap();
+    let plugin = start_plugin(&config, &Lines::default());
     let now = SystemTime::now();
     let mint = |secret: Vec<u8>| {
         let key =
@@ -732,7 +728,7 @@ fn an_hs256_secret_in_a_jwk_set_verifies_its_tokens() {
     let c = client(1, "c1", None);
     let good = mint(secret.clone());
     assert_eq!(
-        plugin.authenticate_at(&login(c, Some(b"x"), Some(good.as_bytes())), now),
+        plugin.authenticate_at(&with_token(c, &good), now),
         AuthVerdict::Allow {
             username: Some("c1".into())
         }
@@ -741,7 +737,7 @@ fn an_hs256_secret_in_a_jwk_set_verifies_its_tokens() {
     other[0] ^= 1;
     let forged = mint(other);
     assert_eq!(
-        plugin.authenticate_at(&login(c, Some(b"x"), Some(forged.as_bytes())), now),
+        plugin.authenticate_at(&with_token(c, &forged), now),
         AuthVerdict::Deny
     );
 }
@@ -756,8 +752,7 @@ fn a_verified_name_with_a_nul_byte_is_refused() {
     let c = client(1, "c1", None);
     let cut = s.token("ops\u{0}x", 60, json!({}), now);
     assert_eq!(
-        s.plugin
-            .authenticate_at(&login(c, Some(b"x"), Some(cut.as_bytes())), now),
+        s.plugin.authenticate_at(&with_token(c, &cut), now),
         AuthVerdict::Deny
     );
     assert!(
@@ -767,8 +762,7 @@ fn a_verified_name_with_a_nul_byte_is_refused() {
     );
     let whole = s.token("ops", 60, json!({}), now);
     assert_eq!(
-        s.plugin
-            .authenticate_at(&login(c, Some(b"x"), Some(whole.as_bytes())), now),
+        s.plugin.authenticate_at(&with_token(c, &whole), now),
         AuthVerdict::Allow {
             username: Some("ops".into())
         }
