@@ -768,3 +768,69 @@ fn a_verified_name_with_a_nul_byte_is_refused() {
         }
     );
 }
+
+/// Password files and tokens in the user name, combined: a device's token
+/// sent as its user name must not reach the log through the password
+/// method's audit event ("password rejected user=..."), which names the
+/// user it was given. An unknown user name shaped like a token is left to
+/// the token method unread; a password-file user whose name merely has
+/// that shape still logs in.
+#[test]
+fn a_token_in_the_user_name_never_reaches_the_log_through_the_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer, pkcs8) = SigningKey::generate_ed25519().unwrap();
+    let keys = KeySet::new(issuer.with_kid("i").verifying_key().to_public()).unwrap();
+    std::fs::write(
+        dir.path().join("issuer.jwks"),
+        keys.to_public_jwks().to_string(),
+    )
+    .unwrap();
+    let mut passwords = PasswordFile::new();
+    let fast = HashParams::with_iterations(std::num::NonZeroU32::new(10).unwrap());
+    passwords
+        .set("john.doe.eu", &SecretString::from(SECRET.to_owned()), fast)
+        .unwrap();
+    std::fs::write(dir.path().join("passwd"), passwords.to_string()).unwrap();
+    std::fs::write(dir.path().join("acl"), "").unwrap();
+    let config = dir.path().join("mqtt-sec.toml");
+    std::fs::write(
+        &config,
+        "[[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n\
+         [[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\ntoken_from = \"username\"\n\
+         [acl]\nacl_file = \"acl\"\n",
+    )
+    .unwrap();
+    let lines = Lines::default();
+    let plugin = start_plugin(&config, &lines);
+    let now = SystemTime::now();
+    let key = SigningKey::from_pkcs8_der(&pkcs8).unwrap().with_kid("i");
+    let minted = TokenMinter::new(key, ClaimsTemplate::new("c1"))
+        .mint(now)
+        .unwrap();
+    let token = minted.token().expose_secret().to_owned();
+    let forwarder = mqtt_sec_mosquitto::audit::AuditForwarder::new(lines.clone());
+    tracing::subscriber::with_default(forwarder, || {
+        let c = client(1, "c1", None);
+        let verdict = plugin.authenticate_at(&login(c, Some(token.as_bytes()), None), now);
+        assert_eq!(
+            verdict,
+            AuthVerdict::Allow {
+                username: Some("c1".into())
+            }
+        );
+        let john = client(2, "phone", None);
+        let verdict = plugin.authenticate_at(
+            &login(john, Some(b"john.doe.eu"), Some(SECRET.as_bytes())),
+            now,
+        );
+        assert_eq!(verdict, AuthVerdict::Allow { username: None });
+    });
+    let log = lines.all();
+    assert!(
+        log.contains("audit"),
+        "the audit events are captured: {log}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "{log}");
+    assert!(!log.contains(&token[..20]), "{log}");
+}
