@@ -262,8 +262,14 @@ fn a_broken_configuration_stops_the_broker_from_starting() {
 
 #[tokio::test]
 async fn a_reload_with_a_broken_file_keeps_the_previous_policy() {
+    use mqtt_sec_testkit::acl_differential::DecisionClient;
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
     let files = files("");
     let Some(broker) = start(&files) else { return };
+    let port = broker.plain_port().unwrap();
+    // An MQTT 5 client connected through all the reloads (bob: nobody
+    // receives what he publishes, so alice's deliveries stay hers).
+    let mut bob5 = DecisionClient::connect(port, "b5", Some(("bob", "bob-secret"))).await;
     // Broken: the old policy stays.
     files.write("acl", "user alice\ntopic sideways alice/#\n");
     broker.reload().unwrap();
@@ -288,6 +294,7 @@ async fn a_reload_with_a_broken_file_keeps_the_previous_policy() {
             .unwrap()
             .is_some()
     );
+    assert!(bob5.publish("public/v5").await, "v5: the old policy stays");
 
     // Valid: it applies to the next check of the connected client.
     files.write("acl", "user alice\ntopic read alice/#\n");
@@ -307,6 +314,7 @@ async fn a_reload_with_a_broken_file_keeps_the_previous_policy() {
             .is_none(),
         "write is gone"
     );
+    assert!(!bob5.publish("public/v5").await, "v5: bob's rules are gone");
     // And a user removed from the password file can no longer log in.
     files.passwords("passwd", &[("bob", "bob-secret")]);
     broker.reload().unwrap();
@@ -316,6 +324,10 @@ async fn a_reload_with_a_broken_file_keeps_the_previous_policy() {
     assert!(refused(
         connect(&broker, "a2", Some(("alice", "alice-secret"))).await
     ));
+    assert_eq!(
+        support::v5_connack(port, "a6", Some(("alice", "alice-secret"))).await,
+        ConnectReturnCode::NotAuthorized
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! listener: each mapping rule turns the certificate into the user name the
 //! ACL sees, a certificate without the chosen name is refused, and a JWT
 //! bound to a certificate (`cnf` `x5t#S256`, RFC 8705) is accepted only with
-//! that certificate.
+//! that certificate; for MQTT 3.1.1 and 5 clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -13,11 +13,13 @@ use std::time::{Duration, SystemTime};
 use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_auth::jwt::{ClaimsTemplate, KeySet, SigningKey, TokenMinter};
 use mqtt_sec_auth::secrecy::ExposeSecret;
+use mqtt_sec_testkit::acl_differential::DecisionClient;
 use mqtt_sec_testkit::client::{ClientFailure, TestClient};
 use mqtt_sec_testkit::{CertSpec, IssuedCert, Mosquitto, TestPki, TlsListener};
 use mqtt_sec_tls::{ClientTls, Identity, TrustRoots};
+use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::{MqttOptions, QoS};
-use support::{Files, refused, start_with};
+use support::{Files, refused, start_with, v5_connack_with};
 
 fn tls(pki: &TestPki, cert: &IssuedCert) -> ClientTls {
     let provider = Arc::new(mqtt_sec_tls::rustls::crypto::ring::default_provider());
@@ -46,6 +48,23 @@ async fn connect(
     Ok(client)
 }
 
+/// MQTT 5 options for the mTLS listener, presenting `cert`.
+fn v5_options(
+    broker: &Mosquitto,
+    pki: &TestPki,
+    cert: &IssuedCert,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+) -> rumqttc::v5::MqttOptions {
+    let mut options =
+        rumqttc::v5::MqttOptions::new(client_id, "localhost", broker.mtls_port().unwrap());
+    options.set_transport(tls(pki, cert).transport());
+    if let Some((user, password)) = login {
+        options.set_credentials(user, password);
+    }
+    options
+}
+
 fn broker(pki: &mut TestPki, files: &Files) -> Option<Mosquitto> {
     let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
     start_with(files, |builder| {
@@ -56,7 +75,8 @@ fn broker(pki: &mut TestPki, files: &Files) -> Option<Mosquitto> {
 fn config(files: &Files, username_from: &str, expected: &str) {
     files.write(
         "acl",
-        &format!("user {expected}\ntopic readwrite mapped/#\n"),
+        // zz/sync: the MQTT 5 client's ordering subscription.
+        &format!("user {expected}\ntopic readwrite mapped/#\ntopic read zz/sync\n"),
     );
     files.write(
         "mqtt-sec.toml",
@@ -121,6 +141,12 @@ async fn each_mapping_rule_gives_the_user_name_the_acl_sees() {
             "{rule}: the broker did not hold {expected:?}"
         );
         client.disconnect().await.unwrap();
+        // The same for an MQTT 5 client.
+        let options = v5_options(&broker, &pki, &device, &format!("{rule}-v5"), None);
+        let mut client = DecisionClient::connect_with(options).await;
+        assert!(client.subscribe("mapped/#").await, "{rule}: v5 subscribe");
+        assert!(client.publish("mapped/t5").await, "{rule}: v5 publish");
+        assert_eq!(client.sync().await, ["mapped/t5"], "{rule}: v5 delivery");
     }
     // A rule the certificate has no name for refuses the client.
     let plain = pki.issue(&CertSpec::client("no-sans")).unwrap();
@@ -130,6 +156,10 @@ async fn each_mapping_rule_gives_the_user_name_the_acl_sees() {
         .wait_for_log("mqtt-sec: reloaded", Duration::from_secs(5))
         .unwrap();
     assert!(refused(connect(&broker, &pki, &plain, "p", None).await));
+    assert_eq!(
+        v5_connack_with(v5_options(&broker, &pki, &plain, "p5", None)).await,
+        ConnectReturnCode::NotAuthorized
+    );
     assert!(
         broker
             .log()
@@ -175,6 +205,16 @@ async fn a_certificate_bound_token_needs_its_certificate() {
     assert!(refused(
         connect(&broker, &pki, &other, "dev-1", Some(("dev-1", token))).await
     ));
+    // MQTT 5 alike.
+    let login = Some(("dev-1", token));
+    assert_eq!(
+        v5_connack_with(v5_options(&broker, &pki, &mine, "dev-1", login)).await,
+        ConnectReturnCode::Success
+    );
+    assert_eq!(
+        v5_connack_with(v5_options(&broker, &pki, &other, "dev-1", login)).await,
+        ConnectReturnCode::NotAuthorized
+    );
     let log = broker.log();
     assert!(log.contains("token refused"), "{log}");
 }

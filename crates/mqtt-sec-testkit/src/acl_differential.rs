@@ -220,6 +220,15 @@ impl DecisionClient {
         if let Some((username, password)) = login {
             options.set_credentials(username, password);
         }
+        Self::connect_with(options).await
+    }
+
+    /// Connects with `options` (a TLS transport, say) and waits for the
+    /// CONNACK.
+    ///
+    /// # Panics
+    /// As [`DecisionClient::connect`].
+    pub async fn connect_with(options: MqttOptions) -> Self {
         let (client, eventloop) = AsyncClient::new(options, 64);
         let mut this = Self {
             client,

@@ -187,11 +187,18 @@ pub(crate) async fn v5_connack(
     client_id: &str,
     login: Option<(&str, &str)>,
 ) -> rumqttc::v5::mqttbytes::v5::ConnectReturnCode {
-    use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    let mut options = rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", port);
     if let Some((user, password)) = login {
         options.set_credentials(user, password);
     }
+    v5_connack_with(options).await
+}
+
+/// The CONNACK code an MQTT 5 client with `options` gets.
+pub(crate) async fn v5_connack_with(
+    options: rumqttc::v5::MqttOptions,
+) -> rumqttc::v5::mqttbytes::v5::ConnectReturnCode {
+    use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming};
     let (_client, mut eventloop) = AsyncClient::new(options, 10);
     loop {
         match tokio::time::timeout(Duration::from_secs(5), eventloop.poll())
