@@ -1,69 +1,33 @@
-//! A guard around `rumqttc::AsyncClient` (feature `rumqttc`).
+//! Guards around rumqttc's clients (feature `rumqttc`).
 //!
-//! [`GuardedClient`] checks every PUBLISH and SUBSCRIBE against a policy for
-//! this client before anything is sent, so a device refuses its own bad
-//! publishes with a typed error instead of learning from a broker that may
-//! silently drop them. [`IncomingGuard`] checks what arrives: a PUBLISH that
-//! matches none of the subscriptions made through the guard, or that the
-//! policy does not let this client receive, is unexpected (a broker bug, a
-//! misrouted or injected message) and is reported and refused. The receive
-//! check matters most under [`SubscribeCheck::GrantAll`](crate::SubscribeCheck)
-//! (the mosquitto loader's default), where any subscription is granted
-//! because the policy is meant to be applied to each delivery.
-
-use std::sync::{Arc, PoisonError, RwLock};
+//! [`GuardedClient`] (MQTT 3.1.1) and [`GuardedClientV5`] check every
+//! PUBLISH and SUBSCRIBE against a policy for this client before anything
+//! is sent, so a device refuses its own bad publishes with a typed error
+//! instead of learning from a broker that may silently drop them.
+//! [`IncomingGuard`] checks what arrives. Both are thin layers over
+//! [`ClientGuard`], which makes the decisions (see [`crate::guard`]).
 
 use rumqttc::{AsyncClient, ClientError, Publish, QoS};
 
+use crate::guard::ClientGuard;
+pub use crate::guard::{Denied, UnexpectedPublish};
 use crate::index::PolicyIndex;
 use crate::principal::Principal;
-use crate::rule::Action;
-use crate::topic::{SubscriptionFilter, TopicError, TopicFilter};
 
 /// Why the guard refused a request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GuardError {
     /// The policy denies the request; nothing was sent.
-    #[error("{action} on {topic:?} refused before sending: {decision}")]
-    Denied {
-        /// What was asked.
-        action: Action,
-        /// The topic or filter.
-        topic: String,
-        /// The decision, with the deciding rule.
-        decision: String,
-    },
-    /// The policy allowed it, but rumqttc could not queue it.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The policy allowed it, but rumqttc (MQTT 3.1.1) could not queue it.
     #[error("the request could not be queued: {0}")]
     Client(#[from] ClientError),
+    /// The policy allowed it, but rumqttc (MQTT 5) could not queue it.
+    #[error("the request could not be queued: {0}")]
+    ClientV5(#[from] rumqttc::v5::ClientError),
 }
-
-/// Why an incoming PUBLISH was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UnexpectedPublish {
-    /// It matches none of the client's subscriptions.
-    #[error("received {topic:?}, which matches none of this client's subscriptions")]
-    NotSubscribed {
-        /// The topic it came on.
-        topic: String,
-    },
-    /// Its topic is not a valid topic name.
-    #[error("received an invalid topic: {0}")]
-    InvalidTopic(TopicError),
-    /// The policy does not let this client receive it.
-    #[error("received {topic:?}, which this client may not receive: {decision}")]
-    Denied {
-        /// The topic it came on.
-        topic: String,
-        /// The decision, with the deciding rule.
-        decision: String,
-    },
-}
-
-/// The filters subscribed through the guard, shared with [`IncomingGuard`].
-type Subscriptions = Arc<RwLock<Vec<TopicFilter>>>;
 
 /// An `AsyncClient` whose publishes and subscriptions are checked first.
 ///
@@ -83,34 +47,28 @@ type Subscriptions = Arc<RwLock<Vec<TopicFilter>>>;
 #[derive(Debug, Clone)]
 pub struct GuardedClient {
     client: AsyncClient,
-    policy: Arc<PolicyIndex>,
-    principal: Principal,
-    subscriptions: Subscriptions,
+    guard: ClientGuard,
 }
 
 impl GuardedClient {
     /// Guards `client`, which connects as `principal`, with `policy`.
     pub fn new(
         client: AsyncClient,
-        policy: impl Into<Arc<PolicyIndex>>,
+        policy: impl Into<std::sync::Arc<PolicyIndex>>,
         principal: Principal,
     ) -> Self {
-        Self {
-            client,
-            policy: policy.into(),
-            principal,
-            subscriptions: Arc::default(),
-        }
+        Self::with_guard(client, ClientGuard::new(policy, principal))
+    }
+
+    /// Guards `client` with `guard` (whose clones share its subscriptions).
+    pub fn with_guard(client: AsyncClient, guard: ClientGuard) -> Self {
+        Self { client, guard }
     }
 
     /// The guard for incoming messages, sharing this client's subscriptions
     /// and checking each message against the policy's receive rules.
     pub fn incoming_guard(&self) -> IncomingGuard {
-        IncomingGuard {
-            subscriptions: Arc::clone(&self.subscriptions),
-            policy: Arc::clone(&self.policy),
-            principal: self.principal.clone(),
-        }
+        IncomingGuard(self.guard.clone())
     }
 
     /// The unguarded client, for requests the guard does not cover.
@@ -129,7 +87,7 @@ impl GuardedClient {
         retain: bool,
         payload: impl Into<Vec<u8>>,
     ) -> Result<(), GuardError> {
-        self.allow(Action::Publish, topic)?;
+        self.guard.check_publish(topic)?;
         Ok(self.client.publish(topic, qos, retain, payload).await?)
     }
 
@@ -140,17 +98,9 @@ impl GuardedClient {
     /// # Errors
     /// As [`GuardedClient::publish`].
     pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), GuardError> {
-        self.allow(Action::Subscribe, filter)?;
-        let parsed = SubscriptionFilter::new(filter).map_err(|e| GuardError::Denied {
-            action: Action::Subscribe,
-            topic: filter.to_owned(),
-            decision: e.to_string(),
-        })?;
+        let parsed = self.guard.check_subscribe(filter)?;
         self.client.subscribe(filter, qos).await?;
-        self.subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(parsed.filter().clone());
+        self.guard.record_subscription(&parsed);
         Ok(())
     }
 
@@ -160,78 +110,106 @@ impl GuardedClient {
     /// [`GuardError::Client`].
     pub async fn unsubscribe(&self, filter: &str) -> Result<(), GuardError> {
         self.client.unsubscribe(filter).await?;
-        if let Ok(parsed) = SubscriptionFilter::new(filter) {
-            let mut subscriptions = self
-                .subscriptions
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(at) = subscriptions.iter().position(|f| f == parsed.filter()) {
-                subscriptions.remove(at);
-            }
-        }
+        self.guard.forget_subscription(filter);
+        Ok(())
+    }
+}
+
+/// An MQTT 5 `AsyncClient` whose publishes and subscriptions are checked
+/// first, as [`GuardedClient`].
+#[derive(Debug, Clone)]
+pub struct GuardedClientV5 {
+    client: rumqttc::v5::AsyncClient,
+    guard: ClientGuard,
+}
+
+impl GuardedClientV5 {
+    /// Guards `client` with `guard` (whose clones share its subscriptions).
+    pub fn with_guard(client: rumqttc::v5::AsyncClient, guard: ClientGuard) -> Self {
+        Self { client, guard }
+    }
+
+    /// The guard for incoming messages.
+    pub fn incoming_guard(&self) -> IncomingGuard {
+        IncomingGuard(self.guard.clone())
+    }
+
+    /// The unguarded client.
+    pub fn inner(&self) -> &rumqttc::v5::AsyncClient {
+        &self.client
+    }
+
+    /// Publishes if the policy allows it.
+    ///
+    /// # Errors
+    /// [`GuardError::Denied`] (nothing is sent) or [`GuardError::ClientV5`].
+    pub async fn publish(
+        &self,
+        topic: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), GuardError> {
+        self.guard.check_publish(topic)?;
+        Ok(self
+            .client
+            .publish(topic, qos, retain, payload.into())
+            .await?)
+    }
+
+    /// Subscribes if the policy allows it, and remembers the filter.
+    ///
+    /// # Errors
+    /// As [`GuardedClientV5::publish`].
+    pub async fn subscribe(
+        &self,
+        filter: &str,
+        qos: rumqttc::v5::mqttbytes::QoS,
+    ) -> Result<(), GuardError> {
+        let parsed = self.guard.check_subscribe(filter)?;
+        self.client.subscribe(filter, qos).await?;
+        self.guard.record_subscription(&parsed);
         Ok(())
     }
 
-    fn allow(&self, action: Action, topic: &str) -> Result<(), GuardError> {
-        let decision = self.policy.check(&self.principal, action, topic);
-        if decision.is_allowed() {
-            Ok(())
-        } else {
-            Err(GuardError::Denied {
-                action,
-                topic: topic.to_owned(),
-                decision: decision.to_string(),
-            })
-        }
+    /// Unsubscribes and forgets the filter.
+    ///
+    /// # Errors
+    /// [`GuardError::ClientV5`].
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), GuardError> {
+        self.client.unsubscribe(filter).await?;
+        self.guard.forget_subscription(filter);
+        Ok(())
     }
 }
 
 /// Checks incoming PUBLISH packets against the subscriptions made through a
-/// [`GuardedClient`] and against the policy's receive rules.
+/// guarded client and against the policy's receive rules.
 #[derive(Debug, Clone)]
-pub struct IncomingGuard {
-    subscriptions: Subscriptions,
-    policy: Arc<PolicyIndex>,
-    principal: Principal,
-}
+pub struct IncomingGuard(ClientGuard);
 
 impl IncomingGuard {
-    /// Accepts a PUBLISH that matches one of the client's subscriptions and
-    /// that the policy lets it receive; otherwise reports it on
-    /// `mqtt_sec::audit` and refuses it.
+    /// Accepts an MQTT 3.1.1 PUBLISH that matches one of the client's
+    /// subscriptions and that the policy lets it receive; otherwise reports
+    /// it on `mqtt_sec::audit` and refuses it.
     ///
     /// # Errors
     /// [`UnexpectedPublish`].
     pub fn accept(&self, publish: &Publish) -> Result<(), UnexpectedPublish> {
-        let error = match self.check(&publish.topic) {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        tracing::warn!(target: "mqtt_sec::audit", topic = %publish.topic.chars().take(256).collect::<String>(), reason = %error, "unexpected publish dropped");
-        Err(error)
+        self.0.accept_incoming(&publish.topic)
     }
 
-    fn check(&self, topic: &str) -> Result<(), UnexpectedPublish> {
-        let name = crate::TopicName::new(topic).map_err(UnexpectedPublish::InvalidTopic)?;
-        let subscribed = self
-            .subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .any(|f| f.matches(&name));
-        if !subscribed {
-            return Err(UnexpectedPublish::NotSubscribed {
-                topic: topic.to_owned(),
-            });
-        }
-        let decision = self.policy.check(&self.principal, Action::Receive, topic);
-        if !decision.is_allowed() {
-            return Err(UnexpectedPublish::Denied {
-                topic: topic.to_owned(),
-                decision: decision.to_string(),
-            });
-        }
-        Ok(())
+    /// As [`accept`](Self::accept), for an MQTT 5 PUBLISH: a topic that is
+    /// not UTF-8, or empty (an unresolved topic alias), is
+    /// [`UnexpectedPublish::InvalidTopic`].
+    ///
+    /// # Errors
+    /// [`UnexpectedPublish`].
+    pub fn accept_v5(
+        &self,
+        publish: &rumqttc::v5::mqttbytes::v5::Publish,
+    ) -> Result<(), UnexpectedPublish> {
+        self.0.accept_incoming_bytes(&publish.topic)
     }
 }
 
@@ -239,6 +217,7 @@ impl IncomingGuard {
 mod tests {
     use super::*;
     use crate::mosquitto;
+    use crate::rule::Action;
     use rumqttc::MqttOptions;
 
     fn guarded() -> (GuardedClient, rumqttc::EventLoop) {
@@ -265,10 +244,10 @@ mod tests {
         assert!(
             matches!(
                 denied,
-                Err(GuardError::Denied {
+                Err(GuardError::Denied(Denied {
                     action: Action::Publish,
                     ..
-                })
+                }))
             ),
             "{denied:?}"
         );
@@ -276,10 +255,10 @@ mod tests {
         assert!(
             matches!(
                 denied,
-                Err(GuardError::Denied {
+                Err(GuardError::Denied(Denied {
                     action: Action::Subscribe,
                     ..
-                })
+                }))
             ),
             "{denied:?}"
         );
@@ -355,5 +334,46 @@ mod tests {
                 "{injected}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_v5_guard_decides_as_the_3_1_1_guard() {
+        use rumqttc::v5::mqttbytes::QoS as QoS5;
+        let policy = mosquitto::parse_acl_file("pattern readwrite devices/%c/#\n").unwrap();
+        let (client, _eventloop) = rumqttc::v5::AsyncClient::new(
+            rumqttc::v5::MqttOptions::new("dev-1", "127.0.0.1", 1),
+            10,
+        );
+        let guarded = GuardedClientV5::with_guard(
+            client,
+            ClientGuard::new(PolicyIndex::compile(policy), Principal::new("dev-1")),
+        );
+        assert!(matches!(
+            guarded
+                .publish("devices/dev-2/x", QoS5::AtMostOnce, false, "x")
+                .await,
+            Err(GuardError::Denied(_))
+        ));
+        guarded
+            .publish("devices/dev-1/x", QoS5::AtMostOnce, false, "x")
+            .await
+            .unwrap();
+        let incoming = guarded.incoming_guard();
+        let publish = |topic: &'static [u8]| rumqttc::v5::mqttbytes::v5::Publish {
+            topic: topic.into(),
+            ..Default::default()
+        };
+        assert!(incoming.accept_v5(&publish(b"devices/dev-1/x")).is_err());
+        guarded
+            .subscribe("devices/dev-1/#", QoS5::AtMostOnce)
+            .await
+            .unwrap();
+        assert_eq!(incoming.accept_v5(&publish(b"devices/dev-1/x")), Ok(()));
+        assert!(matches!(
+            incoming.accept_v5(&publish(b"devices/dev-1/\xff")),
+            Err(UnexpectedPublish::InvalidTopic(crate::TopicError::NotUtf8))
+        ));
+        guarded.unsubscribe("devices/dev-1/#").await.unwrap();
+        assert!(incoming.accept_v5(&publish(b"devices/dev-1/x")).is_err());
     }
 }

@@ -11,6 +11,7 @@ mod document;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod emqx;
+pub mod guard;
 mod index;
 mod lint;
 mod pattern;

@@ -24,6 +24,9 @@ pub enum TopicError {
     /// Contains U+0000.
     #[error("a topic must not contain the NUL character")]
     Nul,
+    /// Bytes that are not UTF-8 (only bytes from the wire can be).
+    #[error("a topic must be UTF-8")]
+    NotUtf8,
     /// A topic name (what is published) contains `+` or `#`.
     #[error(
         "a topic name must not contain the wildcards `+` or `#` (found at byte {index}); wildcards belong in filters"

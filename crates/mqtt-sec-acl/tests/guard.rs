@@ -45,10 +45,7 @@ async fn denied_requests_never_reach_the_broker() {
     });
 
     let denied = guarded.subscribe("devices/#", QoS::AtMostOnce).await;
-    assert!(
-        matches!(denied, Err(GuardError::Denied { .. })),
-        "{denied:?}"
-    );
+    assert!(matches!(denied, Err(GuardError::Denied(_))), "{denied:?}");
     guarded
         .subscribe("devices/dev-1/#", QoS::AtMostOnce)
         .await
@@ -56,10 +53,7 @@ async fn denied_requests_never_reach_the_broker() {
     let denied = guarded
         .publish("devices/dev-2/cmd", QoS::AtLeastOnce, false, "x")
         .await;
-    assert!(
-        matches!(denied, Err(GuardError::Denied { .. })),
-        "{denied:?}"
-    );
+    assert!(matches!(denied, Err(GuardError::Denied(_))), "{denied:?}");
     guarded
         .publish("devices/dev-1/telemetry", QoS::AtLeastOnce, false, "21.5")
         .await
