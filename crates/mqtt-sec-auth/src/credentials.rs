@@ -270,6 +270,12 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
         self.expires_at
     }
 
+    /// Whether the next [`poll`](Self::poll) ends the connection to renew
+    /// its credentials (it then returns `Outgoing(Disconnect)`).
+    pub fn renewal_due(&self) -> bool {
+        self.eventloop.network.is_some() && self.refresh_due(SystemTime::now())
+    }
+
     /// How long before expiry a connection is renewed.
     fn lead(&self) -> Duration {
         self.margin

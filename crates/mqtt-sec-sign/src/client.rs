@@ -38,15 +38,6 @@ pub enum PublishError {
     ClientV5(#[from] rumqttc::v5::ClientError),
 }
 
-/// What a publish with this retain flag signs for.
-fn intent(retain: bool) -> Intent {
-    if retain {
-        Intent::Retained
-    } else {
-        Intent::Live
-    }
-}
-
 /// An MQTT 3.1.1 client that signs every publish: the payload on the wire is the envelope.
 #[derive(Debug, Clone)]
 pub struct SignedClient {
@@ -72,7 +63,9 @@ impl SignedClient {
         retain: bool,
         payload: &[u8],
     ) -> Result<(), PublishError> {
-        let envelope = self.signer.sign_for(topic, payload, intent(retain))?;
+        let envelope = self
+            .signer
+            .sign_for(topic, payload, Intent::for_retain_flag(retain))?;
         self.client.publish(topic, qos, retain, envelope).await?;
         Ok(())
     }
@@ -145,11 +138,16 @@ impl SignedClientV5 {
             .user_properties
             .retain(|(name, _)| name != DETACHED_PROPERTY);
         let body = match self.mode {
-            V5Mode::Envelope => self.signer.sign_for(topic, payload, intent(retain))?,
+            V5Mode::Envelope => {
+                self.signer
+                    .sign_for(topic, payload, Intent::for_retain_flag(retain))?
+            }
             V5Mode::Detached => {
-                let signature = self
-                    .signer
-                    .sign_detached_for(topic, payload, intent(retain))?;
+                let signature = self.signer.sign_detached_for(
+                    topic,
+                    payload,
+                    Intent::for_retain_flag(retain),
+                )?;
                 properties
                     .user_properties
                     .push((DETACHED_PROPERTY.to_owned(), signature));

@@ -90,6 +90,14 @@ pub enum Intent {
     Retained,
 }
 
+impl Intent {
+    /// What a PUBLISH with this retain flag signs for: retained state when
+    /// the flag is set, else a live message.
+    pub const fn for_retain_flag(retain: bool) -> Self {
+        if retain { Self::Retained } else { Self::Live }
+    }
+}
+
 /// The serialized protected header: `{1: -8, 4: kid, 15: {6: iat, 7:
 /// h'seq as 8 bytes'}}`, and `"mqtt-retain": true` last for a retained
 /// message (deterministic order: integer keys first, RFC 8949 4.2.1).

@@ -1,0 +1,288 @@
+//! The secure client for MQTT 3.1.1 on tokio: [`SecureClient`] sends,
+//! [`SecureEventLoop`] receives, both built by [`SecureClient::builder`].
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+
+use crate::error::{ConnectionFailure, RequestError, SecureError};
+use crate::event::SecureEvent;
+use crate::pipeline::{Delivery, Incoming, Outgoing};
+
+/// An MQTT 3.1.1 client in which every publish is checked by the guard,
+/// then signed, then sent, and every subscription is checked and recorded.
+/// Clones share the connection.
+///
+/// ```no_run
+/// # async fn run(
+/// #     tls: mqtt_sec::tls::ClientTls,
+/// #     policy: mqtt_sec::acl::PolicyIndex,
+/// #     signer: mqtt_sec::sign::Signer,
+/// #     verifier: mqtt_sec::sign::Verifier,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use mqtt_sec::acl::Principal;
+/// use mqtt_sec::rumqttc::{MqttOptions, QoS};
+/// use mqtt_sec::{SecureClient, SecureEvent};
+///
+/// let (client, mut events) = SecureClient::builder(MqttOptions::new("dev-1", "broker.example", 8883))
+///     .tls(&tls)
+///     .guard(policy, Principal::new("dev-1"))
+///     .signer(Arc::new(signer))
+///     .verifier(Arc::new(verifier))
+///     .build(64);
+/// client.subscribe("devices/dev-1/commands", QoS::AtLeastOnce).await?;
+/// client.publish("devices/dev-1/telemetry", QoS::AtLeastOnce, false, "21.5").await?;
+/// loop {
+///     match events.poll().await {
+///         Ok(SecureEvent::Message(message)) => println!("{}: {:?}", message.topic(), message.payload()),
+///         Ok(SecureEvent::Refused(refused)) => eprintln!("{refused}"),
+///         Ok(_) => {}
+///         Err(error) => {
+///             eprintln!("{error}"); // one sentence with the fix
+///             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///         }
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SecureClient {
+    client: AsyncClient,
+    outgoing: Outgoing,
+}
+
+impl SecureClient {
+    /// A builder for a client connecting with `options`; every security
+    /// piece is optional and added with one call.
+    pub fn builder(options: MqttOptions) -> SecureClientBuilder {
+        SecureClientBuilder {
+            options,
+            outgoing: Outgoing::default(),
+            incoming: Incoming::default(),
+            #[cfg(feature = "auth")]
+            credentials: None,
+        }
+    }
+
+    /// Checks the publish against the guard, signs it (as retained state
+    /// when `retain` is set) and queues it.
+    ///
+    /// # Errors
+    /// [`RequestError`]; when the guard or the signer refuses, nothing is sent.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), RequestError> {
+        let body = self.outgoing.publish(topic, retain, payload.into())?;
+        Ok(self.client.publish(topic, qos, retain, body).await?)
+    }
+
+    /// Checks the subscription against the guard, records it (so that what
+    /// arrives on it is expected) and queues it.
+    ///
+    /// # Errors
+    /// As [`SecureClient::publish`].
+    pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), RequestError> {
+        self.outgoing.subscribe(filter)?;
+        if let Err(error) = self.client.subscribe(filter, qos).await {
+            self.outgoing.forget(filter);
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Queues an UNSUBSCRIBE; what arrives on the filter afterwards is
+    /// refused as unexpected.
+    ///
+    /// # Errors
+    /// [`RequestError::Client`].
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), RequestError> {
+        self.client.unsubscribe(filter).await?;
+        self.outgoing.forget(filter);
+        Ok(())
+    }
+
+    /// Queues a DISCONNECT.
+    ///
+    /// # Errors
+    /// [`RequestError::Client`].
+    pub async fn disconnect(&self) -> Result<(), RequestError> {
+        Ok(self.client.disconnect().await?)
+    }
+}
+
+/// Builds a [`SecureClient`] and its [`SecureEventLoop`].
+#[derive(Debug)]
+#[must_use = "call build() to get the client"]
+pub struct SecureClientBuilder {
+    options: MqttOptions,
+    outgoing: Outgoing,
+    incoming: Incoming,
+    #[cfg(feature = "auth")]
+    credentials: Option<crate::credentials::DynCredentials>,
+}
+
+impl SecureClientBuilder {
+    /// Connects over TLS with this configuration (mTLS, pins, rotation, as
+    /// built with `mqtt-sec-tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: &mqtt_sec_tls::ClientTls) -> Self {
+        self.options.set_transport(tls.transport());
+        self
+    }
+
+    /// Asks `provider` for the user name and password before every
+    /// connection, and reconnects before they expire (see
+    /// `mqtt_sec_auth::credentials`). Use `clean_session = false` so that
+    /// a renewal loses no QoS 1 message.
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+    pub fn credentials(
+        mut self,
+        provider: impl mqtt_sec_auth::credentials::CredentialProvider + 'static,
+    ) -> Self {
+        self.credentials = Some(crate::credentials::DynCredentials::new(provider));
+        self
+    }
+
+    /// Checks every publish and subscription against `policy` for
+    /// `principal` before it is sent, and every incoming message against
+    /// the subscriptions and the policy's receive rules. Without a guard,
+    /// incoming messages are still checked against the subscriptions.
+    #[cfg(feature = "acl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
+    pub fn guard(
+        mut self,
+        policy: impl Into<std::sync::Arc<mqtt_sec_acl::PolicyIndex>>,
+        principal: mqtt_sec_acl::Principal,
+    ) -> Self {
+        let guard = mqtt_sec_acl::guard::ClientGuard::new(policy, principal);
+        self.outgoing.guard = Some(guard.clone());
+        self.incoming.guard = Some(guard);
+        self
+    }
+
+    /// Signs every publish (the payload on the wire is the envelope).
+    #[cfg(feature = "sign")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
+    pub fn signer(mut self, signer: std::sync::Arc<mqtt_sec_sign::Signer>) -> Self {
+        self.outgoing.signer = Some(signer);
+        self
+    }
+
+    /// Verifies every incoming message; one that fails reaches the
+    /// application as [`SecureEvent::Refused`].
+    #[cfg(feature = "sign")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
+    pub fn verifier(mut self, verifier: std::sync::Arc<mqtt_sec_sign::Verifier>) -> Self {
+        self.incoming.verifier = Some(verifier);
+        self
+    }
+
+    /// The client and its event loop (rumqttc's request queue holds `cap`
+    /// requests).
+    #[cfg_attr(not(feature = "acl"), allow(unused_mut))]
+    pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
+        #[cfg(feature = "acl")]
+        if self.outgoing.guard.is_none() {
+            let guard = crate::guard::subscriptions_only(self.options.client_id());
+            self.outgoing.guard.clone_from(&guard);
+            self.incoming.guard = guard;
+        }
+        let server = self.options.broker_address().0;
+        let (client, eventloop) = AsyncClient::new(self.options, cap);
+        #[cfg(feature = "auth")]
+        let driver = match self.credentials {
+            Some(provider) => Driver::Refreshing(
+                mqtt_sec_auth::credentials::RefreshingEventLoop::new(eventloop, provider),
+            ),
+            None => Driver::Plain(eventloop),
+        };
+        #[cfg(not(feature = "auth"))]
+        let driver = Driver::Plain(eventloop);
+        (
+            SecureClient {
+                client,
+                outgoing: self.outgoing,
+            },
+            SecureEventLoop {
+                driver,
+                incoming: self.incoming,
+                server,
+            },
+        )
+    }
+}
+
+enum Driver {
+    Plain(EventLoop),
+    #[cfg(feature = "auth")]
+    Refreshing(mqtt_sec_auth::credentials::RefreshingEventLoop<crate::credentials::DynCredentials>),
+}
+
+/// The receiving half: drives the connection and hands out
+/// [`SecureEvent`]s. Poll it in a loop, as rumqttc's event loop; after an
+/// error the next poll reconnects.
+pub struct SecureEventLoop {
+    driver: Driver,
+    incoming: Incoming,
+    server: String,
+}
+
+impl std::fmt::Debug for SecureEventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureEventLoop")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureEventLoop {
+    /// The next event: a checked message, a refusal, or a protocol event.
+    ///
+    /// # Errors
+    /// [`SecureError`], whose text says what to do; poll again to reconnect.
+    pub async fn poll(&mut self) -> Result<SecureEvent, SecureError> {
+        let (event, renewing) = match &mut self.driver {
+            Driver::Plain(eventloop) => (
+                eventloop
+                    .poll()
+                    .await
+                    .map_err(|e| ConnectionFailure::new(e, &self.server))?,
+                false,
+            ),
+            #[cfg(feature = "auth")]
+            Driver::Refreshing(eventloop) => {
+                let renewing = eventloop.renewal_due();
+                match eventloop.poll().await {
+                    Ok(event) => (event, renewing),
+                    Err(mqtt_sec_auth::RefreshError::Connection(e)) => {
+                        return Err(ConnectionFailure::new(e, &self.server).into());
+                    }
+                    Err(other) => return Err(SecureError::Credentials(other)),
+                }
+            }
+        };
+        Ok(match event {
+            Event::Incoming(Packet::Publish(publish)) => self.incoming.receive(&Delivery {
+                topic: publish.topic.as_bytes(),
+                payload: &publish.payload,
+                qos: publish.qos,
+                retain: publish.retain,
+                detached: None,
+            }),
+            Event::Incoming(Packet::ConnAck(ack))
+                if ack.code == rumqttc::ConnectReturnCode::Success =>
+            {
+                SecureEvent::Connected {
+                    session_present: ack.session_present,
+                }
+            }
+            Event::Outgoing(rumqttc::Outgoing::Disconnect) if renewing => SecureEvent::Renewing,
+            other => SecureEvent::Protocol(other),
+        })
+    }
+}

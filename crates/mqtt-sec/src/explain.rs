@@ -1,0 +1,167 @@
+//! rumqttc's connection errors as one sentence with the fix.
+//!
+//! rumqttc reports a refused pin as `TLS: I/O: invalid peer certificate:
+//! Other(OtherError(PinMismatch {...}))`: the rustls error is wrapped in an
+//! I/O error inside a TLS error inside the connection error. These
+//! functions dig it out (with the `tls` feature, through
+//! [`mqtt_sec_tls::explain`]) and say what to do.
+//!
+//! ```
+//! use mqtt_sec::explain;
+//! use mqtt_sec::rumqttc::{ConnectReturnCode, ConnectionError};
+//! let refused = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
+//! let text = explain::connection_error(&refused, "broker.example");
+//! assert!(text.contains("broker.example refused the login"), "{text}");
+//! ```
+
+use std::io;
+
+use rumqttc::tokio_rustls::rustls;
+use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
+
+/// What went wrong with the connection to `server`, and what to do.
+pub fn connection_error(error: &ConnectionError, server: &str) -> String {
+    match error {
+        ConnectionError::ConnectionRefused(code) => refused(*code, server),
+        ConnectionError::Tls(tls) => tls_error(tls, server),
+        ConnectionError::Io(io) => io_error(io, server),
+        ConnectionError::MqttState(state) => state_error(state, server),
+        ConnectionError::NetworkTimeout => format!(
+            "{server} did not complete the connection in time: check the host and port, and that a firewall lets MQTT through (raise MqttOptions::set_connection_timeout on slow links)"
+        ),
+        ConnectionError::FlushTimeout => format!(
+            "writing to {server} timed out: the network or the broker is too slow; the next poll reconnects"
+        ),
+        ConnectionError::NotConnAck(packet) => format!(
+            "{server} answered the CONNECT with {packet:?} instead of a CONNACK: is this an MQTT 3.1.1 broker on this port?"
+        ),
+        ConnectionError::RequestsDone => {
+            "every client handle was dropped, so the event loop has nothing left to do".to_owned()
+        }
+    }
+}
+
+/// What a broker's refusal of the CONNECT means.
+fn refused(code: ConnectReturnCode, server: &str) -> String {
+    match code {
+        ConnectReturnCode::NotAuthorized => format!(
+            "{server} refused the login (not authorized): check the user name and password, or that the token is valid, not expired and meant for this broker (audience, issuer, the key it trusts)"
+        ),
+        ConnectReturnCode::BadUserNamePassword => format!(
+            "{server} refused the user name or password: check the credentials (a token minted for another broker or already expired reads the same)"
+        ),
+        ConnectReturnCode::BadClientId => format!(
+            "{server} refused the client id: use the id the broker expects for this device (some bind it to the certificate or token)"
+        ),
+        ConnectReturnCode::ServiceUnavailable => {
+            format!("{server} is unavailable (it said so): retry later")
+        }
+        ConnectReturnCode::RefusedProtocolVersion => format!(
+            "{server} does not speak MQTT 3.1.1 on this port: use the MQTT 5 client, or the port the broker serves 3.1.1 on"
+        ),
+        ConnectReturnCode::Success => format!("{server} accepted the connection"),
+    }
+}
+
+/// A TLS failure: the rustls error inside, explained, when there is one.
+fn tls_error(error: &rumqttc::TlsError, server: &str) -> String {
+    match error {
+        rumqttc::TlsError::TLS(rustls) => rustls_error(rustls, server),
+        rumqttc::TlsError::Io(io) => io_error(io, server),
+        rumqttc::TlsError::DNSName(_) => format!(
+            "{server:?} is not a valid DNS name or IP address for TLS: connect by the name in the broker's certificate"
+        ),
+        other => format!("TLS with {server} could not start: {other}"),
+    }
+}
+
+fn io_error(error: &io::Error, server: &str) -> String {
+    // tokio-rustls reports handshake failures as I/O errors around the
+    // rustls error.
+    if let Some(rustls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return rustls_error(rustls, server);
+    }
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => format!(
+            "nothing accepts connections at {server}: check the host and port, and that the broker runs"
+        ),
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::BrokenPipe => format!(
+            "{server} closed the connection: if this happens right after connecting, the broker refused this client (its certificate, its login or an ACL; its log says which); the next poll reconnects"
+        ),
+        io::ErrorKind::TimedOut => {
+            format!("{server} did not answer in time: check the network and the port")
+        }
+        _ => format!("the connection to {server} failed: {error}"),
+    }
+}
+
+fn state_error(error: &StateError, server: &str) -> String {
+    match error {
+        StateError::ConnectionAborted => format!(
+            "{server} closed the connection: the broker may have refused a publish or subscription (mosquitto disconnects MQTT 3.1.1 clients for some ACL denials) or the credentials expired; the next poll reconnects"
+        ),
+        StateError::AwaitPingResp => format!(
+            "{server} stopped answering keep-alive pings: the connection is dead; the next poll reconnects"
+        ),
+        StateError::Io(io) => io_error(io, server),
+        other => format!("the MQTT session with {server} broke: {other}"),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn rustls_error(error: &rustls::Error, server: &str) -> String {
+    mqtt_sec_tls::explain(error, server)
+}
+
+#[cfg(not(feature = "tls"))]
+fn rustls_error(error: &rustls::Error, server: &str) -> String {
+    format!("TLS with {server} failed: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_names_the_server_and_a_fix() {
+        for code in [
+            ConnectReturnCode::NotAuthorized,
+            ConnectReturnCode::BadUserNamePassword,
+            ConnectReturnCode::BadClientId,
+            ConnectReturnCode::ServiceUnavailable,
+            ConnectReturnCode::RefusedProtocolVersion,
+        ] {
+            let text = connection_error(&ConnectionError::ConnectionRefused(code), "b.example");
+            assert!(text.starts_with("b.example"), "{code:?}: {text}");
+        }
+        let text = connection_error(
+            &ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized),
+            "b",
+        );
+        assert!(
+            text.contains("token") && text.contains("password"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_rustls_error_inside_an_io_error_is_found() {
+        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = ConnectionError::Tls(rumqttc::TlsError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls,
+        )));
+        let text = connection_error(&wrapped, "b.example");
+        assert!(text.contains("not trusted"), "{text}");
+        let plain = ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(connection_error(&plain, "b.example").contains("nothing accepts connections"));
+        let aborted = ConnectionError::MqttState(StateError::ConnectionAborted);
+        assert!(connection_error(&aborted, "b.example").contains("closed the connection"));
+    }
+}
