@@ -219,19 +219,78 @@ where
     }
 }
 
+/// When credentials are renewed: `margin` plus one keep-alive interval
+/// (the longest a poll can wait) before they expire. Shared by the MQTT
+/// 3.1.1 and MQTT 5 loops.
+#[derive(Debug, Clone, Copy)]
+struct Renewal {
+    margin: Duration,
+    expires_at: Option<SystemTime>,
+}
+
+impl Renewal {
+    fn new() -> Self {
+        Self {
+            margin: Duration::from_secs(60),
+            expires_at: None,
+        }
+    }
+
+    fn lead(&self, keep_alive: Duration) -> Duration {
+        self.margin.saturating_add(keep_alive)
+    }
+
+    /// Whether the current credentials are due for renewal at `now`.
+    fn due(&self, now: SystemTime, keep_alive: Duration) -> bool {
+        self.expires_at
+            .is_some_and(|exp| self.due_for(exp, now, keep_alive))
+    }
+
+    /// Whether credentials expiring at `exp` are due for renewal at `now`.
+    fn due_for(&self, exp: SystemTime, now: SystemTime, keep_alive: Duration) -> bool {
+        // A lead beyond the representable future means: renew now.
+        now.checked_add(self.lead(keep_alive))
+            .is_none_or(|at| at >= exp)
+    }
+
+    /// Takes fresh credentials for the next connection, refusing ones that
+    /// would be due for renewal at once (they would renew in a tight loop):
+    /// [`RefreshError::LifetimeTooShort`].
+    fn start(&mut self, credentials: &Credentials, keep_alive: Duration) -> Option<RefreshError> {
+        let now = SystemTime::now();
+        if let Some(exp) = credentials.expires_at
+            && self.due_for(exp, now, keep_alive)
+        {
+            return Some(RefreshError::LifetimeTooShort {
+                lifetime: exp.duration_since(now).unwrap_or_default(),
+                lead: self.lead(keep_alive),
+            });
+        }
+        self.expires_at = credentials.expires_at;
+        None
+    }
+}
+
+fn audit_renewal(client_id: &str) {
+    tracing::info!(
+        target: "mqtt_sec::audit",
+        client_id = ?crate::audit::bounded(client_id),
+        "credentials about to expire: reconnecting with fresh ones"
+    );
+}
+
 /// A rumqttc [`EventLoop`] whose connections always use fresh credentials.
 pub struct RefreshingEventLoop<P> {
     eventloop: EventLoop,
     provider: P,
-    margin: Duration,
-    expires_at: Option<SystemTime>,
+    renewal: Renewal,
 }
 
 impl<P> std::fmt::Debug for RefreshingEventLoop<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshingEventLoop")
-            .field("margin", &self.margin)
-            .field("expires_at", &self.expires_at)
+            .field("margin", &self.renewal.margin)
+            .field("expires_at", &self.renewal.expires_at)
             .finish_non_exhaustive()
     }
 }
@@ -242,8 +301,7 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
         RefreshingEventLoop {
             eventloop,
             provider,
-            margin: Duration::from_secs(60),
-            expires_at: None,
+            renewal: Renewal::new(),
         }
     }
 
@@ -251,7 +309,7 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
     /// poll can wait) the connection is renewed.
     #[must_use]
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
-        self.margin = margin;
+        self.renewal.margin = margin;
         self
     }
 
@@ -267,30 +325,16 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
 
     /// When the credentials of the current connection expire.
     pub fn credentials_expire_at(&self) -> Option<SystemTime> {
-        self.expires_at
+        self.renewal.expires_at
     }
 
     /// Whether the next [`poll`](Self::poll) ends the connection to renew
     /// its credentials (it then returns `Outgoing(Disconnect)`).
     pub fn renewal_due(&self) -> bool {
-        self.eventloop.network.is_some() && self.refresh_due(SystemTime::now())
-    }
-
-    /// How long before expiry a connection is renewed.
-    fn lead(&self) -> Duration {
-        self.margin
-            .saturating_add(self.eventloop.mqtt_options.keep_alive())
-    }
-
-    fn refresh_due(&self, now: SystemTime) -> bool {
-        self.expires_at
-            .is_some_and(|exp| self.refresh_due_for(exp, now))
-    }
-
-    /// Whether credentials expiring at `exp` are due for renewal at `now`.
-    fn refresh_due_for(&self, exp: SystemTime, now: SystemTime) -> bool {
-        // A lead beyond the representable future means: renew now.
-        now.checked_add(self.lead()).is_none_or(|at| at >= exp)
+        self.eventloop.network.is_some()
+            && self
+                .renewal
+                .due(SystemTime::now(), self.eventloop.mqtt_options.keep_alive())
     }
 
     /// Polls rumqttc, first setting fresh credentials when it is about to
@@ -304,23 +348,17 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
     /// due for renewal at once: connecting with them would renew in a tight
     /// loop, so no connection is made.
     pub async fn poll(&mut self) -> Result<Event, RefreshError> {
+        let keep_alive = self.eventloop.mqtt_options.keep_alive();
         if self.eventloop.network.is_none() {
             let credentials = self.provider.credentials().await?;
-            let now = SystemTime::now();
-            if let Some(exp) = credentials.expires_at
-                && self.refresh_due_for(exp, now)
-            {
-                return Err(RefreshError::LifetimeTooShort {
-                    lifetime: exp.duration_since(now).unwrap_or_default(),
-                    lead: self.lead(),
-                });
+            if let Some(error) = self.renewal.start(&credentials, keep_alive) {
+                return Err(error);
             }
-            self.expires_at = credentials.expires_at;
             self.eventloop.mqtt_options.set_credentials(
                 credentials.username,
                 credentials.password.expose_secret().to_owned(),
             );
-        } else if self.refresh_due(SystemTime::now()) {
+        } else if self.renewal.due(SystemTime::now(), keep_alive) {
             if let Some(network) = self.eventloop.network.as_mut() {
                 // Best effort: the connection is closed either way.
                 let _ = network.write(Packet::Disconnect).await;
@@ -328,13 +366,131 @@ impl<P: CredentialProvider> RefreshingEventLoop<P> {
             }
             // Unacknowledged publishes go back to the pending queue.
             self.eventloop.clean();
-            tracing::info!(
-                target: "mqtt_sec::audit",
-                client_id = ?crate::audit::bounded(self.eventloop.mqtt_options.client_id().as_str()),
-                "credentials about to expire: reconnecting with fresh ones"
-            );
+            audit_renewal(self.eventloop.mqtt_options.client_id().as_str());
             return Ok(Event::Outgoing(Outgoing::Disconnect));
         }
         Ok(self.eventloop.poll().await?)
+    }
+}
+
+/// An MQTT 5 rumqttc event loop whose connections always use fresh
+/// credentials, as [`RefreshingEventLoop`].
+///
+/// rumqttc's MQTT 5 loop does not expose its connection, so the renewal's
+/// DISCONNECT goes through `client` (a handle of the same connection):
+/// it is sent after the requests queued before it, the broker closes the
+/// connection, and the same poll connects again with fresh credentials.
+/// For a renewal to lose no QoS 1 message, the broker must keep the
+/// session: `set_clean_start(false)` and a session expiry interval in the
+/// connect properties (MQTT 5 ends the session at disconnect by default).
+pub struct RefreshingEventLoopV5<P> {
+    eventloop: rumqttc::v5::EventLoop,
+    client: rumqttc::v5::AsyncClient,
+    provider: P,
+    renewal: Renewal,
+    connected: bool,
+    disconnecting: bool,
+}
+
+impl<P> std::fmt::Debug for RefreshingEventLoopV5<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshingEventLoopV5")
+            .field("margin", &self.renewal.margin)
+            .field("expires_at", &self.renewal.expires_at)
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: CredentialProvider> RefreshingEventLoopV5<P> {
+    /// Wraps `eventloop`, whose client handle is `client`; reconnects 60 s
+    /// plus one keep-alive before expiry.
+    pub fn new(
+        eventloop: rumqttc::v5::EventLoop,
+        client: rumqttc::v5::AsyncClient,
+        provider: P,
+    ) -> Self {
+        Self {
+            eventloop,
+            client,
+            provider,
+            renewal: Renewal::new(),
+            connected: false,
+            disconnecting: false,
+        }
+    }
+
+    /// As [`RefreshingEventLoop::refresh_margin`].
+    #[must_use]
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.renewal.margin = margin;
+        self
+    }
+
+    /// The event loop.
+    pub fn eventloop(&self) -> &rumqttc::v5::EventLoop {
+        &self.eventloop
+    }
+
+    /// When the credentials of the current connection expire.
+    pub fn credentials_expire_at(&self) -> Option<SystemTime> {
+        self.renewal.expires_at
+    }
+
+    /// Whether a renewal's DISCONNECT was sent and the reconnection is not
+    /// done yet.
+    pub fn renewing(&self) -> bool {
+        self.disconnecting
+    }
+
+    /// Polls rumqttc, first setting fresh credentials when it is about to
+    /// connect, or queueing a DISCONNECT when the credentials are about to
+    /// expire (that shows as `Outgoing(Disconnect)`; the broker's closing
+    /// of the connection is not an error, the poll reconnects).
+    ///
+    /// # Errors
+    /// As [`RefreshingEventLoop::poll`], with [`RefreshError::ConnectionV5`].
+    pub async fn poll(&mut self) -> Result<rumqttc::v5::Event, RefreshError> {
+        loop {
+            let keep_alive = self.eventloop.options.keep_alive();
+            if !self.connected {
+                let credentials = self.provider.credentials().await?;
+                if let Some(error) = self.renewal.start(&credentials, keep_alive) {
+                    return Err(error);
+                }
+                self.eventloop.options.set_credentials(
+                    credentials.username,
+                    credentials.password.expose_secret().to_owned(),
+                );
+            } else if !self.disconnecting && self.renewal.due(SystemTime::now(), keep_alive) {
+                self.disconnecting = true;
+                audit_renewal(self.eventloop.options.client_id().as_str());
+                // Queued after what the application sent before; if the
+                // queue is full or gone, the next poll tries again.
+                if self.client.try_disconnect().is_err() {
+                    self.disconnecting = false;
+                }
+            }
+            match self.eventloop.poll().await {
+                Ok(event) => {
+                    if matches!(
+                        event,
+                        rumqttc::v5::Event::Incoming(rumqttc::v5::Incoming::ConnAck(_))
+                    ) {
+                        self.connected = true;
+                        self.disconnecting = false;
+                    }
+                    return Ok(event);
+                }
+                Err(error) => {
+                    self.connected = false;
+                    if std::mem::take(&mut self.disconnecting) {
+                        // The broker closed the connection we ended.
+                        continue;
+                    }
+                    return Err(RefreshError::ConnectionV5(error));
+                }
+            }
+        }
     }
 }

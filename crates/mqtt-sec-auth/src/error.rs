@@ -457,6 +457,10 @@ pub enum RefreshError {
     /// rumqttc's error; polling again reconnects with fresh credentials.
     #[error(transparent)]
     Connection(#[from] rumqttc::ConnectionError),
+    /// rumqttc's MQTT 5 error; polling again reconnects with fresh
+    /// credentials.
+    #[error(transparent)]
+    ConnectionV5(#[from] rumqttc::v5::ConnectionError),
     /// The provider's credentials would already be due for renewal when
     /// the connection is made (they live no longer than the refresh margin
     /// plus one keep-alive), so every connection would end at once: nothing

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::credentials::{
     CredentialProvider, Credentials, FnCredentials, JwtCredentials, RefreshingEventLoop,
-    StaticCredentials,
+    RefreshingEventLoopV5, StaticCredentials,
 };
 use mqtt_sec_auth::jwt::{ClaimsTemplate, SigningKey, TokenMinter};
 use mqtt_sec_testkit::client::TestClient;
@@ -55,6 +55,35 @@ fn drive<P: CredentialProvider + 'static>(
                     let _ = tx.send("connected");
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    let _ = tx.send("renewing");
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = tx.send("dropped");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// As [`drive`], for MQTT 5; also checks that a renewal's DISCONNECT is
+/// reported as one while it is under way.
+fn drive_v5<P: CredentialProvider + 'static>(
+    mut events: RefreshingEventLoopV5<P>,
+) -> mpsc::UnboundedReceiver<&'static str> {
+    use rumqttc::v5::{Event as Event5, Incoming as Incoming5};
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event5::Incoming(Incoming5::ConnAck(_))) => {
+                    assert!(!events.renewing());
+                    let _ = tx.send("connected");
+                }
+                Ok(Event5::Outgoing(Outgoing::Disconnect)) => {
+                    assert!(events.renewing());
                     let _ = tx.send("renewing");
                 }
                 Ok(_) => {}
@@ -329,4 +358,65 @@ fn a_provider_failure_keeps_its_cause() {
             .map(|e| e.to_string())
             .any(|text| text == "vault sealed")
     );
+}
+
+/// MQTT 5: the same renewals (the DISCONNECT goes through the client
+/// handle), no message lost across them with a session that outlives the
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_credentials_are_renewed_before_they_expire() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    let Some(broker) = broker(
+        PasswordFile::new()
+            .user("device", "device-pw")
+            .user("watcher", "watcher-pw"),
+    ) else {
+        return;
+    };
+    let mut watcher = watcher(&broker).await;
+    let expiries = Arc::new(Mutex::new(Vec::new()));
+    let e = Arc::clone(&expiries);
+    let provider = FnCredentials(move || {
+        let expires_at = SystemTime::now() + Duration::from_secs(7);
+        e.lock().unwrap().push(expires_at);
+        Box::pin(async move {
+            Ok(Credentials::new("device", SecretString::from("device-pw")).expiring_at(expires_at))
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+    });
+    let mut options =
+        rumqttc::v5::MqttOptions::new("device-5", broker.host(), broker.plain_port().unwrap());
+    options.set_clean_start(false);
+    options.set_session_expiry_interval(Some(60));
+    // rumqttc's MQTT 5 keep-alive is at least 5 s: valid 7 s, renewed
+    // 5 s (no margin + keep-alive) before expiry.
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, 100);
+    let events = RefreshingEventLoopV5::new(eventloop, client.clone(), provider)
+        .refresh_margin(Duration::ZERO);
+    let mut rx = drive_v5(events);
+    next_event(&mut rx, "connected").await;
+    let publisher = tokio::spawn(async move {
+        for i in 0..60u32 {
+            client
+                .publish(
+                    "telemetry/device-5",
+                    QoS5::AtLeastOnce,
+                    false,
+                    i.to_string(),
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    for _ in 0..2 {
+        next_event(&mut rx, "renewing").await;
+        let expires_at = *expiries.lock().unwrap().last().unwrap();
+        assert!(SystemTime::now() < expires_at, "renewed before expiry");
+        next_event(&mut rx, "connected").await;
+    }
+    publisher.await.unwrap();
+    let got = receive(&mut watcher, 60).await;
+    assert_eq!(got.len(), 60, "no message lost across renewals: {got:?}");
+    assert!(expiries.lock().unwrap().len() >= 3);
 }
