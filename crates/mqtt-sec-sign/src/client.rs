@@ -134,26 +134,9 @@ impl SignedClientV5 {
         payload: &[u8],
         mut properties: PublishProperties,
     ) -> Result<(), PublishError> {
-        properties
-            .user_properties
-            .retain(|(name, _)| name != DETACHED_PROPERTY);
-        let body = match self.mode {
-            V5Mode::Envelope => {
-                self.signer
-                    .sign_for(topic, payload, Intent::for_retain_flag(retain))?
-            }
-            V5Mode::Detached => {
-                let signature = self.signer.sign_detached_for(
-                    topic,
-                    payload,
-                    Intent::for_retain_flag(retain),
-                )?;
-                properties
-                    .user_properties
-                    .push((DETACHED_PROPERTY.to_owned(), signature));
-                payload.to_vec()
-            }
-        };
+        let body = self
+            .signer
+            .sign_v5(topic, payload, retain, self.mode, &mut properties)?;
         self.client
             .publish_with_properties(topic, qos, retain, body, properties)
             .await?;
@@ -163,6 +146,40 @@ impl SignedClientV5 {
     /// The wrapped client.
     pub fn client(&self) -> &rumqttc::v5::AsyncClient {
         &self.client
+    }
+}
+
+impl Signer {
+    /// Signs an MQTT 5 publish in `mode` and returns the payload to send:
+    /// the envelope, or (detached) the unchanged payload with the envelope
+    /// in the user property [`DETACHED_PROPERTY`] of `properties`. An
+    /// existing such property is removed in both modes. As retained state
+    /// when `retain` is set.
+    ///
+    /// # Errors
+    /// As [`Signer::sign`].
+    pub fn sign_v5(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        mode: V5Mode,
+        properties: &mut PublishProperties,
+    ) -> Result<Vec<u8>, SignError> {
+        properties
+            .user_properties
+            .retain(|(name, _)| name != DETACHED_PROPERTY);
+        let intent = Intent::for_retain_flag(retain);
+        Ok(match mode {
+            V5Mode::Envelope => self.sign_for(topic, payload, intent)?,
+            V5Mode::Detached => {
+                let signature = self.sign_detached_for(topic, payload, intent)?;
+                properties
+                    .user_properties
+                    .push((DETACHED_PROPERTY.to_owned(), signature));
+                payload.to_vec()
+            }
+        })
     }
 }
 
@@ -193,20 +210,32 @@ impl Verifier {
         else {
             return reject("<not UTF-8 or empty>", TopicNameError::NotUtf8.into());
         };
-        let mut signatures = publish
-            .properties
-            .iter()
-            .flat_map(|p| p.user_properties.iter())
-            .filter(|(name, _)| name == DETACHED_PROPERTY)
-            .map(|(_, value)| value.as_str());
-        let message = match (signatures.next(), signatures.next()) {
-            (None, _) => Message::envelope(topic, &publish.payload),
-            (Some(signature), None) => Message::detached(topic, &publish.payload, signature),
-            (Some(_), Some(_)) => {
-                return reject(topic, MalformedEnvelope::BadDetachedProperty.into());
-            }
+        let message = match detached_signature(publish) {
+            Ok(None) => Message::envelope(topic, &publish.payload),
+            Ok(Some(signature)) => Message::detached(topic, &publish.payload, signature),
+            Err(error) => return reject(topic, error.into()),
         };
         self.verify_message(&message.retained(publish.retain))
+    }
+}
+
+/// The detached signature of an MQTT 5 publish: the value of its
+/// [`DETACHED_PROPERTY`] user property, `None` without one (the payload is
+/// then an envelope).
+///
+/// # Errors
+/// [`MalformedEnvelope::BadDetachedProperty`] when the property is there
+/// more than once (which one would count is ambiguous).
+pub fn detached_signature(publish: &PublishV5) -> Result<Option<&str>, MalformedEnvelope> {
+    let mut signatures = publish
+        .properties
+        .iter()
+        .flat_map(|p| p.user_properties.iter())
+        .filter(|(name, _)| name == DETACHED_PROPERTY)
+        .map(|(_, value)| value.as_str());
+    match (signatures.next(), signatures.next()) {
+        (first, None) => Ok(first),
+        (_, Some(_)) => Err(MalformedEnvelope::BadDetachedProperty),
     }
 }
 

@@ -3,8 +3,9 @@
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
+use crate::builder::SecureClientBuilder;
 use crate::error::{ConnectionFailure, RequestError, SecureError};
-use crate::event::SecureEvent;
+use crate::event::{BrokerRefusal, Request, SecureEvent};
 use crate::pipeline::{Delivery, Incoming, Outgoing};
 
 /// An MQTT 3.1.1 client in which every publish is checked by the guard,
@@ -53,14 +54,8 @@ pub struct SecureClient {
 impl SecureClient {
     /// A builder for a client connecting with `options`; every security
     /// piece is optional and added with one call.
-    pub fn builder(options: MqttOptions) -> SecureClientBuilder {
-        SecureClientBuilder {
-            options,
-            outgoing: Outgoing::default(),
-            incoming: Incoming::default(),
-            #[cfg(feature = "auth")]
-            credentials: None,
-        }
+    pub fn builder(options: MqttOptions) -> SecureClientBuilder<MqttOptions> {
+        SecureClientBuilder::new(options)
     }
 
     /// Checks the publish against the guard, signs it (as retained state
@@ -113,18 +108,7 @@ impl SecureClient {
     }
 }
 
-/// Builds a [`SecureClient`] and its [`SecureEventLoop`].
-#[derive(Debug)]
-#[must_use = "call build() to get the client"]
-pub struct SecureClientBuilder {
-    options: MqttOptions,
-    outgoing: Outgoing,
-    incoming: Incoming,
-    #[cfg(feature = "auth")]
-    credentials: Option<crate::credentials::DynCredentials>,
-}
-
-impl SecureClientBuilder {
+impl SecureClientBuilder<MqttOptions> {
     /// Connects over TLS with this configuration (mTLS, pins, rotation, as
     /// built with `mqtt-sec-tls`).
     #[cfg(feature = "tls")]
@@ -134,64 +118,10 @@ impl SecureClientBuilder {
         self
     }
 
-    /// Asks `provider` for the user name and password before every
-    /// connection, and reconnects before they expire (see
-    /// `mqtt_sec_auth::credentials`). Use `clean_session = false` so that
-    /// a renewal loses no QoS 1 message.
-    #[cfg(feature = "auth")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
-    pub fn credentials(
-        mut self,
-        provider: impl mqtt_sec_auth::credentials::CredentialProvider + 'static,
-    ) -> Self {
-        self.credentials = Some(crate::credentials::DynCredentials::new(provider));
-        self
-    }
-
-    /// Checks every publish and subscription against `policy` for
-    /// `principal` before it is sent, and every incoming message against
-    /// the subscriptions and the policy's receive rules. Without a guard,
-    /// incoming messages are still checked against the subscriptions.
-    #[cfg(feature = "acl")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
-    pub fn guard(
-        mut self,
-        policy: impl Into<std::sync::Arc<mqtt_sec_acl::PolicyIndex>>,
-        principal: mqtt_sec_acl::Principal,
-    ) -> Self {
-        let guard = mqtt_sec_acl::guard::ClientGuard::new(policy, principal);
-        self.outgoing.guard = Some(guard.clone());
-        self.incoming.guard = Some(guard);
-        self
-    }
-
-    /// Signs every publish (the payload on the wire is the envelope).
-    #[cfg(feature = "sign")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
-    pub fn signer(mut self, signer: std::sync::Arc<mqtt_sec_sign::Signer>) -> Self {
-        self.outgoing.signer = Some(signer);
-        self
-    }
-
-    /// Verifies every incoming message; one that fails reaches the
-    /// application as [`SecureEvent::Refused`].
-    #[cfg(feature = "sign")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
-    pub fn verifier(mut self, verifier: std::sync::Arc<mqtt_sec_sign::Verifier>) -> Self {
-        self.incoming.verifier = Some(verifier);
-        self
-    }
-
     /// The client and its event loop (rumqttc's request queue holds `cap`
     /// requests).
-    #[cfg_attr(not(feature = "acl"), allow(unused_mut))]
     pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
-        #[cfg(feature = "acl")]
-        if self.outgoing.guard.is_none() {
-            let guard = crate::guard::subscriptions_only(self.options.client_id());
-            self.outgoing.guard.clone_from(&guard);
-            self.incoming.guard = guard;
-        }
+        self.default_guard(self.options.client_id());
         let server = self.options.broker_address().0;
         let (client, eventloop) = AsyncClient::new(self.options, cap);
         #[cfg(feature = "auth")]
@@ -267,13 +197,21 @@ impl SecureEventLoop {
             }
         };
         Ok(match event {
-            Event::Incoming(Packet::Publish(publish)) => self.incoming.receive(&Delivery {
-                topic: publish.topic.as_bytes(),
-                payload: &publish.payload,
-                qos: publish.qos,
-                retain: publish.retain,
-                detached: None,
-            }),
+            Event::Incoming(Packet::Publish(publish)) => {
+                self.incoming.receive(Delivery::V4(&publish))
+            }
+            Event::Incoming(Packet::SubAck(ack))
+                if ack
+                    .return_codes
+                    .contains(&rumqttc::SubscribeReasonCode::Failure) =>
+            {
+                SecureEvent::BrokerRefused(BrokerRefusal {
+                    request: Request::Subscribe,
+                    pkid: ack.pkid,
+                    reason: "Failure".to_owned(),
+                    reason_string: None,
+                })
+            }
             Event::Incoming(Packet::ConnAck(ack))
                 if ack.code == rumqttc::ConnectReturnCode::Success =>
             {

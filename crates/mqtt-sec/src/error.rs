@@ -18,26 +18,50 @@ pub enum RequestError {
     #[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
     #[error(transparent)]
     Sign(#[from] mqtt_sec_sign::SignError),
-    /// rumqttc could not queue the request (its event loop is gone).
+    /// rumqttc could not queue the request (its event loop is gone). Boxed:
+    /// rumqttc's error holds the whole request.
     #[error("the request could not be queued: {0}")]
-    Client(#[from] rumqttc::ClientError),
+    Client(Box<rumqttc::ClientError>),
+    /// rumqttc's MQTT 5 client could not queue the request.
+    #[error("the request could not be queued: {0}")]
+    ClientV5(Box<rumqttc::v5::ClientError>),
 }
 
-/// A connection attempt or connection that failed: rumqttc's error and
-/// what to do about it. Poll again to reconnect, as with rumqttc.
+impl From<rumqttc::ClientError> for RequestError {
+    fn from(error: rumqttc::ClientError) -> Self {
+        Self::Client(Box::new(error))
+    }
+}
+
+impl From<rumqttc::v5::ClientError> for RequestError {
+    fn from(error: rumqttc::v5::ClientError) -> Self {
+        Self::ClientV5(Box::new(error))
+    }
+}
+
+/// A connection attempt or connection that failed: rumqttc's error (of
+/// either protocol version) and what to do about it. Poll again to
+/// reconnect, as with rumqttc.
 #[derive(Debug, thiserror::Error)]
 #[error("{explanation}")]
 pub struct ConnectionFailure {
     explanation: String,
     #[source]
-    error: rumqttc::ConnectionError,
+    error: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl ConnectionFailure {
     pub(crate) fn new(error: rumqttc::ConnectionError, server: &str) -> Self {
         Self {
             explanation: explain::connection_error(&error, server),
-            error,
+            error: Box::new(error),
+        }
+    }
+
+    pub(crate) fn new_v5(error: rumqttc::v5::ConnectionError, server: &str) -> Self {
+        Self {
+            explanation: explain::connection_error_v5(&error, server),
+            error: Box::new(error),
         }
     }
 
@@ -46,9 +70,14 @@ impl ConnectionFailure {
         &self.explanation
     }
 
-    /// rumqttc's error.
-    pub fn error(&self) -> &rumqttc::ConnectionError {
-        &self.error
+    /// rumqttc's MQTT 3.1.1 error, if this is a 3.1.1 connection.
+    pub fn mqtt311(&self) -> Option<&rumqttc::ConnectionError> {
+        self.error.downcast_ref()
+    }
+
+    /// rumqttc's MQTT 5 error, if this is an MQTT 5 connection.
+    pub fn mqtt5(&self) -> Option<&rumqttc::v5::ConnectionError> {
+        self.error.downcast_ref()
     }
 }
 

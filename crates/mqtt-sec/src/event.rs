@@ -4,10 +4,12 @@
 
 use rumqttc::QoS;
 
-/// One step of the secure event loop.
+/// One step of the secure event loop; `P` is rumqttc's event of the
+/// protocol version (`rumqttc::Event` for MQTT 3.1.1,
+/// `rumqttc::v5::Event` for MQTT 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SecureEvent {
+pub enum SecureEvent<P = rumqttc::Event> {
     /// An incoming PUBLISH that passed every configured check.
     Message(Message),
     /// An incoming PUBLISH that failed one; its payload is not handed out.
@@ -21,9 +23,53 @@ pub enum SecureEvent {
     /// The credentials are about to expire: the connection was ended with
     /// a DISCONNECT, and the next poll connects with fresh ones.
     Renewing,
+    /// The broker refused a request it had accepted to read: a publish
+    /// (MQTT 5 PUBACK or PUBREC with an error reason code), a subscription
+    /// (a failed SUBACK code) or an unsubscription.
+    BrokerRefused(BrokerRefusal),
     /// Any other protocol event. Never an incoming PUBLISH: those are
     /// [`Message`](SecureEvent::Message) or [`Refused`](SecureEvent::Refused).
-    Protocol(rumqttc::Event),
+    Protocol(P),
+}
+
+/// What the broker refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// A PUBLISH (QoS 1 or 2).
+    Publish,
+    /// A SUBSCRIBE.
+    Subscribe,
+    /// An UNSUBSCRIBE.
+    Unsubscribe,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Publish => "publish",
+            Self::Subscribe => "subscription",
+            Self::Unsubscribe => "unsubscription",
+        })
+    }
+}
+
+/// A request the broker refused, with its reason code and, in MQTT 5, the
+/// reason string the broker sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the broker refused {request} {pkid}: {reason}{}",
+    reason_string.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+)]
+pub struct BrokerRefusal {
+    /// What was refused.
+    pub request: Request,
+    /// Its packet id.
+    pub pkid: u16,
+    /// The reason code, as rumqttc names it (`NotAuthorized`, `Failure`).
+    pub reason: String,
+    /// The broker's reason string (MQTT 5 only, when it sends one).
+    pub reason_string: Option<String>,
 }
 
 /// An incoming message that passed every configured check: the topic

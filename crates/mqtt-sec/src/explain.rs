@@ -41,6 +41,88 @@ pub fn connection_error(error: &ConnectionError, server: &str) -> String {
     }
 }
 
+/// What went wrong with the MQTT 5 connection to `server`, and what to do;
+/// the broker's reason code (and reason string, when rumqttc passes it on)
+/// is part of the sentence.
+///
+/// ```
+/// use mqtt_sec::explain;
+/// use mqtt_sec::rumqttc::v5::ConnectionError;
+/// use mqtt_sec::rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
+/// let banned = ConnectionError::ConnectionRefused(ConnectReturnCode::Banned);
+/// assert!(explain::connection_error_v5(&banned, "b.example").contains("banned"));
+/// ```
+pub fn connection_error_v5(error: &rumqttc::v5::ConnectionError, server: &str) -> String {
+    use rumqttc::v5::ConnectionError as E;
+    match error {
+        E::ConnectionRefused(code) => refused_v5(*code, server),
+        E::Tls(tls) => tls_error(tls, server),
+        E::Io(io) => io_error(io, server),
+        E::MqttState(state) => state_error_v5(state, server),
+        E::Timeout(_) => format!(
+            "{server} did not complete the connection in time: check the host and port, and that a firewall lets MQTT through"
+        ),
+        E::NotConnAck(packet) => format!(
+            "{server} answered the CONNECT with {packet:?} instead of a CONNACK: is this an MQTT 5 broker on this port?"
+        ),
+        E::RequestsDone => {
+            "every client handle was dropped, so the event loop has nothing left to do".to_owned()
+        }
+    }
+}
+
+fn refused_v5(code: rumqttc::v5::mqttbytes::v5::ConnectReturnCode, server: &str) -> String {
+    use rumqttc::v5::mqttbytes::v5::ConnectReturnCode as C;
+    let fix = match code {
+        C::NotAuthorized | C::BadUserNamePassword | C::BadAuthenticationMethod => {
+            "check the user name and password, or that the token is valid, not expired and meant for this broker (audience, issuer, the key it trusts)"
+        }
+        C::BadClientId | C::ClientIdentifierNotValid => {
+            "use the client id the broker expects for this device (some bind it to the certificate or token)"
+        }
+        C::Banned => "this client is banned: ask the broker's operator",
+        C::ServerUnavailable | C::ServiceUnavailable | C::ServerBusy => "retry later",
+        C::ConnectionRateExceeded | C::QuotaExceeded => {
+            "the client connects too often: wait before retrying (back off)"
+        }
+        C::UseAnotherServer | C::ServerMoved => "connect to the server the broker names",
+        C::RefusedProtocolVersion | C::UnsupportedProtocolVersion => {
+            "the broker does not speak MQTT 5 on this port: use the MQTT 3.1.1 client"
+        }
+        C::PacketTooLarge => "the CONNECT is too large (a long token?): shorten it",
+        _ => "the broker's log says why",
+    };
+    format!("{server} refused the connection ({code:?}): {fix}")
+}
+
+fn state_error_v5(error: &rumqttc::v5::StateError, server: &str) -> String {
+    use rumqttc::v5::StateError as S;
+    match error {
+        S::ServerDisconnect {
+            reason_code,
+            reason_string,
+        } => format!(
+            "{server} ended the connection ({reason_code:?}{}): the next poll reconnects; if it repeats, the broker's reason says what to change",
+            reason_string
+                .as_deref()
+                .map(|r| format!(", \"{}\"", mqtt_sec_core::text::bounded(r, 256)))
+                .unwrap_or_default()
+        ),
+        S::ConnFail { reason } => refused_v5(*reason, server),
+        S::ConnectionAborted => format!(
+            "{server} closed the connection: the broker may have refused a request or the credentials expired; the next poll reconnects"
+        ),
+        S::AwaitPingResp => format!(
+            "{server} stopped answering keep-alive pings: the connection is dead; the next poll reconnects"
+        ),
+        S::OutgoingPacketTooLarge { pkt_size, max } => format!(
+            "a packet of {pkt_size} bytes exceeds {server}'s maximum packet size of {max}: send smaller messages"
+        ),
+        S::Io(io) => io_error(io, server),
+        other => format!("the MQTT session with {server} broke: {other}"),
+    }
+}
+
 /// What a broker's refusal of the CONNECT means.
 fn refused(code: ConnectReturnCode, server: &str) -> String {
     match code {
@@ -65,6 +147,7 @@ fn refused(code: ConnectReturnCode, server: &str) -> String {
 
 /// A TLS failure: the rustls error inside, explained, when there is one.
 fn tls_error(error: &rumqttc::TlsError, server: &str) -> String {
+    // (rumqttc's MQTT 5 client uses the same TLS error type.)
     match error {
         rumqttc::TlsError::TLS(rustls) => rustls_error(rustls, server),
         rumqttc::TlsError::Io(io) => io_error(io, server),
@@ -148,6 +231,34 @@ mod tests {
             text.contains("token") && text.contains("password"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn mqtt5_refusals_and_disconnects_carry_the_reason() {
+        use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as C, DisconnectReasonCode};
+        use rumqttc::v5::{ConnectionError as E, StateError as S};
+        let text = connection_error_v5(&E::ConnectionRefused(C::NotAuthorized), "b");
+        assert!(
+            text.contains("NotAuthorized") && text.contains("token"),
+            "{text}"
+        );
+        let text = connection_error_v5(&E::ConnectionRefused(C::Banned), "b");
+        assert!(text.contains("banned"), "{text}");
+        let text = connection_error_v5(
+            &E::MqttState(S::ServerDisconnect {
+                reason_code: DisconnectReasonCode::SessionTakenOver,
+                reason_string: Some("another client took the id".into()),
+            }),
+            "b",
+        );
+        assert!(
+            text.contains("SessionTakenOver") && text.contains("another client took the id"),
+            "{text}"
+        );
+        let tls = E::Tls(rumqttc::TlsError::TLS(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Expired,
+        )));
+        assert!(connection_error_v5(&tls, "b").contains("has expired"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod client;
 #[cfg(feature = "auth")]
 mod credentials;
@@ -12,10 +13,12 @@ pub mod explain;
 #[cfg(feature = "acl")]
 mod guard;
 mod pipeline;
+pub mod v5;
 
-pub use client::{SecureClient, SecureClientBuilder, SecureEventLoop};
+pub use builder::SecureClientBuilder;
+pub use client::{SecureClient, SecureEventLoop};
 pub use error::{ConnectionFailure, RequestError, SecureError};
-pub use event::{Message, Refusal, Refused, SecureEvent};
+pub use event::{BrokerRefusal, Message, Refusal, Refused, Request, SecureEvent};
 
 /// The MQTT client the secure client is built on.
 pub use rumqttc;

@@ -18,29 +18,56 @@ pub(crate) struct Outgoing {
     pub(crate) guard: Option<mqtt_sec_acl::guard::ClientGuard>,
     #[cfg(feature = "sign")]
     pub(crate) signer: Option<std::sync::Arc<mqtt_sec_sign::Signer>>,
+    /// Where an MQTT 5 publish carries its signature.
+    #[cfg(feature = "sign")]
+    pub(crate) mode: mqtt_sec_sign::client::V5Mode,
 }
 
 impl Outgoing {
-    /// The payload to send for a PUBLISH: refused when the policy denies
-    /// it, else signed (as retained state when `retain` is set) when the
-    /// client signs.
+    /// The payload to send for an MQTT 3.1.1 PUBLISH: refused when the
+    /// policy denies it, else signed (as retained state when `retain` is
+    /// set) when the client signs.
     pub(crate) fn publish(
         &self,
         topic: &str,
         retain: bool,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, RequestError> {
-        #[cfg(feature = "acl")]
-        if let Some(guard) = &self.guard {
-            guard.check_publish(topic)?;
-        }
+        self.check_publish(topic)?;
         #[cfg(feature = "sign")]
         if let Some(signer) = &self.signer {
             let intent = mqtt_sec_sign::envelope::Intent::for_retain_flag(retain);
             return Ok(signer.sign_for(topic, &payload, intent)?);
         }
-        let _ = (topic, retain);
+        let _ = retain;
         Ok(payload)
+    }
+
+    /// As [`Outgoing::publish`], for MQTT 5: in detached mode the
+    /// signature goes into `properties`.
+    pub(crate) fn publish_v5(
+        &self,
+        topic: &str,
+        retain: bool,
+        payload: Vec<u8>,
+        properties: &mut rumqttc::v5::mqttbytes::v5::PublishProperties,
+    ) -> Result<Vec<u8>, RequestError> {
+        self.check_publish(topic)?;
+        #[cfg(feature = "sign")]
+        if let Some(signer) = &self.signer {
+            return Ok(signer.sign_v5(topic, &payload, retain, self.mode, properties)?);
+        }
+        let _ = (retain, properties);
+        Ok(payload)
+    }
+
+    fn check_publish(&self, topic: &str) -> Result<(), RequestError> {
+        #[cfg(feature = "acl")]
+        if let Some(guard) = &self.guard {
+            guard.check_publish(topic)?;
+        }
+        let _ = topic;
+        Ok(())
     }
 
     /// Checks a SUBSCRIBE and records the filter, so that what arrives on
@@ -77,66 +104,100 @@ pub(crate) struct Incoming {
     pub(crate) verifier: Option<std::sync::Arc<mqtt_sec_sign::Verifier>>,
 }
 
-/// An incoming PUBLISH, as any rumqttc version hands it out.
-pub(crate) struct Delivery<'a> {
-    pub(crate) topic: &'a [u8],
-    pub(crate) payload: &'a [u8],
-    pub(crate) qos: QoS,
-    pub(crate) retain: bool,
-    /// The MQTT 5 detached signature (user property), if there is one; a
-    /// repeated property is refused by the verifier's own parsing.
-    #[cfg_attr(not(feature = "sign"), allow(dead_code))]
-    pub(crate) detached: Option<&'a str>,
+/// An incoming PUBLISH, from either protocol version.
+#[derive(Clone, Copy)]
+pub(crate) enum Delivery<'a> {
+    V4(&'a rumqttc::Publish),
+    V5(&'a rumqttc::v5::mqttbytes::v5::Publish),
+}
+
+impl Delivery<'_> {
+    fn topic(&self) -> &[u8] {
+        match self {
+            Self::V4(publish) => publish.topic.as_bytes(),
+            Self::V5(publish) => &publish.topic,
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Self::V4(publish) => &publish.payload,
+            Self::V5(publish) => &publish.payload,
+        }
+    }
+
+    fn retain(&self) -> bool {
+        match self {
+            Self::V4(publish) => publish.retain,
+            Self::V5(publish) => publish.retain,
+        }
+    }
+
+    fn qos(&self) -> QoS {
+        match self {
+            Self::V4(publish) => publish.qos,
+            Self::V5(publish) => match publish.qos {
+                rumqttc::v5::mqttbytes::QoS::AtMostOnce => QoS::AtMostOnce,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce => QoS::AtLeastOnce,
+                rumqttc::v5::mqttbytes::QoS::ExactlyOnce => QoS::ExactlyOnce,
+            },
+        }
+    }
+
+    /// The verifier's decision: an envelope payload, or in MQTT 5 a
+    /// detached signature in the user property.
+    #[cfg(feature = "sign")]
+    fn verify(
+        &self,
+        verifier: &mqtt_sec_sign::Verifier,
+    ) -> Result<mqtt_sec_sign::Verified, mqtt_sec_sign::VerifyError> {
+        match self {
+            Self::V4(publish) => verifier.verify_publish(publish),
+            Self::V5(publish) => verifier.verify_publish_v5(publish),
+        }
+    }
 }
 
 impl Incoming {
     /// The guard's decision, then the verifier's: a [`SecureEvent::Message`]
     /// only when every configured check passed.
-    pub(crate) fn receive(&self, delivery: &Delivery<'_>) -> SecureEvent {
+    pub(crate) fn receive<P>(&self, delivery: Delivery<'_>) -> SecureEvent<P> {
         match self.check(delivery) {
             Ok(message) => SecureEvent::Message(message),
             Err(reason) => SecureEvent::Refused(Refused {
-                topic: quoted(delivery.topic),
+                topic: quoted(delivery.topic()),
                 reason,
             }),
         }
     }
 
-    fn check(&self, delivery: &Delivery<'_>) -> Result<Message, Refusal> {
+    fn check(&self, delivery: Delivery<'_>) -> Result<Message, Refusal> {
         #[cfg(feature = "acl")]
         if let Some(guard) = &self.guard {
             guard
-                .accept_incoming_bytes(delivery.topic)
+                .accept_incoming_bytes(delivery.topic())
                 .map_err(Refusal::Unexpected)?;
         }
-        let topic = std::str::from_utf8(delivery.topic)
+        let topic = std::str::from_utf8(delivery.topic())
             .ok()
             .filter(|t| !t.is_empty())
             .ok_or(Refusal::InvalidTopic)?;
         #[cfg(feature = "sign")]
         if let Some(verifier) = &self.verifier {
-            let message = match delivery.detached {
-                Some(signature) => {
-                    mqtt_sec_sign::Message::detached(topic, delivery.payload, signature)
-                }
-                None => mqtt_sec_sign::Message::envelope(topic, delivery.payload),
-            };
-            let verified = verifier
-                .verify_message(&message.retained(delivery.retain))
-                .map_err(Refusal::Verification)?;
+            let verified = delivery.verify(verifier).map_err(Refusal::Verification)?;
             return Ok(Message {
                 topic: topic.to_owned(),
                 signed_by: Some(verified.kid().clone()),
                 payload: verified.into_payload(),
-                qos: delivery.qos,
-                retain: delivery.retain,
+                qos: delivery.qos(),
+                retain: delivery.retain(),
             });
         }
         Ok(Message {
             topic: topic.to_owned(),
-            payload: delivery.payload.to_vec(),
-            qos: delivery.qos,
-            retain: delivery.retain,
+            payload: delivery.payload().to_vec(),
+            qos: delivery.qos(),
+            retain: delivery.retain(),
             #[cfg(feature = "sign")]
             signed_by: None,
         })

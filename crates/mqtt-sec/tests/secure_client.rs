@@ -6,119 +6,23 @@
 //! refusals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeSet;
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec::acl::{PolicyIndex, Principal, mosquitto};
 use mqtt_sec::auth::SecretString;
 use mqtt_sec::auth::credentials::{Credentials, FnCredentials};
-use mqtt_sec::rumqttc::{AsyncClient, MqttOptions, QoS};
-use mqtt_sec::sign::{KeySet, Signer, TrustedKey, Verifier, VerifyError};
+use mqtt_sec::rumqttc::{AsyncClient, QoS};
+use mqtt_sec::sign::VerifyError;
 use mqtt_sec::tls::{ClientTls, Identity, Pin, PinSet, TrustRoots};
-use mqtt_sec::{Refusal, RequestError, SecureClient, SecureError, SecureEvent, SecureEventLoop};
-use mqtt_sec_testkit::{
-    CertSpec, IssuedCert, Mosquitto, PasswordFile, TestPki, TlsListener, or_skip,
+use mqtt_sec::{Refusal, RequestError, SecureClient, SecureError, SecureEvent};
+use mqtt_sec_testkit::{CertSpec, TestPki};
+use support::{
+    Setup, drive, expect_40_readings, is_connected, is_delivery, next, publish_across_a_renewal,
+    setup, signer_and_verifier,
 };
-use tokio::sync::mpsc;
-
-struct Setup {
-    pki: TestPki,
-    server: IssuedCert,
-    broker: Mosquitto,
-}
-
-fn setup() -> Option<Setup> {
-    let mut pki = TestPki::new().unwrap();
-    let server = pki.issue(&CertSpec::localhost_server("broker")).unwrap();
-    let passwords = PasswordFile::new()
-        .user("dev-1", "device-pw")
-        .user("collector", "collector-pw")
-        .user("mallory", "mallory-pw");
-    let broker = or_skip(
-        Mosquitto::builder()
-            .tls_listener(TlsListener::new(&server).require_client_cert(pki.root().cert_path()))
-            .password_file(passwords)
-            .start(),
-    )?;
-    Some(Setup {
-        pki,
-        server,
-        broker,
-    })
-}
-
-impl Setup {
-    /// mTLS with a certificate for `name`, the broker pinned.
-    fn tls(&mut self, name: &str) -> ClientTls {
-        let cert = self.pki.issue(&CertSpec::client(name)).unwrap();
-        let provider = Arc::new(mqtt_sec::tls::rustls::crypto::ring::default_provider());
-        let pins = PinSet::builder([Pin::from_certificate(self.server.cert_der()).unwrap()])
-            .backup([Pin::from_spki_der(b"the backup key")])
-            .build()
-            .unwrap();
-        ClientTls::builder(provider)
-            .trust(
-                TrustRoots::new()
-                    .pem_file(self.pki.root().cert_path())
-                    .unwrap(),
-            )
-            .pins(pins)
-            .identity(Identity::from_pem_files(cert.chain_path(), cert.key_path()).unwrap())
-            .build()
-            .unwrap()
-    }
-
-    fn options(&self, client_id: &str) -> MqttOptions {
-        let mut options =
-            MqttOptions::new(client_id, "localhost", self.broker.mtls_port().unwrap());
-        options.set_keep_alive(Duration::from_secs(5));
-        options.set_clean_session(false);
-        options
-    }
-}
-
-/// Polls in the background and forwards every event (and error text).
-fn drive(mut events: SecureEventLoop) -> mpsc::UnboundedReceiver<Result<SecureEvent, String>> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let event = events.poll().await;
-            let failed = event.is_err();
-            if tx.send(event.map_err(|e| e.to_string())).is_err() {
-                return;
-            }
-            if failed {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    });
-    rx
-}
-
-async fn next(
-    rx: &mut mpsc::UnboundedReceiver<Result<SecureEvent, String>>,
-    want: impl Fn(&SecureEvent) -> bool,
-    what: &str,
-) -> SecureEvent {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Ok(event))) if want(&event) => return event,
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the event loop stopped while waiting for {what}"),
-            Err(_) => panic!("no {what} within 20 s"),
-        }
-    }
-}
-
-fn is_connected(event: &SecureEvent) -> bool {
-    matches!(event, SecureEvent::Connected { .. })
-}
-
-fn is_delivery(event: &SecureEvent) -> bool {
-    matches!(event, SecureEvent::Message(_) | SecureEvent::Refused(_))
-}
 
 /// A raw client with a valid login and certificate: what an attacker who
 /// may publish on the broker sends.
@@ -134,12 +38,8 @@ async fn mallory(setup: &mut Setup) -> AsyncClient {
 
 #[tokio::test]
 async fn a_device_and_a_subscriber_built_with_the_secure_client() {
-    let Some(mut setup) = setup() else { return };
-    let signer = Arc::new(Signer::generate().unwrap());
-    let keys = KeySet::new();
-    keys.insert(TrustedKey::new(signer.verifying_key()).unwrap())
-        .unwrap();
-    let verifier = Arc::new(Verifier::new(keys));
+    let Some(mut setup) = setup(None) else { return };
+    let (signer, verifier) = signer_and_verifier();
 
     // The subscriber: mTLS, a guard that lets it receive telemetry, a verifier.
     let collector_policy =
@@ -198,47 +98,17 @@ async fn a_device_and_a_subscriber_built_with_the_secure_client() {
         let device = device.clone();
         async move {
             for i in readings {
+                let reading = i.to_string();
+                let topic = "devices/dev-1/telemetry";
                 device
-                    .publish(
-                        "devices/dev-1/telemetry",
-                        QoS::AtLeastOnce,
-                        false,
-                        i.to_string(),
-                    )
+                    .publish(topic, QoS::AtLeastOnce, false, reading)
                     .await
                     .unwrap();
             }
         }
     };
-    publish(0..20).await;
-    next(
-        &mut device_events,
-        |e| matches!(e, SecureEvent::Renewing),
-        "a renewal",
-    )
-    .await;
-    publish(20..40).await;
-    next(
-        &mut device_events,
-        is_connected,
-        "the device's reconnection",
-    )
-    .await;
-    let mut readings = Vec::new();
-    while readings.len() < 40 {
-        match next(&mut collector_events, is_delivery, "a reading").await {
-            SecureEvent::Message(message) => {
-                assert_eq!(message.signed_by(), Some(signer.kid()));
-                readings.push(String::from_utf8(message.into_payload()).unwrap());
-            }
-            SecureEvent::Refused(refused) => panic!("a device reading was refused: {refused}"),
-            _ => unreachable!(),
-        }
-    }
-    let distinct: BTreeSet<_> = readings.iter().cloned().collect();
-    let expected: BTreeSet<_> = (0..40).map(|i| i.to_string()).collect();
-    assert_eq!(distinct, expected, "every reading arrives");
-    assert_eq!(readings.len(), 40, "none twice");
+    publish_across_a_renewal(&mut device_events, publish).await;
+    expect_40_readings(&mut collector_events, signer.kid()).await;
 
     // What mallory sends reaches the collector as refusals, with the reason.
     let mallory = mallory(&mut setup).await;
@@ -298,7 +168,7 @@ async fn a_device_and_a_subscriber_built_with_the_secure_client() {
 
 #[tokio::test]
 async fn connection_failures_read_as_one_sentence_with_the_fix() {
-    let Some(mut setup) = setup() else { return };
+    let Some(mut setup) = setup(None) else { return };
     // A wrong password.
     let mut options = setup.options("dev-1");
     options.set_credentials("dev-1", "wrong");
@@ -312,7 +182,7 @@ async fn connection_failures_read_as_one_sentence_with_the_fix() {
     assert!(text.contains("password"), "{text}");
 
     // A pin that does not match the broker's key.
-    let provider = Arc::new(mqtt_sec::tls::rustls::crypto::ring::default_provider());
+    let provider = support::provider();
     let cert = setup.pki.issue(&CertSpec::client("dev-1-pinned")).unwrap();
     let tls = ClientTls::builder(provider)
         .trust(
@@ -338,7 +208,7 @@ async fn connection_failures_read_as_one_sentence_with_the_fix() {
 
     // An untrusted broker: the client trusts another CA.
     let other_ca = TestPki::new().unwrap();
-    let provider = Arc::new(mqtt_sec::tls::rustls::crypto::ring::default_provider());
+    let provider = support::provider();
     let tls = ClientTls::builder(provider)
         .trust(
             TrustRoots::new()

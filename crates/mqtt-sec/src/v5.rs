@@ -1,0 +1,372 @@
+//! The secure client for MQTT 5 on tokio: the same pieces and decisions as
+//! the MQTT 3.1.1 client, with the signature optionally detached into a
+//! user property, and the broker's reason codes and reason strings passed
+//! on ([`SecureEvent::BrokerRefused`], [`explain::connection_error_v5`]).
+//!
+//! [`explain::connection_error_v5`]: crate::explain::connection_error_v5
+
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{
+    PubAckReason, PubRecReason, PublishProperties, SubscribeReasonCode, UnsubAckReason,
+};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
+
+use crate::builder::SecureClientBuilder;
+use crate::error::{ConnectionFailure, RequestError, SecureError};
+use crate::event::{BrokerRefusal, Request};
+use crate::pipeline::{Delivery, Outgoing};
+
+/// What the MQTT 5 event loop hands out.
+pub type SecureEvent = crate::SecureEvent<Event>;
+
+/// An MQTT 5 client in which every publish is checked by the guard, then
+/// signed, then sent. Clones share the connection.
+///
+/// ```no_run
+/// # async fn run(
+/// #     signer: mqtt_sec::sign::Signer,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use mqtt_sec::rumqttc::v5::MqttOptions;
+/// use mqtt_sec::rumqttc::v5::mqttbytes::QoS;
+/// use mqtt_sec::v5::SecureClient;
+///
+/// let (client, mut events) = SecureClient::builder(MqttOptions::new("dev-1", "broker.example", 1883))
+///     .signer(Arc::new(signer))
+///     .detached_signatures()
+///     .build(64);
+/// client.publish("devices/dev-1/telemetry", QoS::AtLeastOnce, false, "21.5").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SecureClient {
+    client: AsyncClient,
+    outgoing: Outgoing,
+}
+
+impl SecureClient {
+    /// A builder for an MQTT 5 client connecting with `options`.
+    pub fn builder(options: MqttOptions) -> SecureClientBuilder<MqttOptions> {
+        SecureClientBuilder::new(options)
+    }
+
+    /// Checks the publish against the guard, signs it (as retained state
+    /// when `retain` is set) and queues it.
+    ///
+    /// # Errors
+    /// [`RequestError`]; when the guard or the signer refuses, nothing is sent.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), RequestError> {
+        self.publish_with_properties(topic, qos, retain, payload, PublishProperties::default())
+            .await
+    }
+
+    /// As [`publish`](Self::publish), with publish properties. In detached
+    /// mode the signature property is added to them (one already there is
+    /// replaced).
+    ///
+    /// # Errors
+    /// As [`SecureClient::publish`].
+    pub async fn publish_with_properties(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+        mut properties: PublishProperties,
+    ) -> Result<(), RequestError> {
+        let body = self
+            .outgoing
+            .publish_v5(topic, retain, payload.into(), &mut properties)?;
+        Ok(self
+            .client
+            .publish_with_properties(topic, qos, retain, body, properties)
+            .await?)
+    }
+
+    /// Checks the subscription against the guard, records it and queues it.
+    ///
+    /// # Errors
+    /// As [`SecureClient::publish`].
+    pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), RequestError> {
+        self.outgoing.subscribe(filter)?;
+        if let Err(error) = self.client.subscribe(filter, qos).await {
+            self.outgoing.forget(filter);
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Queues an UNSUBSCRIBE; what arrives on the filter afterwards is
+    /// refused as unexpected.
+    ///
+    /// # Errors
+    /// [`RequestError::ClientV5`].
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), RequestError> {
+        self.client.unsubscribe(filter).await?;
+        self.outgoing.forget(filter);
+        Ok(())
+    }
+
+    /// Queues a DISCONNECT.
+    ///
+    /// # Errors
+    /// [`RequestError::ClientV5`].
+    pub async fn disconnect(&self) -> Result<(), RequestError> {
+        Ok(self.client.disconnect().await?)
+    }
+}
+
+impl SecureClientBuilder<MqttOptions> {
+    /// Connects over TLS with this configuration.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: &mqtt_sec_tls::ClientTls) -> Self {
+        self.options.set_transport(tls.transport());
+        self
+    }
+
+    /// Sends each payload unchanged, with its signature in the user
+    /// property `mqtt-sec-sig` (`mqtt_sec_sign::DETACHED_PROPERTY`), for
+    /// subscribers that do not verify; the default is the envelope as the
+    /// payload. Verifiers accept both.
+    #[cfg(feature = "sign")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sign")))]
+    pub fn detached_signatures(mut self) -> Self {
+        self.outgoing.mode = mqtt_sec_sign::client::V5Mode::Detached;
+        self
+    }
+
+    /// The client and its event loop (rumqttc's request queue holds `cap`
+    /// requests).
+    pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
+        self.default_guard(self.options.client_id());
+        let server = self.options.broker_address().0;
+        let (client, eventloop) = AsyncClient::new(self.options, cap);
+        #[cfg(feature = "auth")]
+        let driver = match self.credentials {
+            Some(provider) => {
+                Driver::Refreshing(mqtt_sec_auth::credentials::RefreshingEventLoopV5::new(
+                    eventloop,
+                    client.clone(),
+                    provider,
+                ))
+            }
+            None => Driver::Plain(eventloop),
+        };
+        #[cfg(not(feature = "auth"))]
+        let driver = Driver::Plain(eventloop);
+        (
+            SecureClient {
+                client,
+                outgoing: self.outgoing,
+            },
+            SecureEventLoop {
+                driver,
+                incoming: self.incoming,
+                server,
+            },
+        )
+    }
+}
+
+enum Driver {
+    Plain(EventLoop),
+    #[cfg(feature = "auth")]
+    Refreshing(
+        mqtt_sec_auth::credentials::RefreshingEventLoopV5<crate::credentials::DynCredentials>,
+    ),
+}
+
+/// The receiving half of an MQTT 5 secure client, as
+/// [`crate::SecureEventLoop`].
+pub struct SecureEventLoop {
+    driver: Driver,
+    incoming: crate::pipeline::Incoming,
+    server: String,
+}
+
+impl std::fmt::Debug for SecureEventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureEventLoop")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureEventLoop {
+    /// The next event: a checked message, a refusal (ours or the
+    /// broker's), or a protocol event.
+    ///
+    /// # Errors
+    /// [`SecureError`], whose text says what to do; poll again to reconnect.
+    pub async fn poll(&mut self) -> Result<SecureEvent, SecureError> {
+        let (event, renewing) = match &mut self.driver {
+            Driver::Plain(eventloop) => (
+                eventloop
+                    .poll()
+                    .await
+                    .map_err(|e| ConnectionFailure::new_v5(e, &self.server))?,
+                false,
+            ),
+            #[cfg(feature = "auth")]
+            Driver::Refreshing(eventloop) => match eventloop.poll().await {
+                Ok(event) => (event, eventloop.renewing()),
+                Err(mqtt_sec_auth::RefreshError::ConnectionV5(e)) => {
+                    return Err(ConnectionFailure::new_v5(e, &self.server).into());
+                }
+                Err(other) => return Err(SecureError::Credentials(other)),
+            },
+        };
+        Ok(match event {
+            Event::Incoming(Incoming::Publish(publish)) => {
+                self.incoming.receive(Delivery::V5(&publish))
+            }
+            Event::Incoming(Incoming::ConnAck(ack)) => SecureEvent::Connected {
+                session_present: ack.session_present,
+            },
+            Event::Outgoing(rumqttc::Outgoing::Disconnect) if renewing => SecureEvent::Renewing,
+            Event::Incoming(packet) => match refusal(&packet) {
+                Some(refusal) => SecureEvent::BrokerRefused(refusal),
+                None => SecureEvent::Protocol(Event::Incoming(packet)),
+            },
+            other => SecureEvent::Protocol(other),
+        })
+    }
+}
+
+/// The broker's refusal in an acknowledgement, if it is one.
+fn refusal(packet: &Incoming) -> Option<BrokerRefusal> {
+    let refused = |request, pkid, reason: String, reason_string: Option<&String>| {
+        Some(BrokerRefusal {
+            request,
+            pkid,
+            reason,
+            reason_string: reason_string.map(|r| mqtt_sec_core::text::bounded(r, 256).to_owned()),
+        })
+    };
+    match packet {
+        Incoming::PubAck(ack)
+            if !matches!(
+                ack.reason,
+                PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+            ) =>
+        {
+            let reason_string = ack
+                .properties
+                .as_ref()
+                .and_then(|p| p.reason_string.as_ref());
+            refused(
+                Request::Publish,
+                ack.pkid,
+                format!("{:?}", ack.reason),
+                reason_string,
+            )
+        }
+        Incoming::PubRec(rec)
+            if !matches!(
+                rec.reason,
+                PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+            ) =>
+        {
+            let reason_string = rec
+                .properties
+                .as_ref()
+                .and_then(|p| p.reason_string.as_ref());
+            refused(
+                Request::Publish,
+                rec.pkid,
+                format!("{:?}", rec.reason),
+                reason_string,
+            )
+        }
+        Incoming::SubAck(ack) => {
+            let failed = ack
+                .return_codes
+                .iter()
+                .find(|code| !matches!(code, SubscribeReasonCode::Success(_)))?;
+            let reason_string = ack
+                .properties
+                .as_ref()
+                .and_then(|p| p.reason_string.as_ref());
+            refused(
+                Request::Subscribe,
+                ack.pkid,
+                format!("{failed:?}"),
+                reason_string,
+            )
+        }
+        Incoming::UnsubAck(ack) => {
+            let failed = ack.reasons.iter().find(|reason| {
+                !matches!(
+                    reason,
+                    UnsubAckReason::Success | UnsubAckReason::NoSubscriptionExisted
+                )
+            })?;
+            let reason_string = ack
+                .properties
+                .as_ref()
+                .and_then(|p| p.reason_string.as_ref());
+            refused(
+                Request::Unsubscribe,
+                ack.pkid,
+                format!("{failed:?}"),
+                reason_string,
+            )
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::v5::mqttbytes::v5::{PubAck, PubAckProperties, SubAck, UnsubAck};
+
+    #[test]
+    fn failed_acknowledgements_are_refusals_with_the_reason_string() {
+        let denied = Incoming::PubAck(PubAck {
+            pkid: 7,
+            reason: PubAckReason::NotAuthorized,
+            properties: Some(PubAckProperties {
+                reason_string: Some("acl".into()),
+                user_properties: Vec::new(),
+            }),
+        });
+        let denial = refusal(&denied).unwrap();
+        assert_eq!(denial.request, Request::Publish);
+        assert_eq!(denial.pkid, 7);
+        assert_eq!(
+            denial.to_string(),
+            "the broker refused publish 7: NotAuthorized (acl)"
+        );
+        for fine in [PubAckReason::Success, PubAckReason::NoMatchingSubscribers] {
+            let ack = Incoming::PubAck(PubAck {
+                pkid: 1,
+                reason: fine,
+                properties: None,
+            });
+            assert_eq!(refusal(&ack), None);
+        }
+        let suback = Incoming::SubAck(SubAck {
+            pkid: 2,
+            return_codes: vec![
+                SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                SubscribeReasonCode::NotAuthorized,
+            ],
+            properties: None,
+        });
+        assert_eq!(refusal(&suback).unwrap().reason, "NotAuthorized");
+        let unsuback = Incoming::UnsubAck(UnsubAck {
+            pkid: 3,
+            reasons: vec![UnsubAckReason::NoSubscriptionExisted],
+            properties: None,
+        });
+        assert_eq!(refusal(&unsuback), None);
+    }
+}
