@@ -118,6 +118,25 @@ impl SecureClientBuilder<MqttOptions> {
         self
     }
 
+    /// The blocking client and its connection, for applications that do not
+    /// run tokio (see [`crate::blocking`]).
+    ///
+    /// # Errors
+    /// When the connection's single-threaded runtime cannot be created.
+    pub fn build_blocking(
+        self,
+        cap: usize,
+    ) -> std::io::Result<(
+        crate::blocking::SecureClient,
+        crate::blocking::SecureConnection<SecureEventLoop>,
+    )> {
+        let (client, eventloop) = self.build(cap);
+        Ok((
+            crate::blocking::SecureClient(client),
+            crate::blocking::SecureConnection::new(eventloop)?,
+        ))
+    }
+
     /// The client and its event loop (rumqttc's request queue holds `cap`
     /// requests).
     pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
@@ -192,7 +211,7 @@ impl SecureEventLoop {
                     Err(mqtt_sec_auth::RefreshError::Connection(e)) => {
                         return Err(ConnectionFailure::new(e, &self.server).into());
                     }
-                    Err(other) => return Err(SecureError::Credentials(other)),
+                    Err(other) => return Err(SecureError::Credentials(Box::new(other))),
                 }
             }
         };

@@ -94,5 +94,5 @@ pub enum SecureError {
     #[cfg(feature = "auth")]
     #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     #[error("no credentials for the next connection: {0}")]
-    Credentials(#[source] mqtt_sec_auth::RefreshError),
+    Credentials(#[source] Box<mqtt_sec_auth::RefreshError>),
 }

@@ -142,6 +142,24 @@ impl SecureClientBuilder<MqttOptions> {
         self
     }
 
+    /// The blocking client and its connection (see [`crate::blocking`]).
+    ///
+    /// # Errors
+    /// When the connection's single-threaded runtime cannot be created.
+    pub fn build_blocking(
+        self,
+        cap: usize,
+    ) -> std::io::Result<(
+        crate::blocking::SecureClientV5,
+        crate::blocking::SecureConnection<SecureEventLoop>,
+    )> {
+        let (client, eventloop) = self.build(cap);
+        Ok((
+            crate::blocking::SecureClientV5(client),
+            crate::blocking::SecureConnection::new(eventloop)?,
+        ))
+    }
+
     /// The client and its event loop (rumqttc's request queue holds `cap`
     /// requests).
     pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
@@ -220,7 +238,7 @@ impl SecureEventLoop {
                 Err(mqtt_sec_auth::RefreshError::ConnectionV5(e)) => {
                     return Err(ConnectionFailure::new_v5(e, &self.server).into());
                 }
-                Err(other) => return Err(SecureError::Credentials(other)),
+                Err(other) => return Err(SecureError::Credentials(Box::new(other))),
             },
         };
         Ok(match event {
