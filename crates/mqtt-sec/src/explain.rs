@@ -19,8 +19,30 @@ use std::io;
 use rumqttc::tokio_rustls::rustls;
 use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
 
+/// The rustls error somewhere inside `error`: rumqttc and tokio-rustls
+/// wrap it in I/O errors (whose `source` skips what they wrap) inside
+/// TLS, state or decoding errors.
+fn find_rustls<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(error);
+    while let Some(current) = next {
+        if let Some(found) = current.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        next = match current.downcast_ref::<io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
+}
+
 /// What went wrong with the connection to `server`, and what to do.
 pub fn connection_error(error: &ConnectionError, server: &str) -> String {
+    if let Some(rustls) = find_rustls(error) {
+        return rustls_error(rustls, server);
+    }
     match error {
         ConnectionError::ConnectionRefused(code) => refused(*code, server),
         ConnectionError::Tls(tls) => tls_error(tls, server),
@@ -54,6 +76,9 @@ pub fn connection_error(error: &ConnectionError, server: &str) -> String {
 /// ```
 pub fn connection_error_v5(error: &rumqttc::v5::ConnectionError, server: &str) -> String {
     use rumqttc::v5::ConnectionError as E;
+    if let Some(rustls) = find_rustls(error) {
+        return rustls_error(rustls, server);
+    }
     match error {
         E::ConnectionRefused(code) => refused_v5(*code, server),
         E::Tls(tls) => tls_error(tls, server),
@@ -149,7 +174,6 @@ fn refused(code: ConnectReturnCode, server: &str) -> String {
 fn tls_error(error: &rumqttc::TlsError, server: &str) -> String {
     // (rumqttc's MQTT 5 client uses the same TLS error type.)
     match error {
-        rumqttc::TlsError::TLS(rustls) => rustls_error(rustls, server),
         rumqttc::TlsError::Io(io) => io_error(io, server),
         rumqttc::TlsError::DNSName(_) => format!(
             "{server:?} is not a valid DNS name or IP address for TLS: connect by the name in the broker's certificate"
@@ -159,14 +183,6 @@ fn tls_error(error: &rumqttc::TlsError, server: &str) -> String {
 }
 
 fn io_error(error: &io::Error, server: &str) -> String {
-    // tokio-rustls reports handshake failures as I/O errors around the
-    // rustls error.
-    if let Some(rustls) = error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        return rustls_error(rustls, server);
-    }
     match error.kind() {
         io::ErrorKind::ConnectionRefused => format!(
             "nothing accepts connections at {server}: check the host and port, and that the broker runs"
@@ -272,6 +288,16 @@ mod tests {
         assert!(text.contains("not trusted"), "{text}");
         let plain = ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert!(connection_error(&plain, "b.example").contains("nothing accepts connections"));
+        // The alert a broker sends for an expired client certificate, as
+        // rumqttc reports it when it arrives after the handshake.
+        let alert = ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::mqttbytes::Error::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired),
+            )),
+        ));
+        let text = connection_error(&alert, "b.example");
+        assert!(text.contains("certificate has expired: renew it"), "{text}");
         let aborted = ConnectionError::MqttState(StateError::ConnectionAborted);
         assert!(connection_error(&aborted, "b.example").contains("closed the connection"));
     }

@@ -16,9 +16,7 @@ use mqtt_sec::auth::SecretString;
 use mqtt_sec::auth::credentials::{Credentials, FnCredentials};
 use mqtt_sec::rumqttc::{AsyncClient, QoS};
 use mqtt_sec::sign::VerifyError;
-use mqtt_sec::tls::{ClientTls, Identity, Pin, PinSet, TrustRoots};
-use mqtt_sec::{Refusal, RequestError, SecureClient, SecureError, SecureEvent};
-use mqtt_sec_testkit::{CertSpec, TestPki};
+use mqtt_sec::{Refusal, RequestError, SecureClient, SecureEvent};
 use support::{
     Setup, drive, expect_40_readings, is_connected, is_delivery, next, publish_across_a_renewal,
     setup, signer_and_verifier,
@@ -164,66 +162,4 @@ async fn a_device_and_a_subscriber_built_with_the_secure_client() {
         ),
         other => panic!("the replay was not refused: {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn connection_failures_read_as_one_sentence_with_the_fix() {
-    let Some(mut setup) = setup(None) else { return };
-    // A wrong password.
-    let mut options = setup.options("dev-1");
-    options.set_credentials("dev-1", "wrong");
-    let (_client, mut events) = SecureClient::builder(options)
-        .tls(&setup.tls("dev-1"))
-        .build(8);
-    let error = events.poll().await.unwrap_err();
-    assert!(matches!(error, SecureError::Connection(_)));
-    let text = error.to_string();
-    assert!(text.contains("localhost refused the login"), "{text}");
-    assert!(text.contains("password"), "{text}");
-
-    // A pin that does not match the broker's key.
-    let provider = support::provider();
-    let cert = setup.pki.issue(&CertSpec::client("dev-1-pinned")).unwrap();
-    let tls = ClientTls::builder(provider)
-        .trust(
-            TrustRoots::new()
-                .pem_file(setup.pki.root().cert_path())
-                .unwrap(),
-        )
-        .pins(
-            PinSet::builder([Pin::from_spki_der(b"another key")])
-                .allow_without_backup()
-                .build()
-                .unwrap(),
-        )
-        .identity(Identity::from_pem_files(cert.chain_path(), cert.key_path()).unwrap())
-        .build()
-        .unwrap();
-    let mut options = setup.options("dev-1");
-    options.set_credentials("dev-1", "device-pw");
-    let (_client, mut events) = SecureClient::builder(options).tls(&tls).build(8);
-    let text = events.poll().await.unwrap_err().to_string();
-    assert!(text.contains("pin"), "{text}");
-    assert!(text.contains("ship its pin"), "{text}");
-
-    // An untrusted broker: the client trusts another CA.
-    let other_ca = TestPki::new().unwrap();
-    let provider = support::provider();
-    let tls = ClientTls::builder(provider)
-        .trust(
-            TrustRoots::new()
-                .pem_file(other_ca.root().cert_path())
-                .unwrap(),
-        )
-        .identity(Identity::from_pem_files(cert.chain_path(), cert.key_path()).unwrap())
-        .build()
-        .unwrap();
-    let (_client, mut events) = SecureClient::builder(setup.options("dev-1"))
-        .tls(&tls)
-        .build(8);
-    let text = events.poll().await.unwrap_err().to_string();
-    assert!(
-        text.contains("not trusted") && text.contains("TrustRoots"),
-        "{text}"
-    );
 }
