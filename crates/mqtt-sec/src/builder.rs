@@ -14,6 +14,9 @@ use crate::pipeline::{Incoming, Outgoing};
 #[must_use = "call build() to get the client"]
 pub struct SecureClientBuilder<O> {
     pub(crate) options: O,
+    /// For the policy-less guard (a principal is needed, never consulted).
+    #[cfg_attr(not(feature = "acl"), allow(dead_code))]
+    client_id: String,
     pub(crate) outgoing: Outgoing,
     pub(crate) incoming: Incoming,
     #[cfg(feature = "auth")]
@@ -21,9 +24,10 @@ pub struct SecureClientBuilder<O> {
 }
 
 impl<O> SecureClientBuilder<O> {
-    pub(crate) fn new(options: O) -> Self {
+    pub(crate) fn new(options: O, client_id: String) -> Self {
         Self {
             options,
+            client_id,
             outgoing: Outgoing::default(),
             incoming: Incoming::default(),
             #[cfg(feature = "auth")]
@@ -83,15 +87,23 @@ impl<O> SecureClientBuilder<O> {
         self
     }
 
+    /// The publish and receive paths alone, for an application that drives
+    /// its MQTT client itself (see [`crate::pipeline`]): what `build`
+    /// would put between the client and rumqttc. TLS and credentials are
+    /// the client's business then.
+    pub fn into_paths(mut self) -> (Outgoing, Incoming) {
+        self.default_guard();
+        (self.outgoing, self.incoming)
+    }
+
     /// Without a guard: one that allows every request, so that incoming
     /// messages are still checked against the subscriptions.
-    pub(crate) fn default_guard(&mut self, client_id: String) {
+    pub(crate) fn default_guard(&mut self) {
         #[cfg(feature = "acl")]
         if self.outgoing.guard.is_none() {
-            let guard = crate::guard::subscriptions_only(client_id);
+            let guard = crate::guard::subscriptions_only(self.client_id.clone());
             self.outgoing.guard.clone_from(&guard);
             self.incoming.guard = guard;
         }
-        let _ = client_id;
     }
 }

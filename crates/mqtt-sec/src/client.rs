@@ -55,7 +55,8 @@ impl SecureClient {
     /// A builder for a client connecting with `options`; every security
     /// piece is optional and added with one call.
     pub fn builder(options: MqttOptions) -> SecureClientBuilder<MqttOptions> {
-        SecureClientBuilder::new(options)
+        let client_id = options.client_id();
+        SecureClientBuilder::new(options, client_id)
     }
 
     /// Checks the publish against the guard, signs it (as retained state
@@ -140,7 +141,7 @@ impl SecureClientBuilder<MqttOptions> {
     /// The client and its event loop (rumqttc's request queue holds `cap`
     /// requests).
     pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
-        self.default_guard(self.options.client_id());
+        self.default_guard();
         let server = self.options.broker_address().0;
         let (client, eventloop) = AsyncClient::new(self.options, cap);
         #[cfg(feature = "auth")]
@@ -217,7 +218,7 @@ impl SecureEventLoop {
         };
         Ok(match event {
             Event::Incoming(Packet::Publish(publish)) => {
-                self.incoming.receive(Delivery::V4(&publish))
+                self.incoming.event(Delivery::V4(&publish))
             }
             Event::Incoming(Packet::SubAck(ack))
                 if ack

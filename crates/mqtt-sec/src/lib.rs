@@ -13,13 +13,14 @@ mod event;
 pub mod explain;
 #[cfg(feature = "acl")]
 mod guard;
-mod pipeline;
+pub mod pipeline;
 pub mod v5;
 
 pub use builder::SecureClientBuilder;
 pub use client::{SecureClient, SecureEventLoop};
 pub use error::{ConnectionFailure, RequestError, SecureError};
 pub use event::{BrokerRefusal, Message, Refusal, Refused, Request, SecureEvent};
+pub use pipeline::{Incoming, Outgoing};
 
 /// The MQTT client the secure client is built on.
 pub use rumqttc;

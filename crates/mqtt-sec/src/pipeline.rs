@@ -1,7 +1,30 @@
 //! The two paths every secure client shares, whatever the protocol version
-//! or runtime: outgoing (guard, then sign) and incoming (guard, then
-//! verify). The async, MQTT 5 and blocking clients only move bytes between
-//! these and rumqttc, so each decision is made in one place.
+//! or runtime: [`Outgoing`] (guard, then sign) and [`Incoming`] (guard,
+//! then verify). The async, MQTT 5 and blocking clients only move bytes
+//! between these and rumqttc, so each decision is made in one place.
+//!
+//! [`SecureClientBuilder::into_paths`](crate::SecureClientBuilder::into_paths)
+//! hands them out for an application that drives its MQTT client itself:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mqtt_sec::rumqttc::{MqttOptions, Publish, QoS};
+//! use mqtt_sec::sign::{KeySet, Signer, TrustedKey, Verifier};
+//! use mqtt_sec::SecureClient;
+//!
+//! let signer = Arc::new(Signer::generate()?);
+//! let keys = KeySet::new();
+//! keys.insert(TrustedKey::new(signer.verifying_key())?)?;
+//! let (outgoing, incoming) = SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883))
+//!     .signer(Arc::clone(&signer))
+//!     .verifier(Arc::new(Verifier::new(keys)))
+//!     .into_paths();
+//! outgoing.subscribe("devices/+/telemetry")?;
+//! let envelope = outgoing.publish("devices/dev-1/telemetry", false, b"21.5".to_vec())?;
+//! let publish = Publish::new("devices/dev-1/telemetry", QoS::AtLeastOnce, envelope);
+//! assert_eq!(incoming.receive(&publish)?.payload(), b"21.5");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use rumqttc::QoS;
 
@@ -11,9 +34,10 @@ use crate::event::{Message, Refusal, Refused, SecureEvent};
 /// The longest topic a refusal quotes.
 const MAX_QUOTED_TOPIC: usize = 256;
 
-/// Publishes and subscriptions on their way out.
+/// Publishes and subscriptions on their way out: the guard's check, then
+/// the signature. Clones share the recorded subscriptions.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Outgoing {
+pub struct Outgoing {
     #[cfg(feature = "acl")]
     pub(crate) guard: Option<mqtt_sec_acl::guard::ClientGuard>,
     #[cfg(feature = "sign")]
@@ -27,7 +51,10 @@ impl Outgoing {
     /// The payload to send for an MQTT 3.1.1 PUBLISH: refused when the
     /// policy denies it, else signed (as retained state when `retain` is
     /// set) when the client signs.
-    pub(crate) fn publish(
+    ///
+    /// # Errors
+    /// [`RequestError::Denied`] or [`RequestError::Sign`]: do not send.
+    pub fn publish(
         &self,
         topic: &str,
         retain: bool,
@@ -45,7 +72,10 @@ impl Outgoing {
 
     /// As [`Outgoing::publish`], for MQTT 5: in detached mode the
     /// signature goes into `properties`.
-    pub(crate) fn publish_v5(
+    ///
+    /// # Errors
+    /// As [`Outgoing::publish`].
+    pub fn publish_v5(
         &self,
         topic: &str,
         retain: bool,
@@ -71,8 +101,12 @@ impl Outgoing {
     }
 
     /// Checks a SUBSCRIBE and records the filter, so that what arrives on
-    /// it is expected; `undo` forgets it again if the request is not sent.
-    pub(crate) fn subscribe(&self, filter: &str) -> Result<(), RequestError> {
+    /// it is expected; [`forget`](Self::forget) it if the request is not
+    /// sent after all.
+    ///
+    /// # Errors
+    /// [`RequestError::Denied`]: do not send.
+    pub fn subscribe(&self, filter: &str) -> Result<(), RequestError> {
         #[cfg(feature = "acl")]
         if let Some(guard) = &self.guard {
             let parsed = guard.check_subscribe(filter)?;
@@ -86,7 +120,7 @@ impl Outgoing {
 
     /// Forgets a subscription (after an UNSUBSCRIBE, or a SUBSCRIBE that
     /// could not be queued).
-    pub(crate) fn forget(&self, filter: &str) {
+    pub fn forget(&self, filter: &str) {
         #[cfg(feature = "acl")]
         if let Some(guard) = &self.guard {
             guard.forget_subscription(filter);
@@ -95,9 +129,10 @@ impl Outgoing {
     }
 }
 
-/// Incoming publishes on their way to the application.
+/// Incoming publishes on their way to the application: the guard's check
+/// against the subscriptions and the receive rules, then the verifier.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Incoming {
+pub struct Incoming {
     #[cfg(feature = "acl")]
     pub(crate) guard: Option<mqtt_sec_acl::guard::ClientGuard>,
     #[cfg(feature = "sign")]
@@ -159,16 +194,40 @@ impl Delivery<'_> {
 }
 
 impl Incoming {
-    /// The guard's decision, then the verifier's: a [`SecureEvent::Message`]
-    /// only when every configured check passed.
-    pub(crate) fn receive<P>(&self, delivery: Delivery<'_>) -> SecureEvent<P> {
-        match self.check(delivery) {
+    /// An MQTT 3.1.1 PUBLISH that passed every configured check.
+    ///
+    /// # Errors
+    /// [`Refused`], with the check it failed: do not hand it on.
+    pub fn receive(&self, publish: &rumqttc::Publish) -> Result<Message, Refused> {
+        self.decide(Delivery::V4(publish))
+    }
+
+    /// An MQTT 5 PUBLISH that passed every configured check (an envelope
+    /// payload or a detached signature).
+    ///
+    /// # Errors
+    /// As [`Incoming::receive`].
+    pub fn receive_v5(
+        &self,
+        publish: &rumqttc::v5::mqttbytes::v5::Publish,
+    ) -> Result<Message, Refused> {
+        self.decide(Delivery::V5(publish))
+    }
+
+    /// As an event: a [`SecureEvent::Message`] only when every configured
+    /// check passed.
+    pub(crate) fn event<P>(&self, delivery: Delivery<'_>) -> SecureEvent<P> {
+        match self.decide(delivery) {
             Ok(message) => SecureEvent::Message(message),
-            Err(reason) => SecureEvent::Refused(Refused {
-                topic: quoted(delivery.topic()),
-                reason,
-            }),
+            Err(refused) => SecureEvent::Refused(refused),
         }
+    }
+
+    fn decide(&self, delivery: Delivery<'_>) -> Result<Message, Refused> {
+        self.check(delivery).map_err(|reason| Refused {
+            topic: quoted(delivery.topic()),
+            reason,
+        })
     }
 
     fn check(&self, delivery: Delivery<'_>) -> Result<Message, Refusal> {

@@ -47,7 +47,8 @@ pub struct SecureClient {
 impl SecureClient {
     /// A builder for an MQTT 5 client connecting with `options`.
     pub fn builder(options: MqttOptions) -> SecureClientBuilder<MqttOptions> {
-        SecureClientBuilder::new(options)
+        let client_id = options.client_id();
+        SecureClientBuilder::new(options, client_id)
     }
 
     /// Checks the publish against the guard, signs it (as retained state
@@ -163,7 +164,7 @@ impl SecureClientBuilder<MqttOptions> {
     /// The client and its event loop (rumqttc's request queue holds `cap`
     /// requests).
     pub fn build(mut self, cap: usize) -> (SecureClient, SecureEventLoop) {
-        self.default_guard(self.options.client_id());
+        self.default_guard();
         let server = self.options.broker_address().0;
         let (client, eventloop) = AsyncClient::new(self.options, cap);
         #[cfg(feature = "auth")]
@@ -243,7 +244,7 @@ impl SecureEventLoop {
         };
         Ok(match event {
             Event::Incoming(Incoming::Publish(publish)) => {
-                self.incoming.receive(Delivery::V5(&publish))
+                self.incoming.event(Delivery::V5(&publish))
             }
             Event::Incoming(Incoming::ConnAck(ack)) => SecureEvent::Connected {
                 session_present: ack.session_present,
