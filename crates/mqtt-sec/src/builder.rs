@@ -21,6 +21,8 @@ pub struct SecureClientBuilder<O> {
     pub(crate) incoming: Incoming,
     #[cfg(feature = "auth")]
     pub(crate) credentials: Option<crate::credentials::DynCredentials>,
+    #[cfg(feature = "auth")]
+    pub(crate) refresh_margin: Option<std::time::Duration>,
 }
 
 impl<O> SecureClientBuilder<O> {
@@ -32,6 +34,8 @@ impl<O> SecureClientBuilder<O> {
             incoming: Incoming::default(),
             #[cfg(feature = "auth")]
             credentials: None,
+            #[cfg(feature = "auth")]
+            refresh_margin: None,
         }
     }
 
@@ -48,6 +52,15 @@ impl<O> SecureClientBuilder<O> {
         provider: impl mqtt_sec_auth::credentials::CredentialProvider + 'static,
     ) -> Self {
         self.credentials = Some(crate::credentials::DynCredentials::new(provider));
+        self
+    }
+
+    /// How long before the credentials expire (plus one keep-alive
+    /// interval) the connection is renewed; 60 s by default.
+    #[cfg(feature = "auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+    pub fn refresh_margin(mut self, margin: std::time::Duration) -> Self {
+        self.refresh_margin = Some(margin);
         self
     }
 

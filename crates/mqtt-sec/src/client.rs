@@ -146,9 +146,14 @@ impl SecureClientBuilder<MqttOptions> {
         let (client, eventloop) = AsyncClient::new(self.options, cap);
         #[cfg(feature = "auth")]
         let driver = match self.credentials {
-            Some(provider) => Driver::Refreshing(
-                mqtt_sec_auth::credentials::RefreshingEventLoop::new(eventloop, provider),
-            ),
+            Some(provider) => {
+                let refreshing =
+                    mqtt_sec_auth::credentials::RefreshingEventLoop::new(eventloop, provider);
+                Driver::Refreshing(match self.refresh_margin {
+                    Some(margin) => refreshing.refresh_margin(margin),
+                    None => refreshing,
+                })
+            }
             None => Driver::Plain(eventloop),
         };
         #[cfg(not(feature = "auth"))]

@@ -170,11 +170,15 @@ impl SecureClientBuilder<MqttOptions> {
         #[cfg(feature = "auth")]
         let driver = match self.credentials {
             Some(provider) => {
-                Driver::Refreshing(mqtt_sec_auth::credentials::RefreshingEventLoopV5::new(
+                let refreshing = mqtt_sec_auth::credentials::RefreshingEventLoopV5::new(
                     eventloop,
                     client.clone(),
                     provider,
-                ))
+                );
+                Driver::Refreshing(match self.refresh_margin {
+                    Some(margin) => refreshing.refresh_margin(margin),
+                    None => refreshing,
+                })
             }
             None => Driver::Plain(eventloop),
         };

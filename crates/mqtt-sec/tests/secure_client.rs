@@ -64,11 +64,12 @@ async fn a_device_and_a_subscriber_built_with_the_secure_client() {
         .await
         .unwrap();
 
-    // The device: credentials valid 67 s, renewed 65 s (60 s margin + 5 s
+    // The device: credentials valid 17 s, renewed 15 s (10 s margin + 5 s
     // keep-alive) before they expire, so about 2 s after each connection.
+
     let provider = FnCredentials(|| {
         Box::pin(async {
-            let expires = SystemTime::now() + Duration::from_secs(67);
+            let expires = SystemTime::now() + Duration::from_secs(17);
             Ok(
                 Credentials::new("dev-1", SecretString::from("device-pw".to_owned()))
                     .expiring_at(expires),
@@ -79,6 +80,7 @@ async fn a_device_and_a_subscriber_built_with_the_secure_client() {
     let (device, events) = SecureClient::builder(setup.options("dev-1"))
         .tls(&setup.tls("dev-1"))
         .credentials(provider)
+        .refresh_margin(Duration::from_secs(10))
         .guard(PolicyIndex::compile(device_policy), Principal::new("dev-1"))
         .signer(Arc::clone(&signer))
         .build(256);

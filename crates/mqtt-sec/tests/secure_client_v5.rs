@@ -62,7 +62,7 @@ async fn an_mqtt5_device_and_subscriber_built_with_the_secure_client() {
     // Credentials renewed about 2 s after each connection (see the 3.1.1 test).
     let provider = FnCredentials(|| {
         Box::pin(async {
-            let expires = SystemTime::now() + Duration::from_secs(67);
+            let expires = SystemTime::now() + Duration::from_secs(17);
             Ok(
                 Credentials::new("dev-1", SecretString::from("device-pw".to_owned()))
                     .expiring_at(expires),
@@ -75,6 +75,7 @@ async fn an_mqtt5_device_and_subscriber_built_with_the_secure_client() {
     let (device, events) = SecureClient::builder(setup.options_v5("dev-1"))
         .tls(&setup.tls("dev-1"))
         .credentials(provider)
+        .refresh_margin(Duration::from_secs(10))
         .guard(
             PolicyIndex::compile(device_policy),
             Principal::new("dev-1").with_username("dev-1"),
