@@ -280,6 +280,24 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_audited_with_the_topic_and_acceptances_are_not() {
+        use mqtt_sec_testkit::capture_logs;
+        let guard = guard("pattern read devices/%c/#\n");
+        assert_eq!(guard.principal().client_id(), "dev-1");
+        guard.record_subscription(&guard.check_subscribe("devices/dev-1/#").unwrap());
+        let (accepted, quiet) = capture_logs(|| guard.accept_incoming("devices/dev-1/a"));
+        assert_eq!(accepted, Ok(()));
+        assert!(!quiet.contains("unexpected publish"), "{quiet}");
+        let (_, logs) = capture_logs(|| guard.accept_incoming("elsewhere/a"));
+        assert!(logs.contains("mqtt_sec::audit"), "{logs}");
+        assert!(logs.contains("unexpected publish dropped"), "{logs}");
+        assert!(logs.contains("elsewhere/a"), "{logs}");
+        let (_, logs) = capture_logs(|| guard.accept_incoming_bytes(b"dev\xff"));
+        assert!(logs.contains("unexpected publish dropped"), "{logs}");
+        assert!(logs.contains("UTF-8"), "{logs}");
+    }
+
+    #[test]
     fn clones_share_the_subscriptions() {
         let guard = guard("pattern read devices/%c/#\n");
         let receiving = guard.clone();
