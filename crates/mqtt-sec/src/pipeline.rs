@@ -267,3 +267,262 @@ impl Incoming {
 fn quoted(topic: &[u8]) -> String {
     mqtt_sec_core::text::bounded(&String::from_utf8_lossy(topic), MAX_QUOTED_TOPIC).to_owned()
 }
+
+#[cfg(all(test, feature = "acl", feature = "sign"))]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::sync::Arc;
+
+    use mqtt_sec_acl::guard::UnexpectedPublish;
+    use mqtt_sec_acl::{PolicyIndex, Principal, SubscribeCheck, TopicError, mosquitto};
+    use mqtt_sec_sign::{DETACHED_PROPERTY, KeySet, Signer, TrustedKey, Verifier, VerifyError};
+    use rumqttc::v5::mqttbytes::v5::{Publish as PublishV5, PublishProperties};
+    use rumqttc::{MqttOptions, Publish};
+
+    use super::*;
+    use crate::SecureClient;
+
+    const TOPIC: &str = "devices/dev-1/telemetry";
+
+    fn verifier(signer: &Signer) -> Arc<Verifier> {
+        let keys = KeySet::new();
+        keys.insert(TrustedKey::new(signer.verifying_key()).unwrap())
+            .unwrap();
+        Arc::new(Verifier::new(keys))
+    }
+
+    /// Paths with a guard (write and read devices/dev-1/#, read news/#), a
+    /// signer and a verifier of its signatures.
+    fn paths(signer: &Arc<Signer>) -> (Outgoing, Incoming) {
+        let policy = mosquitto::parse_acl_file("pattern readwrite devices/%c/#\n")
+            .unwrap()
+            .subscribe_check(SubscribeCheck::Containment);
+        SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883))
+            .guard(PolicyIndex::compile(policy), Principal::new("dev-1"))
+            .signer(Arc::clone(signer))
+            .verifier(verifier(signer))
+            .into_paths()
+    }
+
+    fn v5(topic: &[u8], payload: Vec<u8>, properties: Option<PublishProperties>) -> PublishV5 {
+        PublishV5 {
+            topic: topic.to_vec().into(),
+            payload: payload.into(),
+            qos: rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+            properties,
+            ..Default::default()
+        }
+    }
+
+    fn unexpected(result: Result<Message, Refused>) -> UnexpectedPublish {
+        match result {
+            Err(Refused {
+                reason: Refusal::Unexpected(why),
+                ..
+            }) => why,
+            other => panic!("not refused by the guard: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_pieces_a_payload_passes_unchanged() {
+        let (outgoing, incoming) =
+            SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883)).into_paths();
+        assert_eq!(
+            outgoing
+                .publish("any/where", false, b"raw".to_vec())
+                .unwrap(),
+            b"raw"
+        );
+        // The policy-less guard still checks the subscriptions.
+        let publish = Publish::new("any/where", QoS::AtLeastOnce, "raw");
+        assert!(matches!(
+            unexpected(incoming.receive(&publish)),
+            UnexpectedPublish::NotSubscribed { .. }
+        ));
+        outgoing.subscribe("any/#").unwrap();
+        let message = incoming.receive(&publish).unwrap();
+        assert_eq!(
+            (message.payload(), message.signed_by()),
+            (&b"raw"[..], None)
+        );
+    }
+
+    #[test]
+    fn publishes_are_guarded_then_signed_for_their_retain_flag() {
+        let signer = Arc::new(Signer::generate().unwrap());
+        let (outgoing, _) = paths(&signer);
+        assert!(matches!(
+            outgoing.publish("devices/dev-2/telemetry", false, b"x".to_vec()),
+            Err(RequestError::Denied(_))
+        ));
+        let checker = verifier(&signer);
+        for retain in [false, true] {
+            let envelope = outgoing.publish(TOPIC, retain, b"21.5".to_vec()).unwrap();
+            let message = mqtt_sec_sign::Message::envelope(TOPIC, &envelope).retained(retain);
+            let verified = checker.verify_message(&message).unwrap();
+            assert_eq!(verified.payload(), b"21.5");
+            assert_eq!(verified.is_retained(), retain);
+        }
+        // Without a policy, a topic that is no topic name is still refused
+        // before anything is signed.
+        let (open, _) = SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883))
+            .signer(Arc::clone(&signer))
+            .into_paths();
+        assert!(matches!(
+            open.publish("a/+", false, b"x".to_vec()),
+            Err(RequestError::Denied(_))
+        ));
+        assert!(open.publish("a/b", false, b"x".to_vec()).is_ok());
+    }
+
+    #[test]
+    fn mqtt5_publishes_carry_the_envelope_or_a_detached_signature() {
+        let signer = Arc::new(Signer::generate().unwrap());
+        let (mut outgoing, incoming) = paths(&signer);
+        outgoing.subscribe("devices/dev-1/#").unwrap();
+        let mut properties = PublishProperties::default();
+        let body = outgoing
+            .publish_v5(TOPIC, false, b"1".to_vec(), &mut properties)
+            .unwrap();
+        assert_ne!(body, b"1", "the envelope is the payload");
+        assert!(properties.user_properties.is_empty());
+        assert_eq!(
+            incoming
+                .receive_v5(&v5(TOPIC.as_bytes(), body, None))
+                .unwrap()
+                .payload(),
+            b"1"
+        );
+
+        outgoing.mode = mqtt_sec_sign::client::V5Mode::Detached;
+        let mut properties = PublishProperties::default();
+        let body = outgoing
+            .publish_v5(TOPIC, false, b"2".to_vec(), &mut properties)
+            .unwrap();
+        assert_eq!(body, b"2", "the payload stays as it is");
+        assert_eq!(properties.user_properties.len(), 1);
+        assert_eq!(properties.user_properties[0].0, DETACHED_PROPERTY);
+        let message = incoming
+            .receive_v5(&v5(TOPIC.as_bytes(), body, Some(properties)))
+            .unwrap();
+        assert_eq!(message.payload(), b"2");
+        assert_eq!(message.qos(), QoS::ExactlyOnce);
+        assert_eq!(message.signed_by(), Some(signer.kid()));
+        assert!(matches!(
+            outgoing.publish_v5(
+                "elsewhere",
+                false,
+                b"x".to_vec(),
+                &mut PublishProperties::default()
+            ),
+            Err(RequestError::Denied(_))
+        ));
+    }
+
+    #[test]
+    fn incoming_publishes_meet_the_subscriptions_the_policy_and_the_verifier() {
+        let signer = Arc::new(Signer::generate().unwrap());
+        let (outgoing, incoming) = paths(&signer);
+        let signed = |topic: &str, payload: &[u8]| signer.sign(topic, payload).unwrap();
+        let publish = |topic: &str, payload: Vec<u8>| {
+            let mut publish = Publish::new(topic, QoS::AtLeastOnce, payload);
+            publish.retain = false;
+            publish
+        };
+        let first = publish(TOPIC, signed(TOPIC, b"1"));
+        assert!(matches!(
+            unexpected(incoming.receive(&first)),
+            UnexpectedPublish::NotSubscribed { .. }
+        ));
+        assert!(matches!(
+            outgoing.subscribe("admin/#"),
+            Err(RequestError::Denied(_))
+        ));
+        outgoing.subscribe("devices/dev-1/#").unwrap();
+        let message = incoming.receive(&first).unwrap();
+        assert_eq!(
+            (
+                message.topic(),
+                message.payload(),
+                message.qos(),
+                message.retain()
+            ),
+            (TOPIC, &b"1"[..], QoS::AtLeastOnce, false)
+        );
+        assert_eq!(message.signed_by(), Some(signer.kid()));
+        // The same envelope again: the verifier's replay window.
+        match incoming.receive(&first) {
+            Err(Refused {
+                reason:
+                    Refusal::Verification(VerifyError::Duplicate { .. } | VerifyError::Replayed { .. }),
+                topic,
+            }) => assert_eq!(topic, TOPIC),
+            other => panic!("{other:?}"),
+        }
+        // Tampered.
+        let mut tampered = signed(TOPIC, b"2");
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(matches!(
+            incoming.receive(&publish(TOPIC, tampered)),
+            Err(Refused {
+                reason: Refusal::Verification(VerifyError::SignatureInvalid),
+                ..
+            })
+        ));
+        // Forgetting the subscription makes the topic unexpected again.
+        outgoing.forget("devices/dev-1/#");
+        assert!(matches!(
+            unexpected(incoming.receive(&publish(TOPIC, signed(TOPIC, b"3")))),
+            UnexpectedPublish::NotSubscribed { .. }
+        ));
+    }
+
+    #[test]
+    fn topics_from_the_wire_that_are_not_names_are_refused_and_quoted_bounded() {
+        let signer = Arc::new(Signer::generate().unwrap());
+        let (outgoing, incoming) = paths(&signer);
+        outgoing.subscribe("devices/dev-1/#").unwrap();
+        for (topic, error) in [
+            (&b"devices/dev-1/\xff"[..], TopicError::NotUtf8),
+            (b"", TopicError::Empty),
+        ] {
+            assert_eq!(
+                unexpected(incoming.receive_v5(&v5(topic, b"x".to_vec(), None))),
+                UnexpectedPublish::InvalidTopic(error)
+            );
+        }
+        let long = format!("devices/dev-1/{}", "é".repeat(200));
+        let refused = incoming
+            .receive(&Publish::new(
+                long.as_str(),
+                QoS::AtMostOnce,
+                "not an envelope",
+            ))
+            .unwrap_err();
+        assert!(refused.topic.len() <= MAX_QUOTED_TOPIC && refused.topic.len() > 250);
+        assert!(long.starts_with(&refused.topic));
+        let refused = incoming
+            .receive_v5(&v5(b"devices/dev-1/\xff", b"x".to_vec(), None))
+            .unwrap_err();
+        assert_eq!(refused.topic, "devices/dev-1/\u{fffd}");
+    }
+
+    #[test]
+    fn the_event_form_says_the_same() {
+        let signer = Arc::new(Signer::generate().unwrap());
+        let (outgoing, incoming) = paths(&signer);
+        outgoing.subscribe("devices/dev-1/#").unwrap();
+        let good = Publish::new(TOPIC, QoS::AtLeastOnce, signer.sign(TOPIC, b"1").unwrap());
+        assert!(matches!(
+            incoming.event::<()>(Delivery::V4(&good)),
+            SecureEvent::Message(_)
+        ));
+        let bad = Publish::new(TOPIC, QoS::AtLeastOnce, "x");
+        assert!(matches!(
+            incoming.event::<()>(Delivery::V4(&bad)),
+            SecureEvent::Refused(_)
+        ));
+    }
+}
