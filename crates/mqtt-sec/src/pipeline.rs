@@ -471,6 +471,14 @@ mod tests {
                 ..
             })
         ));
+        // A retained delivery of retained state says so, on both versions.
+        let state = outgoing.publish(TOPIC, true, b"on".to_vec()).unwrap();
+        let mut retained = publish(TOPIC, state.clone());
+        retained.retain = true;
+        assert!(incoming.receive(&retained).unwrap().retain());
+        let mut retained_v5 = v5(TOPIC.as_bytes(), state, None);
+        retained_v5.retain = true;
+        assert!(incoming.receive_v5(&retained_v5).unwrap().retain());
         // Forgetting the subscription makes the topic unexpected again.
         outgoing.forget("devices/dev-1/#");
         assert!(matches!(
