@@ -8,10 +8,13 @@
 //! `exp` and the next poll connects again with new ones, before the broker
 //! would drop the client for an expired token.
 //!
+//! [`RefreshingEventLoopV5`] does the same for rumqttc's MQTT 5 loop.
+//!
 //! Messages: rumqttc puts unacknowledged QoS 1/2 publishes back in its
 //! pending queue when a connection ends and sends them again when the broker
-//! resumes the session. Use `clean_session = false` (MQTT 3.1.1), or the
-//! broker starts a new session and rumqttc drops that queue.
+//! resumes the session. Use `clean_session = false` (MQTT 3.1.1; MQTT 5:
+//! `clean_start = false` and a session expiry interval), or the broker
+//! starts a new session and rumqttc drops that queue.
 //!
 //! ```no_run
 //! use std::time::Duration;

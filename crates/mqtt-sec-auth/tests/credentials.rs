@@ -50,11 +50,15 @@ fn drive<P: CredentialProvider + 'static>(
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
+            // Due only while connected, and exactly before the renewal.
+            let due = events.renewal_due();
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    assert!(!due, "a renewal was due before connecting");
                     let _ = tx.send("connected");
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    assert!(due, "renewed without renewal_due saying so");
                     let _ = tx.send("renewing");
                 }
                 Ok(_) => {}
@@ -80,6 +84,7 @@ fn drive_v5<P: CredentialProvider + 'static>(
             match events.poll().await {
                 Ok(Event5::Incoming(Incoming5::ConnAck(_))) => {
                     assert!(!events.renewing());
+                    assert!(events.credentials_expire_at().is_some());
                     let _ = tx.send("connected");
                 }
                 Ok(Event5::Outgoing(Outgoing::Disconnect)) => {
@@ -410,7 +415,14 @@ async fn mqtt5_credentials_are_renewed_before_they_expire() {
         }
     });
     for _ in 0..2 {
+        let connected_at = Instant::now();
         next_event(&mut rx, "renewing").await;
+        // Valid 7 s, renewed 5 s before: not before about 2 s.
+        assert!(
+            connected_at.elapsed() >= Duration::from_millis(1500),
+            "renewed {:?} after connecting",
+            connected_at.elapsed()
+        );
         let expires_at = *expiries.lock().unwrap().last().unwrap();
         assert!(SystemTime::now() < expires_at, "renewed before expiry");
         next_event(&mut rx, "connected").await;
@@ -419,4 +431,39 @@ async fn mqtt5_credentials_are_renewed_before_they_expire() {
     let got = receive(&mut watcher, 60).await;
     assert_eq!(got.len(), 60, "no message lost across renewals: {got:?}");
     assert!(expiries.lock().unwrap().len() >= 3);
+}
+
+/// Secrets never appear in Debug output: the password is redacted, and a
+/// closure provider prints its name only.
+#[test]
+fn debug_output_never_shows_the_password() {
+    let credentials = Credentials::new("device", SecretString::from("hunter2-secret"));
+    let shown = format!("{credentials:?}");
+    assert!(
+        shown.contains("device") && shown.contains("[redacted]"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let provider = FnCredentials(|| {
+        Box::pin(async {
+            Ok::<_, mqtt_sec_auth::CredentialError>(Credentials::new("d", SecretString::from("p")))
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+    });
+    assert_eq!(format!("{provider:?}"), "FnCredentials");
+    let (_, eventloop) = AsyncClient::new(MqttOptions::new("d", "127.0.0.1", 1), 1);
+    let events = RefreshingEventLoop::new(eventloop, StaticCredentials(credentials.clone()));
+    let shown = format!("{events:?}");
+    assert!(
+        shown.starts_with("RefreshingEventLoop") && shown.contains("margin"),
+        "{shown}"
+    );
+    let (client, eventloop) =
+        rumqttc::v5::AsyncClient::new(rumqttc::v5::MqttOptions::new("d", "127.0.0.1", 1), 1);
+    let events = RefreshingEventLoopV5::new(eventloop, client, StaticCredentials(credentials));
+    let shown = format!("{events:?}");
+    assert!(
+        shown.starts_with("RefreshingEventLoopV5") && shown.contains("connected"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
 }
