@@ -133,11 +133,20 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (renewals, accepted, connacks) = (
-        renewals.load(Ordering::SeqCst),
-        accepted.load(Ordering::SeqCst),
-        connacks.load(Ordering::SeqCst),
-    );
+    // Renewals go on: between a renewal's DISCONNECT and its CONNACK the
+    // counts are equal, so read them when no reconnection is under way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (renewals, connacks) = loop {
+        let (renewed, connected) = (
+            renewals.load(Ordering::SeqCst),
+            connacks.load(Ordering::SeqCst),
+        );
+        if connected > renewed || tokio::time::Instant::now() >= deadline {
+            break (renewed, connected);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let accepted = accepted.load(Ordering::SeqCst);
     let received = received.lock().map(|got| got.len()).unwrap_or(0);
     report.expect(
         format!("the connection was renewed before expiry ({renewals} times)"),
