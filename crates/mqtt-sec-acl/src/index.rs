@@ -149,6 +149,50 @@ impl Best {
     }
 }
 
+/// The walk's pending nodes: the first [`Pending::INLINE`] on the stack
+/// frame, more (a topic that matches many wildcard paths at once) on the
+/// heap. Most checks hold one or two at a time, so most allocate nothing.
+struct Pending<'t> {
+    inline: [(NodeId, Option<&'t str>); Pending::INLINE],
+    len: usize,
+    spilled: Vec<(NodeId, Option<&'t str>)>,
+}
+
+impl<'t> Pending<'t> {
+    const INLINE: usize = 8;
+
+    fn new(first: (NodeId, Option<&'t str>)) -> Self {
+        let mut inline = [(0, None); Self::INLINE];
+        inline[0] = first;
+        Self {
+            inline,
+            len: 1,
+            spilled: Vec::new(),
+        }
+    }
+
+    /// Pushes inline while there is room. The heap holds items only while
+    /// the inline part is full (pops drain the heap first), so the order
+    /// stays last in, first out.
+    fn push(&mut self, item: (NodeId, Option<&'t str>)) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len += 1;
+            }
+            None => self.spilled.push(item),
+        }
+    }
+
+    fn pop(&mut self) -> Option<(NodeId, Option<&'t str>)> {
+        if let Some(item) = self.spilled.pop() {
+            return Some(item);
+        }
+        self.len = self.len.checked_sub(1)?;
+        self.inline.get(self.len).copied()
+    }
+}
+
 /// One check's inputs, resolved once.
 struct Query<'a> {
     principal: &'a Principal,
@@ -354,7 +398,7 @@ impl PolicyIndex {
     /// instead of recursing, so a topic of tens of thousands of levels
     /// (which `Limits` may allow) cannot overflow the thread's stack.
     fn walk(&self, topic: &str, query: &Query<'_>, best: &mut Best) {
-        let mut pending: Vec<(NodeId, Option<&str>)> = vec![(0, Some(topic))];
+        let mut pending = Pending::new((0, Some(topic)));
         while let Some((node_id, rest)) = pending.pop() {
             let node = &self.nodes[node_id as usize];
             let at_root = node_id == 0;

@@ -38,6 +38,27 @@ impl Principal {
         self
     }
 
+    /// Makes this the principal of another client, without groups, reusing
+    /// its buffers: a broker that checks every message of every client
+    /// keeps one and allocates nothing per check.
+    ///
+    /// ```
+    /// use mqtt_sec_acl::Principal;
+    /// let mut scratch = Principal::new("dev-1").with_group("devices");
+    /// scratch.reset("dev-2", Some("bob"));
+    /// assert_eq!(scratch, Principal::new("dev-2").with_username("bob"));
+    /// scratch.reset("dev-3", None);
+    /// assert!(scratch.is_anonymous());
+    /// ```
+    pub fn reset(&mut self, client_id: &str, username: Option<&str>) {
+        client_id.clone_into(&mut self.client_id);
+        match (username, &mut self.username) {
+            (Some(new), Some(old)) => new.clone_into(old),
+            (new, old) => *old = new.map(str::to_owned),
+        }
+        self.groups.clear();
+    }
+
     /// The client id.
     pub fn client_id(&self) -> &str {
         &self.client_id

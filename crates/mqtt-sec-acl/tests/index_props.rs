@@ -302,6 +302,45 @@ fn index_walk_depth_does_not_depend_on_the_stack() {
     assert_eq!(allowed, (true, false));
 }
 
+/// The walk keeps its first pending nodes inline and spills the rest to
+/// the heap. Filters mixing `+` and literals at each of 12 levels make it
+/// hold more than fit inline; whichever of them is the deny rule, the walk
+/// must still reach it.
+#[test]
+fn walks_that_spill_past_the_inline_stack_miss_no_rule() {
+    let levels = 12;
+    let filter = |pluses: usize| {
+        let mut parts = vec!["+"; pluses];
+        parts.extend(vec!["a"; levels - pluses]);
+        parts.join("/")
+    };
+    let topic = vec!["a"; levels].join("/");
+    let who = Principal::new("c1");
+    for deny in 0..=levels {
+        let rule = |effect, pluses| {
+            Rule::new(
+                effect,
+                Subject::Any,
+                Actions::PUBLISH,
+                Scope::Filter(FilterPattern::parse(&filter(pluses)).unwrap()),
+            )
+        };
+        let mut rules = vec![rule(Effect::Deny, deny)];
+        rules.extend(
+            (0..=levels)
+                .filter(|&p| p != deny)
+                .map(|p| rule(Effect::Allow, p)),
+        );
+        let policy = Policy::new(rules).unwrap();
+        let expected = policy.check(&who, Action::Publish, &topic);
+        assert_eq!(expected.rule_index(), Some(0), "the linear check");
+        let index = PolicyIndex::compile(policy.clone());
+        let decision = index.check(&who, Action::Publish, &topic);
+        assert_eq!(decision.rule_index(), Some(0), "deny rule {}", filter(deny));
+        assert!(!decision.is_allowed());
+    }
+}
+
 /// The review: a rule naming `$share/...` could never match (the share group
 /// was dropped before rules were checked), so a deny on `$share/#` silently
 /// did nothing. Rules about shared subscriptions now see the whole

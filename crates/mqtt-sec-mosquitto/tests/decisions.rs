@@ -834,3 +834,29 @@ fn a_token_in_the_user_name_never_reaches_the_log_through_the_password_file() {
     assert!(!log.contains(signature), "{log}");
     assert!(!log.contains(&token[..20]), "{log}");
 }
+
+/// Checks reuse one principal per thread: nothing of one client's identity
+/// may carry over into the next check, whether the next client has another
+/// user name or none.
+#[test]
+fn consecutive_checks_never_inherit_the_previous_clients_identity() {
+    let setup = setup();
+    let alice = client(1, "phone", Some("alice"));
+    let anonymous = client(2, "phone", None);
+    let bob = client(3, "phone", Some("bob"));
+    for _ in 0..3 {
+        let allowed = |who: Client<'static>| {
+            setup
+                .plugin
+                .authorize(&check(who, access::WRITE, "alice/notes"))
+                == AclVerdict::Allow
+        };
+        assert!(allowed(alice));
+        assert!(!allowed(anonymous), "the anonymous client after alice");
+        assert!(allowed(alice));
+        assert!(!allowed(bob), "bob after alice");
+    }
+    let lines = setup.lines.all();
+    assert!(lines.contains("for client phone (user -)"), "{lines}");
+    assert!(lines.contains("for client phone (user bob)"), "{lines}");
+}
