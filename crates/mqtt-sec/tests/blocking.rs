@@ -148,4 +148,134 @@ fn blocking_clients_of_both_versions() {
         connection.recv_timeout(Duration::from_millis(1)).is_none(),
         "nothing within 1 ms"
     );
+    // The next call reconnects, and is refused again, within the timeout.
+    let again = connection.recv_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(&again, Some(Err(e)) if e.to_string().contains("refused the login")),
+        "{again:?}"
+    );
+    assert!(format!("{connection:?}").starts_with("SecureConnection"));
+}
+
+/// Every request of both blocking clients reaches the broker: each client
+/// subscribes (SUBACK), publishes to itself (the signed message comes back
+/// verified), unsubscribes (UNSUBACK) and disconnects (the DISCONNECT goes
+/// out). A request that returned `Ok` without being queued fails here.
+#[test]
+fn every_request_of_the_blocking_clients_reaches_the_broker() {
+    use mqtt_sec::rumqttc::v5::Event as Event5;
+    use mqtt_sec::rumqttc::v5::mqttbytes::QoS as QoS5;
+    use mqtt_sec::rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+    use mqtt_sec::rumqttc::{Event, Outgoing, Packet};
+
+    let acl = "user collector\ntopic readwrite loop/v4/#\nuser dev-1\ntopic readwrite loop/v5/#\n";
+    let Some(mut setup) = setup(Some(acl)) else {
+        return;
+    };
+    let (signer, verifier) = signer_and_verifier();
+    let signed_message = |expected: &'static str| {
+        let kid = signer.kid().clone();
+        move |message: &mqtt_sec::Message| {
+            message.payload() == expected.as_bytes() && message.signed_by() == Some(&kid)
+        }
+    };
+
+    let mut options = setup.options("collector");
+    options.set_credentials("collector", "collector-pw");
+    let (v4, connection) = SecureClient::builder(options)
+        .tls(&setup.tls("collector"))
+        .signer(std::sync::Arc::clone(&signer))
+        .verifier(std::sync::Arc::clone(&verifier))
+        .build_blocking(16)
+        .unwrap();
+    let events = spawn(connection);
+    next(&events, is_connected, "the 3.1.1 client's CONNACK");
+    v4.subscribe("loop/v4/#", QoS::AtLeastOnce).unwrap();
+    next(
+        &events,
+        |e| matches!(e, SecureEvent::Protocol(Event::Incoming(Packet::SubAck(_)))),
+        "the 3.1.1 SUBACK",
+    );
+    v4.publish("loop/v4/a", QoS::AtLeastOnce, false, "four")
+        .unwrap();
+    let is_four = signed_message("four");
+    next(
+        &events,
+        |e| matches!(e, SecureEvent::Message(m) if is_four(m)),
+        "the 3.1.1 client's own signed message",
+    );
+    v4.unsubscribe("loop/v4/#").unwrap();
+    next(
+        &events,
+        |e| {
+            matches!(
+                e,
+                SecureEvent::Protocol(Event::Incoming(Packet::UnsubAck(_)))
+            )
+        },
+        "the 3.1.1 UNSUBACK",
+    );
+    v4.disconnect().unwrap();
+    next(
+        &events,
+        |e| {
+            matches!(
+                e,
+                SecureEvent::Protocol(Event::Outgoing(Outgoing::Disconnect))
+            )
+        },
+        "the 3.1.1 DISCONNECT",
+    );
+
+    let mut options = setup.options_v5("dev-1");
+    options.set_credentials("dev-1", "device-pw");
+    let (v5, connection) = mqtt_sec::v5::SecureClient::builder(options)
+        .tls(&setup.tls("dev-1"))
+        .signer(std::sync::Arc::clone(&signer))
+        .verifier(std::sync::Arc::clone(&verifier))
+        .build_blocking(16)
+        .unwrap();
+    let events = spawn(connection);
+    next(&events, is_connected, "the MQTT 5 client's CONNACK");
+    v5.subscribe("loop/v5/#", QoS5::AtLeastOnce).unwrap();
+    next(
+        &events,
+        |e| {
+            matches!(
+                e,
+                SecureEvent::Protocol(Event5::Incoming(Packet5::SubAck(_)))
+            )
+        },
+        "the MQTT 5 SUBACK",
+    );
+    v5.publish("loop/v5/a", QoS5::AtLeastOnce, false, "five")
+        .unwrap();
+    let is_five = signed_message("five");
+    next(
+        &events,
+        |e| matches!(e, SecureEvent::Message(m) if is_five(m)),
+        "the MQTT 5 client's own signed message",
+    );
+    v5.unsubscribe("loop/v5/#").unwrap();
+    next(
+        &events,
+        |e| {
+            matches!(
+                e,
+                SecureEvent::Protocol(Event5::Incoming(Packet5::UnsubAck(_)))
+            )
+        },
+        "the MQTT 5 UNSUBACK",
+    );
+    v5.disconnect().unwrap();
+    next(
+        &events,
+        |e| {
+            matches!(
+                e,
+                SecureEvent::Protocol(Event5::Outgoing(Outgoing::Disconnect))
+            )
+        },
+        "the MQTT 5 DISCONNECT",
+    );
 }
