@@ -358,13 +358,18 @@ impl PolicyIndex {
             }
             Err(reason) => return Decision::deny(reason),
         };
+        // Interned ids are read only by keyed buckets: without any, skip
+        // the two lookups (a saving only; the decision is the same).
+        let name = |name: &str| {
+            (!self.keyed.is_empty())
+                .then(|| self.names.get(name).copied())
+                .flatten()
+        };
         let query = Query {
             principal,
             action,
-            username: principal
-                .username()
-                .and_then(|u| self.names.get(u).copied()),
-            client_id: self.names.get(principal.client_id()).copied(),
+            username: principal.username().and_then(name),
+            client_id: name(principal.client_id()),
             dollar: topic.starts_with('$'),
         };
         let mut best = Best::default();

@@ -372,8 +372,11 @@ impl Policy {
         }
         let target = match action {
             Action::Publish | Action::Receive => {
-                topic::validate_name(topic).map_err(Reason::InvalidTopic)?;
-                Target::Name(topic)
+                let separators = topic::name_separators(topic).map_err(Reason::InvalidTopic)?;
+                if separators >= self.limits.max_topic_depth {
+                    return Err(Reason::OverLimit);
+                }
+                return Ok(Target::Name(topic));
             }
             Action::Subscribe => match topic::parse_shared(topic).map_err(Reason::InvalidTopic)? {
                 Some((_, filter)) => Target::Shared {
@@ -387,7 +390,9 @@ impl Policy {
             },
         };
         let text = match target {
-            Target::Name(t) | Target::Filter(t) | Target::Shared { full: t, .. } => t,
+            Target::Filter(t) | Target::Shared { full: t, .. } => t,
+            // Returned above, with its separators counted in the same pass.
+            Target::Name(t) => t,
         };
         if text.bytes().filter(|b| *b == b'/').count() >= self.limits.max_topic_depth {
             return Err(Reason::OverLimit);

@@ -82,7 +82,7 @@ impl Principal {
     /// Whether the user name or client id contains `+` or `#`, which
     /// mosquitto treats as an attempt to subvert pattern rules.
     pub fn has_wildcard_identity(&self) -> bool {
-        let wild = |s: &str| s.contains(['+', '#']);
+        let wild = |s: &str| s.bytes().any(|b| b == b'+' || b == b'#');
         wild(&self.client_id) || self.username.as_deref().is_some_and(wild)
     }
 }

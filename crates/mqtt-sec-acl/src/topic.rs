@@ -56,24 +56,50 @@ pub enum TopicError {
 }
 
 fn check_common(s: &str) -> Result<(), TopicError> {
-    if s.is_empty() {
-        return Err(TopicError::Empty);
-    }
-    if s.len() > MAX_TOPIC_LEN {
-        return Err(TopicError::TooLong { len: s.len() });
-    }
+    check_length(s)?;
     if s.as_bytes().contains(&0) {
         return Err(TopicError::Nul);
     }
     Ok(())
 }
 
+fn check_length(s: &str) -> Result<(), TopicError> {
+    if s.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if s.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong { len: s.len() });
+    }
+    Ok(())
+}
+
 /// Checks a topic name without allocating.
 pub(crate) fn validate_name(s: &str) -> Result<(), TopicError> {
-    check_common(s)?;
-    match s.bytes().position(|b| b == b'+' || b == b'#') {
+    name_separators(s).map(|_| ())
+}
+
+/// Checks a topic name and counts its `/` separators, in one pass over the
+/// bytes (this runs on every PUBLISH and delivery a broker checks). The
+/// errors are [`check_common`]'s, then a wildcard's.
+pub(crate) fn name_separators(s: &str) -> Result<usize, TopicError> {
+    check_length(s)?;
+    let (mut separators, mut nul, mut wildcard) = (0, false, None);
+    for (index, byte) in s.bytes().enumerate() {
+        match byte {
+            b'/' => separators += 1,
+            0 => nul = true,
+            b'+' | b'#' => {
+                wildcard.get_or_insert(index);
+            }
+            _ => {}
+        }
+    }
+    if nul {
+        return Err(TopicError::Nul);
+    }
+    match wildcard {
         Some(index) => Err(TopicError::WildcardInName { index }),
-        None => Ok(()),
+        None => Ok(separators),
     }
 }
 
@@ -521,6 +547,28 @@ mod tests {
             })
         );
         assert!(TopicName::new("a".repeat(MAX_TOPIC_LEN)).is_ok());
+    }
+
+    proptest::proptest! {
+        /// The one-pass check of a name decides as the separate checks it
+        /// replaced (length, then NUL, then the first wildcard) and counts
+        /// every separator.
+        #[test]
+        fn one_pass_name_check_matches_the_separate_checks(s in "[a/+#\\x00]{0,12}") {
+            let separate = check_common(&s).and_then(|()| {
+                match s.bytes().position(|b| b == b'+' || b == b'#') {
+                    Some(index) => Err(TopicError::WildcardInName { index }),
+                    None => Ok(s.matches('/').count()),
+                }
+            });
+            proptest::prop_assert_eq!(name_separators(&s), separate);
+        }
+    }
+
+    #[test]
+    fn a_nul_is_reported_before_a_wildcard_that_comes_first() {
+        assert_eq!(name_separators("+/\0"), Err(TopicError::Nul));
+        assert_eq!(name_separators("a/b/c"), Ok(2));
     }
 
     #[test]
