@@ -1,11 +1,14 @@
 //! The secure client for MQTT 3.1.1 on tokio: [`SecureClient`] sends,
 //! [`SecureEventLoop`] receives, both built by [`SecureClient::builder`].
 
+use std::sync::Arc;
+
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
 use crate::builder::SecureClientBuilder;
 use crate::error::{ConnectionFailure, RequestError, SecureError};
 use crate::event::{BrokerRefusal, Request, SecureEvent};
+use crate::ledger::SubscribeLedger;
 use crate::pipeline::{Delivery, Incoming, Outgoing};
 
 /// An MQTT 3.1.1 client in which every publish is checked by the guard,
@@ -49,6 +52,7 @@ use crate::pipeline::{Delivery, Incoming, Outgoing};
 pub struct SecureClient {
     client: AsyncClient,
     outgoing: Outgoing,
+    ledger: Arc<SubscribeLedger>,
 }
 
 impl SecureClient {
@@ -82,7 +86,8 @@ impl SecureClient {
     /// As [`SecureClient::publish`].
     pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), RequestError> {
         self.outgoing.subscribe(filter)?;
-        if let Err(error) = self.client.subscribe(filter, qos).await {
+        let queue = self.client.subscribe(filter, qos);
+        if let Err(error) = self.ledger.queue(filter, queue).await {
             self.outgoing.forget(filter);
             return Err(error.into());
         }
@@ -158,14 +163,17 @@ impl SecureClientBuilder<MqttOptions> {
         };
         #[cfg(not(feature = "auth"))]
         let driver = Driver::Plain(eventloop);
+        let ledger = Arc::<SubscribeLedger>::default();
         (
             SecureClient {
                 client,
                 outgoing: self.outgoing,
+                ledger: Arc::clone(&ledger),
             },
             SecureEventLoop {
                 driver,
                 incoming: self.incoming,
+                ledger,
                 server,
             },
         )
@@ -183,6 +191,7 @@ enum Driver {
 /// error the next poll reconnects.
 pub struct SecureEventLoop {
     driver: Driver,
+    ledger: Arc<SubscribeLedger>,
     incoming: Incoming,
     server: String,
 }
@@ -221,21 +230,34 @@ impl SecureEventLoop {
                 }
             }
         };
-        Ok(match event {
+        Ok(self.map(event, renewing))
+    }
+
+    /// What the application sees of one rumqttc event.
+    fn map(&self, event: Event, renewing: bool) -> SecureEvent {
+        match event {
             Event::Incoming(Packet::Publish(publish)) => {
                 self.incoming.event(Delivery::V4(&publish))
             }
-            Event::Incoming(Packet::SubAck(ack))
-                if ack
+            Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid)) => {
+                self.ledger.sent(pkid);
+                SecureEvent::Protocol(event)
+            }
+            Event::Incoming(Packet::SubAck(ack)) => {
+                let refused = ack
                     .return_codes
-                    .contains(&rumqttc::SubscribeReasonCode::Failure) =>
-            {
-                SecureEvent::BrokerRefused(BrokerRefusal {
-                    request: Request::Subscribe,
-                    pkid: ack.pkid,
-                    reason: "Failure".to_owned(),
-                    reason_string: None,
-                })
+                    .contains(&rumqttc::SubscribeReasonCode::Failure)
+                    .then(|| BrokerRefusal {
+                        request: Request::Subscribe,
+                        pkid: ack.pkid,
+                        filter: None,
+                        reason: "Failure".to_owned(),
+                        reason_string: None,
+                    });
+                match self.ledger.answer(ack.pkid, refused, &self.incoming) {
+                    Some(refusal) => SecureEvent::BrokerRefused(refusal),
+                    None => SecureEvent::Protocol(Event::Incoming(Packet::SubAck(ack))),
+                }
             }
             Event::Incoming(Packet::ConnAck(ack))
                 if ack.code == rumqttc::ConnectReturnCode::Success =>
@@ -246,6 +268,65 @@ impl SecureEventLoop {
             }
             Event::Outgoing(rumqttc::Outgoing::Disconnect) if renewing => SecureEvent::Renewing,
             other => SecureEvent::Protocol(other),
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Refusal;
+    use mqtt_sec_acl::guard::UnexpectedPublish;
+    use rumqttc::{Publish, SubAck, SubscribeReasonCode};
+
+    fn not_subscribed(event: &SecureEvent) -> bool {
+        matches!(
+            event,
+            SecureEvent::Refused(refused)
+                if matches!(refused.reason, Refusal::Unexpected(UnexpectedPublish::NotSubscribed { .. }))
+        )
+    }
+
+    /// The guard records a filter when it is queued; the broker's refusal
+    /// in the SUBACK takes it back, and the refusal names it.
+    #[tokio::test]
+    async fn a_subscription_the_broker_refuses_is_forgotten() {
+        let (client, events) =
+            SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883)).build(8);
+        client.subscribe("refused/#", QoS::AtLeastOnce).await.unwrap();
+        client.subscribe("granted/#", QoS::AtLeastOnce).await.unwrap();
+        for pkid in [4, 5] {
+            events.map(Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid)), false);
+        }
+        let deliver = |topic: &str| {
+            let publish = Publish::new(topic, QoS::AtLeastOnce, b"x".to_vec());
+            events.map(Event::Incoming(Packet::Publish(publish)), false)
+        };
+        // Recorded before the SUBACK: a retained message may come first.
+        assert!(matches!(deliver("refused/a"), SecureEvent::Message(_)));
+        let suback = |pkid, code| {
+            let ack = SubAck::new(pkid, vec![code]);
+            events.map(Event::Incoming(Packet::SubAck(ack)), false)
+        };
+        match suback(4, SubscribeReasonCode::Failure) {
+            SecureEvent::BrokerRefused(refusal) => {
+                assert_eq!(refusal.filter.as_deref(), Some("refused/#"));
+                assert_eq!(
+                    refusal.to_string(),
+                    "the broker refused subscription 4 to \"refused/#\": Failure"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(not_subscribed(&deliver("refused/a")));
+        let granted = suback(5, SubscribeReasonCode::Success(QoS::AtLeastOnce));
+        assert!(matches!(granted, SecureEvent::Protocol(_)), "{granted:?}");
+        assert!(matches!(deliver("granted/a"), SecureEvent::Message(_)));
+        // A refusal for a SUBSCRIBE the client never sent forgets nothing.
+        match suback(9, SubscribeReasonCode::Failure) {
+            SecureEvent::BrokerRefused(refusal) => assert_eq!(refusal.filter, None),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(deliver("granted/a"), SecureEvent::Message(_)));
     }
 }

@@ -25,7 +25,8 @@ pub enum SecureEvent<P = rumqttc::Event> {
     Renewing,
     /// The broker refused a request it had accepted to read: a publish
     /// (MQTT 5 PUBACK or PUBREC with an error reason code), a subscription
-    /// (a failed SUBACK code) or an unsubscription.
+    /// (a failed SUBACK code; the guard forgets the filter) or an
+    /// unsubscription.
     BrokerRefused(BrokerRefusal),
     /// Any other protocol event. Never an incoming PUBLISH: those are
     /// [`Message`](SecureEvent::Message) or [`Refused`](SecureEvent::Refused).
@@ -58,14 +59,20 @@ impl std::fmt::Display for Request {
 /// reason string the broker sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the broker refused {request} {pkid}: {reason}{}",
+    "the broker refused {request} {pkid}{}: {reason}{}",
+    filter.as_deref().map(|f| format!(" to {:?}", mqtt_sec_core::text::bounded(f, 256))).unwrap_or_default(),
     reason_string.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
 )]
+#[non_exhaustive]
 pub struct BrokerRefusal {
     /// What was refused.
     pub request: Request,
     /// Its packet id.
     pub pkid: u16,
+    /// The filter of a refused subscription (the secure clients send one
+    /// per SUBSCRIBE); the guard has forgotten it, so what arrives on it is
+    /// refused as unexpected.
+    pub filter: Option<String>,
     /// The reason code, as rumqttc names it (`NotAuthorized`, `Failure`).
     pub reason: String,
     /// The broker's reason string (MQTT 5 only, when it sends one).

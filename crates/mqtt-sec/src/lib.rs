@@ -13,6 +13,7 @@ mod event;
 pub mod explain;
 #[cfg(feature = "acl")]
 mod guard;
+mod ledger;
 pub mod pipeline;
 pub mod v5;
 

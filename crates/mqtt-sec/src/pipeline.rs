@@ -122,10 +122,15 @@ impl Outgoing {
     /// could not be queued).
     pub fn forget(&self, filter: &str) {
         #[cfg(feature = "acl")]
-        if let Some(guard) = &self.guard {
-            guard.forget_subscription(filter);
-        }
+        forget(self.guard.as_ref(), filter);
         let _ = filter;
+    }
+}
+
+#[cfg(feature = "acl")]
+fn forget(guard: Option<&mqtt_sec_acl::guard::ClientGuard>, filter: &str) {
+    if let Some(guard) = guard {
+        guard.forget_subscription(filter);
     }
 }
 
@@ -194,6 +199,14 @@ impl Delivery<'_> {
 }
 
 impl Incoming {
+    /// Forgets a subscription the broker refused: what arrives on it is
+    /// unexpected again.
+    pub(crate) fn forget(&self, filter: &str) {
+        #[cfg(feature = "acl")]
+        forget(self.guard.as_ref(), filter);
+        let _ = filter;
+    }
+
     /// An MQTT 3.1.1 PUBLISH that passed every configured check.
     ///
     /// # Errors

@@ -5,15 +5,18 @@
 //!
 //! [`explain::connection_error_v5`]: crate::explain::connection_error_v5
 
+use std::sync::Arc;
+
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
-    PubAckReason, PubRecReason, PublishProperties, SubscribeReasonCode, UnsubAckReason,
+    PubAckReason, PubRecReason, PublishProperties, SubAck, SubscribeReasonCode, UnsubAckReason,
 };
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
 
 use crate::builder::SecureClientBuilder;
 use crate::error::{ConnectionFailure, RequestError, SecureError};
 use crate::event::{BrokerRefusal, Request};
+use crate::ledger::SubscribeLedger;
 use crate::pipeline::{Delivery, Outgoing};
 
 /// What the MQTT 5 event loop hands out.
@@ -42,6 +45,7 @@ pub type SecureEvent = crate::SecureEvent<Event>;
 pub struct SecureClient {
     client: AsyncClient,
     outgoing: Outgoing,
+    ledger: Arc<SubscribeLedger>,
 }
 
 impl SecureClient {
@@ -96,7 +100,8 @@ impl SecureClient {
     /// As [`SecureClient::publish`].
     pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), RequestError> {
         self.outgoing.subscribe(filter)?;
-        if let Err(error) = self.client.subscribe(filter, qos).await {
+        let queue = self.client.subscribe(filter, qos);
+        if let Err(error) = self.ledger.queue(filter, queue).await {
             self.outgoing.forget(filter);
             return Err(error.into());
         }
@@ -184,14 +189,17 @@ impl SecureClientBuilder<MqttOptions> {
         };
         #[cfg(not(feature = "auth"))]
         let driver = Driver::Plain(eventloop);
+        let ledger = Arc::<SubscribeLedger>::default();
         (
             SecureClient {
                 client,
                 outgoing: self.outgoing,
+                ledger: Arc::clone(&ledger),
             },
             SecureEventLoop {
                 driver,
                 incoming: self.incoming,
+                ledger,
                 server,
             },
         )
@@ -210,6 +218,7 @@ enum Driver {
 /// [`crate::SecureEventLoop`].
 pub struct SecureEventLoop {
     driver: Driver,
+    ledger: Arc<SubscribeLedger>,
     incoming: crate::pipeline::Incoming,
     server: String,
 }
@@ -246,9 +255,25 @@ impl SecureEventLoop {
                 Err(other) => return Err(SecureError::Credentials(Box::new(other))),
             },
         };
-        Ok(match event {
+        Ok(self.map(event, renewing))
+    }
+
+    /// What the application sees of one rumqttc event.
+    fn map(&self, event: Event, renewing: bool) -> SecureEvent {
+        match event {
             Event::Incoming(Incoming::Publish(publish)) => {
                 self.incoming.event(Delivery::V5(&publish))
+            }
+            Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid)) => {
+                self.ledger.sent(pkid);
+                SecureEvent::Protocol(event)
+            }
+            Event::Incoming(Incoming::SubAck(ack)) => {
+                let refused = subscribe_refusal(&ack);
+                match self.ledger.answer(ack.pkid, refused, &self.incoming) {
+                    Some(refusal) => SecureEvent::BrokerRefused(refusal),
+                    None => SecureEvent::Protocol(Event::Incoming(Incoming::SubAck(ack))),
+                }
             }
             Event::Incoming(Incoming::ConnAck(ack)) => SecureEvent::Connected {
                 session_present: ack.session_present,
@@ -259,20 +284,45 @@ impl SecureEventLoop {
                 None => SecureEvent::Protocol(Event::Incoming(packet)),
             },
             other => SecureEvent::Protocol(other),
-        })
+        }
     }
+}
+
+fn refused(
+    request: Request,
+    pkid: u16,
+    reason: String,
+    reason_string: Option<&String>,
+) -> Option<BrokerRefusal> {
+    Some(BrokerRefusal {
+        request,
+        pkid,
+        filter: None,
+        reason,
+        reason_string: reason_string.map(|r| mqtt_sec_core::text::bounded(r, 256).to_owned()),
+    })
+}
+
+/// The broker's refusal in a SUBACK, if one of its codes is a failure.
+fn subscribe_refusal(ack: &SubAck) -> Option<BrokerRefusal> {
+    let failed = ack
+        .return_codes
+        .iter()
+        .find(|code| !matches!(code, SubscribeReasonCode::Success(_)))?;
+    let reason_string = ack
+        .properties
+        .as_ref()
+        .and_then(|p| p.reason_string.as_ref());
+    refused(
+        Request::Subscribe,
+        ack.pkid,
+        format!("{failed:?}"),
+        reason_string,
+    )
 }
 
 /// The broker's refusal in an acknowledgement, if it is one.
 fn refusal(packet: &Incoming) -> Option<BrokerRefusal> {
-    let refused = |request, pkid, reason: String, reason_string: Option<&String>| {
-        Some(BrokerRefusal {
-            request,
-            pkid,
-            reason,
-            reason_string: reason_string.map(|r| mqtt_sec_core::text::bounded(r, 256).to_owned()),
-        })
-    };
     match packet {
         Incoming::PubAck(ack)
             if !matches!(
@@ -308,22 +358,7 @@ fn refusal(packet: &Incoming) -> Option<BrokerRefusal> {
                 reason_string,
             )
         }
-        Incoming::SubAck(ack) => {
-            let failed = ack
-                .return_codes
-                .iter()
-                .find(|code| !matches!(code, SubscribeReasonCode::Success(_)))?;
-            let reason_string = ack
-                .properties
-                .as_ref()
-                .and_then(|p| p.reason_string.as_ref());
-            refused(
-                Request::Subscribe,
-                ack.pkid,
-                format!("{failed:?}"),
-                reason_string,
-            )
-        }
+        Incoming::SubAck(ack) => subscribe_refusal(ack),
         Incoming::UnsubAck(ack) => {
             let failed = ack.reasons.iter().find(|reason| {
                 !matches!(
@@ -349,7 +384,7 @@ fn refusal(packet: &Incoming) -> Option<BrokerRefusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::v5::mqttbytes::v5::{PubAck, PubAckProperties, SubAck, UnsubAck};
+    use rumqttc::v5::mqttbytes::v5::{PubAck, PubAckProperties, UnsubAck};
 
     #[test]
     fn failed_acknowledgements_are_refusals_with_the_reason_string() {
@@ -391,5 +426,48 @@ mod tests {
             properties: None,
         });
         assert_eq!(refusal(&unsuback), None);
+    }
+}
+
+#[cfg(test)]
+mod mapping_tests {
+    use super::*;
+    use crate::event::Refusal;
+    use mqtt_sec_acl::guard::UnexpectedPublish;
+    use rumqttc::v5::mqttbytes::v5::{Publish, SubAckProperties};
+
+    /// As for MQTT 3.1.1: a SUBACK reason code of failure takes the filter
+    /// back from the guard; the refusal names it, with the reason string.
+    #[tokio::test]
+    async fn a_subscription_the_broker_refuses_is_forgotten() {
+        let (client, events) =
+            SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883)).build(8);
+        client.subscribe("refused/#", QoS::AtLeastOnce).await.unwrap();
+        events.map(Event::Outgoing(rumqttc::Outgoing::Subscribe(1)), false);
+        let ack = SubAck {
+            pkid: 1,
+            return_codes: vec![SubscribeReasonCode::NotAuthorized],
+            properties: Some(SubAckProperties {
+                reason_string: Some("acl".into()),
+                user_properties: Vec::new(),
+            }),
+        };
+        match events.map(Event::Incoming(Incoming::SubAck(ack)), false) {
+            SecureEvent::BrokerRefused(refusal) => assert_eq!(
+                refusal.to_string(),
+                "the broker refused subscription 1 to \"refused/#\": NotAuthorized (acl)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let publish = Publish::new("refused/a", QoS::AtLeastOnce, b"x".to_vec(), None);
+        let delivered = events.map(Event::Incoming(Incoming::Publish(publish)), false);
+        assert!(
+            matches!(
+                &delivered,
+                SecureEvent::Refused(refused)
+                    if matches!(refused.reason, Refusal::Unexpected(UnexpectedPublish::NotSubscribed { .. }))
+            ),
+            "{delivered:?}"
+        );
     }
 }
