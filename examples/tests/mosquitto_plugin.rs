@@ -1,15 +1,18 @@
-//! The mosquitto_plugin example runs to "all expectations held" against the
-//! system's mosquitto (exit 2, a skip outside CI, when it is missing).
+//! The examples that start the system's mosquitto (`mosquitto_plugin`,
+//! `secure_client_v5`) run to "all expectations held" (exit 2, a skip
+//! outside CI, when it is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;
 
-#[test]
-fn the_plugin_example_holds() {
+/// Runs an example built next to this test; `None` (a skip outside CI)
+/// when it exits 2 for want of mosquitto, else its output once every
+/// expectation held.
+fn run_to_completion(name: &str) -> Option<String> {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(Path::parent).unwrap();
-    let example = profile.join("examples").join("mosquitto_plugin");
+    let example = profile.join("examples").join(name);
     let output = Command::new(&example).output().unwrap();
     let text = format!(
         "{}{}",
@@ -18,12 +21,20 @@ fn the_plugin_example_holds() {
     );
     if output.status.code() == Some(2) && !mqtt_sec_testkit::in_ci() {
         eprintln!("skipped: {text}");
-        return;
+        return None;
     }
     assert!(
         output.status.success() && text.contains("all expectations held"),
-        "{text}"
+        "{name}: {text}"
     );
+    Some(text)
+}
+
+#[test]
+fn the_plugin_example_holds() {
+    let Some(text) = run_to_completion("mosquitto_plugin") else {
+        return;
+    };
     for refusal in [
         "token expired",
         "wrong audience",
@@ -34,5 +45,20 @@ fn the_plugin_example_holds() {
             text.contains(refusal),
             "the broker's log shows {refusal:?}:\n{text}"
         );
+    }
+}
+
+#[test]
+fn the_mqtt5_secure_client_example_holds() {
+    let Some(text) = run_to_completion("secure_client_v5") else {
+        return;
+    };
+    for shown in [
+        "the broker refused publish",
+        "NotAuthorized",
+        "the broker refused subscription",
+        "\"sensors/#\"",
+    ] {
+        assert!(text.contains(shown), "{shown:?} in:\n{text}");
     }
 }
