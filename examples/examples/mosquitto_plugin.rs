@@ -20,7 +20,7 @@ use mqtt_sec_auth::jwt::{ClaimsTemplate, KeySet, SigningKey, TokenMinter};
 use mqtt_sec_auth::password::{HashParams, PasswordFile};
 use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_examples::Report;
-use mqtt_sec_examples::lab::{Error, connected, run_example};
+use mqtt_sec_examples::lab::{Error, connected, run_example, without_mosquitto};
 use mqtt_sec_testkit::{CertSpec, IssuedCert, Mosquitto, TestPki, TlsListener};
 use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::{ClientTls, Identity, TrustRoots};
@@ -54,13 +54,9 @@ fn plugin_library() -> Result<PathBuf, Error> {
 
 fn main() -> ExitCode {
     // Without mosquitto there is nothing to show: say how to get it.
-    let probe = Mosquitto::builder().plain_listener().start();
-    if let Err(missing @ mqtt_sec_testkit::Error::ToolMissing { .. }) = probe {
-        eprintln!("mosquitto_plugin: {missing}");
-        eprintln!("install mosquitto 2.0, for example: sudo apt install mosquitto");
-        return ExitCode::from(2);
+    if let Some(status) = without_mosquitto("mosquitto_plugin") {
+        return status;
     }
-    drop(probe);
     run_example(|report| Box::pin(run(report)))
 }
 

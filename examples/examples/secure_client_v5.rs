@@ -23,9 +23,9 @@ use mqtt_sec::rumqttc::v5::MqttOptions;
 use mqtt_sec::rumqttc::v5::mqttbytes::QoS;
 use mqtt_sec::sign::{KeySet, Signer, TrustedKey, Verifier};
 use mqtt_sec::v5::{SecureClient, SecureEvent, SecureEventLoop};
-use mqtt_sec::{RequestError, Request};
+use mqtt_sec::{Request, RequestError};
 use mqtt_sec_examples::Report;
-use mqtt_sec_examples::lab::{Error, client_tls, pinned_broker, run_example};
+use mqtt_sec_examples::lab::{Error, client_tls, pinned_broker, run_example, without_mosquitto};
 use mqtt_sec_testkit::{CertSpec, Mosquitto, TlsListener};
 
 /// The broker's rules: each sensor its own subtree, subscriptions
@@ -39,13 +39,9 @@ const CLIENT_POLICY: &str = "pattern readwrite sensors/#\n";
 
 fn main() -> ExitCode {
     // Without mosquitto there is nothing to show: say how to get it.
-    let probe = Mosquitto::builder().plain_listener().start();
-    if let Err(missing @ mqtt_sec_testkit::Error::ToolMissing { .. }) = probe {
-        eprintln!("secure_client_v5: {missing}");
-        eprintln!("install mosquitto 2.0, for example: sudo apt install mosquitto");
-        return ExitCode::from(2);
+    if let Some(status) = without_mosquitto("secure_client_v5") {
+        return status;
     }
-    drop(probe);
     run_example(|report| Box::pin(run(report)))
 }
 

@@ -100,6 +100,21 @@ where
     report.finish()
 }
 
+/// For the examples that start the system's mosquitto: when it cannot be
+/// started for want of the program, says so and how to get it, and returns
+/// the exit status (2) for `main` to return.
+pub fn without_mosquitto(example: &str) -> Option<std::process::ExitCode> {
+    let probe = mqtt_sec_testkit::Mosquitto::builder()
+        .plain_listener()
+        .start();
+    let Err(missing @ mqtt_sec_testkit::Error::ToolMissing { .. }) = probe else {
+        return None;
+    };
+    eprintln!("{example}: {missing}");
+    eprintln!("install mosquitto 2.0, for example: sudo apt install mosquitto");
+    Some(std::process::ExitCode::from(2))
+}
+
 /// Receives the next item within 5 s.
 pub async fn next<T>(rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> Option<T> {
     tokio::time::timeout(Duration::from_secs(5), rx.recv())

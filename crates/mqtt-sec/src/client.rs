@@ -293,8 +293,14 @@ mod tests {
     async fn a_subscription_the_broker_refuses_is_forgotten() {
         let (client, events) =
             SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883)).build(8);
-        client.subscribe("refused/#", QoS::AtLeastOnce).await.unwrap();
-        client.subscribe("granted/#", QoS::AtLeastOnce).await.unwrap();
+        client
+            .subscribe("refused/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe("granted/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
         for pkid in [4, 5] {
             events.map(Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid)), false);
         }

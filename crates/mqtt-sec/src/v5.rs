@@ -442,7 +442,10 @@ mod mapping_tests {
     async fn a_subscription_the_broker_refuses_is_forgotten() {
         let (client, events) =
             SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883)).build(8);
-        client.subscribe("refused/#", QoS::AtLeastOnce).await.unwrap();
+        client
+            .subscribe("refused/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
         events.map(Event::Outgoing(rumqttc::Outgoing::Subscribe(1)), false);
         let ack = SubAck {
             pkid: 1,
