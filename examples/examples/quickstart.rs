@@ -1,11 +1,12 @@
 //! The whole story in one run, with no broker installed: a throwaway PKI, an
-//! embedded broker with mTLS, a device that connects with a pinned server
-//! key and a short-lived JWT from a credential provider and publishes signed
-//! telemetry through its ACL guard, and a backend that verifies every
-//! envelope. Then the failures being caught: a publish outside the ACL, a
-//! tampered and a replayed message, a token presented by another client id,
-//! a device key minting a token for another device, and a server with the
-//! wrong pin.
+//! embedded broker with mTLS, a device built with `mqtt-sec`'s
+//! `SecureClient` (a pinned server key, a short-lived JWT from a credential
+//! provider, an ACL guard and an envelope signer, one builder call each)
+//! that publishes signed telemetry, and a backend built the same way with a
+//! verifier, which receives only verified messages. Then the failures being
+//! caught: a publish outside the ACL, a tampered and a replayed message, a
+//! token presented by another client id, a device key minting a token for
+//! another device, and a server with the wrong pin.
 //!
 //! ```text
 //! cargo run -p mqtt-sec-examples --example quickstart
@@ -26,12 +27,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
-use mqtt_sec_acl::client::GuardedClient;
+use mqtt_sec::{SecureClient, SecureEvent, SecureEventLoop};
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, Principal};
 use mqtt_sec_auth::SecretString;
-use mqtt_sec_auth::credentials::{
-    CredentialProvider, Credentials, JwtCredentials, RefreshingEventLoop, StaticCredentials,
-};
+use mqtt_sec_auth::credentials::{Credentials, JwtCredentials, StaticCredentials};
 use mqtt_sec_auth::jwt::{
     ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter, TokenVerifier,
     Validation,
@@ -45,7 +44,7 @@ use mqtt_sec_examples::{Report, awaited_verdict};
 use mqtt_sec_sign::{Signer, TrustedKey, Verifier};
 use mqtt_sec_testkit::{CertSpec, TestPki};
 use mqtt_sec_tls::{Pin, PinSet};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::mpsc;
 
 const DEVICE: &str = "sensor-17";
@@ -75,12 +74,11 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     let mut lab = start_broker(report, &args, &keys, Arc::clone(&decisions))?;
     let mut verdicts = backend_subscribes(report, &mut lab, &keys.signer).await?;
     let (device, device_tls) = device_connects(report, &mut lab, &keys).await?;
-    let guard = guarded(&device)?;
-    let sent = publish_signed(report, &guard, &keys.signer, &mut verdicts).await?;
-    refused_outside_the_acl(report, &guard).await;
-    let (topic, genuine) = &sent[0];
-    tampered_is_rejected(report, &device, topic, genuine, &mut verdicts).await?;
-    replay_is_dropped(report, &device, topic, genuine, &mut verdicts).await?;
+    publish_signed(report, &device, &mut verdicts).await?;
+    refused_outside_the_acl(report, &device).await;
+    let tap = injector(&mut lab).await?;
+    tampered_is_rejected(report, &tap, &keys.signer, &mut verdicts).await?;
+    replay_is_dropped(report, &tap, &keys.signer, &mut verdicts).await?;
     let (pki, broker) = match &mut lab {
         Lab::Embedded { pki, broker, .. } => (pki, broker),
         Lab::Real(real) => {
@@ -226,8 +224,20 @@ fn what_the_broker_checks(lab: &Lab) -> (&'static str, &'static str) {
     }
 }
 
-/// The backend connects, subscribes to `telemetry/#` and verifies every
-/// envelope it receives; the verdicts come out of the returned channel.
+/// The backend's options: on the embedded broker it logs in with its
+/// password.
+fn backend_options(lab: &mut Lab, client_id: &str) -> Result<MqttOptions, Error> {
+    let mut options = lab.options(client_id)?;
+    if lab.embedded().is_some() {
+        options.set_credentials("backend", "backend password");
+    }
+    Ok(options)
+}
+
+/// The backend's secure client: a verifier that knows the device's
+/// envelope key. Subscribed to `telemetry/#`, it hands on only verified
+/// messages; each verdict (the payload, or the refusal) comes out of the
+/// returned channel.
 async fn backend_subscribes(
     report: &mut Report,
     lab: &mut Lab,
@@ -237,46 +247,47 @@ async fn backend_subscribes(
     report.step(format!(
         "the backend connects ({backend_login}) and subscribes to telemetry/#"
     ));
-    let mut options = lab.options("backend")?;
-    if lab.embedded().is_some() {
-        options.set_credentials("backend", "backend password");
-    }
-    let (backend, mut backend_events) = AsyncClient::new(options, 64);
-    connected(&mut backend_events)
+    let registry = mqtt_sec_sign::KeySet::new();
+    registry.insert(TrustedKey::new(signer.verifying_key())?)?;
+    let (backend, mut backend_events) = SecureClient::builder(backend_options(lab, "backend")?)
+        .verifier(Arc::new(Verifier::new(registry)))
+        .build(64);
+    until_connected(&mut backend_events)
         .await
         .map_err(|e| format!("backend: {e}"))?;
     report.expect("the backend is connected", true);
     backend.subscribe("telemetry/#", QoS::AtLeastOnce).await?;
-    let registry = mqtt_sec_sign::KeySet::new();
-    registry.insert(TrustedKey::new(signer.verifying_key())?)?;
-    let verifier = Verifier::new(registry);
     let (verdicts, verdict_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
+        let _backend = backend;
         loop {
-            match backend_events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let result = verifier
-                        .verify(&publish.topic, &publish.payload)
-                        .map(|v| String::from_utf8_lossy(v.payload()).into_owned())
-                        .map_err(|e| e.to_string());
-                    let _ = verdicts.send(result);
+            let verdict = match backend_events.poll().await {
+                Ok(SecureEvent::Message(message)) => {
+                    Ok(String::from_utf8_lossy(message.payload()).into_owned())
                 }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
+                Ok(SecureEvent::Refused(refused)) => Err(refused.to_string()),
+                Ok(_) => continue,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let _ = verdicts.send(verdict);
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(verdict_rx)
 }
 
-/// The device connects with its pinned broker key, mTLS and a short-lived
-/// JWT from its credential provider (or the `--username` password).
+/// The device's secure client, one builder call per piece: its TLS
+/// (pinned broker key, mTLS), a short-lived JWT from its credential
+/// provider (or the `--username` password), its ACL guard and its envelope
+/// signer.
 async fn device_connects(
     report: &mut Report,
     lab: &mut Lab,
     keys: &Keys,
-) -> Result<(AsyncClient, mqtt_sec_tls::ClientTls), Error> {
+) -> Result<(SecureClient, mqtt_sec_tls::ClientTls), Error> {
     let device_presents = match &*lab {
         Lab::Real(real) if real.credentials().is_some() => {
             "pinned broker key, the --username password"
@@ -287,51 +298,51 @@ async fn device_connects(
         _ => "pinned broker key, mTLS, a 10-minute JWT from its credential provider",
     };
     report.step(format!("the device connects: {device_presents}"));
+    report.detail("its ACL guard: publish under telemetry/sensor-17/ only; every publish signed");
     let device_tls = lab.client_tls(DEVICE)?;
     let options = device_tls.mqtt_options(&lab.url(), DEVICE)?;
-    let (device, eventloop) = AsyncClient::new(options, 64);
-    let minter = TokenMinter::new(
-        SigningKey::from_pkcs8_der(&keys.jwt_key_der)?,
-        ClaimsTemplate::new(DEVICE)
-            .audience(AUDIENCE)
-            .lifetime(Duration::from_secs(600)),
-    );
+    let builder = SecureClient::builder(options)
+        .guard(device_policy()?, Principal::new(DEVICE))
+        .signer(Arc::clone(&keys.signer));
     let password_login = match &*lab {
         Lab::Real(real) => real
             .credentials()
             .map(|(user, password)| Credentials::new(user, password.clone())),
         Lab::Embedded { .. } => None,
     };
-    let first = match password_login {
+    let builder = match password_login {
         Some(login) => {
             report.detail("--username given: the provider gives that password instead of a JWT");
-            start_device(eventloop, StaticCredentials(login)).await
+            builder.credentials(StaticCredentials(login))
         }
-        None => start_device(eventloop, JwtCredentials::new(minter, DEVICE)).await,
+        None => {
+            report.detail("the token is renewed before it expires, across a reconnect");
+            builder.credentials(JwtCredentials::new(
+                TokenMinter::new(
+                    SigningKey::from_pkcs8_der(&keys.jwt_key_der)?,
+                    ClaimsTemplate::new(DEVICE)
+                        .audience(AUDIENCE)
+                        .lifetime(Duration::from_secs(600)),
+                ),
+                DEVICE,
+            ))
+        }
     };
+    let (device, events) = builder.build(64);
+    let first = start_device(events).await;
     let (_, device_login) = what_the_broker_checks(&*lab);
     report.expect(
         match &first {
-            Ok(_) => device_login.to_owned(),
+            Ok(()) => device_login.to_owned(),
             Err(error) => format!("the device connects ({error})"),
         },
         first.is_ok(),
     );
-    if let Ok(Some(expiry)) = first {
-        let left = expiry
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .as_secs();
-        report.detail(format!(
-            "token valid for another {left} s; renewed before it expires"
-        ));
-    }
     Ok((device, device_tls))
 }
 
-/// The device's client behind its ACL guard: it may publish under its own
-/// telemetry topics only.
-fn guarded(device: &AsyncClient) -> Result<GuardedClient, Error> {
+/// The device may publish under its own telemetry topics only.
+fn device_policy() -> Result<PolicyIndex, Error> {
     let policy = Policy::from_json(
         &serde_json::json!({"rules": [
             {"effect": "allow", "actions": ["publish"], "topic": "telemetry/${clientid}/#"},
@@ -339,30 +350,22 @@ fn guarded(device: &AsyncClient) -> Result<GuardedClient, Error> {
         .to_string(),
         Limits::default(),
     )?;
-    Ok(GuardedClient::new(
-        device.clone(),
-        PolicyIndex::compile(policy),
-        Principal::new(DEVICE),
-    ))
+    Ok(PolicyIndex::compile(policy))
 }
 
-/// Three signed readings through the guard, each verified by the backend;
-/// the topics and envelopes sent.
+/// Three readings through the device's secure client (checked by its
+/// guard, then signed), each verified by the backend.
 async fn publish_signed(
     report: &mut Report,
-    guard: &GuardedClient,
-    signer: &Signer,
+    device: &SecureClient,
     verdicts: &mut mpsc::UnboundedReceiver<Result<String, String>>,
-) -> Result<Vec<(String, Vec<u8>)>, Error> {
-    report.step("the device publishes signed telemetry through its ACL guard");
-    let mut sent = Vec::new();
+) -> Result<(), Error> {
+    report.step("the device publishes telemetry: checked by its guard, signed, sent");
+    let topic = format!("telemetry/{DEVICE}/temperature");
     for (i, reading) in ["21.5", "21.7", "22.0"].iter().enumerate() {
-        let topic = format!("telemetry/{DEVICE}/temperature");
-        let envelope = signer.sign(&topic, reading.as_bytes())?;
-        guard
-            .publish(&topic, QoS::AtLeastOnce, false, envelope.clone())
+        device
+            .publish(&topic, QoS::AtLeastOnce, false, *reading)
             .await?;
-        sent.push((topic, envelope));
         report.detail(format!("message {} sent: {reading} C", i + 1));
     }
     for reading in ["21.5", "21.7", "22.0"] {
@@ -371,17 +374,17 @@ async fn publish_signed(
         let shown = awaited_verdict(verdict.as_ref());
         report.expect(format!("the backend verified {reading} C: {shown}"), ok);
     }
-    Ok(sent)
+    Ok(())
 }
 
-async fn refused_outside_the_acl(report: &mut Report, guard: &GuardedClient) {
+async fn refused_outside_the_acl(report: &mut Report, device: &SecureClient) {
     report.step("failure 1: a publish outside the device's ACL is refused before it is sent");
-    let outside = guard
+    let outside = device
         .publish(
             "telemetry/sensor-18/temperature",
             QoS::AtLeastOnce,
             false,
-            b"x".to_vec(),
+            "x",
         )
         .await;
     report.expect(
@@ -397,61 +400,64 @@ async fn refused_outside_the_acl(report: &mut Report, guard: &GuardedClient) {
     );
 }
 
+/// A plain rumqttc client that may publish on the device's topics (it logs
+/// in as the backend does): the stand-in for whoever alters or re-sends an
+/// envelope on its way.
+async fn injector(lab: &mut Lab) -> Result<AsyncClient, Error> {
+    let (tap, mut events) = AsyncClient::new(backend_options(lab, "tap")?, 16);
+    connected(&mut events)
+        .await
+        .map_err(|e| format!("tap: {e}"))?;
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    Ok(tap)
+}
+
 async fn tampered_is_rejected(
     report: &mut Report,
-    device: &AsyncClient,
-    topic: &str,
-    genuine: &[u8],
+    tap: &AsyncClient,
+    signer: &Signer,
     verdicts: &mut mpsc::UnboundedReceiver<Result<String, String>>,
 ) -> Result<(), Error> {
-    report.step("failure 2: a tampered envelope is rejected by the backend");
-    let mut tampered = genuine.to_vec();
+    report.step("failure 2: an envelope altered on its way is refused by the backend");
+    let topic = format!("telemetry/{DEVICE}/temperature");
+    let mut tampered = signer.sign(&topic, b"22.1")?;
     let at = tampered.len() - 10;
     tampered[at] ^= 0x01;
-    backend_refuses(
-        report,
-        device,
-        topic,
-        tampered,
-        "signature invalid",
-        verdicts,
-    )
-    .await
+    backend_refuses(report, tap, &topic, tampered, "signature invalid", verdicts).await
 }
 
 async fn replay_is_dropped(
     report: &mut Report,
-    device: &AsyncClient,
-    topic: &str,
-    genuine: &[u8],
+    tap: &AsyncClient,
+    signer: &Signer,
     verdicts: &mut mpsc::UnboundedReceiver<Result<String, String>>,
 ) -> Result<(), Error> {
     report.step(
-        "failure 3: a replayed envelope is not delivered again (within 30 s: dropped as a duplicate)",
+        "failure 3: an envelope the backend accepted, sent again, is refused (within 30 s: as a duplicate)",
     );
-    backend_refuses(
-        report,
-        device,
-        topic,
-        genuine.to_vec(),
-        "already accepted",
-        verdicts,
-    )
-    .await
+    let topic = format!("telemetry/{DEVICE}/temperature");
+    let genuine = signer.sign(&topic, b"22.2")?;
+    tap.publish(&topic, QoS::AtLeastOnce, false, genuine.clone())
+        .await?;
+    let verdict = next(verdicts).await;
+    report.expect(
+        format!("the first copy: {}", awaited_verdict(verdict.as_ref())),
+        matches!(&verdict, Some(Ok(payload)) if payload == "22.2"),
+    );
+    backend_refuses(report, tap, &topic, genuine, "already accepted", verdicts).await
 }
 
 /// Publishes `envelope` on `topic` and expects the backend to refuse it for
 /// a reason that mentions `because`.
 async fn backend_refuses(
     report: &mut Report,
-    device: &AsyncClient,
+    tap: &AsyncClient,
     topic: &str,
     envelope: Vec<u8>,
     because: &str,
     verdicts: &mut mpsc::UnboundedReceiver<Result<String, String>>,
 ) -> Result<(), Error> {
-    device
-        .publish(topic, QoS::AtLeastOnce, false, envelope)
+    tap.publish(topic, QoS::AtLeastOnce, false, envelope)
         .await?;
     let verdict = next(verdicts).await;
     report.expect(
@@ -508,25 +514,26 @@ async fn impersonation_is_refused(
     Ok(())
 }
 
-/// Connects the device with credentials from `provider`, waits for the first
-/// CONNACK, then keeps its event loop running; the credentials' expiry.
-async fn start_device<P: CredentialProvider + 'static>(
-    eventloop: EventLoop,
-    provider: P,
-) -> Result<Option<SystemTime>, String> {
-    let mut events = RefreshingEventLoop::new(eventloop, provider);
+/// Waits for the first CONNACK of a secure client; its error is the
+/// sentence `mqtt-sec` explains a failure with.
+async fn until_connected(events: &mut SecureEventLoop) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(SecureEvent::Connected { .. }) => return Ok(()),
                 Ok(_) => {}
                 Err(error) => return Err(error.to_string()),
             }
         }
     })
     .await
-    .map_err(|_| "no CONNACK within 10 s".to_owned())??;
-    let expiry = events.credentials_expire_at();
+    .map_err(|_| "no CONNACK within 10 s".to_owned())?
+}
+
+/// Connects the device, then keeps its event loop running (it renews the
+/// token before it expires).
+async fn start_device(mut events: SecureEventLoop) -> Result<(), String> {
+    until_connected(&mut events).await?;
     tokio::spawn(async move {
         loop {
             if events.poll().await.is_err() {
@@ -534,7 +541,7 @@ async fn start_device<P: CredentialProvider + 'static>(
             }
         }
     });
-    Ok(expiry)
+    Ok(())
 }
 
 /// Failure 5 against a real broker: the device expects the pin of a key the
@@ -584,8 +591,10 @@ fn broker_refusal(decisions: &std::sync::Mutex<Vec<Decision>>, client_id: &str) 
         .and_then(|(_, decision)| decision.clone().err())
 }
 
+/// One connection attempt; a failure reads as the sentence `mqtt-sec`
+/// explains it with.
 async fn connect_once(mut options: MqttOptions, user: &str, password: &str) -> Result<(), String> {
     options.set_credentials(user, password);
-    let (_client, mut events) = AsyncClient::new(options, 8);
-    connected(&mut events).await
+    let (_client, mut events) = SecureClient::builder(options).build(8);
+    until_connected(&mut events).await
 }

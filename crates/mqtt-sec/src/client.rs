@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
 use crate::builder::SecureClientBuilder;
-use crate::error::{ConnectionFailure, RequestError, SecureError};
+use crate::error::{Acceptance, ConnectionFailure, RequestError, SecureError};
 use crate::event::{BrokerRefusal, Request, SecureEvent};
 use crate::ledger::SubscribeLedger;
 use crate::pipeline::{Delivery, Incoming, Outgoing};
@@ -172,6 +172,7 @@ impl SecureClientBuilder<MqttOptions> {
             },
             SecureEventLoop {
                 driver,
+                acceptance: Acceptance::default(),
                 incoming: self.incoming,
                 ledger,
                 server,
@@ -191,6 +192,7 @@ enum Driver {
 /// error the next poll reconnects.
 pub struct SecureEventLoop {
     driver: Driver,
+    acceptance: Acceptance,
     ledger: Arc<SubscribeLedger>,
     incoming: Incoming,
     server: String,
@@ -210,27 +212,30 @@ impl SecureEventLoop {
     /// # Errors
     /// [`SecureError`], whose text says what to do; poll again to reconnect.
     pub async fn poll(&mut self) -> Result<SecureEvent, SecureError> {
-        let (event, renewing) = match &mut self.driver {
-            Driver::Plain(eventloop) => (
-                eventloop
-                    .poll()
-                    .await
-                    .map_err(|e| ConnectionFailure::new(e, &self.server))?,
-                false,
-            ),
+        let polled = match &mut self.driver {
+            Driver::Plain(eventloop) => eventloop.poll().await.map(|event| (event, false)),
             #[cfg(feature = "auth")]
             Driver::Refreshing(eventloop) => {
                 let renewing = eventloop.renewal_due();
                 match eventloop.poll().await {
-                    Ok(event) => (event, renewing),
-                    Err(mqtt_sec_auth::RefreshError::Connection(e)) => {
-                        return Err(ConnectionFailure::new(e, &self.server).into());
+                    Ok(event) => Ok((event, renewing)),
+                    Err(mqtt_sec_auth::RefreshError::Connection(e)) => Err(e),
+                    Err(other) => {
+                        self.acceptance.reset();
+                        return Err(SecureError::Credentials(Box::new(other)));
                     }
-                    Err(other) => return Err(SecureError::Credentials(Box::new(other))),
                 }
             }
         };
-        Ok(self.map(event, renewing))
+        let (event, renewing) = polled.map_err(|error| {
+            let server = &self.server;
+            self.acceptance.failed(error, |e, accepted| {
+                ConnectionFailure::new(e, server, accepted)
+            })
+        })?;
+        let event = self.map(event, renewing);
+        self.acceptance.observe(&event);
+        Ok(event)
     }
 
     /// What the application sees of one rumqttc event.

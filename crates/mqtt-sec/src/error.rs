@@ -51,16 +51,33 @@ pub struct ConnectionFailure {
 }
 
 impl ConnectionFailure {
-    pub(crate) fn new(error: rumqttc::ConnectionError, server: &str) -> Self {
+    /// `accepted`: whether the broker had sent its CONNACK on this
+    /// connection; a close before it is a refused login.
+    pub(crate) fn new(error: rumqttc::ConnectionError, server: &str, accepted: bool) -> Self {
+        let explanation = if !accepted && explain::closed_by_peer(&error) {
+            explain::closed_before_accepting(server)
+        } else {
+            explain::connection_error(&error, server)
+        };
         Self {
-            explanation: explain::connection_error(&error, server),
+            explanation,
             error: Box::new(error),
         }
     }
 
-    pub(crate) fn new_v5(error: rumqttc::v5::ConnectionError, server: &str) -> Self {
+    /// As [`ConnectionFailure::new`], for MQTT 5.
+    pub(crate) fn new_v5(
+        error: rumqttc::v5::ConnectionError,
+        server: &str,
+        accepted: bool,
+    ) -> Self {
+        let explanation = if !accepted && explain::closed_by_peer_v5(&error) {
+            explain::closed_before_accepting(server)
+        } else {
+            explain::connection_error_v5(&error, server)
+        };
         Self {
-            explanation: explain::connection_error_v5(&error, server),
+            explanation,
             error: Box::new(error),
         }
     }
@@ -95,4 +112,36 @@ pub enum SecureError {
     #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
     #[error("no credentials for the next connection: {0}")]
     Credentials(#[source] Box<mqtt_sec_auth::RefreshError>),
+}
+
+/// Whether the broker accepted the current connection (sent its CONNACK):
+/// a close before it is a refused login, and reads so.
+#[derive(Debug, Default)]
+pub(crate) struct Acceptance(bool);
+
+impl Acceptance {
+    /// Explains a connection error with `explain`, told whether the broker
+    /// had accepted; the next connection starts unaccepted.
+    pub(crate) fn failed<E>(
+        &mut self,
+        error: E,
+        explain: impl FnOnce(E, bool) -> ConnectionFailure,
+    ) -> ConnectionFailure {
+        explain(error, std::mem::take(&mut self.0))
+    }
+
+    /// Any other failure: the next connection starts unaccepted.
+    pub(crate) fn reset(&mut self) {
+        self.0 = false;
+    }
+
+    /// Follows the events: accepted on a CONNACK, unaccepted once a
+    /// renewal ends the connection.
+    pub(crate) fn observe<P>(&mut self, event: &crate::SecureEvent<P>) {
+        match event {
+            crate::SecureEvent::Connected { .. } => self.0 = true,
+            crate::SecureEvent::Renewing => self.0 = false,
+            _ => {}
+        }
+    }
 }

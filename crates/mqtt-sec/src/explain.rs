@@ -63,6 +63,49 @@ pub fn connection_error(error: &ConnectionError, server: &str) -> String {
     }
 }
 
+/// The sentence for a broker that closed the connection before its
+/// CONNACK: brokers that refuse a login without a return code (rumqttd, and
+/// mosquitto for some plugin and certificate refusals) end it right there.
+pub(crate) fn closed_before_accepting(server: &str) -> String {
+    format!(
+        "{server} closed the connection before accepting it: it refused this client's login (the user name, password or token for this client id) or its certificate; the broker's log says which"
+    )
+}
+
+/// Whether the broker closed the connection, rather than refusing it with
+/// a return code, a TLS alert or a timeout.
+pub(crate) fn closed_by_peer(error: &ConnectionError) -> bool {
+    find_rustls(error).is_none()
+        && match error {
+            ConnectionError::MqttState(StateError::ConnectionAborted) => true,
+            ConnectionError::MqttState(StateError::Io(io)) | ConnectionError::Io(io) => {
+                closed_io(io)
+            }
+            _ => false,
+        }
+}
+
+/// As [`closed_by_peer`], for MQTT 5.
+pub(crate) fn closed_by_peer_v5(error: &rumqttc::v5::ConnectionError) -> bool {
+    use rumqttc::v5::{ConnectionError as E, StateError as S};
+    find_rustls(error).is_none()
+        && match error {
+            E::MqttState(S::ConnectionAborted) => true,
+            E::MqttState(S::Io(io)) | E::Io(io) => closed_io(io),
+            _ => false,
+        }
+}
+
+fn closed_io(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 /// What went wrong with the MQTT 5 connection to `server`, and what to do;
 /// the broker's reason code (and reason string, when rumqttc passes it on)
 /// is part of the sentence.
@@ -187,10 +230,7 @@ fn io_error(error: &io::Error, server: &str) -> String {
         io::ErrorKind::ConnectionRefused => format!(
             "nothing accepts connections at {server}: check the host and port, and that the broker runs"
         ),
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::UnexpectedEof
-        | io::ErrorKind::BrokenPipe => format!(
+        _ if closed_io(error) => format!(
             "{server} closed the connection: if this happens right after connecting, the broker refused this client (its certificate, its login or an ACL; its log says which); the next poll reconnects"
         ),
         io::ErrorKind::TimedOut => {

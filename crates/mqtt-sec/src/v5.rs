@@ -14,7 +14,7 @@ use rumqttc::v5::mqttbytes::v5::{
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
 
 use crate::builder::SecureClientBuilder;
-use crate::error::{ConnectionFailure, RequestError, SecureError};
+use crate::error::{Acceptance, ConnectionFailure, RequestError, SecureError};
 use crate::event::{BrokerRefusal, Request};
 use crate::ledger::SubscribeLedger;
 use crate::pipeline::{Delivery, Outgoing};
@@ -198,6 +198,7 @@ impl SecureClientBuilder<MqttOptions> {
             },
             SecureEventLoop {
                 driver,
+                acceptance: Acceptance::default(),
                 incoming: self.incoming,
                 ledger,
                 server,
@@ -218,6 +219,7 @@ enum Driver {
 /// [`crate::SecureEventLoop`].
 pub struct SecureEventLoop {
     driver: Driver,
+    acceptance: Acceptance,
     ledger: Arc<SubscribeLedger>,
     incoming: crate::pipeline::Incoming,
     server: String,
@@ -238,24 +240,27 @@ impl SecureEventLoop {
     /// # Errors
     /// [`SecureError`], whose text says what to do; poll again to reconnect.
     pub async fn poll(&mut self) -> Result<SecureEvent, SecureError> {
-        let (event, renewing) = match &mut self.driver {
-            Driver::Plain(eventloop) => (
-                eventloop
-                    .poll()
-                    .await
-                    .map_err(|e| ConnectionFailure::new_v5(e, &self.server))?,
-                false,
-            ),
+        let polled = match &mut self.driver {
+            Driver::Plain(eventloop) => eventloop.poll().await.map(|event| (event, false)),
             #[cfg(feature = "auth")]
             Driver::Refreshing(eventloop) => match eventloop.poll().await {
-                Ok(event) => (event, eventloop.renewing()),
-                Err(mqtt_sec_auth::RefreshError::ConnectionV5(e)) => {
-                    return Err(ConnectionFailure::new_v5(e, &self.server).into());
+                Ok(event) => Ok((event, eventloop.renewing())),
+                Err(mqtt_sec_auth::RefreshError::ConnectionV5(e)) => Err(e),
+                Err(other) => {
+                    self.acceptance.reset();
+                    return Err(SecureError::Credentials(Box::new(other)));
                 }
-                Err(other) => return Err(SecureError::Credentials(Box::new(other))),
             },
         };
-        Ok(self.map(event, renewing))
+        let (event, renewing) = polled.map_err(|error| {
+            let server = &self.server;
+            self.acceptance.failed(error, |e, accepted| {
+                ConnectionFailure::new_v5(e, server, accepted)
+            })
+        })?;
+        let event = self.map(event, renewing);
+        self.acceptance.observe(&event);
+        Ok(event)
     }
 
     /// What the application sees of one rumqttc event.

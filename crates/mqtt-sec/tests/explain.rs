@@ -1,7 +1,8 @@
 //! Each connection failure a user meets, against a real mosquitto, and the
 //! one sentence the secure client's error reads as: a bad password, a
 //! rejected token, a refused pin, an unknown CA, an expired server or
-//! client certificate, nothing listening. Each test prints the sentence.
+//! client certificate, nothing listening, and (against a stand-in broker)
+//! a connection closed before its CONNACK. Each test prints the sentence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -222,6 +223,89 @@ async fn nothing_listening() {
     .await;
     assert!(
         text.contains("nothing accepts connections at 127.0.0.1"),
+        "{text}"
+    );
+}
+
+/// A stand-in broker: for each connection in turn, reads the CONNECT and,
+/// after sending the script's CONNACK (if any), closes it.
+async fn closing_broker(script: &'static [Option<&'static [u8]>]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        for connack in script {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut connect = [0_u8; 256];
+            let _ = socket.read(&mut connect).await.unwrap();
+            if let Some(connack) = connack {
+                socket.write_all(connack).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        // Listening on, so that a late attempt meets no refusal.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    port
+}
+
+/// rumqttd and some mosquitto refusals close the connection with no CONNACK
+/// code: before a CONNACK that is a refused login, and the sentence says
+/// so; after one it is not, and the sentence does not.
+#[tokio::test]
+async fn a_close_before_the_connack_reads_as_a_refused_login() {
+    let port = closing_broker(&[None]).await;
+    let text = failure(SecureClient::builder(MqttOptions::new(
+        "dev-1",
+        "127.0.0.1",
+        port,
+    )))
+    .await;
+    assert!(
+        text.starts_with(
+            "127.0.0.1 closed the connection before accepting it: it refused this client's login"
+        ),
+        "{text}"
+    );
+
+    // A CONNACK (session not present, return code 0), then a close; then a
+    // close before the CONNACK of the reconnection.
+    let port = closing_broker(&[Some(&[0x20, 0x02, 0x00, 0x00]), None]).await;
+    let (_client, mut events) =
+        SecureClient::builder(MqttOptions::new("dev-1", "127.0.0.1", port)).build(8);
+    assert!(matches!(
+        events.poll().await.unwrap(),
+        SecureEvent::Connected { .. }
+    ));
+    let text = loop {
+        match events.poll().await {
+            Ok(_) => {}
+            Err(error) => break error.to_string(),
+        }
+    };
+    println!("{text}");
+    assert!(
+        text.starts_with("127.0.0.1 closed the connection"),
+        "{text}"
+    );
+    assert!(!text.contains("before accepting it"), "{text}");
+    // The reconnection starts unaccepted.
+    let text = events.poll().await.unwrap_err().to_string();
+    assert!(text.contains("before accepting it"), "{text}");
+}
+
+/// As for MQTT 3.1.1.
+#[tokio::test]
+async fn an_mqtt5_close_before_the_connack_reads_as_a_refused_login() {
+    let port = closing_broker(&[None]).await;
+    let (_client, mut events) = mqtt_sec::v5::SecureClient::builder(
+        mqtt_sec::rumqttc::v5::MqttOptions::new("dev-1", "127.0.0.1", port),
+    )
+    .build(8);
+    let text = events.poll().await.unwrap_err().to_string();
+    println!("{text}");
+    assert!(
+        text.starts_with("127.0.0.1 closed the connection before accepting it"),
         "{text}"
     );
 }
