@@ -45,10 +45,22 @@ async fn watcher(broker: &Mosquitto) -> TestClient {
 
 /// Drives the event loop; reports each CONNACK and each DISCONNECT we send.
 fn drive<P: CredentialProvider + 'static>(
-    mut events: RefreshingEventLoop<P>,
+    events: RefreshingEventLoop<P>,
 ) -> mpsc::UnboundedReceiver<&'static str> {
+    drive_recorded(events).0
+}
+
+/// As [`drive`], also recording the event loop's audit events.
+fn drive_recorded<P: CredentialProvider + 'static>(
+    mut events: RefreshingEventLoop<P>,
+) -> (
+    mpsc::UnboundedReceiver<&'static str>,
+    mqtt_sec_testkit::RecordedLog,
+) {
+    use tracing::instrument::WithSubscriber;
+    let (dispatch, log) = mqtt_sec_testkit::recorder();
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = async move {
         loop {
             // Due only while connected, and exactly before the renewal.
             let due = events.renewal_due();
@@ -68,8 +80,9 @@ fn drive<P: CredentialProvider + 'static>(
                 }
             }
         }
-    });
-    rx
+    };
+    tokio::spawn(task.with_subscriber(dispatch));
+    (rx, log)
 }
 
 /// As [`drive`], for MQTT 5; also checks that a renewal's DISCONNECT is
@@ -238,7 +251,7 @@ async fn expiring_credentials_are_renewed_before_they_expire() {
     let (client, eventloop) = AsyncClient::new(options("device-3", &broker), 100);
     let events =
         RefreshingEventLoop::new(eventloop, provider).refresh_margin(Duration::from_secs(1));
-    let mut events = drive(events);
+    let (mut events, log) = drive_recorded(events);
     next_event(&mut events, "connected").await;
     let publisher = tokio::spawn(async move {
         for i in 0..60u32 {
@@ -264,6 +277,17 @@ async fn expiring_credentials_are_renewed_before_they_expire() {
     let got = receive(&mut watcher, 60).await;
     assert_eq!(got.len(), 60, "no message lost across renewals: {got:?}");
     assert!(expiries.lock().unwrap().len() >= 3);
+    // Each renewal is audited, naming the client.
+    let audited = log
+        .text()
+        .lines()
+        .filter(|line| {
+            line.contains("mqtt_sec::audit")
+                && line.contains("credentials about to expire")
+                && line.contains("device-3")
+        })
+        .count();
+    assert!(audited >= 2, "{}", log.text());
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ pub mod acl_differential;
 pub mod client;
 
 pub use error::{Error, Result};
-pub use logs::capture_logs;
+pub use logs::{RecordedLog, capture_logs, recorder};
 pub use mosquitto::{ListenerKind, Mosquitto, MosquittoBuilder, TlsListener, TlsVersion};
 pub use passwords::PasswordFile;
 pub use pki::{
