@@ -32,6 +32,12 @@ pub fn capture_logs<T>(run: impl FnOnce() -> T) -> (T, String) {
 #[derive(Clone, Default)]
 pub struct RecordedLog(Sink);
 
+impl std::fmt::Debug for RecordedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedLog").finish_non_exhaustive()
+    }
+}
+
 impl RecordedLog {
     /// The events recorded so far, one line each.
     pub fn text(&self) -> String {
