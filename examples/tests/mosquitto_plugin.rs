@@ -1,6 +1,6 @@
 //! The examples that start the system's mosquitto (`mosquitto_plugin`,
-//! `secure_client_v5`) run to "all expectations held" (exit 2, a skip
-//! outside CI, when it is missing).
+//! `secure_client_v5`, `secure_client_blocking`) run to "all expectations
+//! held" (exit 2, a skip outside CI, when it is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -58,6 +58,20 @@ fn the_mqtt5_secure_client_example_holds() {
         "NotAuthorized",
         "the broker refused subscription",
         "\"sensors/#\"",
+    ] {
+        assert!(text.contains(shown), "{shown:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_blocking_secure_client_example_holds() {
+    let Some(text) = run_to_completion("secure_client_blocking") else {
+        return;
+    };
+    for shown in [
+        "signed by the sensor's key",
+        "refused before sending",
+        "refused a message",
     ] {
         assert!(text.contains(shown), "{shown:?} in:\n{text}");
     }
