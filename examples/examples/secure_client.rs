@@ -21,8 +21,8 @@ use mqtt_sec::rumqttc::{AsyncClient, MqttOptions, QoS};
 use mqtt_sec::sign::{KeySet, Signer, TrustedKey, Verifier};
 use mqtt_sec::tls::{Pin, PinSet};
 use mqtt_sec::{RequestError, SecureClient, SecureEvent, SecureEventLoop};
-use mqtt_sec_examples::Report;
 use mqtt_sec_examples::lab::{Error, Lab, client_tls, connected, keep_polling, run_example};
+use mqtt_sec_examples::{Report, describe};
 use mqtt_sec_testkit::CertSpec;
 
 /// What the sensor may do: publish its readings, read its commands.
@@ -178,19 +178,6 @@ fn options(client_id: &str, port: u16) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, "localhost", port);
     options.set_keep_alive(Duration::from_secs(30));
     options
-}
-
-/// A delivery as the step log prints it (Display, never a Debug dump).
-fn describe(event: &SecureEvent) -> String {
-    match event {
-        SecureEvent::Message(m) => format!(
-            "message on {}: \"{}\"",
-            m.topic(),
-            String::from_utf8_lossy(m.payload())
-        ),
-        SecureEvent::Refused(refused) => format!("refused: {refused}"),
-        _ => "another event".to_owned(),
-    }
 }
 
 /// The sensor's event loop, polled by the steps that wait for it.

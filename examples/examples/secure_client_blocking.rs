@@ -22,8 +22,8 @@ use mqtt_sec::blocking::SecureConnection;
 use mqtt_sec::rumqttc::{self, MqttOptions, QoS};
 use mqtt_sec::sign::{KeySet, Signer, TrustedKey, Verifier};
 use mqtt_sec::{RequestError, SecureClient, SecureEvent};
-use mqtt_sec_examples::Report;
 use mqtt_sec_examples::lab::{Error, client_tls, pinned_broker, without_mosquitto};
+use mqtt_sec_examples::{Report, describe};
 use mqtt_sec_testkit::{CertSpec, Mosquitto, TlsListener};
 
 /// What the sensor may do: publish under its own readings.
@@ -156,18 +156,5 @@ fn until<L: mqtt_sec::blocking::EventSource>(
             Some(Err(error)) => return Err(error.to_string().into()),
             None => return Err("no such event within 10 s".into()),
         }
-    }
-}
-
-/// A delivery as the step log prints it (Display, never a Debug dump).
-fn describe(event: &SecureEvent) -> String {
-    match event {
-        SecureEvent::Message(m) => format!(
-            "message on {}: \"{}\"",
-            m.topic(),
-            String::from_utf8_lossy(m.payload())
-        ),
-        SecureEvent::Refused(refused) => format!("refused: {refused}"),
-        _ => "another event".to_owned(),
     }
 }

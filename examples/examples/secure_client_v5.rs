@@ -24,8 +24,8 @@ use mqtt_sec::rumqttc::v5::mqttbytes::QoS;
 use mqtt_sec::sign::{KeySet, Signer, TrustedKey, Verifier};
 use mqtt_sec::v5::{SecureClient, SecureEvent, SecureEventLoop};
 use mqtt_sec::{Request, RequestError};
-use mqtt_sec_examples::Report;
 use mqtt_sec_examples::lab::{Error, client_tls, pinned_broker, run_example, without_mosquitto};
+use mqtt_sec_examples::{Report, describe};
 use mqtt_sec_testkit::{CertSpec, Mosquitto, TlsListener};
 
 /// The broker's rules: each sensor its own subtree, subscriptions
@@ -140,20 +140,6 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     client.disconnect().await?;
     drop(broker);
     Ok(())
-}
-
-/// An event as the step log prints it (Display, never a Debug dump).
-fn describe(event: &SecureEvent) -> String {
-    match event {
-        SecureEvent::Message(m) => format!(
-            "message on {}: \"{}\"",
-            m.topic(),
-            String::from_utf8_lossy(m.payload())
-        ),
-        SecureEvent::Refused(refused) => format!("refused: {refused}"),
-        SecureEvent::BrokerRefused(refusal) => refusal.to_string(),
-        _ => "another event".to_owned(),
-    }
 }
 
 /// The sensor's event loop, polled by the steps that wait for it.

@@ -90,6 +90,22 @@ pub fn awaited_verdict(received: Option<&Result<String, String>>) -> String {
     received.map_or_else(|| "no verdict arrived in time".to_owned(), verdict)
 }
 
+/// An event of the secure client as the step log prints it (Display, never
+/// a Debug dump).
+pub fn describe<P>(event: &mqtt_sec::SecureEvent<P>) -> String {
+    use mqtt_sec::SecureEvent;
+    match event {
+        SecureEvent::Message(m) => format!(
+            "message on {}: \"{}\"",
+            m.topic(),
+            String::from_utf8_lossy(m.payload())
+        ),
+        SecureEvent::Refused(refused) => format!("refused: {refused}"),
+        SecureEvent::BrokerRefused(refusal) => refusal.to_string(),
+        _ => "another event".to_owned(),
+    }
+}
+
 /// `ok` or the error, for an outcome in the step log.
 pub fn outcome<T, E: Display>(result: &Result<T, E>) -> String {
     match result {
