@@ -223,3 +223,23 @@ impl<L: EventSource> SecureConnection<L> {
         std::iter::from_fn(|| Some(self.recv()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A blocking call that has to wait (rumqttc's request queue full)
+    /// sleeps until the connection's thread makes room, and then returns.
+    #[test]
+    fn block_on_returns_once_another_thread_wakes_the_future() {
+        let (room, wait_for_room) = tokio::sync::oneshot::channel();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(block_on(wait_for_room));
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        room.send(7).unwrap();
+        let woken = finished.recv_timeout(Duration::from_secs(5));
+        assert_eq!(woken.expect("block_on never woke up").ok(), Some(7));
+    }
+}
