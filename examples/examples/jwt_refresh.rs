@@ -166,7 +166,7 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     } else {
         report.detail(
             "whether this broker checked the tokens is its own configuration: mosquitto with \
-             use_identity_as_username ignores them (the planned mqtt-sec-mosquitto plugin is to verify JWTs)",
+             use_identity_as_username ignores them (the mqtt-sec-mosquitto plugin verifies them: example mosquitto_plugin)",
         );
     }
     report.expect(

@@ -219,7 +219,7 @@ fn what_the_broker_checks(lab: &Lab) -> (&'static str, &'static str) {
         ),
         Lab::Real(_) => (
             "TLS and the --cert certificate; no password is sent",
-            "the broker accepted the device's certificate; it was sent a JWT as the password, which mosquitto with use_identity_as_username ignores: nothing here shows the JWT was checked (the planned mqtt-sec-mosquitto plugin is to verify JWTs inside mosquitto)",
+            "the broker accepted the device's certificate; it was sent a JWT as the password, which mosquitto with use_identity_as_username ignores: nothing here shows the JWT was checked (the mqtt-sec-mosquitto plugin verifies them inside mosquitto: example mosquitto_plugin)",
         ),
     }
 }
