@@ -59,6 +59,31 @@ pub(crate) struct ConfigFile {
     pub(crate) auth: Vec<Spanned<AuthMethod>>,
     /// Authorization; required, so that "no ACL" is a decision.
     pub(crate) acl: Spanned<AclConfig>,
+    /// Brute-force lockout; on with its defaults when absent.
+    pub(crate) lockout: Option<Spanned<LockoutConfig>>,
+}
+
+/// The `[lockout]` table: every field optional, each default documented in
+/// the crate README.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LockoutConfig {
+    /// Failures of one user name from one address before a lockout (5);
+    /// 0 turns it off.
+    pub(crate) threshold: Option<u32>,
+    /// Failures from one address before the address is locked out (0: off).
+    pub(crate) address_threshold: Option<u32>,
+    /// The first lockout, in seconds (10); doubled by each further failure.
+    pub(crate) lockout_seconds: Option<Spanned<u64>>,
+    /// The longest lockout, in seconds (900).
+    pub(crate) max_lockout_seconds: Option<Spanned<u64>>,
+    /// Seconds without a failure after which a counter starts over (3,600).
+    pub(crate) forget_after_seconds: Option<Spanned<u64>>,
+    /// Networks (CIDR) never locked out.
+    #[serde(default)]
+    pub(crate) allow: Vec<Spanned<String>>,
+    /// Most counters kept (100,000).
+    pub(crate) max_entries: Option<Spanned<usize>>,
 }
 
 /// One method of the authentication chain: `method` says which, and each

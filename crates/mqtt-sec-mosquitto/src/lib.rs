@@ -4,8 +4,10 @@
 
 pub mod audit;
 mod config;
+mod counters;
 pub mod event;
 mod ffi;
+mod lockout;
 pub mod log;
 mod plugin;
 mod state;
@@ -13,6 +15,7 @@ mod state;
 use std::path::{Path, PathBuf};
 
 pub use config::ConfigError;
+pub use counters::Counters;
 pub use mqtt_sec_acl;
 pub use plugin::{Plugin, StartError};
 

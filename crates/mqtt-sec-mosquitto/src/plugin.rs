@@ -14,7 +14,9 @@ use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAcl, TokenAclDecision, VerifiedToken};
 
 use crate::config::ConfigError;
+use crate::counters::{Count, Counters, LiveCounters};
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
+use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
 
@@ -67,6 +69,9 @@ pub struct Plugin {
     sessions: Mutex<HashMap<usize, Session>>,
     /// How many sessions there are, read without the lock.
     session_count: AtomicUsize,
+    /// Failed-login counters: outside the state, so a reload keeps them.
+    lockouts: Lockouts,
+    counters: LiveCounters,
     log: Box<dyn Log>,
 }
 
@@ -110,6 +115,8 @@ impl Plugin {
             state: RwLock::new(Arc::new(state)),
             sessions: Mutex::new(HashMap::new()),
             session_count: AtomicUsize::new(0),
+            lockouts: Lockouts::default(),
+            counters: LiveCounters::default(),
             log,
         })
     }
@@ -170,17 +177,70 @@ impl Plugin {
         self.authenticate_at(login, SystemTime::now())
     }
 
-    /// Decides a CONNECT at `now`: the chain's first method that knows the
-    /// client decides; a client no method knows is refused; a client
-    /// without a user name that no method accepted connects only with
-    /// `allow_anonymous = true`.
+    /// Decides a CONNECT at `now`. A user name and address (or an address)
+    /// locked out after repeated failures is refused before anything is
+    /// verified. Otherwise the chain's first method that knows the client
+    /// decides; a client no method knows is refused; a client without a
+    /// user name that no method accepted connects only with
+    /// `allow_anonymous = true`. Each refusal counts towards a lockout; a
+    /// success resets its user name's count from its address.
     pub fn authenticate_at(&self, login: &Login<'_>, now: SystemTime) -> AuthVerdict {
         let state = self.current();
         // A new login replaces whatever an earlier one on this connection set up.
         self.forget(login.client.key);
+        let address = login
+            .client
+            .address
+            .and_then(|a| std::str::from_utf8(a).ok())
+            .and_then(|a| a.parse().ok());
+        if let Err(locked) = self
+            .lockouts
+            .check(&state.lockout, login.username, address, now)
+        {
+            self.counters.add(Count::LockedOutLogin);
+            let why = format!(
+                "{} is locked out after repeated failures for {} s more (not verified)",
+                locked.whom(),
+                locked.seconds_left(now)
+            );
+            return self.refuse_login(login, &why);
+        }
+        match self.verify_login(&state, login, now) {
+            Ok(username) => {
+                self.lockouts.succeeded(login.username, address);
+                AuthVerdict::Allow { username }
+            }
+            Err(why) => {
+                let locked = self
+                    .lockouts
+                    .failed(&state.lockout, login.username, address, now);
+                let Some(locked) = locked else {
+                    return self.refuse_login(login, &why);
+                };
+                self.counters.add(Count::LockoutStarted);
+                let why = format!(
+                    "{why}; {} is now locked out for {} s",
+                    locked.whom(),
+                    locked.seconds_left(now)
+                );
+                self.refuse_login(login, &why)
+            }
+        }
+    }
+
+    /// Runs the authentication chain: the user name the broker is to hold
+    /// (`None`: the CONNECT's), or why the login is refused.
+    fn verify_login(
+        &self,
+        state: &State,
+        login: &Login<'_>,
+        now: SystemTime,
+    ) -> Result<Option<String>, String> {
         for method in &state.methods {
             let outcome = match method {
-                Method::PasswordFile { path, file } => password_file(login, path, file),
+                Method::PasswordFile { path, file } => {
+                    password_file(login, path, file, &self.counters)
+                }
                 Method::Jwt(jwt) => self.jwt(login, jwt, now),
                 Method::Certificate { username_from } => match login.certificate {
                     None => Outcome::Pass,
@@ -200,12 +260,12 @@ impl Plugin {
             };
             match outcome {
                 Outcome::Pass => continue,
-                Outcome::Deny(why) => return self.refuse_login(login, &why),
+                Outcome::Deny(why) => return Err(why),
                 Outcome::Allow { username, session } => {
                     // The broker holds names as C strings: a NUL would cut
                     // the verified name into a different one.
                     if username.as_deref().is_some_and(|u| u.contains('\0')) {
-                        return self.refuse_login(login, "the verified name holds a NUL byte");
+                        return Err("the verified name holds a NUL byte".into());
                     }
                     if let Some(session) = session {
                         let mut sessions = self.sessions();
@@ -224,7 +284,7 @@ impl Plugin {
                                 .map_or_else(|| "-".into(), name),
                         ),
                     );
-                    return AuthVerdict::Allow { username };
+                    return Ok(username);
                 }
             }
         }
@@ -232,11 +292,16 @@ impl Plugin {
         // method maps is not an identity).
         if login.username.is_none() {
             if state.allow_anonymous {
-                return AuthVerdict::Allow { username: None };
+                return Ok(None);
             }
-            return self.refuse_login(login, "anonymous clients are not allowed");
+            return Err("anonymous clients are not allowed".into());
         }
-        self.refuse_login(login, "no authentication method accepted the client")
+        Err("no authentication method accepted the client".into())
+    }
+
+    /// What the plugin has done since it started.
+    pub fn counters(&self) -> Counters {
+        self.counters.snapshot()
     }
 
     fn jwt(&self, login: &Login<'_>, method: &JwtMethod, now: SystemTime) -> Outcome {
@@ -273,6 +338,7 @@ impl Plugin {
         if let Some(certificate) = &certificate {
             context = context.certificate(certificate);
         }
+        self.counters.add(Count::TokenVerification);
         match method.verifier.verify(token, &context, now) {
             Ok(verified) => session_of(&verified, method, client_id),
             Err(e) => Outcome::Deny(format!("token refused: {e}")),
@@ -432,6 +498,7 @@ fn password_file(
     login: &Login<'_>,
     path: &std::path::Path,
     file: &mqtt_sec_auth::password::PasswordFile,
+    counters: &LiveCounters,
 ) -> Outcome {
     let Some(username) = login.username else {
         return Outcome::Pass;
@@ -447,6 +514,7 @@ fn password_file(
         return Outcome::Pass;
     }
     let password = login.password.map(std::str::from_utf8);
+    counters.add(Count::PasswordVerification);
     let matched = match password {
         // Unknown users and non-text passwords still cost one verification
         // (the file's decoy), so timing does not tell which users exist.

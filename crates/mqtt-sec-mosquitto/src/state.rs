@@ -13,7 +13,10 @@ use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, Validation}
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
 use crate::ConfigFinding;
-use crate::config::{AclConfig, AuthMethod, ConfigError, ConfigFile, Source, SubscribeMode};
+use crate::config::{
+    AclConfig, AuthMethod, ConfigError, ConfigFile, LockoutConfig, Source, SubscribeMode,
+};
+use crate::lockout::{Cidr, LockoutPolicy};
 
 /// Largest password or ACL file read (as mqtt-sec-auth and mqtt-sec-acl read
 /// them).
@@ -69,6 +72,7 @@ pub(crate) struct State {
     pub(crate) superusers: HashSet<String>,
     pub(crate) methods: Vec<Method>,
     pub(crate) authorization: Authorization,
+    pub(crate) lockout: LockoutPolicy,
 }
 
 impl State {
@@ -101,13 +105,71 @@ impl State {
         }
         let acl_span = config.acl.span();
         let authorization = load_authorization(source, config.acl.get_ref(), acl_span, findings)?;
+        let lockout = match &config.lockout {
+            Some(table) => load_lockout(source, table.get_ref())?,
+            None => LockoutPolicy::default(),
+        };
         Ok(Self {
             allow_anonymous: config.allow_anonymous,
             superusers: config.superusers.into_iter().collect(),
             methods,
             authorization,
+            lockout,
         })
     }
+}
+
+fn load_lockout(source: &Source, table: &LockoutConfig) -> Result<LockoutPolicy, ConfigError> {
+    let mut policy = LockoutPolicy::default();
+    let seconds = |value: &Option<toml::Spanned<u64>>, default: Duration| {
+        value
+            .as_ref()
+            .map_or(default, |v| Duration::from_secs(*v.get_ref()))
+    };
+    policy.threshold = table.threshold.unwrap_or(policy.threshold);
+    policy.address_threshold = table.address_threshold.unwrap_or(policy.address_threshold);
+    policy.base = seconds(&table.lockout_seconds, policy.base);
+    policy.max = seconds(&table.max_lockout_seconds, policy.max);
+    policy.forget_after = seconds(&table.forget_after_seconds, policy.forget_after);
+    if let Some(span) = table.lockout_seconds.as_ref().map(toml::Spanned::span)
+        && policy.base.is_zero()
+    {
+        return Err(source.error(
+            &span,
+            "lockout.lockout_seconds",
+            "must be at least 1 (turn the lockout off with threshold = 0)",
+        ));
+    }
+    if policy.max < policy.base {
+        let span = table
+            .max_lockout_seconds
+            .as_ref()
+            .or(table.lockout_seconds.as_ref())
+            .map(toml::Spanned::span)
+            .unwrap_or_default();
+        return Err(source.error(
+            &span,
+            "lockout.max_lockout_seconds",
+            format!(
+                "{} s is shorter than the first lockout ({} s)",
+                policy.max.as_secs(),
+                policy.base.as_secs()
+            ),
+        ));
+    }
+    if let Some(max) = &table.max_entries {
+        if *max.get_ref() == 0 {
+            return Err(source.error(&max.span(), "lockout.max_entries", "must be at least 1"));
+        }
+        policy.max_entries = *max.get_ref();
+    }
+    for (i, network) in table.allow.iter().enumerate() {
+        let cidr = Cidr::parse(network.get_ref()).map_err(|reason| {
+            source.error(&network.span(), format!("lockout.allow[{i}]"), reason)
+        })?;
+        policy.allow.push(cidr);
+    }
+    Ok(policy)
 }
 
 fn read_named(

@@ -1,0 +1,60 @@
+//! What the plugin has done since it started, counted without locks: the
+//! numbers an operator watches (and tests read to prove that a refused
+//! login cost no verification).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of the plugin's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Password hashes verified (a PBKDF2 or other KDF run each).
+    pub password_verifications: u64,
+    /// Token signatures checked.
+    pub token_verifications: u64,
+    /// Logins refused because their user name and address, or their
+    /// address, were locked out: none of them was verified.
+    pub locked_out_logins: u64,
+    /// Lockouts started.
+    pub lockouts_started: u64,
+}
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(crate) struct LiveCounters {
+    password_verifications: AtomicU64,
+    token_verifications: AtomicU64,
+    locked_out_logins: AtomicU64,
+    lockouts_started: AtomicU64,
+}
+
+/// One counter of [`LiveCounters`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Count {
+    PasswordVerification,
+    TokenVerification,
+    LockedOutLogin,
+    LockoutStarted,
+}
+
+impl LiveCounters {
+    pub(crate) fn add(&self, count: Count) {
+        let counter = match count {
+            Count::PasswordVerification => &self.password_verifications,
+            Count::TokenVerification => &self.token_verifications,
+            Count::LockedOutLogin => &self.locked_out_logins,
+            Count::LockoutStarted => &self.lockouts_started,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Counters {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Counters {
+            password_verifications: read(&self.password_verifications),
+            token_verifications: read(&self.token_verifications),
+            locked_out_logins: read(&self.locked_out_logins),
+            lockouts_started: read(&self.lockouts_started),
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! Brute-force lockout: failed logins are counted per (user name, client
+//! address) and, when configured, per address; past a threshold, further
+//! attempts are refused *before* any password hash or token signature is
+//! verified, for a back-off that doubles with each further failure up to a
+//! maximum.
+//!
+//! Lockouts never spread to other addresses: guessing `alice`'s password
+//! from one address locks `alice` out from that address only, so an
+//! attacker cannot lock a user out everywhere. The price is that an
+//! attacker with many addresses gets `threshold` guesses from each; the
+//! per-address counter bounds how many user names one address may try.
+//! IPv6 addresses are counted by their /64 prefix (what one host is
+//! usually given), so rotating through a prefix does not reset a counter.
+//! The per-address counter is off unless configured: many devices behind
+//! one NAT share an address, and one misconfigured device would lock out
+//! the rest.
+//!
+//! A success resets the (user name, address) counter only: resetting the
+//! address counter would let an attacker holding one valid account
+//! interleave its own logins to guess others' passwords without end.
+//! Counters are forgotten `forget_after` after their last failure; the
+//! table holds at most [`LockoutPolicy::max_entries`] of them, dropping the
+//! oldest first when full, so a flood of new addresses costs bounded memory.
+//! The table lives outside the configuration, so a reload keeps it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// A network in CIDR notation (`10.0.0.0/8`, `fd00::/8`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `address/prefix` or a bare address (a /32 or /128).
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or network"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
+        };
+        let cidr = Self {
+            network: address,
+            prefix,
+        };
+        if masked(address, prefix) != address {
+            return Err(format!(
+                "{text:?} has host bits set: the network is {}/{prefix}",
+                masked(address, prefix)
+            ));
+        }
+        Ok(cidr)
+    }
+
+    pub(crate) fn contains(&self, address: IpAddr) -> bool {
+        let address = canonical(address);
+        address.is_ipv4() == self.network.is_ipv4() && masked(address, self.prefix) == self.network
+    }
+}
+
+/// The address with all but its first `prefix` bits cleared.
+fn masked(address: IpAddr, prefix: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((bits & mask).into())
+        }
+    }
+}
+
+/// An IPv4 client reaching a dual-stack listener shows as `::ffff:a.b.c.d`:
+/// the same client as `a.b.c.d`.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+/// Where a login comes from, as counted: an IPv4 address, an IPv6 /64, or
+/// (for a peer mosquitto gives no parsable address for, such as a Unix
+/// socket) one shared bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Origin {
+    Ip(IpAddr),
+    Unknown,
+}
+
+impl Origin {
+    fn of(address: Option<IpAddr>) -> Self {
+        match address.map(canonical) {
+            Some(IpAddr::V6(v6)) => Self::Ip(masked(IpAddr::V6(v6), 64)),
+            Some(v4) => Self::Ip(v4),
+            None => Self::Unknown,
+        }
+    }
+}
+
+/// The longest prefix of a user name counted: names are up to 64 KiB (or a
+/// token sent as the user name), and a full table must stay small. Names
+/// that share this prefix share a counter, from the same address only.
+const MAX_COUNTED_NAME: usize = 128;
+
+fn counted_name(username: Option<&[u8]>) -> Option<Box<[u8]>> {
+    username.map(|name| Box::from(&name[..name.len().min(MAX_COUNTED_NAME)]))
+}
+
+/// What is counted.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    /// One user name (or none) from one origin.
+    Pair(Option<Box<[u8]>>, Origin),
+    /// Every login from one origin.
+    Origin(Origin),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    last_failure: SystemTime,
+    locked_until: Option<SystemTime>,
+}
+
+/// The lockout's knobs (the `[lockout]` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockoutPolicy {
+    /// Failures of one user name from one address before a lockout; 0
+    /// turns the lockout off.
+    pub(crate) threshold: u32,
+    /// Failures from one address, whatever the user name, before a lockout
+    /// of the address; 0 (the default) turns it off.
+    pub(crate) address_threshold: u32,
+    /// The first lockout's length; each further failure doubles it.
+    pub(crate) base: Duration,
+    /// The longest lockout.
+    pub(crate) max: Duration,
+    /// A counter without failures for this long starts again from zero.
+    pub(crate) forget_after: Duration,
+    /// Addresses never counted or locked out.
+    pub(crate) allow: Vec<Cidr>,
+    /// Most counters kept.
+    pub(crate) max_entries: usize,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            address_threshold: 0,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(15 * 60),
+            forget_after: Duration::from_secs(60 * 60),
+            allow: Vec::new(),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// Why a login is refused without being verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LockedOut {
+    /// When attempts are heard again.
+    pub(crate) until: SystemTime,
+    /// Whether the whole address is locked out (not only this user name).
+    pub(crate) address: bool,
+}
+
+impl LockedOut {
+    /// Who is locked out, for a log line.
+    pub(crate) fn whom(&self) -> &'static str {
+        if self.address {
+            "this address"
+        } else {
+            "this user name from this address"
+        }
+    }
+
+    /// Whole seconds until the lockout ends, at least 1 while it lasts.
+    pub(crate) fn seconds_left(&self, now: SystemTime) -> u64 {
+        let left = self.until.duration_since(now).unwrap_or_default();
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    }
+}
+
+/// The failure counters of every origin.
+#[derive(Debug, Default)]
+pub(crate) struct Lockouts {
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+impl Lockouts {
+    /// Whether a login of `username` from `address` is locked out at `now`.
+    pub(crate) fn check(
+        &self,
+        policy: &LockoutPolicy,
+        username: Option<&[u8]>,
+        address: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<(), LockedOut> {
+        if allowed(policy, address) {
+            return Ok(());
+        }
+        let origin = Origin::of(address);
+        let entries = self.entries();
+        let locked = |key: &Key| {
+            entries
+                .get(key)
+                .and_then(|e| e.locked_until)
+                .filter(|until| now < *until)
+        };
+        if let Some(until) = locked(&Key::Origin(origin)) {
+            return Err(LockedOut {
+                until,
+                address: true,
+            });
+        }
+        match locked(&Key::Pair(counted_name(username), origin)) {
+            Some(until) => Err(LockedOut {
+                until,
+                address: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a refused login; returns the lockout it starts, if any.
+    pub(crate) fn failed(
+        &self,
+        policy: &LockoutPolicy,
+        username: Option<&[u8]>,
+        address: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Option<LockedOut> {
+        if allowed(policy, address) {
+            return None;
+        }
+        let origin = Origin::of(address);
+        let mut entries = self.entries();
+        let mut started = None;
+        for (key, threshold) in [
+            (Key::Origin(origin), policy.address_threshold),
+            (Key::Pair(counted_name(username), origin), policy.threshold),
+        ] {
+            if threshold == 0 {
+                continue;
+            }
+            if !entries.contains_key(&key) && entries.len() >= policy.max_entries {
+                evict_oldest(&mut entries, policy, now);
+            }
+            let entry = entries.entry(key.clone()).or_insert(Entry {
+                failures: 0,
+                last_failure: now,
+                locked_until: None,
+            });
+            if now.duration_since(entry.last_failure).unwrap_or_default() >= policy.forget_after {
+                entry.failures = 0;
+            }
+            entry.failures = entry.failures.saturating_add(1);
+            entry.last_failure = now;
+            if let Some(excess) = entry.failures.checked_sub(threshold) {
+                let until = now + backoff(policy, excess);
+                entry.locked_until = Some(until);
+                started.get_or_insert(LockedOut {
+                    until,
+                    address: matches!(key, Key::Origin(_)),
+                });
+            }
+        }
+        started
+    }
+
+    /// Forgets the failures of `username` from `address` after a success.
+    pub(crate) fn succeeded(&self, username: Option<&[u8]>, address: Option<IpAddr>) {
+        let key = Key::Pair(counted_name(username), Origin::of(address));
+        self.entries().remove(&key);
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn allowed(policy: &LockoutPolicy, address: Option<IpAddr>) -> bool {
+    address.is_some_and(|a| policy.allow.iter().any(|cidr| cidr.contains(a)))
+}
+
+/// `base`, doubled for each failure past the threshold, at most `max`.
+fn backoff(policy: &LockoutPolicy, excess: u32) -> Duration {
+    let factor = 1_u32.checked_shl(excess).unwrap_or(u32::MAX);
+    policy.base.saturating_mul(factor).min(policy.max)
+}
+
+/// Makes room: drops the counters that are forgotten anyway, else the
+/// oldest quarter (a full table is a flood; one sweep serves many inserts).
+fn evict_oldest(entries: &mut HashMap<Key, Entry>, policy: &LockoutPolicy, now: SystemTime) {
+    let stale = |e: &Entry| {
+        now.duration_since(e.last_failure).unwrap_or_default() >= policy.forget_after
+            && e.locked_until.is_none_or(|until| until <= now)
+    };
+    entries.retain(|_, e| !stale(e));
+    if entries.len() < policy.max_entries {
+        return;
+    }
+    let mut by_age: Vec<(SystemTime, Key)> = entries
+        .iter()
+        .map(|(key, e)| (e.last_failure, key.clone()))
+        .collect();
+    by_age.sort_unstable_by_key(|(age, _)| *age);
+    for (_, key) in by_age.iter().take(by_age.len() / 4 + 1) {
+        entries.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + seconds)
+    }
+
+    fn policy() -> LockoutPolicy {
+        LockoutPolicy {
+            threshold: 3,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+            ..LockoutPolicy::default()
+        }
+    }
+
+    #[test]
+    fn the_threshold_th_failure_locks_the_pair_out_for_base_then_doubling() {
+        let (policy, lockouts) = (policy(), Lockouts::default());
+        let from = ip("192.0.2.1");
+        for _ in 0..2 {
+            assert_eq!(lockouts.failed(&policy, Some(b"alice"), from, at(0)), None);
+            assert!(lockouts.check(&policy, Some(b"alice"), from, at(0)).is_ok());
+        }
+        let locked = lockouts
+            .failed(&policy, Some(b"alice"), from, at(0))
+            .unwrap();
+        assert_eq!((locked.until, locked.address), (at(10), false));
+        assert_eq!(
+            lockouts.check(&policy, Some(b"alice"), from, at(9)),
+            Err(locked)
+        );
+        // The lockout ends after its back-off...
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), from, at(10))
+                .is_ok()
+        );
+        // ...and each further failure doubles the next, up to the maximum.
+        let until = |s| {
+            lockouts
+                .failed(&policy, Some(b"alice"), from, at(s))
+                .unwrap()
+                .until
+        };
+        assert_eq!(until(10), at(30));
+        assert_eq!(until(30), at(70));
+        assert_eq!(until(70), at(130));
+        assert_eq!(until(130), at(190), "capped at max");
+    }
+
+    #[test]
+    fn a_lockout_does_not_spread_to_other_addresses_or_users() {
+        let (policy, lockouts) = (policy(), Lockouts::default());
+        for _ in 0..3 {
+            lockouts.failed(&policy, Some(b"alice"), ip("192.0.2.1"), at(0));
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("192.0.2.1"), at(1))
+                .is_err()
+        );
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("192.0.2.2"), at(1))
+                .is_ok()
+        );
+        assert!(
+            lockouts
+                .check(&policy, Some(b"bob"), ip("192.0.2.1"), at(1))
+                .is_ok()
+        );
+        assert!(
+            lockouts
+                .check(&policy, None, ip("192.0.2.1"), at(1))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_success_resets_the_pair_but_not_the_address() {
+        let mut policy = policy();
+        policy.address_threshold = 5;
+        let lockouts = Lockouts::default();
+        let from = ip("192.0.2.1");
+        for _ in 0..2 {
+            lockouts.failed(&policy, Some(b"alice"), from, at(0));
+        }
+        lockouts.succeeded(Some(b"alice"), from);
+        // Two more failures for alice: counted from zero again, no lockout
+        // of alice (her third failure in a row would be one)...
+        assert_eq!(lockouts.failed(&policy, Some(b"alice"), from, at(0)), None);
+        assert_eq!(lockouts.failed(&policy, Some(b"alice"), from, at(0)), None);
+        // ...but the address counts every failure whatever the successes:
+        // the fifth locks it out, for every user name.
+        let locked = lockouts
+            .failed(&policy, Some(b"mallory"), from, at(0))
+            .unwrap();
+        assert!(locked.address);
+        assert!(
+            lockouts
+                .check(&policy, Some(b"carol"), from, at(1))
+                .is_err()
+        );
+        assert!(
+            lockouts
+                .check(&policy, Some(b"carol"), ip("192.0.2.9"), at(1))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_address_counter_is_off_by_default() {
+        let lockouts = Lockouts::default();
+        let policy = LockoutPolicy::default();
+        assert_eq!(policy.address_threshold, 0);
+        let from = ip("192.0.2.1");
+        for i in 0..1000_u32 {
+            let user = format!("user-{i}");
+            lockouts.failed(&policy, Some(user.as_bytes()), from, at(0));
+        }
+        assert!(lockouts.check(&policy, Some(b"alice"), from, at(0)).is_ok());
+    }
+
+    #[test]
+    fn failures_are_forgotten_after_a_quiet_period() {
+        let (policy, lockouts) = (policy(), Lockouts::default());
+        let from = ip("192.0.2.1");
+        for _ in 0..2 {
+            lockouts.failed(&policy, Some(b"alice"), from, at(0));
+        }
+        let later = 3600;
+        assert_eq!(
+            lockouts.failed(&policy, Some(b"alice"), from, at(later)),
+            None
+        );
+        assert_eq!(
+            lockouts.failed(&policy, Some(b"alice"), from, at(later)),
+            None
+        );
+        assert!(
+            lockouts
+                .failed(&policy, Some(b"alice"), from, at(later))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn allow_listed_networks_are_never_counted_or_locked() {
+        let mut policy = policy();
+        policy.allow = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        let lockouts = Lockouts::default();
+        for _ in 0..10 {
+            assert_eq!(
+                lockouts.failed(&policy, Some(b"alice"), ip("10.1.2.3"), at(0)),
+                None
+            );
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("10.1.2.3"), at(0))
+                .is_ok()
+        );
+        // Taking the network off the list does not unlock what was never counted.
+        policy.allow.clear();
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("10.1.2.3"), at(0))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn ipv6_is_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let (policy, lockouts) = (policy(), Lockouts::default());
+        for host in 1..=3 {
+            let address = ip(&format!("2001:db8:1:2::{host}"));
+            lockouts.failed(&policy, Some(b"alice"), address, at(0));
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("2001:db8:1:2:ffff::9"), at(1))
+                .is_err()
+        );
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("2001:db8:1:3::1"), at(1))
+                .is_ok()
+        );
+        for _ in 0..3 {
+            lockouts.failed(&policy, Some(b"bob"), ip("::ffff:192.0.2.7"), at(0));
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(b"bob"), ip("192.0.2.7"), at(1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn logins_without_an_address_share_one_bucket() {
+        let (policy, lockouts) = (policy(), Lockouts::default());
+        for _ in 0..3 {
+            lockouts.failed(&policy, Some(b"alice"), None, at(0));
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), None, at(1))
+                .is_err()
+        );
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), ip("192.0.2.1"), at(1))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_keeps_the_newest_lockouts() {
+        let mut policy = policy();
+        policy.max_entries = 100;
+        let lockouts = Lockouts::default();
+        for i in 0..1_000_u32 {
+            let address = IpAddr::from(std::net::Ipv4Addr::from(0xC000_0200_u32 + i));
+            lockouts.failed(&policy, Some(b"alice"), Some(address), at(u64::from(i)));
+            assert!(lockouts.entries().len() <= 100);
+        }
+        let newest = Some(IpAddr::from(std::net::Ipv4Addr::from(
+            0xC000_0200_u32 + 999,
+        )));
+        for _ in 0..2 {
+            lockouts.failed(&policy, Some(b"alice"), newest, at(999));
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), newest, at(1000))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn long_user_names_are_counted_by_their_first_128_bytes() {
+        let (policy, lockouts) = (policy(), Lockouts::default());
+        let from = ip("192.0.2.1");
+        let name = |tail: &str| format!("{}{tail}", "x".repeat(128));
+        for tail in ["a", "b", "c"] {
+            lockouts.failed(&policy, Some(name(tail).as_bytes()), from, at(0));
+        }
+        assert!(
+            lockouts
+                .check(&policy, Some(name("d").as_bytes()), from, at(1))
+                .is_err()
+        );
+        assert!(
+            lockouts
+                .check(&policy, Some(&name("d").as_bytes()[1..]), from, at(1))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_threshold_zero_turns_the_lockout_off() {
+        let mut policy = policy();
+        policy.threshold = 0;
+        let lockouts = Lockouts::default();
+        for _ in 0..100 {
+            assert_eq!(
+                lockouts.failed(&policy, Some(b"alice"), ip("192.0.2.1"), at(0)),
+                None
+            );
+        }
+        assert!(lockouts.entries().is_empty());
+    }
+
+    #[test]
+    fn cidr_parsing_and_matching() {
+        let net = Cidr::parse("192.0.2.0/24").unwrap();
+        assert!(net.contains("192.0.2.255".parse().unwrap()));
+        assert!(!net.contains("192.0.3.0".parse().unwrap()));
+        assert!(net.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!net.contains("2001:db8::1".parse().unwrap()));
+        let one = Cidr::parse("2001:db8::1").unwrap();
+        assert!(one.contains("2001:db8::1".parse().unwrap()));
+        assert!(!one.contains("2001:db8::2".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("203.0.113.9".parse().unwrap())
+        );
+        for bad in [
+            "192.0.2.1/24",
+            "192.0.2.0/33",
+            "::/129",
+            "example.com",
+            "10.0.0.0/x",
+            "",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// An address is in a network exactly when its first `prefix` bits
+        /// are the network's.
+        #[test]
+        fn cidr_contains_is_a_prefix_comparison(network: u32, address: u32, prefix in 0_u8..=32) {
+            let shift = 32 - u32::from(prefix);
+            let network = network.checked_shr(shift).unwrap_or(0).checked_shl(shift).unwrap_or(0);
+            let cidr = Cidr::parse(&format!("{}/{prefix}", std::net::Ipv4Addr::from(network))).unwrap();
+            let same_prefix = prefix == 0 || (network ^ address) >> shift == 0;
+            proptest::prop_assert_eq!(cidr.contains(IpAddr::from(std::net::Ipv4Addr::from(address))), same_prefix);
+        }
+    }
+}
