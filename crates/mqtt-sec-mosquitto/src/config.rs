@@ -61,6 +61,18 @@ pub(crate) struct ConfigFile {
     pub(crate) acl: Spanned<AclConfig>,
     /// Brute-force lockout; on with its defaults when absent.
     pub(crate) lockout: Option<Spanned<LockoutConfig>>,
+    /// The counters under `$SYS`; every 10 s when absent.
+    pub(crate) monitoring: Option<MonitoringConfig>,
+}
+
+/// The `[monitoring]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MonitoringConfig {
+    /// The topic prefix for the counters (`$SYS/broker/mqtt-sec`).
+    pub(crate) sys_topic: Option<Spanned<String>>,
+    /// Seconds between publications (10); 0 turns them off.
+    pub(crate) sys_interval_seconds: Option<u64>,
 }
 
 /// The `[lockout]` table: every field optional, each default documented in

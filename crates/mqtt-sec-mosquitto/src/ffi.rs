@@ -40,6 +40,8 @@ pub(crate) const MOSQ_EVT_RELOAD: c_int = 1;
 pub(crate) const MOSQ_EVT_ACL_CHECK: c_int = 2;
 /// `MOSQ_EVT_BASIC_AUTH`.
 pub(crate) const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+/// `MOSQ_EVT_TICK`.
+pub(crate) const MOSQ_EVT_TICK: c_int = 9;
 /// `MOSQ_EVT_DISCONNECT`.
 pub(crate) const MOSQ_EVT_DISCONNECT: c_int = 10;
 
@@ -107,6 +109,17 @@ type ClientString = unsafe extern "C" fn(*const c_void) -> *const c_char;
 type ClientInt = unsafe extern "C" fn(*const c_void) -> c_int;
 type ClientCertificate = unsafe extern "C" fn(*const c_void) -> *mut c_void;
 type SetUsername = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
+/// `mosquitto_broker_publish_copy(clientid, topic, payloadlen, payload, qos,
+/// retain, properties)`.
+type PublishCopy = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    c_int,
+    *const c_void,
+    c_int,
+    bool,
+    *mut c_void,
+) -> c_int;
 /// OpenSSL's `i2d_X509(X509 *, unsigned char **)`.
 type I2dX509 = unsafe extern "C" fn(*mut c_void, *mut *mut u8) -> c_int;
 /// OpenSSL's `X509_free(X509 *)`.
@@ -123,6 +136,7 @@ struct Broker {
     client_address: ClientString,
     client_protocol_version: ClientInt,
     set_username: SetUsername,
+    publish_copy: PublishCopy,
     /// `mosquitto_client_certificate` and the OpenSSL functions to encode
     /// and free what it returns; `None` in a broker built without TLS.
     certificates: Option<(ClientCertificate, I2dX509, X509Free)>,
@@ -148,6 +162,7 @@ impl Broker {
         let address = symbol(c"mosquitto_client_address")?;
         let version = symbol(c"mosquitto_client_protocol_version")?;
         let set_username = symbol(c"mosquitto_set_username")?;
+        let publish_copy = symbol(c"mosquitto_broker_publish_copy")?;
         let certificates = (
             symbol(c"mosquitto_client_certificate"),
             symbol(c"i2d_X509"),
@@ -168,6 +183,7 @@ impl Broker {
                 client_address: std::mem::transmute::<*mut c_void, ClientString>(address),
                 client_protocol_version: std::mem::transmute::<*mut c_void, ClientInt>(version),
                 set_username: std::mem::transmute::<*mut c_void, SetUsername>(set_username),
+                publish_copy: std::mem::transmute::<*mut c_void, PublishCopy>(publish_copy),
                 certificates: match certificates {
                     (Some(get), Some(encode), Some(free)) => Some((
                         std::mem::transmute::<*mut c_void, ClientCertificate>(get),
@@ -325,11 +341,12 @@ struct Instance {
     identifier: *mut c_void,
 }
 
-const EVENTS: [(c_int, Callback); 4] = [
+const EVENTS: [(c_int, Callback); 5] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
     (MOSQ_EVT_ACL_CHECK, on_acl_check),
     (MOSQ_EVT_RELOAD, on_reload),
     (MOSQ_EVT_DISCONNECT, on_disconnect),
+    (MOSQ_EVT_TICK, on_tick),
 ];
 
 /// Largest client certificate taken from the broker.
@@ -624,6 +641,52 @@ unsafe extern "C" fn on_reload(event: c_int, data: *mut c_void, userdata: *mut c
     })
 }
 
+/// Every pass of the broker's loop (mosquitto 2.0 hands over a zeroed
+/// `mosquitto_evt_tick`, so its fields are not read): publishes what the
+/// plugin has due, on the broker's own thread.
+unsafe extern "C" fn on_tick(event: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        let Some(broker) = BROKER.get().filter(|_| event == MOSQ_EVT_TICK) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        // SAFETY: registered with our instance, valid until cleanup
+        // unregisters this callback.
+        let Some(instance) = (unsafe { userdata.cast::<Instance>().as_ref() }) else {
+            return MOSQ_ERR_SUCCESS;
+        };
+        for publication in instance.plugin.tick() {
+            let (Ok(topic), Ok(len)) = (
+                CString::new(publication.topic),
+                c_int::try_from(publication.payload.len()),
+            ) else {
+                continue;
+            };
+            // SAFETY: the broker's function, called from its loop: a NULL
+            // client id publishes to every subscriber; the topic is
+            // NUL-terminated; the payload is `len` bytes, copied by the
+            // broker before it returns; no properties.
+            let rc = unsafe {
+                (broker.publish_copy)(
+                    std::ptr::null(),
+                    topic.as_ptr(),
+                    len,
+                    publication.payload.as_ptr().cast(),
+                    0,
+                    true,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc != MOSQ_ERR_SUCCESS {
+                BrokerLog.log(
+                    Level::Warning,
+                    &format!("mqtt-sec: publishing {topic:?} failed ({rc})"),
+                );
+            }
+        }
+        MOSQ_ERR_SUCCESS
+    })
+}
+
 #[cfg(test)]
 mod layout {
     //! The structs above against the installed headers: a C program
@@ -659,6 +722,7 @@ int main(void) {
     printf("const MOSQ_EVT_ACL_CHECK %d\n", MOSQ_EVT_ACL_CHECK);
     printf("const MOSQ_EVT_BASIC_AUTH %d\n", MOSQ_EVT_BASIC_AUTH);
     printf("const MOSQ_EVT_DISCONNECT %d\n", MOSQ_EVT_DISCONNECT);
+    printf("const MOSQ_EVT_TICK %d\n", MOSQ_EVT_TICK);
     printf("const MOSQ_ERR_SUCCESS %d\n", MOSQ_ERR_SUCCESS);
     printf("const MOSQ_ERR_INVAL %d\n", MOSQ_ERR_INVAL);
     printf("const MOSQ_ERR_AUTH %d\n", MOSQ_ERR_AUTH);
@@ -749,6 +813,7 @@ int main(void) {
             ("MOSQ_EVT_ACL_CHECK", super::MOSQ_EVT_ACL_CHECK),
             ("MOSQ_EVT_BASIC_AUTH", super::MOSQ_EVT_BASIC_AUTH),
             ("MOSQ_EVT_DISCONNECT", super::MOSQ_EVT_DISCONNECT),
+            ("MOSQ_EVT_TICK", super::MOSQ_EVT_TICK),
             ("MOSQ_ERR_SUCCESS", super::MOSQ_ERR_SUCCESS),
             ("MOSQ_ERR_INVAL", super::MOSQ_ERR_INVAL),
             ("MOSQ_ERR_AUTH", super::MOSQ_ERR_AUTH),
@@ -870,6 +935,11 @@ mod fail_closed {
             );
             assert_eq!(
                 on_disconnect(MOSQ_EVT_DISCONNECT, null_mut(), null_mut()),
+                MOSQ_ERR_SUCCESS
+            );
+            // A tick without a broker or an instance publishes nothing.
+            assert_eq!(
+                on_tick(MOSQ_EVT_TICK, null_mut(), null_mut()),
                 MOSQ_ERR_SUCCESS
             );
         }

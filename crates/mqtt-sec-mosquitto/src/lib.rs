@@ -9,6 +9,7 @@ pub mod event;
 mod ffi;
 mod lockout;
 pub mod log;
+mod monitoring;
 mod plugin;
 mod state;
 
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::ConfigError;
 pub use counters::Counters;
+pub use monitoring::Publication;
 pub use mqtt_sec_acl;
 pub use plugin::{Plugin, StartError};
 

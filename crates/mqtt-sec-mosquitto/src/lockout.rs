@@ -600,6 +600,19 @@ mod tests {
     }
 
     #[test]
+    fn seconds_left_rounds_up_and_is_zero_once_over() {
+        let locked = LockedOut {
+            until: at(10),
+            address: false,
+        };
+        assert_eq!(locked.seconds_left(at(0)), 10);
+        assert_eq!(locked.seconds_left(at(0) + Duration::from_millis(500)), 10);
+        assert_eq!(locked.seconds_left(at(9) + Duration::from_millis(999)), 1);
+        assert_eq!(locked.seconds_left(at(10)), 0);
+        assert_eq!(locked.seconds_left(at(11)), 0);
+    }
+
+    #[test]
     fn the_threshold_zero_turns_the_lockout_off() {
         let mut policy = policy();
         policy.threshold = 0;

@@ -18,6 +18,7 @@ use crate::counters::{Count, Counters, LiveCounters};
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
+use crate::monitoring::{Publication, SysPublisher};
 use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
 
 /// Why the plugin could not start.
@@ -72,6 +73,7 @@ pub struct Plugin {
     /// Failed-login counters: outside the state, so a reload keeps them.
     lockouts: Lockouts,
     counters: LiveCounters,
+    sys: SysPublisher,
     log: Box<dyn Log>,
 }
 
@@ -117,6 +119,7 @@ impl Plugin {
             session_count: AtomicUsize::new(0),
             lockouts: Lockouts::default(),
             counters: LiveCounters::default(),
+            sys: SysPublisher::default(),
             log,
         })
     }
@@ -302,6 +305,19 @@ impl Plugin {
     /// What the plugin has done since it started.
     pub fn counters(&self) -> Counters {
         self.counters.snapshot()
+    }
+
+    /// The broker's tick (`MOSQ_EVT_TICK`, every pass of its loop): what
+    /// to publish now, retained at QoS 0 (the counters under the
+    /// configured `$SYS` prefix, once per interval).
+    pub fn tick(&self) -> Vec<Publication> {
+        self.tick_at(SystemTime::now())
+    }
+
+    /// As [`Plugin::tick`], at `now`.
+    pub fn tick_at(&self, now: SystemTime) -> Vec<Publication> {
+        self.sys
+            .due(&self.current().monitoring, self.counters.snapshot(), now)
     }
 
     fn jwt(&self, login: &Login<'_>, method: &JwtMethod, now: SystemTime) -> Outcome {

@@ -14,9 +14,11 @@ use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
 use crate::ConfigFinding;
 use crate::config::{
-    AclConfig, AuthMethod, ConfigError, ConfigFile, LockoutConfig, Source, SubscribeMode,
+    AclConfig, AuthMethod, ConfigError, ConfigFile, LockoutConfig, MonitoringConfig, Source,
+    SubscribeMode,
 };
 use crate::lockout::{Cidr, LockoutPolicy};
+use crate::monitoring::MonitoringPolicy;
 
 /// Largest password or ACL file read (as mqtt-sec-auth and mqtt-sec-acl read
 /// them).
@@ -73,6 +75,7 @@ pub(crate) struct State {
     pub(crate) methods: Vec<Method>,
     pub(crate) authorization: Authorization,
     pub(crate) lockout: LockoutPolicy,
+    pub(crate) monitoring: MonitoringPolicy,
 }
 
 impl State {
@@ -109,14 +112,46 @@ impl State {
             Some(table) => load_lockout(source, table.get_ref())?,
             None => LockoutPolicy::default(),
         };
+        let monitoring = match &config.monitoring {
+            Some(table) => load_monitoring(source, table)?,
+            None => MonitoringPolicy::default(),
+        };
         Ok(Self {
             allow_anonymous: config.allow_anonymous,
             superusers: config.superusers.into_iter().collect(),
             methods,
             authorization,
             lockout,
+            monitoring,
         })
     }
+}
+
+fn load_monitoring(
+    source: &Source,
+    table: &MonitoringConfig,
+) -> Result<MonitoringPolicy, ConfigError> {
+    let mut policy = MonitoringPolicy::default();
+    if let Some(seconds) = table.sys_interval_seconds {
+        policy.interval = Duration::from_secs(seconds);
+    }
+    if let Some(topic) = &table.sys_topic {
+        let text = topic.get_ref();
+        // Published by the broker itself: a plain topic name under $SYS,
+        // which clients cannot publish to.
+        let valid = text.starts_with("$SYS/")
+            && !text.ends_with('/')
+            && mqtt_sec_acl::TopicName::new(text.as_str()).is_ok();
+        if !valid {
+            return Err(source.error(
+                &topic.span(),
+                "monitoring.sys_topic",
+                format!("{text:?} is not a topic name under $SYS/ (no wildcards, no trailing /)"),
+            ));
+        }
+        policy.sys_topic.clone_from(text);
+    }
+    Ok(policy)
 }
 
 fn load_lockout(source: &Source, table: &LockoutConfig) -> Result<LockoutPolicy, ConfigError> {

@@ -430,3 +430,84 @@ async fn every_hash_kind_is_checked_by_the_plugin() {
         );
     }
 }
+
+/// Issue 17's proof, in a running broker: a thousand wrong passwords from
+/// one address are locked out after the threshold, and the plugin's
+/// counters (published under `$SYS` from the broker's tick) show that no
+/// further guess, and not the right password during the lockout, cost a
+/// hash; alice logs in from another address meanwhile, and from the
+/// attacker's address once the lockout has ended.
+#[tokio::test]
+async fn a_brute_force_is_locked_out_in_the_broker_without_computing_hashes() {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+    let files = files("[lockout]\nlockout_seconds = 3\n\n[monitoring]\nsys_interval_seconds = 1\n");
+    let Some(broker) = start(&files) else { return };
+    // A watcher of the counters, logged in before the attack.
+    let (watcher, mut events) = rumqttc::AsyncClient::new(
+        support::options(&broker, "watcher", Some(("admin", "admin-secret"))),
+        16,
+    );
+    watcher
+        .subscribe("$SYS/broker/mqtt-sec/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let into = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
+                let name = p.topic.rsplit('/').next().unwrap_or_default().to_owned();
+                let value = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+                into.lock().unwrap().insert(name, value);
+            }
+        }
+    });
+    // Waits until the counter `name` reaches at least `value`; returns it.
+    let counter = |name: &'static str, value: u64| {
+        let seen = Arc::clone(&seen);
+        async move {
+            for _ in 0..100 {
+                let now = seen.lock().unwrap().get(name).copied();
+                if let Some(now) = now.filter(|n| *n >= value) {
+                    return now;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("{name} never reached {value}: {:?}", seen.lock().unwrap());
+        }
+    };
+    // The watcher's own login is the first verification.
+    assert_eq!(counter("password_verifications", 1).await, 1);
+
+    let attacker: IpAddr = "127.0.0.2".parse().unwrap();
+    let alice: IpAddr = "127.0.0.3".parse().unwrap();
+    let login = |from: IpAddr, password: &str| {
+        support::raw_connect_from(
+            &broker,
+            Some(from),
+            b"c",
+            Some(b"alice"),
+            Some(password.as_bytes()),
+        )
+    };
+    for i in 0..1_000 {
+        assert_eq!(login(attacker, &format!("guess-{i}")), Some(5));
+    }
+    assert_eq!(login(attacker, "alice-secret"), Some(5), "locked out");
+    assert_eq!(login(alice, "alice-secret"), Some(0), "not from elsewhere");
+    // 1 (watcher) + 5 guesses + alice's login: nothing for the other 996.
+    assert_eq!(counter("locked_out_logins", 996).await, 996);
+    assert_eq!(counter("password_verifications", 7).await, 7);
+    assert_eq!(seen.lock().unwrap()["lockouts_started"], 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        login(attacker, "alice-secret"),
+        Some(0),
+        "after the back-off"
+    );
+    let log = broker.log();
+    assert!(log.contains("locked out after repeated failures"), "{log}");
+    assert!(!log.contains("alice-secret"), "no password in the log");
+}

@@ -215,6 +215,30 @@ fn each_refusal_names_file_line_and_field() {
             Some("acl.acl_file"),
             "the rule file has 67108864 bytes",
         ),
+        (
+            format!("{ok}[monitoring]\nsys_topic = \"broker/stats\"\n"),
+            Some(4),
+            Some("monitoring.sys_topic"),
+            "not a topic name under $SYS/",
+        ),
+        (
+            format!("{ok}[monitoring]\nsys_topic = \"$SYS/mqtt-sec/#\"\n"),
+            Some(4),
+            Some("monitoring.sys_topic"),
+            "no wildcards",
+        ),
+        (
+            format!("{ok}[monitoring]\nsys_topic = \"$SYS/mqtt-sec/\"\n"),
+            Some(4),
+            Some("monitoring.sys_topic"),
+            "trailing /",
+        ),
+        (
+            format!("{ok}[monitoring]\nsys_topic = \"$SYS/mqtt-sec\"\nsys_interval_seconds = 0\n"),
+            None,
+            None,
+            "",
+        ),
     ];
     for (text, line, field, reason) in &cases {
         match check_config_str(text, &path) {

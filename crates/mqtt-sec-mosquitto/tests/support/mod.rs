@@ -132,6 +132,18 @@ pub(crate) fn raw_connect(
     username: Option<&[u8]>,
     password: Option<&[u8]>,
 ) -> Option<u8> {
+    raw_connect_from(broker, None, client_id, username, password)
+}
+
+/// As [`raw_connect`], from the loopback address `source` (any of
+/// 127.0.0.0/8 on Linux), so that a test can log in from several addresses.
+pub(crate) fn raw_connect_from(
+    broker: &Mosquitto,
+    source: Option<std::net::IpAddr>,
+    client_id: &[u8],
+    username: Option<&[u8]>,
+    password: Option<&[u8]>,
+) -> Option<u8> {
     let mut body = Vec::new();
     let field = |out: &mut Vec<u8>, bytes: &[u8]| {
         out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
@@ -169,7 +181,16 @@ pub(crate) fn raw_connect(
         }
     }
     packet.extend_from_slice(&body);
-    let mut stream = TcpStream::connect((broker.host(), broker.plain_port().unwrap())).unwrap();
+    let host: std::net::IpAddr = broker.host().parse().unwrap();
+    let server = std::net::SocketAddr::new(host, broker.plain_port().unwrap());
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(source) = source {
+        socket
+            .bind(&std::net::SocketAddr::new(source, 0).into())
+            .unwrap();
+    }
+    socket.connect(&server.into()).unwrap();
+    let mut stream = TcpStream::from(socket);
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
