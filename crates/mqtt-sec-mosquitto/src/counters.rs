@@ -17,6 +17,8 @@ pub struct Counters {
     pub locked_out_logins: u64,
     /// Lockouts started.
     pub lockouts_started: u64,
+    /// Clients disconnected because their token expired.
+    pub expiry_disconnects: u64,
 }
 
 /// The live counters.
@@ -26,6 +28,7 @@ pub(crate) struct LiveCounters {
     token_verifications: AtomicU64,
     locked_out_logins: AtomicU64,
     lockouts_started: AtomicU64,
+    expiry_disconnects: AtomicU64,
 }
 
 /// One counter of [`LiveCounters`].
@@ -35,6 +38,7 @@ pub(crate) enum Count {
     TokenVerification,
     LockedOutLogin,
     LockoutStarted,
+    ExpiryDisconnect,
 }
 
 impl LiveCounters {
@@ -44,6 +48,7 @@ impl LiveCounters {
             Count::TokenVerification => &self.token_verifications,
             Count::LockedOutLogin => &self.locked_out_logins,
             Count::LockoutStarted => &self.lockouts_started,
+            Count::ExpiryDisconnect => &self.expiry_disconnects,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -55,6 +60,7 @@ impl LiveCounters {
             token_verifications: read(&self.token_verifications),
             locked_out_logins: read(&self.locked_out_logins),
             lockouts_started: read(&self.lockouts_started),
+            expiry_disconnects: read(&self.expiry_disconnects),
         }
     }
 }

@@ -25,6 +25,8 @@ use crate::plugin::Plugin;
 pub(crate) const MOSQ_ERR_SUCCESS: c_int = 0;
 /// `MOSQ_ERR_INVAL`.
 pub(crate) const MOSQ_ERR_INVAL: c_int = 3;
+/// `MOSQ_ERR_NOT_FOUND`.
+pub(crate) const MOSQ_ERR_NOT_FOUND: c_int = 6;
 /// `MOSQ_ERR_AUTH`.
 pub(crate) const MOSQ_ERR_AUTH: c_int = 11;
 /// `MOSQ_ERR_ACL_DENIED`.
@@ -120,6 +122,9 @@ type PublishCopy = unsafe extern "C" fn(
     bool,
     *mut c_void,
 ) -> c_int;
+/// `mosquitto_kick_client_by_clientid(clientid, with_will)`: NULL kicks
+/// every client, so it is only ever called with a client id.
+type KickByClientId = unsafe extern "C" fn(*const c_char, bool) -> c_int;
 /// OpenSSL's `i2d_X509(X509 *, unsigned char **)`.
 type I2dX509 = unsafe extern "C" fn(*mut c_void, *mut *mut u8) -> c_int;
 /// OpenSSL's `X509_free(X509 *)`.
@@ -137,6 +142,7 @@ struct Broker {
     client_protocol_version: ClientInt,
     set_username: SetUsername,
     publish_copy: PublishCopy,
+    kick_by_client_id: KickByClientId,
     /// `mosquitto_client_certificate` and the OpenSSL functions to encode
     /// and free what it returns; `None` in a broker built without TLS.
     certificates: Option<(ClientCertificate, I2dX509, X509Free)>,
@@ -163,6 +169,7 @@ impl Broker {
         let version = symbol(c"mosquitto_client_protocol_version")?;
         let set_username = symbol(c"mosquitto_set_username")?;
         let publish_copy = symbol(c"mosquitto_broker_publish_copy")?;
+        let kick = symbol(c"mosquitto_kick_client_by_clientid")?;
         let certificates = (
             symbol(c"mosquitto_client_certificate"),
             symbol(c"i2d_X509"),
@@ -184,6 +191,7 @@ impl Broker {
                 client_protocol_version: std::mem::transmute::<*mut c_void, ClientInt>(version),
                 set_username: std::mem::transmute::<*mut c_void, SetUsername>(set_username),
                 publish_copy: std::mem::transmute::<*mut c_void, PublishCopy>(publish_copy),
+                kick_by_client_id: std::mem::transmute::<*mut c_void, KickByClientId>(kick),
                 certificates: match certificates {
                     (Some(get), Some(encode), Some(free)) => Some((
                         std::mem::transmute::<*mut c_void, ClientCertificate>(get),
@@ -642,8 +650,8 @@ unsafe extern "C" fn on_reload(event: c_int, data: *mut c_void, userdata: *mut c
 }
 
 /// Every pass of the broker's loop (mosquitto 2.0 hands over a zeroed
-/// `mosquitto_evt_tick`, so its fields are not read): publishes what the
-/// plugin has due, on the broker's own thread.
+/// `mosquitto_evt_tick`, so its fields are not read): does what the plugin
+/// has due, on the broker's own thread.
 unsafe extern "C" fn on_tick(event: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
     guarded(MOSQ_ERR_SUCCESS, || {
         let Some(broker) = BROKER.get().filter(|_| event == MOSQ_EVT_TICK) else {
@@ -654,7 +662,27 @@ unsafe extern "C" fn on_tick(event: c_int, _data: *mut c_void, userdata: *mut c_
         let Some(instance) = (unsafe { userdata.cast::<Instance>().as_ref() }) else {
             return MOSQ_ERR_SUCCESS;
         };
-        for publication in instance.plugin.tick() {
+        // The plugin holds no lock now: a kick runs our disconnect callback
+        // before it returns.
+        let due = instance.plugin.tick();
+        for client_id in due.disconnect {
+            // A client id from the broker has no NUL; one that had would be
+            // skipped, never turned into NULL (which kicks everyone).
+            let Ok(client_id) = CString::new(client_id) else {
+                continue;
+            };
+            // SAFETY: the broker's function, called from its loop, with a
+            // NUL-terminated client id; without the will (the client's
+            // authority has ended).
+            let rc = unsafe { (broker.kick_by_client_id)(client_id.as_ptr(), false) };
+            if rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NOT_FOUND {
+                BrokerLog.log(
+                    Level::Warning,
+                    &format!("mqtt-sec: disconnecting {client_id:?} failed ({rc})"),
+                );
+            }
+        }
+        for publication in due.publish {
             let (Ok(topic), Ok(len)) = (
                 CString::new(publication.topic),
                 c_int::try_from(publication.payload.len()),
@@ -725,6 +753,7 @@ int main(void) {
     printf("const MOSQ_EVT_TICK %d\n", MOSQ_EVT_TICK);
     printf("const MOSQ_ERR_SUCCESS %d\n", MOSQ_ERR_SUCCESS);
     printf("const MOSQ_ERR_INVAL %d\n", MOSQ_ERR_INVAL);
+    printf("const MOSQ_ERR_NOT_FOUND %d\n", MOSQ_ERR_NOT_FOUND);
     printf("const MOSQ_ERR_AUTH %d\n", MOSQ_ERR_AUTH);
     printf("const MOSQ_ERR_ACL_DENIED %d\n", MOSQ_ERR_ACL_DENIED);
     printf("const MOSQ_ERR_UNKNOWN %d\n", MOSQ_ERR_UNKNOWN);
@@ -816,6 +845,7 @@ int main(void) {
             ("MOSQ_EVT_TICK", super::MOSQ_EVT_TICK),
             ("MOSQ_ERR_SUCCESS", super::MOSQ_ERR_SUCCESS),
             ("MOSQ_ERR_INVAL", super::MOSQ_ERR_INVAL),
+            ("MOSQ_ERR_NOT_FOUND", super::MOSQ_ERR_NOT_FOUND),
             ("MOSQ_ERR_AUTH", super::MOSQ_ERR_AUTH),
             ("MOSQ_ERR_ACL_DENIED", super::MOSQ_ERR_ACL_DENIED),
             ("MOSQ_ERR_UNKNOWN", super::MOSQ_ERR_UNKNOWN),

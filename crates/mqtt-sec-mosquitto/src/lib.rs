@@ -11,6 +11,7 @@ mod lockout;
 pub mod log;
 mod monitoring;
 mod plugin;
+mod session;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub use config::ConfigError;
 pub use counters::Counters;
 pub use monitoring::Publication;
 pub use mqtt_sec_acl;
-pub use plugin::{Plugin, StartError};
+pub use plugin::{Plugin, StartError, Tick};
 
 /// What the ACL lint found in a file the configuration names.
 #[derive(Debug, Clone, PartialEq, Eq)]

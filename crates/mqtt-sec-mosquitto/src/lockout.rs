@@ -579,6 +579,63 @@ mod tests {
         );
     }
 
+    fn address(i: u32) -> Option<IpAddr> {
+        Some(IpAddr::from(std::net::Ipv4Addr::from(0xC000_0200_u32 + i)))
+    }
+
+    /// Whether the table holds alice's counter from `from`.
+    fn held(lockouts: &Lockouts, from: Option<IpAddr>) -> bool {
+        let key = Key::Pair(counted_name(Some(b"alice")), Origin::of(from));
+        lockouts.entries().contains_key(&key)
+    }
+
+    #[test]
+    fn a_full_table_drops_the_oldest_quarter_and_one_more() {
+        let mut policy = policy();
+        policy.max_entries = 8;
+        let lockouts = Lockouts::default();
+        for i in 0..8 {
+            lockouts.failed(&policy, Some(b"alice"), address(i), at(u64::from(i)));
+        }
+        // The ninth counter makes room: 8 / 4 + 1 = 3 of the oldest go.
+        lockouts.failed(&policy, Some(b"alice"), address(8), at(8));
+        assert_eq!(lockouts.entries().len(), 6);
+        for i in 0..3 {
+            assert!(!held(&lockouts, address(i)), "{i} was dropped");
+        }
+        for i in 3..9 {
+            assert!(held(&lockouts, address(i)), "{i} was kept");
+        }
+    }
+
+    #[test]
+    fn a_full_table_drops_forgotten_counters_before_live_lockouts() {
+        let mut policy = policy();
+        policy.max_entries = 4;
+        policy.forget_after = Duration::from_secs(10);
+        policy.max = Duration::from_secs(1000);
+        let lockouts = Lockouts::default();
+        // The oldest counter is a lockout that lasts (failures at t = 0).
+        for _ in 0..6 {
+            lockouts.failed(&policy, Some(b"alice"), address(0), at(0));
+        }
+        // Two counters that are forgotten by t = 20, and a fresh one.
+        lockouts.failed(&policy, Some(b"alice"), address(1), at(1));
+        lockouts.failed(&policy, Some(b"alice"), address(2), at(2));
+        lockouts.failed(&policy, Some(b"alice"), address(3), at(19));
+        // A new counter at t = 20: the two forgotten ones make the room.
+        lockouts.failed(&policy, Some(b"alice"), address(4), at(20));
+        assert_eq!(lockouts.entries().len(), 3);
+        assert!(
+            lockouts
+                .check(&policy, Some(b"alice"), address(0), at(20))
+                .is_err()
+        );
+        for (i, kept) in [(1, false), (2, false), (3, true), (4, true)] {
+            assert_eq!(held(&lockouts, address(i)), kept, "{i}");
+        }
+    }
+
     #[test]
     fn long_user_names_are_counted_by_their_first_128_bytes() {
         let (policy, lockouts) = (policy(), Lockouts::default());

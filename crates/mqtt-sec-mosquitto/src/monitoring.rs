@@ -68,6 +68,7 @@ impl SysPublisher {
             ("token_verifications", counters.token_verifications),
             ("locked_out_logins", counters.locked_out_logins),
             ("lockouts_started", counters.lockouts_started),
+            ("expiry_disconnects", counters.expiry_disconnects),
         ]
         .into_iter()
         .map(|(name, value)| Publication {
@@ -95,7 +96,7 @@ mod tests {
             ..Counters::default()
         };
         let first = publisher.due(&policy, counters, at(0));
-        assert_eq!(first.len(), 4);
+        assert_eq!(first.len(), 5);
         assert_eq!(
             first[0],
             Publication {
@@ -105,9 +106,9 @@ mod tests {
         );
         assert_eq!(first[2].payload, b"995");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
-        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 4);
+        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 5);
         // A clock stepped back publishes again rather than going quiet.
-        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 4);
+        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 5);
     }
 
     #[test]

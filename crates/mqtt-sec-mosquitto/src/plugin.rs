@@ -2,7 +2,6 @@
 //! broker event. Every path ends in a decision; anything unexpected (a
 //! missing client id, a non-UTF-8 name, a poisoned lock) is a refusal.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -11,7 +10,7 @@ use std::time::SystemTime;
 use mqtt_sec_acl::{Action, Principal};
 use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::identity::CertificateIdentity;
-use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAcl, TokenAclDecision, VerifiedToken};
+use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAclDecision, VerifiedToken};
 
 use crate::config::ConfigError;
 use crate::counters::{Count, Counters, LiveCounters};
@@ -19,6 +18,7 @@ use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
+use crate::session::{Session, Sessions};
 use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
 
 /// Why the plugin could not start.
@@ -37,17 +37,16 @@ pub enum StartError {
     Config(#[from] ConfigError),
 }
 
-/// What a JWT login established for one connection, until it ends.
-#[derive(Debug)]
-struct Session {
-    /// The client id at login: a connection is only ever looked up with it.
-    client_id: Vec<u8>,
-    /// The token's `exp`: after it the connection is granted nothing.
-    expires_at: SystemTime,
-    /// An issuer's token with the superuser claim.
-    superuser: bool,
-    /// The token's `acl` claim.
-    acl: Option<TokenAcl>,
+/// What the broker is to do on a tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Tick {
+    /// Messages to publish, retained at QoS 0 (the counters under the
+    /// configured `$SYS` prefix, once per interval).
+    pub publish: Vec<Publication>,
+    /// Client ids to disconnect, without their wills: clients whose token
+    /// expired (each once).
+    pub disconnect: Vec<Vec<u8>>,
 }
 
 /// What one method says about a login.
@@ -67,7 +66,7 @@ enum Outcome {
 pub struct Plugin {
     config_path: PathBuf,
     state: RwLock<Arc<State>>,
-    sessions: Mutex<HashMap<usize, Session>>,
+    sessions: Mutex<Sessions>,
     /// How many sessions there are, read without the lock.
     session_count: AtomicUsize,
     /// Failed-login counters: outside the state, so a reload keeps them.
@@ -115,7 +114,7 @@ impl Plugin {
         Ok(Self {
             config_path,
             state: RwLock::new(Arc::new(state)),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             session_count: AtomicUsize::new(0),
             lockouts: Lockouts::default(),
             counters: LiveCounters::default(),
@@ -169,7 +168,7 @@ impl Plugin {
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Session>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -190,7 +189,7 @@ impl Plugin {
     pub fn authenticate_at(&self, login: &Login<'_>, now: SystemTime) -> AuthVerdict {
         let state = self.current();
         // A new login replaces whatever an earlier one on this connection set up.
-        self.forget(login.client.key);
+        self.forget(login.client.key, login.client.id);
         let address = login
             .client
             .address
@@ -270,11 +269,15 @@ impl Plugin {
                     if username.as_deref().is_some_and(|u| u.contains('\0')) {
                         return Err("the verified name holds a NUL byte".into());
                     }
+                    let mut sessions = self.sessions();
+                    if let Some(id) = login.client.id {
+                        sessions.logged_in(login.client.key, id);
+                    }
                     if let Some(session) = session {
-                        let mut sessions = self.sessions();
                         sessions.insert(login.client.key, session);
                         self.session_count.store(sessions.len(), Ordering::Release);
                     }
+                    drop(sessions);
                     self.log.log(
                         Level::Debug,
                         &format!(
@@ -307,17 +310,31 @@ impl Plugin {
         self.counters.snapshot()
     }
 
-    /// The broker's tick (`MOSQ_EVT_TICK`, every pass of its loop): what
-    /// to publish now, retained at QoS 0 (the counters under the
-    /// configured `$SYS` prefix, once per interval).
-    pub fn tick(&self) -> Vec<Publication> {
+    /// The broker's tick (`MOSQ_EVT_TICK`, every pass of its loop, at
+    /// least every 100 ms): what the broker is to do now.
+    pub fn tick(&self) -> Tick {
         self.tick_at(SystemTime::now())
     }
 
     /// As [`Plugin::tick`], at `now`.
-    pub fn tick_at(&self, now: SystemTime) -> Vec<Publication> {
-        self.sys
-            .due(&self.current().monitoring, self.counters.snapshot(), now)
+    pub fn tick_at(&self, now: SystemTime) -> Tick {
+        let disconnect = self.sessions().expired(now);
+        for client_id in &disconnect {
+            self.counters.add(Count::ExpiryDisconnect);
+            self.log.log(
+                Level::Notice,
+                &format!(
+                    "{PREFIX}disconnecting client {}: its token has expired",
+                    name(client_id)
+                ),
+            );
+        }
+        Tick {
+            publish: self
+                .sys
+                .due(&self.current().monitoring, self.counters.snapshot(), now),
+            disconnect,
+        }
     }
 
     fn jwt(&self, login: &Login<'_>, method: &JwtMethod, now: SystemTime) -> Outcome {
@@ -356,6 +373,12 @@ impl Plugin {
         }
         self.counters.add(Count::TokenVerification);
         match method.verifier.verify(token, &context, now) {
+            // The leeway tolerates clock skew at login, but a connection
+            // ends at `exp` (its accesses refused, then disconnected): a
+            // token past it would open a connection that is closed at once.
+            Ok(verified) if verified.expires_at() <= now => Outcome::Deny(
+                "token refused: it has expired (accepted only within the clock-skew leeway, which a connection does not get)".into(),
+            ),
             Ok(verified) => session_of(&verified, method, client_id),
             Err(e) => Outcome::Deny(format!("token refused: {e}")),
         }
@@ -380,12 +403,12 @@ impl Plugin {
 
     /// Forgets what a login set up for the connection.
     pub fn disconnected(&self, client: &Client<'_>) {
-        self.forget(client.key);
+        self.forget(client.key, client.id);
     }
 
-    fn forget(&self, key: usize) {
+    fn forget(&self, key: usize, client_id: Option<&[u8]>) {
         let mut sessions = self.sessions();
-        sessions.remove(&key);
+        sessions.forget(key, client_id);
         self.session_count.store(sessions.len(), Ordering::Release);
     }
 
@@ -441,7 +464,7 @@ impl Plugin {
         if self.session_count.load(Ordering::Acquire) != 0 {
             let sessions = self.sessions();
             if let Some(session) = sessions
-                .get(&check.client.key)
+                .get(check.client.key)
                 .filter(|s| Some(s.client_id.as_slice()) == check.client.id)
             {
                 let now = clock();

@@ -860,3 +860,76 @@ fn consecutive_checks_never_inherit_the_previous_clients_identity() {
     assert!(lines.contains("for client phone (user -)"), "{lines}");
     assert!(lines.contains("for client phone (user bob)"), "{lines}");
 }
+
+/// Issue 17, item 3: the broker's tick disconnects a client at its token's
+/// expiry, once; never a fresh login that took its client id over, nor a
+/// client that has gone.
+#[test]
+fn the_tick_disconnects_a_client_when_its_token_expires() {
+    let s = setup();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    let token = s.token("dev-1", 5, json!({}), t0);
+    let login_at = |key, when| {
+        s.plugin
+            .authenticate_at(&with_token(client(key, "dev-1", None), &token), when)
+    };
+    assert!(matches!(login_at(1, at(0)), AuthVerdict::Allow { .. }));
+    assert!(s.plugin.tick_at(at(4)).disconnect.is_empty());
+    assert_eq!(s.plugin.tick_at(at(5)).disconnect, [b"dev-1".to_vec()]);
+    assert!(s.plugin.tick_at(at(6)).disconnect.is_empty(), "once");
+    assert_eq!(s.plugin.counters().expiry_disconnects, 1);
+    assert!(
+        s.lines
+            .all()
+            .contains("disconnecting client dev-1: its token has expired")
+    );
+
+    // dev-1 logs in on connection 2, then takes its client id over with a
+    // password on connection 3: connection 2's expiry disconnects no one.
+    assert!(matches!(login_at(2, at(1)), AuthVerdict::Allow { .. }));
+    let password = login(
+        client(3, "dev-1", None),
+        Some(b"alice"),
+        Some(SECRET.as_bytes()),
+    );
+    assert!(matches!(
+        s.plugin.authenticate_at(&password, at(2)),
+        AuthVerdict::Allow { .. }
+    ));
+    assert!(s.plugin.tick_at(at(10)).disconnect.is_empty());
+
+    // A client that has gone is not disconnected at its expiry.
+    let other = s.token("dev-2", 5, json!({}), t0);
+    let login = with_token(client(4, "dev-2", None), &other);
+    assert!(matches!(
+        s.plugin.authenticate_at(&login, at(0)),
+        AuthVerdict::Allow { .. }
+    ));
+    s.plugin.disconnected(&client(4, "dev-2", None));
+    assert!(s.plugin.tick_at(at(10)).disconnect.is_empty());
+}
+
+/// Across features: the verifier's leeway (30 s) would let a token a few
+/// seconds past `exp` log in, and the tick would disconnect it at once (a
+/// reconnect loop, each connection granted nothing): it is refused at login.
+#[test]
+fn a_token_past_its_expiry_is_refused_even_within_the_leeway() {
+    let s = setup();
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let token = s.token("dev-1", 5, json!({}), t0);
+    let at = |secs| {
+        s.plugin.authenticate_at(
+            &with_token(client(1, "dev-1", None), &token),
+            t0 + Duration::from_secs(secs),
+        )
+    };
+    assert!(matches!(at(4), AuthVerdict::Allow { .. }));
+    assert_eq!(at(5), AuthVerdict::Deny);
+    assert_eq!(at(20), AuthVerdict::Deny);
+    assert!(
+        s.lines.all().contains("within the clock-skew leeway"),
+        "{}",
+        s.lines.all()
+    );
+}

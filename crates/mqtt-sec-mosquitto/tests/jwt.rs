@@ -391,20 +391,29 @@ async fn a_connection_is_granted_nothing_once_its_token_expires() {
             .is_some()
     );
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    sensor
+    // At its expiry the broker disconnected the client (its accesses would
+    // be refused in any case: `decisions` tests that path)...
+    broker
+        .wait_for_log(
+            "disconnecting client sensor-1: its token has expired",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    let delivered = match sensor
         .publish("sensors/sensor-1/b", QoS::AtLeastOnce, b"2".to_vec())
         .await
-        .unwrap();
-    assert!(
-        sensor
-            .next_message(Duration::from_millis(700))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    broker
-        .wait_for_log("the client's token has expired", Duration::from_secs(2))
-        .unwrap();
+    {
+        Err(_) => false,
+        Ok(()) => matches!(
+            sensor.next_message(Duration::from_millis(700)).await,
+            Ok(Some(_))
+        ),
+    };
+    assert!(!delivered);
+    // ...and the token opens no new connection.
+    assert!(refused(
+        connect(&broker, "sensor-1", Some(("x", &short))).await
+    ));
 }
 
 #[tokio::test]
@@ -424,4 +433,74 @@ async fn mqtt5_clients_log_in_with_tokens_too() {
         support::v5_connack(port, "sensor-2", Some(("x", &good))).await,
         ConnectReturnCode::NotAuthorized
     );
+}
+
+/// Issue 17, item 3: a client whose 5-second token expires is disconnected
+/// by the broker within a second of `exp` (from the broker's tick), MQTT
+/// 3.1.1 and 5 alike; never before.
+#[tokio::test]
+async fn clients_are_disconnected_within_a_second_of_their_tokens_expiry() {
+    let keys = keys();
+    let files = files(&keys);
+    let Some(broker) = start(&files) else { return };
+    let short = |sub: &str| {
+        let template = ClaimsTemplate::new(sub)
+            .audience("broker")
+            .lifetime(Duration::from_secs(5));
+        let minted = TokenMinter::new(keys.issuer.signing(), template)
+            .mint(SystemTime::now())
+            .unwrap();
+        (
+            minted.token().expose_secret().to_owned(),
+            minted.expires_at(),
+        )
+    };
+
+    let (token, expires_at) = short("sensor-1");
+    let v4 = tokio::spawn({
+        let options = support::options(&broker, "sensor-1", Some(("x", &token)));
+        async move {
+            let (_client, mut events) = rumqttc::AsyncClient::new(options, 8);
+            loop {
+                if events.poll().await.is_err() {
+                    return SystemTime::now();
+                }
+            }
+        }
+    });
+    let (token5, expires_at5) = short("sensor-2");
+    let v5 = tokio::spawn({
+        let mut options =
+            rumqttc::v5::MqttOptions::new("sensor-2", broker.host(), broker.plain_port().unwrap());
+        options.set_credentials("x", token5);
+        async move {
+            let (_client, mut events) = rumqttc::v5::AsyncClient::new(options, 8);
+            loop {
+                if events.poll().await.is_err() {
+                    return SystemTime::now();
+                }
+            }
+        }
+    });
+    // (mosquitto queues a DISCONNECT with reason Administrative action for
+    // an MQTT 5 client and closes at once, so the client may see only the
+    // close: the time is what is checked.)
+    for (what, ended, expired) in [
+        ("MQTT 3.1.1", v4.await.unwrap(), expires_at),
+        ("MQTT 5", v5.await.unwrap(), expires_at5),
+    ] {
+        let after = ended.duration_since(expired);
+        assert!(
+            after
+                .as_ref()
+                .is_ok_and(|after| *after < Duration::from_secs(1)),
+            "{what}: disconnected {after:?} after the token's expiry"
+        );
+    }
+    broker
+        .wait_for_log(
+            "disconnecting client sensor-2: its token has expired",
+            Duration::from_secs(2),
+        )
+        .unwrap();
 }
