@@ -597,6 +597,9 @@ mod tests {
         for i in 0..8 {
             lockouts.failed(&policy, Some(b"alice"), address(i), at(u64::from(i)));
         }
+        // Another failure of a counter already there takes no room.
+        lockouts.failed(&policy, Some(b"alice"), address(7), at(7));
+        assert_eq!(lockouts.entries().len(), 8);
         // The ninth counter makes room: 8 / 4 + 1 = 3 of the oldest go.
         lockouts.failed(&policy, Some(b"alice"), address(8), at(8));
         assert_eq!(lockouts.entries().len(), 6);
