@@ -210,6 +210,11 @@ impl Plugin {
         match self.verify_login(&state, login, now) {
             Ok(username) => {
                 self.lockouts.succeeded(login.username, address);
+                // Whatever the method (anonymous included), the client id
+                // is this connection's now.
+                if let Some(id) = login.client.id {
+                    self.sessions().logged_in(login.client.key, id);
+                }
                 AuthVerdict::Allow { username }
             }
             Err(why) => {
@@ -269,15 +274,11 @@ impl Plugin {
                     if username.as_deref().is_some_and(|u| u.contains('\0')) {
                         return Err("the verified name holds a NUL byte".into());
                     }
-                    let mut sessions = self.sessions();
-                    if let Some(id) = login.client.id {
-                        sessions.logged_in(login.client.key, id);
-                    }
                     if let Some(session) = session {
+                        let mut sessions = self.sessions();
                         sessions.insert(login.client.key, session);
                         self.session_count.store(sessions.len(), Ordering::Release);
                     }
-                    drop(sessions);
                     self.log.log(
                         Level::Debug,
                         &format!(

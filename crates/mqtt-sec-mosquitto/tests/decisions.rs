@@ -933,3 +933,50 @@ fn a_token_past_its_expiry_is_refused_even_within_the_leeway() {
         s.lines.all()
     );
 }
+
+/// As above, for an anonymous login that takes a token client's id over.
+#[test]
+fn an_anonymous_takeover_is_not_disconnected_by_the_old_tokens_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer, pkcs8) = SigningKey::generate_ed25519().unwrap();
+    let keys = KeySet::new(issuer.with_kid("issuer").verifying_key().to_public()).unwrap();
+    std::fs::write(
+        dir.path().join("issuer.jwks"),
+        keys.to_public_jwks().to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("mqtt-sec.toml");
+    std::fs::write(
+        &config,
+        "allow_anonymous = true\n[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n[acl]\nallow_all = true\n",
+    )
+    .unwrap();
+    let plugin = start_plugin(&config, &Lines::default());
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let key = SigningKey::from_pkcs8_der(&pkcs8)
+        .unwrap()
+        .with_kid("issuer");
+    let minted = TokenMinter::new(
+        key,
+        ClaimsTemplate::new("dev-1").lifetime(Duration::from_secs(5)),
+    )
+    .mint(t0)
+    .unwrap();
+    let token = minted.token().expose_secret();
+    let with = with_token(client(1, "dev-1", None), token);
+    assert!(matches!(
+        plugin.authenticate_at(&with, t0),
+        AuthVerdict::Allow { .. }
+    ));
+    let anonymous = login(client(2, "dev-1", None), None, None);
+    assert!(matches!(
+        plugin.authenticate_at(&anonymous, t0),
+        AuthVerdict::Allow { .. }
+    ));
+    assert!(
+        plugin
+            .tick_at(t0 + Duration::from_secs(5))
+            .disconnect
+            .is_empty()
+    );
+}
