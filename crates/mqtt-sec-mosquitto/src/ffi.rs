@@ -678,7 +678,10 @@ unsafe extern "C" fn on_tick(event: c_int, _data: *mut c_void, userdata: *mut c_
             if rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NOT_FOUND {
                 BrokerLog.log(
                     Level::Warning,
-                    &format!("mqtt-sec: disconnecting {client_id:?} failed ({rc})"),
+                    &format!(
+                        "mqtt-sec: disconnecting client {} failed ({rc})",
+                        crate::log::name(client_id.as_bytes())
+                    ),
                 );
             }
         }
