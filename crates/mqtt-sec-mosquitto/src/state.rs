@@ -154,6 +154,10 @@ fn load_monitoring(
     Ok(policy)
 }
 
+/// The longest lockout a configuration may ask for: longer is a typo, and
+/// a lockout's end must stay representable.
+const MAX_LOCKOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 fn load_lockout(source: &Source, table: &LockoutConfig) -> Result<LockoutPolicy, ConfigError> {
     let mut policy = LockoutPolicy::default();
     let seconds = |value: &Option<toml::Spanned<u64>>, default: Duration| {
@@ -173,6 +177,15 @@ fn load_lockout(source: &Source, table: &LockoutConfig) -> Result<LockoutPolicy,
             &span,
             "lockout.lockout_seconds",
             "must be at least 1 (turn the lockout off with threshold = 0)",
+        ));
+    }
+    if let Some(max) = &table.max_lockout_seconds
+        && policy.max > MAX_LOCKOUT
+    {
+        return Err(source.error(
+            &max.span(),
+            "lockout.max_lockout_seconds",
+            format!("at most {} (a year)", MAX_LOCKOUT.as_secs()),
         ));
     }
     if policy.max < policy.base {

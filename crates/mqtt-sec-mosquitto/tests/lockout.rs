@@ -253,6 +253,11 @@ fn bad_lockout_settings_are_refused_with_their_field() {
             "shorter",
         ),
         ("max_entries = 0", "lockout.max_entries", "at least 1"),
+        (
+            "max_lockout_seconds = 1000000000000",
+            "lockout.max_lockout_seconds",
+            "at most 31536000",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("mqtt-sec.toml");
