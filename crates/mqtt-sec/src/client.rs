@@ -340,4 +340,24 @@ mod tests {
         }
         assert!(matches!(deliver("granted/a"), SecureEvent::Message(_)));
     }
+
+    /// rumqttc turns a refusing CONNACK into an error before it is an
+    /// event; should one reach `map`, it is not a connection.
+    #[tokio::test]
+    async fn only_a_successful_connack_is_a_connection() {
+        let (_client, events) =
+            SecureClient::builder(MqttOptions::new("dev-1", "localhost", 1883)).build(8);
+        let connack = |code| {
+            let ack = rumqttc::ConnAck::new(code, true);
+            events.map(Event::Incoming(Packet::ConnAck(ack)), false)
+        };
+        assert!(matches!(
+            connack(rumqttc::ConnectReturnCode::Success),
+            SecureEvent::Connected {
+                session_present: true
+            }
+        ));
+        let refused = connack(rumqttc::ConnectReturnCode::NotAuthorized);
+        assert!(matches!(refused, SecureEvent::Protocol(_)), "{refused:?}");
+    }
 }

@@ -145,3 +145,63 @@ impl Acceptance {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn reset() -> rumqttc::ConnectionError {
+        rumqttc::ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionReset))
+    }
+
+    /// The acceptance a failure is explained with: accepted only after a
+    /// CONNACK, and never again once the connection ended.
+    fn explained_as_accepted(acceptance: &mut Acceptance) -> bool {
+        let mut seen = None;
+        acceptance.failed(reset(), |e, accepted| {
+            seen = Some(accepted);
+            ConnectionFailure::new(e, "b", accepted)
+        });
+        seen.unwrap()
+    }
+
+    #[test]
+    fn a_connection_is_accepted_from_its_connack_until_it_ends() {
+        let mut acceptance = Acceptance::default();
+        assert!(!explained_as_accepted(&mut acceptance));
+        let connected = crate::SecureEvent::<()>::Connected {
+            session_present: false,
+        };
+        acceptance.observe(&connected);
+        assert!(explained_as_accepted(&mut acceptance));
+        assert!(
+            !explained_as_accepted(&mut acceptance),
+            "taken by the failure"
+        );
+        acceptance.observe(&connected);
+        acceptance.observe(&crate::SecureEvent::<()>::Protocol(()));
+        acceptance.observe(&crate::SecureEvent::<()>::Renewing);
+        assert!(!explained_as_accepted(&mut acceptance), "a renewal ends it");
+        acceptance.observe(&connected);
+        acceptance.reset();
+        assert!(!explained_as_accepted(&mut acceptance), "reset ends it");
+    }
+
+    #[test]
+    fn a_failure_says_which_version_failed_and_what_to_do() {
+        let v4 = ConnectionFailure::new(reset(), "b.example", false);
+        assert_eq!(v4.explanation(), v4.to_string());
+        assert!(v4.explanation().contains("refused this client's login"));
+        assert!(v4.mqtt311().is_some() && v4.mqtt5().is_none());
+        let after = ConnectionFailure::new(reset(), "b.example", true);
+        assert!(!after.explanation().contains("before accepting"));
+        let v5 = ConnectionFailure::new_v5(
+            rumqttc::v5::ConnectionError::Io(io::Error::from(io::ErrorKind::ConnectionReset)),
+            "b.example",
+            false,
+        );
+        assert!(v5.mqtt5().is_some() && v5.mqtt311().is_none());
+        assert!(v5.explanation().contains("refused this client's login"));
+    }
+}

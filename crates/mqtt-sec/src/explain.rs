@@ -341,4 +341,70 @@ mod tests {
         let aborted = ConnectionError::MqttState(StateError::ConnectionAborted);
         assert!(connection_error(&aborted, "b.example").contains("closed the connection"));
     }
+
+    const CLOSED: [io::ErrorKind; 4] = [
+        io::ErrorKind::ConnectionReset,
+        io::ErrorKind::ConnectionAborted,
+        io::ErrorKind::UnexpectedEof,
+        io::ErrorKind::BrokenPipe,
+    ];
+    const NOT_CLOSED: [io::ErrorKind; 3] = [
+        io::ErrorKind::ConnectionRefused,
+        io::ErrorKind::TimedOut,
+        io::ErrorKind::InvalidData,
+    ];
+
+    /// A close is an I/O error of a closed socket (from rumqttc's reader or
+    /// its state machine) or an abort; a refusal, a timeout or a TLS error
+    /// inside an I/O error is not.
+    #[test]
+    fn a_close_by_the_broker_is_told_from_other_failures() {
+        use rumqttc::v5::{ConnectionError as E5, StateError as S5};
+        let io = io::Error::from;
+        for kind in CLOSED {
+            assert!(closed_by_peer(&ConnectionError::Io(io(kind))), "{kind:?}");
+            assert!(closed_by_peer(&ConnectionError::MqttState(StateError::Io(
+                io(kind)
+            ))));
+            assert!(closed_by_peer_v5(&E5::Io(io(kind))), "{kind:?}");
+            assert!(closed_by_peer_v5(&E5::MqttState(S5::Io(io(kind)))));
+        }
+        for kind in NOT_CLOSED {
+            assert!(!closed_by_peer(&ConnectionError::Io(io(kind))), "{kind:?}");
+            assert!(!closed_by_peer(&ConnectionError::MqttState(
+                StateError::Io(io(kind))
+            )));
+            assert!(!closed_by_peer_v5(&E5::Io(io(kind))), "{kind:?}");
+            assert!(!closed_by_peer_v5(&E5::MqttState(S5::Io(io(kind)))));
+        }
+        assert!(closed_by_peer(&ConnectionError::MqttState(
+            StateError::ConnectionAborted
+        )));
+        assert!(closed_by_peer_v5(&E5::MqttState(S5::ConnectionAborted)));
+        assert!(!closed_by_peer(&ConnectionError::NetworkTimeout));
+        assert!(!closed_by_peer_v5(&E5::RequestsDone));
+        let alert = || {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired),
+            )
+        };
+        assert!(!closed_by_peer(&ConnectionError::Io(alert())));
+        assert!(!closed_by_peer_v5(&E5::Io(alert())));
+    }
+
+    #[test]
+    fn each_io_failure_reads_as_what_happened() {
+        for kind in CLOSED {
+            let text = io_error(&io::Error::from(kind), "b");
+            assert!(
+                text.starts_with("b closed the connection"),
+                "{kind:?}: {text}"
+            );
+        }
+        let text = io_error(&io::Error::from(io::ErrorKind::TimedOut), "b");
+        assert!(text.contains("did not answer in time"), "{text}");
+        let text = io_error(&io::Error::new(io::ErrorKind::Other, "odd"), "b");
+        assert_eq!(text, "the connection to b failed: odd");
+    }
 }

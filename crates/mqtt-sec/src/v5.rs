@@ -431,6 +431,41 @@ mod tests {
             properties: None,
         });
         assert_eq!(refusal(&unsuback), None);
+        let unsuback = Incoming::UnsubAck(UnsubAck {
+            pkid: 4,
+            reasons: vec![UnsubAckReason::Success, UnsubAckReason::NotAuthorized],
+            properties: None,
+        });
+        let denial = refusal(&unsuback).unwrap();
+        assert_eq!(
+            (denial.request, denial.pkid, denial.reason.as_str()),
+            (Request::Unsubscribe, 4, "NotAuthorized")
+        );
+    }
+
+    /// QoS 2: a PUBREC of failure is the broker's refusal of the publish;
+    /// success and "no subscribers" are not.
+    #[test]
+    fn a_failed_pubrec_is_a_refusal() {
+        use rumqttc::v5::mqttbytes::v5::{PubRec, PubRecProperties};
+        let rec = |reason, reason_string: Option<&str>| {
+            Incoming::PubRec(PubRec {
+                pkid: 9,
+                reason,
+                properties: reason_string.map(|r| PubRecProperties {
+                    reason_string: Some(r.into()),
+                    user_properties: Vec::new(),
+                }),
+            })
+        };
+        let denial = refusal(&rec(PubRecReason::QuotaExceeded, Some("slow down"))).unwrap();
+        assert_eq!(
+            denial.to_string(),
+            "the broker refused publish 9: QuotaExceeded (slow down)"
+        );
+        for fine in [PubRecReason::Success, PubRecReason::NoMatchingSubscribers] {
+            assert_eq!(refusal(&rec(fine, None)), None);
+        }
     }
 }
 
