@@ -45,6 +45,7 @@ fn decide(c: &mut Criterion) {
         access: access::WRITE,
         qos: 0,
         retain: false,
+        payload_len: 64,
     };
     let mut group = c.benchmark_group("one publish decision");
     group.bench_function("PolicyIndex::check (baseline)", |b| {

@@ -63,6 +63,37 @@ pub(crate) struct ConfigFile {
     pub(crate) lockout: Option<Spanned<LockoutConfig>>,
     /// The counters under `$SYS`; every 10 s when absent.
     pub(crate) monitoring: Option<MonitoringConfig>,
+    /// Rate limits; all off when absent.
+    pub(crate) rate_limit: Option<RateLimitConfig>,
+}
+
+/// The `[rate_limit]` table: every limit off unless set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateLimitConfig {
+    /// CONNECTs per address per interval (0: off).
+    pub(crate) connections: Option<u32>,
+    /// The interval of `connections`, in seconds (60).
+    pub(crate) connection_interval_seconds: Option<Spanned<u64>>,
+    /// Networks (CIDR) whose connections are never limited.
+    #[serde(default)]
+    pub(crate) allow: Vec<Spanned<String>>,
+    /// Each client's publishes per second (0: off; fractions allowed).
+    pub(crate) messages_per_second: Option<Spanned<f64>>,
+    /// Publishes a client may send at once (`messages_per_second`, at least 1).
+    pub(crate) message_burst: Option<Spanned<f64>>,
+    /// Each client's payload bytes per second (0: off).
+    pub(crate) bytes_per_second: Option<Spanned<f64>>,
+    /// Payload bytes a client may send at once (`bytes_per_second`); a
+    /// larger message never passes.
+    pub(crate) byte_burst: Option<Spanned<f64>>,
+    /// Disconnect a client that goes over its publish rate (false).
+    pub(crate) disconnect: Option<bool>,
+    /// User names whose publishes are never limited.
+    #[serde(default)]
+    pub(crate) exempt_users: Vec<String>,
+    /// Most buckets kept per table (100,000).
+    pub(crate) max_entries: Option<Spanned<usize>>,
 }
 
 /// The `[monitoring]` table.

@@ -19,6 +19,13 @@ pub struct Counters {
     pub lockouts_started: u64,
     /// Clients disconnected because their token expired.
     pub expiry_disconnects: u64,
+    /// Logins refused because their address was over its connection
+    /// rate: none of them was verified.
+    pub rate_limited_connections: u64,
+    /// Publishes refused because their client was over its rate.
+    pub rate_limited_publishes: u64,
+    /// Clients disconnected for going over their publish rate.
+    pub rate_limit_disconnects: u64,
 }
 
 /// The live counters.
@@ -29,6 +36,9 @@ pub(crate) struct LiveCounters {
     locked_out_logins: AtomicU64,
     lockouts_started: AtomicU64,
     expiry_disconnects: AtomicU64,
+    rate_limited_connections: AtomicU64,
+    rate_limited_publishes: AtomicU64,
+    rate_limit_disconnects: AtomicU64,
 }
 
 /// One counter of [`LiveCounters`].
@@ -39,6 +49,9 @@ pub(crate) enum Count {
     LockedOutLogin,
     LockoutStarted,
     ExpiryDisconnect,
+    RateLimitedConnection,
+    RateLimitedPublish,
+    RateLimitDisconnect,
 }
 
 impl LiveCounters {
@@ -49,6 +62,9 @@ impl LiveCounters {
             Count::LockedOutLogin => &self.locked_out_logins,
             Count::LockoutStarted => &self.lockouts_started,
             Count::ExpiryDisconnect => &self.expiry_disconnects,
+            Count::RateLimitedConnection => &self.rate_limited_connections,
+            Count::RateLimitedPublish => &self.rate_limited_publishes,
+            Count::RateLimitDisconnect => &self.rate_limit_disconnects,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -61,6 +77,9 @@ impl LiveCounters {
             locked_out_logins: read(&self.locked_out_logins),
             lockouts_started: read(&self.lockouts_started),
             expiry_disconnects: read(&self.expiry_disconnects),
+            rate_limited_connections: read(&self.rate_limited_connections),
+            rate_limited_publishes: read(&self.rate_limited_publishes),
+            rate_limit_disconnects: read(&self.rate_limit_disconnects),
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct Client<'a> {
     /// The peer address, as mosquitto prints it (logins only).
     pub address: Option<&'a [u8]>,
     /// 3, 4 or 5 (MQTT 3.1, 3.1.1, 5), or another number the broker gave
-    /// (logins only; 0 otherwise).
+    /// (logins and publishes only; 0 otherwise, and 0 for the blank client
+    /// mosquitto checks a retained message's publisher with).
     pub protocol_version: i32,
 }
 
@@ -62,6 +63,8 @@ pub struct AclCheck<'a> {
     pub qos: u8,
     /// The message's retain flag.
     pub retain: bool,
+    /// The message's payload length in bytes (read, write).
+    pub payload_len: u32,
 }
 
 /// The answer to a [`Login`].

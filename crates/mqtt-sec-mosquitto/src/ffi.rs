@@ -595,12 +595,20 @@ unsafe extern "C" fn on_acl_check(event: c_int, data: *mut c_void, userdata: *mu
         // SAFETY: the event's topic and client are the broker's, valid for
         // this callback.
         let check = unsafe {
+            let mut client = identity(broker, evt.client);
+            // A publish's rate limit needs to tell a client's own publish
+            // from the broker re-checking a retained message's publisher
+            // (`check_retain_source`) with a blank context of protocol 0.
+            if evt.access == crate::event::access::WRITE && !evt.client.is_null() {
+                client.protocol_version = (broker.client_protocol_version)(evt.client);
+            }
             AclCheck {
-                client: identity(broker, evt.client),
+                client,
                 topic: bytes(evt.topic),
                 access: evt.access,
                 qos: evt.qos,
                 retain: evt.retain,
+                payload_len: evt.payloadlen,
             }
         };
         match instance.plugin.authorize(&check) {
@@ -744,6 +752,7 @@ int main(void) {
     O(mosquitto_evt_basic_auth, username); O(mosquitto_evt_basic_auth, password);
     S(mosquitto_evt_acl_check); O(mosquitto_evt_acl_check, client);
     O(mosquitto_evt_acl_check, topic); O(mosquitto_evt_acl_check, access);
+    O(mosquitto_evt_acl_check, payloadlen);
     O(mosquitto_evt_acl_check, qos); O(mosquitto_evt_acl_check, retain);
     S(mosquitto_evt_reload); O(mosquitto_evt_reload, options);
     O(mosquitto_evt_reload, option_count);
@@ -809,6 +818,10 @@ int main(void) {
             (
                 "offsetof mosquitto_evt_acl_check.access",
                 offset_of!(EvtAclCheck, access),
+            ),
+            (
+                "offsetof mosquitto_evt_acl_check.payloadlen",
+                offset_of!(EvtAclCheck, payloadlen),
             ),
             (
                 "offsetof mosquitto_evt_acl_check.qos",

@@ -10,7 +10,9 @@ mod ffi;
 mod lockout;
 pub mod log;
 mod monitoring;
+mod network;
 mod plugin;
+mod rate_limit;
 mod session;
 mod state;
 

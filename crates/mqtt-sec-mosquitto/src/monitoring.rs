@@ -69,6 +69,12 @@ impl SysPublisher {
             ("locked_out_logins", counters.locked_out_logins),
             ("lockouts_started", counters.lockouts_started),
             ("expiry_disconnects", counters.expiry_disconnects),
+            (
+                "rate_limited_connections",
+                counters.rate_limited_connections,
+            ),
+            ("rate_limited_publishes", counters.rate_limited_publishes),
+            ("rate_limit_disconnects", counters.rate_limit_disconnects),
         ]
         .into_iter()
         .map(|(name, value)| Publication {
@@ -96,7 +102,7 @@ mod tests {
             ..Counters::default()
         };
         let first = publisher.due(&policy, counters, at(0));
-        assert_eq!(first.len(), 5);
+        assert_eq!(first.len(), 8);
         assert_eq!(
             first[0],
             Publication {
@@ -106,9 +112,9 @@ mod tests {
         );
         assert_eq!(first[2].payload, b"995");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
-        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 5);
+        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 8);
         // A clock stepped back publishes again rather than going quiet.
-        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 5);
+        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 8);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
+use crate::rate_limit::{RateLimitPolicy, RateLimits, Verdict};
 use crate::session::{Session, Sessions};
 use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
 
@@ -45,7 +46,8 @@ pub struct Tick {
     /// configured `$SYS` prefix, once per interval).
     pub publish: Vec<Publication>,
     /// Client ids to disconnect, without their wills: clients whose token
-    /// expired (each once).
+    /// expired (each once), and clients over their publish rate when the
+    /// rate limit disconnects (each connection once).
     pub disconnect: Vec<Vec<u8>>,
 }
 
@@ -71,6 +73,8 @@ pub struct Plugin {
     session_count: AtomicUsize,
     /// Failed-login counters: outside the state, so a reload keeps them.
     lockouts: Lockouts,
+    /// Rate-limit buckets: outside the state too.
+    rates: RateLimits,
     counters: LiveCounters,
     sys: SysPublisher,
     log: Box<dyn Log>,
@@ -117,6 +121,7 @@ impl Plugin {
             sessions: Mutex::new(Sessions::default()),
             session_count: AtomicUsize::new(0),
             lockouts: Lockouts::default(),
+            rates: RateLimits::default(),
             counters: LiveCounters::default(),
             sys: SysPublisher::default(),
             log,
@@ -179,9 +184,9 @@ impl Plugin {
         self.authenticate_at(login, SystemTime::now())
     }
 
-    /// Decides a CONNECT at `now`. A user name and address (or an address)
-    /// locked out after repeated failures is refused before anything is
-    /// verified. Otherwise the chain's first method that knows the client
+    /// Decides a CONNECT at `now`. An address over its connection rate, or
+    /// a user name and address (or an address) locked out after repeated
+    /// failures, is refused before anything is verified. Otherwise the chain's first method that knows the client
     /// decides; a client no method knows is refused; a client without a
     /// user name that no method accepted connects only with
     /// `allow_anonymous = true`. Each refusal counts towards a lockout; a
@@ -195,6 +200,26 @@ impl Plugin {
             .address
             .and_then(|a| std::str::from_utf8(a).ok())
             .and_then(|a| a.parse().ok());
+        match self.rates.connect(&state.rate_limit, address, now) {
+            Verdict::Allow => {}
+            Verdict::AllowAgain { refused } => self.log.log(
+                Level::Info,
+                &format!(
+                    "{PREFIX}address {} is back under its connection rate ({refused} attempts refused)",
+                    login.client.address.map_or_else(|| "-".into(), name),
+                ),
+            ),
+            Verdict::Refuse { first } => {
+                self.counters.add(Count::RateLimitedConnection);
+                if !first {
+                    return AuthVerdict::Deny;
+                }
+                return self.refuse_login(
+                    login,
+                    "this address is over its connection rate (not verified); its further attempts are refused without a log line until it slows down",
+                );
+            }
+        }
         if let Err(locked) = self
             .lockouts
             .check(&state.lockout, login.username, address, now)
@@ -319,7 +344,7 @@ impl Plugin {
 
     /// As [`Plugin::tick`], at `now`.
     pub fn tick_at(&self, now: SystemTime) -> Tick {
-        let disconnect = self.sessions().expired(now);
+        let mut disconnect = self.sessions().expired(now);
         for client_id in &disconnect {
             self.counters.add(Count::ExpiryDisconnect);
             self.log.log(
@@ -329,6 +354,17 @@ impl Plugin {
                     name(client_id)
                 ),
             );
+        }
+        for client_id in self.rates.due_disconnects() {
+            self.counters.add(Count::RateLimitDisconnect);
+            self.log.log(
+                Level::Notice,
+                &format!(
+                    "{PREFIX}disconnecting client {}: it is over its publish rate",
+                    name(&client_id)
+                ),
+            );
+            disconnect.push(client_id);
         }
         Tick {
             publish: self
@@ -422,7 +458,8 @@ impl Plugin {
     /// Decides an access at `now`: unsubscribing is always allowed (it can
     /// only reduce what a client receives); a connection whose token has
     /// expired is granted nothing; superusers may do anything; then the
-    /// token's `acl` claim, then the configured policy.
+    /// token's `acl` claim, then the configured policy. A publish so
+    /// allowed is then held to the client's rate limit.
     pub fn authorize_at(&self, check: &AclCheck<'_>, now: SystemTime) -> AclVerdict {
         self.decide(check, || now)
     }
@@ -446,20 +483,78 @@ impl Plugin {
         let Some(Ok(topic)) = check.topic.map(std::str::from_utf8) else {
             return self.deny(check, "no UTF-8 topic");
         };
-        with_principal(client_id, username, |principal| {
-            self.decide_for(check, principal, action, topic, &clock)
-        })
+        let state = self.current();
+        let verdict = with_principal(client_id, username, |principal| {
+            self.decide_for(&state, check, principal, action, topic, &clock)
+        });
+        // Protocol 0: not a client's publish but mosquitto re-checking a
+        // retained message's publisher for a new subscriber; limiting it
+        // would spend the publisher's tokens on others' subscriptions.
+        if verdict == AclVerdict::Allow
+            && action == Action::Publish
+            && check.client.protocol_version != 0
+            && state.rate_limit.limits_publishes()
+        {
+            return self.limit_publish(&state.rate_limit, check, client_id, clock());
+        }
+        verdict
+    }
+
+    /// Holds an allowed publish to its client's rate: the first refusal of
+    /// an episode is logged, the rest only counted.
+    fn limit_publish(
+        &self,
+        policy: &RateLimitPolicy,
+        check: &AclCheck<'_>,
+        client_id: &str,
+        now: SystemTime,
+    ) -> AclVerdict {
+        let verdict = self.rates.publish(
+            policy,
+            check.client.key,
+            client_id.as_bytes(),
+            check.client.username,
+            check.payload_len,
+            now,
+        );
+        match verdict {
+            Verdict::Allow => AclVerdict::Allow,
+            Verdict::AllowAgain { refused } => {
+                self.log.log(
+                    Level::Info,
+                    &format!(
+                        "{PREFIX}client {} is back under its publish rate ({refused} publishes refused)",
+                        name(client_id.as_bytes())
+                    ),
+                );
+                AclVerdict::Allow
+            }
+            Verdict::Refuse { first } => {
+                self.counters.add(Count::RateLimitedPublish);
+                if first {
+                    self.deny(
+                        check,
+                        &format!(
+                            "the client is over its publish rate (this message: {} bytes); its further publishes are refused without a log line until it slows down{}",
+                            check.payload_len,
+                            if policy.disconnect { ", and it is disconnected" } else { "" }
+                        ),
+                    );
+                }
+                AclVerdict::Deny
+            }
+        }
     }
 
     fn decide_for(
         &self,
+        state: &State,
         check: &AclCheck<'_>,
         principal: &Principal,
         action: Action,
         topic: &str,
         clock: impl Fn() -> SystemTime,
     ) -> AclVerdict {
-        let state = self.current();
         let username = principal.username();
         // Only token logins keep sessions: without any, skip the lock. (A
         // saving only: with the lock taken and no session found the

@@ -14,11 +14,13 @@ use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
 use crate::ConfigFinding;
 use crate::config::{
-    AclConfig, AuthMethod, ConfigError, ConfigFile, LockoutConfig, MonitoringConfig, Source,
-    SubscribeMode,
+    AclConfig, AuthMethod, ConfigError, ConfigFile, LockoutConfig, MonitoringConfig,
+    RateLimitConfig, Source, SubscribeMode,
 };
-use crate::lockout::{Cidr, LockoutPolicy};
+use crate::lockout::LockoutPolicy;
 use crate::monitoring::MonitoringPolicy;
+use crate::network::Cidr;
+use crate::rate_limit::{Rate, RateLimitPolicy};
 
 /// Largest password or ACL file read (as mqtt-sec-auth and mqtt-sec-acl read
 /// them).
@@ -76,6 +78,7 @@ pub(crate) struct State {
     pub(crate) authorization: Authorization,
     pub(crate) lockout: LockoutPolicy,
     pub(crate) monitoring: MonitoringPolicy,
+    pub(crate) rate_limit: RateLimitPolicy,
 }
 
 impl State {
@@ -116,6 +119,10 @@ impl State {
             Some(table) => load_monitoring(source, table)?,
             None => MonitoringPolicy::default(),
         };
+        let rate_limit = match &config.rate_limit {
+            Some(table) => load_rate_limit(source, table)?,
+            None => RateLimitPolicy::default(),
+        };
         Ok(Self {
             allow_anonymous: config.allow_anonymous,
             superusers: config.superusers.into_iter().collect(),
@@ -123,7 +130,94 @@ impl State {
             authorization,
             lockout,
             monitoring,
+            rate_limit,
         })
+    }
+}
+
+fn load_rate_limit(
+    source: &Source,
+    table: &RateLimitConfig,
+) -> Result<RateLimitPolicy, ConfigError> {
+    let mut policy = RateLimitPolicy::default();
+    let interval = match &table.connection_interval_seconds {
+        None => Duration::from_secs(60),
+        Some(seconds) if *seconds.get_ref() == 0 => {
+            return Err(source.error(
+                &seconds.span(),
+                "rate_limit.connection_interval_seconds",
+                "must be at least 1 (turn the limit off with connections = 0)",
+            ));
+        }
+        Some(seconds) => Duration::from_secs(*seconds.get_ref()),
+    };
+    policy.connections = Rate::per_interval(table.connections.unwrap_or(0), interval);
+    for (i, network) in table.allow.iter().enumerate() {
+        let cidr = Cidr::parse(network.get_ref()).map_err(|reason| {
+            source.error(&network.span(), format!("rate_limit.allow[{i}]"), reason)
+        })?;
+        policy.allow.push(cidr);
+    }
+    policy.messages = load_rate(
+        source,
+        ("messages_per_second", &table.messages_per_second),
+        ("message_burst", &table.message_burst),
+    )?;
+    policy.bytes = load_rate(
+        source,
+        ("bytes_per_second", &table.bytes_per_second),
+        ("byte_burst", &table.byte_burst),
+    )?;
+    policy.disconnect = table.disconnect.unwrap_or(false);
+    policy.exempt_users.clone_from(&table.exempt_users);
+    if let Some(max) = &table.max_entries {
+        if *max.get_ref() == 0 {
+            return Err(source.error(&max.span(), "rate_limit.max_entries", "must be at least 1"));
+        }
+        policy.max_entries = *max.get_ref();
+    }
+    Ok(policy)
+}
+
+/// A publish rate and its burst: the rate 0 (or absent) is off; the burst
+/// is one second's worth unless set, and at least 1 (a bucket smaller than
+/// one message or byte passes nothing).
+fn load_rate(
+    source: &Source,
+    (rate_name, rate): (&str, &Option<toml::Spanned<f64>>),
+    (burst_name, burst): (&str, &Option<toml::Spanned<f64>>),
+) -> Result<Rate, ConfigError> {
+    let per_second = match rate {
+        None => 0.0,
+        Some(rate) if rate.get_ref().is_finite() && *rate.get_ref() >= 0.0 => *rate.get_ref(),
+        Some(rate) => {
+            return Err(source.error(
+                &rate.span(),
+                format!("rate_limit.{rate_name}"),
+                "must be a finite number, at least 0 (0 turns the limit off)",
+            ));
+        }
+    };
+    match burst {
+        None if per_second > 0.0 => Ok(Rate {
+            per_second,
+            burst: per_second.max(1.0),
+        }),
+        None => Ok(Rate::OFF),
+        Some(burst) if per_second <= 0.0 => Err(source.error(
+            &burst.span(),
+            format!("rate_limit.{burst_name}"),
+            format!("is set but {rate_name} is not: set the rate too"),
+        )),
+        Some(burst) if burst.get_ref().is_finite() && *burst.get_ref() >= 1.0 => Ok(Rate {
+            per_second,
+            burst: *burst.get_ref(),
+        }),
+        Some(burst) => Err(source.error(
+            &burst.span(),
+            format!("rate_limit.{burst_name}"),
+            "must be a finite number, at least 1",
+        )),
     }
 }
 

@@ -511,3 +511,87 @@ async fn a_brute_force_is_locked_out_in_the_broker_without_computing_hashes() {
     assert!(log.contains("locked out after repeated failures"), "{log}");
     assert!(!log.contains("alice-secret"), "no password in the log");
 }
+
+/// A client over its publish rate (burst 3, then one every 10 s) has its
+/// publishes refused (MQTT 5: PUBACK NotAuthorized), logged once; the
+/// retained message it published before is still delivered to a new
+/// subscriber although mosquitto, with `check_retain_source`, re-checks its
+/// publisher's write access for each one.
+#[tokio::test]
+async fn a_client_over_its_publish_rate_is_refused_and_audited_once() {
+    use mqtt_sec_testkit::acl_differential::DecisionClient;
+    let files = files("[rate_limit]\nmessages_per_second = 0.1\nmessage_burst = 3\n");
+    let Some(broker) = support::start_with(&files, |b| {
+        b.plain_listener().config_line("check_retain_source true")
+    }) else {
+        return;
+    };
+    let mut bob = connect(&broker, "bob-1", Some(("bob", "bob-secret")))
+        .await
+        .unwrap();
+    bob.publish_retained("public/state", QoS::AtLeastOnce, "on")
+        .await
+        .unwrap();
+    bob.disconnect().await.unwrap();
+    // The same client id on MQTT 5: its bucket, two tokens left.
+    let port = broker.plain_port().unwrap();
+    let mut bob = DecisionClient::connect(port, "bob-1", Some(("bob", "bob-secret"))).await;
+    let mut accepted = Vec::new();
+    for _ in 0..9 {
+        accepted.push(bob.publish("public/x").await);
+    }
+    assert_eq!(
+        accepted,
+        [true, true, false, false, false, false, false, false, false]
+    );
+    let mut alice = connect(&broker, "alice-1", Some(("alice", "alice-secret")))
+        .await
+        .unwrap();
+    alice
+        .subscribe("public/state", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let retained = alice.next_message(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(
+        retained.map(|m| m.topic),
+        Some("public/state".to_owned()),
+        "the publisher's re-check spends none of its tokens"
+    );
+    let log = broker.log();
+    assert_eq!(log.matches("over its publish rate").count(), 1, "{log}");
+}
+
+/// With `disconnect = true`, a client going over its rate is disconnected
+/// from the broker's loop.
+#[tokio::test]
+async fn a_client_over_its_publish_rate_is_disconnected_when_configured() {
+    let files =
+        files("[rate_limit]\nmessages_per_second = 0.1\nmessage_burst = 3\ndisconnect = true\n");
+    let Some(broker) = start(&files) else { return };
+    let mut bob = connect(&broker, "bob-1", Some(("bob", "bob-secret")))
+        .await
+        .unwrap();
+    let mut failed = None;
+    for i in 0..10 {
+        if let Err(e) = bob.publish("public/x", QoS::AtLeastOnce, "x").await {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let failed = match failed {
+        Some(failed) => Some(failed),
+        None => bob
+            .next_message(Duration::from_secs(3))
+            .await
+            .err()
+            .map(|e| (10, e)),
+    };
+    let (at, _) = failed.expect("disconnected");
+    assert!(at >= 3, "the burst passed: failed at publish {at}");
+    broker
+        .wait_for_log(
+            "disconnecting client bob-1: it is over its publish rate",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+}

@@ -239,6 +239,68 @@ fn each_refusal_names_file_line_and_field() {
             None,
             "",
         ),
+        (
+            format!("{ok}[rate_limit]\nconnections = 5\nconnection_interval_seconds = 0\n"),
+            Some(5),
+            Some("rate_limit.connection_interval_seconds"),
+            "at least 1",
+        ),
+        (
+            format!("{ok}[rate_limit]\nallow = [\"10.0.0.1/8\"]\n"),
+            Some(4),
+            Some("rate_limit.allow[0]"),
+            "host bits set",
+        ),
+        (
+            format!("{ok}[rate_limit]\nmessages_per_second = -1\n"),
+            Some(4),
+            Some("rate_limit.messages_per_second"),
+            "at least 0",
+        ),
+        (
+            format!("{ok}[rate_limit]\nbytes_per_second = nan\n"),
+            Some(4),
+            Some("rate_limit.bytes_per_second"),
+            "finite",
+        ),
+        (
+            format!("{ok}[rate_limit]\nmessage_burst = 10\n"),
+            Some(4),
+            Some("rate_limit.message_burst"),
+            "messages_per_second is not",
+        ),
+        (
+            format!("{ok}[rate_limit]\nbytes_per_second = 100\nbyte_burst = 0.5\n"),
+            Some(5),
+            Some("rate_limit.byte_burst"),
+            "at least 1",
+        ),
+        (
+            format!("{ok}[rate_limit]\nmessages_per_second = 1\nmessage_burst = inf\n"),
+            Some(5),
+            Some("rate_limit.message_burst"),
+            "finite",
+        ),
+        (
+            format!("{ok}[rate_limit]\nmax_entries = 0\n"),
+            Some(4),
+            Some("rate_limit.max_entries"),
+            "at least 1",
+        ),
+        (
+            format!("{ok}[rate_limit]\nmessages_per_seconds = 1\n"),
+            Some(4),
+            None,
+            "unknown field",
+        ),
+        (
+            format!(
+                "{ok}[rate_limit]\nconnections = 10\nmessages_per_second = 0.5\nbytes_per_second = 1000\nbyte_burst = 1\ndisconnect = true\nexempt_users = [\"bridge\"]\n"
+            ),
+            None,
+            None,
+            "",
+        ),
     ];
     for (text, line, field, reason) in &cases {
         match check_config_str(text, &path) {

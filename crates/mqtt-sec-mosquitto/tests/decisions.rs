@@ -134,6 +134,7 @@ fn check<'a>(client: Client<'a>, access: i32, topic: &'static str) -> AclCheck<'
         access,
         qos: 0,
         retain: false,
+        payload_len: 0,
     }
 }
 
@@ -176,6 +177,7 @@ fn missing_or_hostile_event_fields_are_refusals_not_panics() {
             access: access::WRITE,
             qos: 0,
             retain: false,
+            payload_len: 0,
         };
         assert_eq!(s.plugin.authorize(&check), AclVerdict::Deny, "{topic:?}");
     }

@@ -8,86 +8,10 @@
 //! costs no signature check either.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-
-use mqtt_sec_auth::SecretString;
-use mqtt_sec_auth::password::{HashParams, PasswordFile};
-use mqtt_sec_mosquitto::event::{AuthVerdict, Client, Login};
-use mqtt_sec_mosquitto::log::{Level, Log};
 use mqtt_sec_mosquitto::{Plugin, StartError};
 
-#[derive(Debug, Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Log for Lines {
-    fn log(&self, _: Level, line: &str) {
-        self.0.lock().unwrap().push(line.to_owned());
-    }
-}
-
-impl Lines {
-    fn last(&self) -> String {
-        self.0.lock().unwrap().last().cloned().unwrap_or_default()
-    }
-}
-
-const SECRET: &str = "alice-secret";
-
-struct Setup {
-    dir: tempfile::TempDir,
-    plugin: Plugin,
-    lines: Lines,
-}
-
-/// A password file with alice, and `extra` appended to the configuration.
-fn setup(extra: &str) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut passwords = PasswordFile::new();
-    passwords
-        .set(
-            "alice",
-            &SecretString::from(SECRET.to_owned()),
-            HashParams::MOSQUITTO_PASSWD,
-        )
-        .unwrap();
-    std::fs::write(dir.path().join("passwd"), passwords.to_string()).unwrap();
-    let config = dir.path().join("mqtt-sec.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n\n[acl]\nallow_all = true\n\n{extra}"
-        ),
-    )
-    .unwrap();
-    let lines = Lines::default();
-    let options = [("config".to_owned(), config.display().to_string())];
-    let plugin = Plugin::start(&options, Box::new(lines.clone())).unwrap();
-    Setup { dir, plugin, lines }
-}
-
-fn login<'a>(address: &'a str, password: &'a str) -> Login<'a> {
-    Login {
-        client: Client {
-            key: 1,
-            id: Some(b"dev-1"),
-            address: Some(address.as_bytes()),
-            protocol_version: 4,
-            ..Client::default()
-        },
-        username: Some(b"alice"),
-        password: Some(password.as_bytes()),
-        certificate: None,
-    }
-}
-
-fn at(seconds: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + seconds)
-}
-
-fn allowed(verdict: &AuthVerdict) -> bool {
-    matches!(verdict, AuthVerdict::Allow { .. })
-}
+mod plugin_setup;
+use plugin_setup::{Lines, SECRET, allowed, at, login, setup};
 
 #[test]
 fn a_brute_force_is_locked_out_without_verifying_a_single_further_guess() {

@@ -110,7 +110,30 @@ impl TestClient {
         qos: QoS,
         payload: impl Into<Vec<u8>>,
     ) -> Result<(), ClientFailure> {
-        self.client.publish(topic, qos, false, payload).await?;
+        self.publish_with(topic, qos, false, payload).await
+    }
+
+    /// As [`TestClient::publish`], with the retain flag set.
+    ///
+    /// # Errors
+    /// As [`TestClient::connect`].
+    pub async fn publish_retained(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientFailure> {
+        self.publish_with(topic, qos, true, payload).await
+    }
+
+    async fn publish_with(
+        &mut self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: impl Into<Vec<u8>>,
+    ) -> Result<(), ClientFailure> {
+        self.client.publish(topic, qos, retain, payload).await?;
         match qos {
             QoS::AtMostOnce => {
                 self.until("PUBLISH sent", |e| {
