@@ -650,3 +650,29 @@ fn key_files_hold_public_keys_in_any_form_and_nothing_else() {
         JwtKeyError::TooLarge { max: 1024 * 1024 }
     );
 }
+
+/// A key is equal to itself read again, and to nothing that differs in
+/// its kid, its algorithm or its key: how a reload tells a key still
+/// trusted from one replaced under the same kid.
+#[test]
+fn keys_are_equal_only_with_the_same_kid_algorithm_and_key() {
+    use mqtt_sec_auth::jwt::SigningKey;
+    use mqtt_sec_auth::secrecy::SecretSlice;
+    let public = || {
+        SigningKey::generate_ed25519()
+            .unwrap()
+            .0
+            .verifying_key()
+            .to_public()
+            .unwrap()
+    };
+    let one = public();
+    let a = one.to_public().unwrap().with_kid("k");
+    assert_eq!(a, one.to_public().unwrap().with_kid("k"));
+    assert_ne!(a, one.to_public().unwrap().with_kid("other"));
+    assert_ne!(a, public().with_kid("k"));
+    let secret = |byte| TrustedKey::hs256("k", SecretSlice::from(vec![byte; 32])).unwrap();
+    assert_eq!(secret(7), secret(7));
+    assert_ne!(secret(7), secret(8));
+    assert_ne!(a, secret(7));
+}

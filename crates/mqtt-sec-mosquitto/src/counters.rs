@@ -17,8 +17,11 @@ pub struct Counters {
     pub locked_out_logins: u64,
     /// Lockouts started.
     pub lockouts_started: u64,
-    /// Clients disconnected because their token expired.
+    /// Clients disconnected because their token or client certificate
+    /// expired.
     pub expiry_disconnects: u64,
+    /// Clients disconnected because a reload withdrew their credential.
+    pub revocation_disconnects: u64,
     /// Logins refused because their address was over its connection
     /// rate: none of them was verified.
     pub rate_limited_connections: u64,
@@ -36,6 +39,7 @@ pub(crate) struct LiveCounters {
     locked_out_logins: AtomicU64,
     lockouts_started: AtomicU64,
     expiry_disconnects: AtomicU64,
+    revocation_disconnects: AtomicU64,
     rate_limited_connections: AtomicU64,
     rate_limited_publishes: AtomicU64,
     rate_limit_disconnects: AtomicU64,
@@ -49,6 +53,7 @@ pub(crate) enum Count {
     LockedOutLogin,
     LockoutStarted,
     ExpiryDisconnect,
+    RevocationDisconnect,
     RateLimitedConnection,
     RateLimitedPublish,
     RateLimitDisconnect,
@@ -62,6 +67,7 @@ impl LiveCounters {
             Count::LockedOutLogin => &self.locked_out_logins,
             Count::LockoutStarted => &self.lockouts_started,
             Count::ExpiryDisconnect => &self.expiry_disconnects,
+            Count::RevocationDisconnect => &self.revocation_disconnects,
             Count::RateLimitedConnection => &self.rate_limited_connections,
             Count::RateLimitedPublish => &self.rate_limited_publishes,
             Count::RateLimitDisconnect => &self.rate_limit_disconnects,
@@ -77,6 +83,7 @@ impl LiveCounters {
             locked_out_logins: read(&self.locked_out_logins),
             lockouts_started: read(&self.lockouts_started),
             expiry_disconnects: read(&self.expiry_disconnects),
+            revocation_disconnects: read(&self.revocation_disconnects),
             rate_limited_connections: read(&self.rate_limited_connections),
             rate_limited_publishes: read(&self.rate_limited_publishes),
             rate_limit_disconnects: read(&self.rate_limit_disconnects),

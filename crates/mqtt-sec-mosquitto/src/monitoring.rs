@@ -69,6 +69,7 @@ impl SysPublisher {
             ("locked_out_logins", counters.locked_out_logins),
             ("lockouts_started", counters.lockouts_started),
             ("expiry_disconnects", counters.expiry_disconnects),
+            ("revocation_disconnects", counters.revocation_disconnects),
             (
                 "rate_limited_connections",
                 counters.rate_limited_connections,
@@ -102,7 +103,7 @@ mod tests {
             ..Counters::default()
         };
         let first = publisher.due(&policy, counters, at(0));
-        assert_eq!(first.len(), 8);
+        assert_eq!(first.len(), 9);
         assert_eq!(
             first[0],
             Publication {
@@ -112,9 +113,9 @@ mod tests {
         );
         assert_eq!(first[2].payload, b"995");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
-        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 8);
+        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 9);
         // A clock stepped back publishes again rather than going quiet.
-        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 8);
+        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 9);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! missing client id, a non-UTF-8 name, a poisoned lock) is a refusal.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -19,7 +19,7 @@ use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
 use crate::rate_limit::{RateLimitPolicy, RateLimits, Verdict};
-use crate::session::{Session, Sessions};
+use crate::session::{Credential, Ending, Session, Sessions};
 use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
 
 /// Why the plugin could not start.
@@ -46,20 +46,29 @@ pub struct Tick {
     /// configured `$SYS` prefix, once per interval).
     pub publish: Vec<Publication>,
     /// Client ids to disconnect, without their wills: clients whose token
-    /// expired (each once), and clients over their publish rate when the
-    /// rate limit disconnects (each connection once).
+    /// or client certificate expired or whose credential a reload withdrew
+    /// (each once), and clients over their publish rate when the rate
+    /// limit disconnects (each connection once).
     pub disconnect: Vec<Vec<u8>>,
 }
 
 /// What one method says about a login.
 enum Outcome {
-    Allow {
-        username: Option<String>,
-        session: Option<Session>,
-    },
+    Allow(Box<Verified>),
     Deny(String),
     /// The method does not know this client: the next one decides.
     Pass,
+}
+
+/// An accepted login.
+#[derive(Default)]
+struct Verified {
+    /// The user name the broker is to hold (`None`: the CONNECT's).
+    username: Option<String>,
+    /// What the connection may do beyond the ACL, and until when.
+    session: Option<Session>,
+    /// What it proved, to be checked again on a reload.
+    credential: Option<Credential>,
 }
 
 /// The plugin: its configuration, the per-connection state of JWT logins,
@@ -71,6 +80,9 @@ pub struct Plugin {
     sessions: Mutex<Sessions>,
     /// How many sessions there are, read without the lock.
     session_count: AtomicUsize,
+    /// From a reload to the next tick: mosquitto re-authenticates every
+    /// connected client right after the reload event.
+    reauthenticating: AtomicBool,
     /// Failed-login counters: outside the state, so a reload keeps them.
     lockouts: Lockouts,
     /// Rate-limit buckets: outside the state too.
@@ -120,6 +132,7 @@ impl Plugin {
             state: RwLock::new(Arc::new(state)),
             sessions: Mutex::new(Sessions::default()),
             session_count: AtomicUsize::new(0),
+            reauthenticating: AtomicBool::new(false),
             lockouts: Lockouts::default(),
             rates: RateLimits::default(),
             counters: LiveCounters::default(),
@@ -137,6 +150,8 @@ impl Plugin {
     /// # Errors
     /// The reason nothing changed.
     pub fn reload(&self, options: &[(String, String)]) -> Result<(), StartError> {
+        // Whatever the outcome, mosquitto re-authenticates its clients next.
+        self.reauthenticating.store(true, Ordering::Release);
         let path = match config_option(options) {
             Ok(path) => path,
             Err(StartError::NoConfig) => self.config_path.clone(),
@@ -144,16 +159,38 @@ impl Plugin {
         };
         match State::load(&path) {
             Ok(state) => {
+                let state = Arc::new(state);
                 match self.state.write() {
-                    Ok(mut current) => *current = Arc::new(state),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(state),
+                    Ok(mut current) => *current = Arc::clone(&state),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::clone(&state),
                 }
                 self.log
                     .log(Level::Info, &format!("{PREFIX}reloaded {}", path.display()));
+                self.revoke_withdrawn(&state, SystemTime::now());
                 Ok(())
             }
             Err(e) => Err(self.reload_failed(e.into())),
         }
+    }
+
+    /// Ends, at `now`, the connections whose credential `state` no longer
+    /// accepts (a user removed from a password file or given a new
+    /// password, a key removed or replaced): their accesses are refused
+    /// from now on and the next tick disconnects them.
+    fn revoke_withdrawn(&self, state: &State, now: SystemTime) {
+        let mut sessions = self.sessions();
+        for connection in sessions.withdrawn(|credential| state.still_accepts(credential)) {
+            if let Some(client_id) = sessions.revoke(connection, now) {
+                self.log.log(
+                    Level::Notice,
+                    &format!(
+                        "{PREFIX}client {}: the reload withdrew the credential it logged in with; it is disconnected",
+                        name(&client_id)
+                    ),
+                );
+            }
+        }
+        self.session_count.store(sessions.len(), Ordering::Release);
     }
 
     fn reload_failed(&self, error: StartError) -> StartError {
@@ -193,6 +230,11 @@ impl Plugin {
     /// success resets its user name's count from its address.
     pub fn authenticate_at(&self, login: &Login<'_>, now: SystemTime) -> AuthVerdict {
         let state = self.current();
+        if self.reauthenticating.load(Ordering::Acquire)
+            && let Some(verdict) = self.reauthenticate(&state, login, now)
+        {
+            return verdict;
+        }
         // A new login replaces whatever an earlier one on this connection set up.
         self.forget(login.client.key, login.client.id);
         let address = login
@@ -232,15 +274,16 @@ impl Plugin {
             );
             return self.refuse_login(login, &why);
         }
-        match self.verify_login(&state, login, now) {
-            Ok(username) => {
+        match self
+            .verify_login(&state, login, now)
+            .and_then(|verified| until_certificate_expiry(verified, login, now))
+        {
+            Ok(verified) => {
                 self.lockouts.succeeded(login.username, address);
-                // Whatever the method (anonymous included), the client id
-                // is this connection's now.
-                if let Some(id) = login.client.id {
-                    self.sessions().logged_in(login.client.key, id);
+                self.established(login, verified.session, verified.credential);
+                AuthVerdict::Allow {
+                    username: verified.username,
                 }
-                AuthVerdict::Allow { username }
             }
             Err(why) => {
                 let locked = self
@@ -260,14 +303,100 @@ impl Plugin {
         }
     }
 
-    /// Runs the authentication chain: the user name the broker is to hold
-    /// (`None`: the CONNECT's), or why the login is refused.
+    /// mosquitto 2.0 re-authenticates every connected client after a
+    /// reload (`mosquitto_security_apply`, before its next tick), with the
+    /// user name the broker holds (the verified one) and the CONNECT's
+    /// password. That is no new login: it is decided without the rate
+    /// limits and lockouts (a NATed fleet would trip them on every
+    /// SIGHUP; a guesser sharing the address would get connected clients
+    /// disconnected), and a connection that proved a password or a token is
+    /// judged by what it proved against the new configuration (its
+    /// password-file entry unchanged, its token's key still trusted, the
+    /// token not expired) without a password hash per client, and with no
+    /// token needed where the token was the user name. Other logins run
+    /// the chain again. `None`: not a connection this plugin logged in.
+    fn reauthenticate(
+        &self,
+        state: &State,
+        login: &Login<'_>,
+        now: SystemTime,
+    ) -> Option<AuthVerdict> {
+        let id = login.client.id?;
+        let key = login.client.key;
+        let remembered = {
+            let sessions = self.sessions();
+            if !sessions.is_latest(key, id) {
+                return None;
+            }
+            let ended = sessions
+                .get(key)
+                .filter(|s| s.ends_at <= now)
+                .map(|s| s.ending);
+            (sessions.credential(key).cloned(), ended)
+        };
+        match remembered {
+            (_, Some(ending)) => Some(self.refuse_login(
+                login,
+                &format!("re-authentication after a reload: {}", ending.reason()),
+            )),
+            (Some(credential), None) if state.still_accepts(&credential) => {
+                Some(AuthVerdict::Allow {
+                    username: credential.verified_name().map(str::to_owned),
+                })
+            }
+            (Some(_), None) => Some(self.refuse_login(
+                login,
+                "re-authentication after a reload: the reload withdrew the credential it logged in with",
+            )),
+            (None, None) => {
+                let verdict = self
+                    .verify_login(state, login, now)
+                    .and_then(|verified| until_certificate_expiry(verified, login, now));
+                Some(match verdict {
+                    Ok(verified) => {
+                        self.forget(key, Some(id));
+                        self.established(login, verified.session, verified.credential);
+                        AuthVerdict::Allow {
+                            username: verified.username,
+                        }
+                    }
+                    Err(why) => self
+                        .refuse_login(login, &format!("re-authentication after a reload: {why}")),
+                })
+            }
+        }
+    }
+
+    /// Records what an accepted login established.
+    fn established(
+        &self,
+        login: &Login<'_>,
+        session: Option<Session>,
+        credential: Option<Credential>,
+    ) {
+        // Whatever the method (anonymous included), the client id is this
+        // connection's now.
+        let Some(id) = login.client.id else { return };
+        let key = login.client.key;
+        let mut sessions = self.sessions();
+        sessions.logged_in(key, id);
+        if let Some(credential) = credential {
+            sessions.remember(key, id, credential);
+        }
+        if let Some(session) = session {
+            sessions.insert(key, session);
+            self.session_count.store(sessions.len(), Ordering::Release);
+        }
+    }
+
+    /// Runs the authentication chain: the accepted login, or why it is
+    /// refused.
     fn verify_login(
         &self,
         state: &State,
         login: &Login<'_>,
         now: SystemTime,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Verified, String> {
         for method in &state.methods {
             let outcome = match method {
                 Method::PasswordFile { path, file } => {
@@ -280,10 +409,10 @@ impl Plugin {
                         .ok()
                         .and_then(|id| id.mqtt_username(*username_from))
                     {
-                        Some(username) => Outcome::Allow {
+                        Some(username) => Outcome::Allow(Box::new(Verified {
                             username: Some(username),
-                            session: None,
-                        },
+                            ..Verified::default()
+                        })),
                         None => {
                             Outcome::Deny(format!("the certificate has no {username_from:?} name"))
                         }
@@ -293,30 +422,30 @@ impl Plugin {
             match outcome {
                 Outcome::Pass => continue,
                 Outcome::Deny(why) => return Err(why),
-                Outcome::Allow { username, session } => {
+                Outcome::Allow(verified) => {
                     // The broker holds names as C strings: a NUL would cut
                     // the verified name into a different one.
-                    if username.as_deref().is_some_and(|u| u.contains('\0')) {
+                    if verified
+                        .username
+                        .as_deref()
+                        .is_some_and(|u| u.contains('\0'))
+                    {
                         return Err("the verified name holds a NUL byte".into());
-                    }
-                    if let Some(session) = session {
-                        let mut sessions = self.sessions();
-                        sessions.insert(login.client.key, session);
-                        self.session_count.store(sessions.len(), Ordering::Release);
                     }
                     self.log.log(
                         Level::Debug,
                         &format!(
                             "{PREFIX}client {} authenticated as {}",
                             login.client.id.map_or_else(|| "-".into(), name),
-                            username
+                            verified
+                                .username
                                 .as_deref()
                                 .map(str::as_bytes)
                                 .or(login.username)
                                 .map_or_else(|| "-".into(), name),
                         ),
                     );
-                    return Ok(username);
+                    return Ok(*verified);
                 }
             }
         }
@@ -324,7 +453,7 @@ impl Plugin {
         // method maps is not an identity).
         if login.username.is_none() {
             if state.allow_anonymous {
-                return Ok(None);
+                return Ok(Verified::default());
             }
             return Err("anonymous clients are not allowed".into());
         }
@@ -344,16 +473,24 @@ impl Plugin {
 
     /// As [`Plugin::tick`], at `now`.
     pub fn tick_at(&self, now: SystemTime) -> Tick {
-        let mut disconnect = self.sessions().expired(now);
-        for client_id in &disconnect {
-            self.counters.add(Count::ExpiryDisconnect);
+        // mosquitto's re-authentication after a reload is over.
+        self.reauthenticating.store(false, Ordering::Release);
+        let ended = self.sessions().ended(now);
+        let mut disconnect = Vec::with_capacity(ended.len());
+        for (client_id, ending) in ended {
+            self.counters.add(match ending {
+                Ending::Revoked => Count::RevocationDisconnect,
+                Ending::TokenExpiry | Ending::CertificateExpiry => Count::ExpiryDisconnect,
+            });
             self.log.log(
                 Level::Notice,
                 &format!(
-                    "{PREFIX}disconnecting client {}: its token has expired",
-                    name(client_id)
+                    "{PREFIX}disconnecting client {}: {}",
+                    name(&client_id),
+                    ending.reason()
                 ),
             );
+            disconnect.push(client_id);
         }
         for client_id in self.rates.due_disconnects() {
             self.counters.add(Count::RateLimitDisconnect);
@@ -566,9 +703,10 @@ impl Plugin {
                 .filter(|s| Some(s.client_id.as_slice()) == check.client.id)
             {
                 let now = clock();
-                if now >= session.expires_at {
+                if now >= session.ends_at {
+                    let ending = session.ending;
                     drop(sessions);
-                    return self.deny(check, "the client's token has expired");
+                    return self.deny(check, ending.reason());
                 }
                 if session.superuser {
                     return AclVerdict::Allow;
@@ -662,10 +800,13 @@ fn password_file(
         }
     };
     match (matched, known, password) {
-        (true, _, _) => Outcome::Allow {
-            username: None,
-            session: None,
-        },
+        (true, _, _) => Outcome::Allow(Box::new(Verified {
+            credential: file.get(username).map(|hash| Credential::Password {
+                username: username.to_owned(),
+                hash: hash.clone(),
+            }),
+            ..Verified::default()
+        })),
         (false, false, _) => Outcome::Pass,
         (false, true, None) => Outcome::Deny(format!("no password ({})", path.display())),
         (false, true, Some(Err(_))) => Outcome::Deny("the password is not UTF-8".into()),
@@ -693,15 +834,59 @@ fn session_of(verified: &VerifiedToken, method: &JwtMethod, client_id: &str) -> 
         Ok(acl) => acl,
         Err(e) => return Outcome::Deny(format!("acl claim: {e}")),
     };
-    Outcome::Allow {
+    // The key that verified the token, to be looked for again on a reload
+    // (the verifier reads the same key set, so it is there).
+    let device = (!issuer).then(|| verified.identity().to_owned());
+    let Some(key) = method.keys.get(verified.kid(), device.as_deref()) else {
+        return Outcome::Deny("the verifying key is not among the method's keys".into());
+    };
+    Outcome::Allow(Box::new(Verified {
         username: Some(verified.identity().to_owned()),
         session: Some(Session {
             client_id: client_id.as_bytes().to_vec(),
-            expires_at: verified.expires_at(),
+            ends_at: verified.expires_at(),
+            ending: Ending::TokenExpiry,
             superuser,
             acl,
         }),
+        credential: Some(Credential::Token {
+            key: Arc::clone(key),
+            device,
+            identity: verified.identity().to_owned(),
+        }),
+    }))
+}
+
+/// Ends a login's session no later than its client certificate's
+/// `notAfter` (one is set up for a login that had none), and refuses a
+/// certificate already past it or unreadable.
+fn until_certificate_expiry(
+    mut verified: Verified,
+    login: &Login<'_>,
+    now: SystemTime,
+) -> Result<Verified, String> {
+    let (Some(der), Some(client_id)) = (login.certificate, login.client.id) else {
+        return Ok(verified);
+    };
+    let not_after = CertificateIdentity::from_der(der)
+        .map_err(|e| format!("unreadable client certificate: {e}"))?
+        .not_after();
+    if not_after <= now {
+        return Err("the client certificate has expired".into());
     }
+    match &mut verified.session {
+        Some(session) => session.end_by(not_after, Ending::CertificateExpiry),
+        None => {
+            verified.session = Some(Session {
+                client_id: client_id.to_vec(),
+                ends_at: not_after,
+                ending: Ending::CertificateExpiry,
+                superuser: false,
+                acl: None,
+            });
+        }
+    }
+    Ok(verified)
 }
 
 thread_local! {

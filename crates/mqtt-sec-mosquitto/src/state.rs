@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, SubscribeCheck};
 use mqtt_sec_auth::identity::UsernameFrom;
-use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, Validation};
+use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 
 use crate::ConfigFinding;
@@ -21,6 +21,7 @@ use crate::lockout::LockoutPolicy;
 use crate::monitoring::MonitoringPolicy;
 use crate::network::Cidr;
 use crate::rate_limit::{Rate, RateLimitPolicy};
+use crate::session::Credential;
 
 /// Largest password or ACL file read (as mqtt-sec-auth and mqtt-sec-acl read
 /// them).
@@ -56,8 +57,31 @@ pub(crate) enum TokenFrom {
 #[derive(Debug)]
 pub(crate) struct JwtMethod {
     pub(crate) verifier: TokenVerifier,
+    /// The keys the verifier trusts, to tell on a reload whether a
+    /// connected client's key still is.
+    pub(crate) keys: JwtKeys,
     pub(crate) token_from: TokenFrom,
     pub(crate) superuser_claim: Option<String>,
+}
+
+/// The keys of a JWT method.
+#[derive(Debug, Clone)]
+pub(crate) enum JwtKeys {
+    /// Issuers' keys, each vouching for any identity.
+    Issuer(Arc<KeySet>),
+    /// Each device's own keys.
+    Devices(Arc<DeviceKeys>),
+}
+
+impl JwtKeys {
+    /// The key named `kid` trusted for `device` (`None`: an issuer's key).
+    pub(crate) fn get(&self, kid: &str, device: Option<&str>) -> Option<&Arc<TrustedKey>> {
+        match (self, device) {
+            (Self::Issuer(keys), None) => keys.get(kid),
+            (Self::Devices(devices), Some(device)) => devices.get(device)?.get(kid),
+            _ => None,
+        }
+    }
 }
 
 /// How accesses are decided.
@@ -82,6 +106,25 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Whether this configuration still accepts what a connection proved
+    /// under an earlier one: its password-file entry unchanged (a removed
+    /// user or a changed password withdraws it), or its token's key still
+    /// trusted, the same key under the same `kid`, for the same device.
+    pub(crate) fn still_accepts(&self, credential: &Credential) -> bool {
+        self.methods
+            .iter()
+            .any(|method| match (method, credential) {
+                (Method::PasswordFile { file, .. }, Credential::Password { username, hash }) => {
+                    file.get(username) == Some(hash)
+                }
+                (Method::Jwt(jwt), Credential::Token { key, device, .. }) => jwt
+                    .keys
+                    .get(key.kid(), device.as_deref())
+                    .is_some_and(|trusted| trusted == key),
+                _ => false,
+            })
+    }
+
     /// Reads the configuration at `path` and every file it names.
     pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::from_source(&Source::read(path)?, None)
@@ -507,7 +550,7 @@ fn load_jwt(
         }
     };
     validation = validation.bind_to(binding);
-    let verifier = match (&method.issuer_keys, &method.device_keys) {
+    let (verifier, keys) = match (&method.issuer_keys, &method.device_keys) {
         (Some(path), None) => {
             let resolved = source.resolve(path.get_ref());
             let text = read_named(source, &path.span(), &field("issuer_keys"), &resolved)?;
@@ -528,7 +571,11 @@ fn load_jwt(
                     ),
                 ));
             }
-            TokenVerifier::trusted_issuer(Arc::new(keys), validation)
+            let keys = Arc::new(keys);
+            (
+                TokenVerifier::trusted_issuer(Arc::clone(&keys), validation),
+                JwtKeys::Issuer(keys),
+            )
         }
         (None, Some(path)) => {
             let resolved = source.resolve(path.get_ref());
@@ -540,7 +587,11 @@ fn load_jwt(
                     format!("{}: {e}", resolved.display()),
                 )
             })?;
-            TokenVerifier::per_device(devices, validation)
+            let devices = Arc::new(devices);
+            (
+                TokenVerifier::per_device(Arc::clone(&devices), validation),
+                JwtKeys::Devices(devices),
+            )
         }
         _ => {
             return Err(source.error(
@@ -552,6 +603,7 @@ fn load_jwt(
     };
     Ok(JwtMethod {
         verifier,
+        keys,
         token_from,
         superuser_claim: method.superuser_claim.as_ref().map(|c| c.get_ref().clone()),
     })

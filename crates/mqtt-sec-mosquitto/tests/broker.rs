@@ -595,3 +595,79 @@ async fn a_client_over_its_publish_rate_is_disconnected_when_configured() {
         )
         .unwrap();
 }
+
+/// A reload (SIGHUP) that removes a user from the password file
+/// disconnects that user's connected client at once; the others stay, and
+/// their re-authentication costs no password hash.
+#[tokio::test]
+async fn a_user_removed_from_the_password_file_is_disconnected_after_sighup() {
+    let files = files("");
+    let Some(broker) = start(&files) else { return };
+    let mut alice = connect(&broker, "alice-1", Some(("alice", "alice-secret")))
+        .await
+        .unwrap();
+    let mut bob = connect(&broker, "bob-1", Some(("bob", "bob-secret")))
+        .await
+        .unwrap();
+    // The file without alice's line (the other hashes as they were: a
+    // changed hash is a changed password, withdrawn too).
+    let passwd = std::fs::read_to_string(files.path("passwd")).unwrap();
+    let without_alice: String = passwd
+        .lines()
+        .filter(|line| !line.starts_with("alice:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(files.path("passwd"), without_alice).unwrap();
+    broker.reload().unwrap();
+    let closed = alice.next_message(Duration::from_secs(3)).await;
+    assert!(closed.is_err(), "alice is disconnected: {closed:?}");
+    bob.publish("public/news", QoS::AtLeastOnce, "still here")
+        .await
+        .unwrap();
+    assert!(bob.next_message(Duration::from_millis(500)).await.is_ok());
+    // mosquitto re-authenticates every client after a reload; the plugin
+    // refuses alice's connection (and accepts bob's without a hash).
+    broker
+        .wait_for_log(
+            "re-authentication after a reload: a reload withdrew the credential it logged in with",
+            Duration::from_secs(3),
+        )
+        .unwrap();
+    assert!(refused(
+        connect(&broker, "alice-2", Some(("alice", "alice-secret"))).await
+    ));
+}
+
+/// mosquitto re-authenticates every client on SIGHUP: three clients from
+/// one address, at its connection rate limit of three, all stay connected
+/// (the re-authentication is no new login) and cost no password hash.
+#[tokio::test]
+async fn a_reload_keeps_a_fleet_at_its_connection_rate_connected() {
+    let files = files("[rate_limit]\nconnections = 3\nconnection_interval_seconds = 3600\n");
+    let Some(broker) = start(&files) else { return };
+    let mut clients = Vec::new();
+    for (id, user, password) in [
+        ("alice-1", "alice", "alice-secret"),
+        ("bob-1", "bob", "bob-secret"),
+        ("admin-1", "admin", "admin-secret"),
+    ] {
+        clients.push(connect(&broker, id, Some((user, password))).await.unwrap());
+    }
+    let hashed = broker.log().matches("password accepted").count();
+    broker.reload().unwrap();
+    for client in &mut clients {
+        client
+            .publish("public/news", QoS::AtLeastOnce, "x")
+            .await
+            .unwrap();
+        assert!(
+            client
+                .next_message(Duration::from_millis(300))
+                .await
+                .is_ok()
+        );
+    }
+    let log = broker.log();
+    assert!(!log.contains("over its connection rate"), "{log}");
+    assert_eq!(log.matches("password accepted").count(), hashed, "{log}");
+}

@@ -218,3 +218,39 @@ async fn a_certificate_bound_token_needs_its_certificate() {
     let log = broker.log();
     assert!(log.contains("token refused"), "{log}");
 }
+
+/// A client whose certificate expires while it is connected is
+/// disconnected within a second of its `notAfter` (mosquitto checks the
+/// certificate only at the handshake).
+#[tokio::test]
+async fn a_client_is_disconnected_within_a_second_of_its_certificates_expiry() {
+    use mqtt_sec_testkit::Validity;
+    let mut pki = TestPki::new().unwrap();
+    let files = Files::new();
+    config(&files, "cn", "dev-1");
+    let Some(broker) = broker(&mut pki, &files) else {
+        return;
+    };
+    let cert = pki
+        .issue(&CertSpec::client("dev-1").validity(Validity::Window {
+            not_before: SystemTime::now() - Duration::from_secs(3600),
+            not_after: SystemTime::now() + Duration::from_secs(4),
+        }))
+        .unwrap();
+    let not_after = CertificateIdentity::from_der(cert.cert_der())
+        .unwrap()
+        .not_after();
+    let mut client = connect(&broker, &pki, &cert, "dev-1", None).await.unwrap();
+    let closed = client.next_message(Duration::from_secs(10)).await;
+    let at = SystemTime::now();
+    assert!(closed.is_err(), "disconnected: {closed:?}");
+    let late = at.duration_since(not_after).unwrap_or_default();
+    assert!(late < Duration::from_secs(1), "{late:?} after notAfter");
+    assert!(not_after.duration_since(at).is_err(), "not before notAfter");
+    broker
+        .wait_for_log(
+            "disconnecting client dev-1: its client certificate has expired",
+            Duration::from_secs(2),
+        )
+        .unwrap();
+}

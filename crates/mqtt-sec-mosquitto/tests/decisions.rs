@@ -294,7 +294,7 @@ fn a_token_sets_the_user_name_and_its_expiry_beats_the_superuser_list() {
             .authorize_at(&check(named, access::READ, "sensors/sensor-1/t"), later),
         AclVerdict::Deny
     );
-    assert!(s.lines.all().contains("the client's token has expired"));
+    assert!(s.lines.all().contains("its token has expired"));
     // The connection ends: the next connection with that key starts clean,
     // and a password login there is not bound by the old token's expiry.
     s.plugin.disconnected(&named);

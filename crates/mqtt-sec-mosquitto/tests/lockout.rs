@@ -236,6 +236,8 @@ fn a_locked_out_address_costs_no_token_verification() {
     )
     .unwrap();
     s.plugin.reload(&[]).unwrap();
+    // The broker ticks once its re-authentication after the reload is over.
+    s.plugin.tick_at(at(0));
     let minted = TokenMinter::new(issuer, ClaimsTemplate::new("dev-1"))
         .mint(at(0))
         .unwrap();

@@ -404,7 +404,7 @@ mod tests {
         }
         let text = io_error(&io::Error::from(io::ErrorKind::TimedOut), "b");
         assert!(text.contains("did not answer in time"), "{text}");
-        let text = io_error(&io::Error::new(io::ErrorKind::Other, "odd"), "b");
+        let text = io_error(&io::Error::other("odd"), "b");
         assert_eq!(text, "the connection to b failed: odd");
     }
 }

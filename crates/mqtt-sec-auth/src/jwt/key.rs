@@ -61,6 +61,19 @@ impl std::fmt::Debug for TrustedKey {
     }
 }
 
+/// Two keys are equal when they have the same `kid`, verify the same
+/// algorithm and hold the same key (secrets compared by a hash of them):
+/// what tells a key still trusted from one replaced under its `kid`.
+impl PartialEq for TrustedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.kid == other.kid
+            && self.algorithm() == other.algorithm()
+            && self.thumbprint == other.thumbprint
+    }
+}
+
+impl Eq for TrustedKey {}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
