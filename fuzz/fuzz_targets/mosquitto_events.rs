@@ -1,6 +1,7 @@
 //! The plugin's safe handlers driven with arbitrary event data, as the FFI
 //! layer hands it over: logins, accesses and disconnects with any bytes in
-//! any field, on connection keys that collide. Never a panic; no access is
+//! any field, on connection keys that collide, with rate limits, ticks and
+//! reloads (re-authentication) in between. Never a panic; no access is
 //! allowed to a connection that never logged in unless the ACL file grants
 //! it, and nothing is allowed to a client without a client id.
 #![no_main]
@@ -43,7 +44,8 @@ fn plugin() -> &'static Plugin {
                 "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"keys.jwks\"\n\
                  [[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n\
                  [[auth]]\nmethod = \"certificate\"\nusername_from = \"cn\"\n\
-                 [acl]\nacl_file = \"acl\"\nsubscribe = \"containment\"\n",
+                 [acl]\nacl_file = \"acl\"\nsubscribe = \"containment\"\n\
+                 [rate_limit]\nconnections = 20\nmessages_per_second = 5\nbytes_per_second = 1000\ndisconnect = true\n",
             )
             .unwrap();
             let options = [("config".to_owned(), config.display().to_string())];
@@ -75,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
             address: get(2),
             protocol_version: i32::from(kind & 7),
         };
-        match kind % 3 {
+        match kind % 4 {
             0 => {
                 let login = Login {
                     client,
@@ -105,13 +107,22 @@ fuzz_target!(|data: &[u8]| {
                     access,
                     qos: kind & 3,
                     retain: kind & 8 != 0,
+                    payload_len: get(4).map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX)),
                 };
                 let verdict = plugin.authorize(&check);
                 if client.id.is_none() && access != access::UNSUBSCRIBE {
                     assert_eq!(verdict, AclVerdict::Deny);
                 }
             }
-            _ => plugin.disconnected(&client),
+            2 => plugin.disconnected(&client),
+            // The broker's loop: ticks, and reloads (after which every
+            // login on a known connection is a re-authentication).
+            _ if kind & 0x40 != 0 => {
+                let _ = plugin.reload(&[]);
+            }
+            _ => {
+                let _ = plugin.tick();
+            }
         }
     }
 });
