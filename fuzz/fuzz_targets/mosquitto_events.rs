@@ -1,7 +1,8 @@
 //! The plugin's safe handlers driven with arbitrary event data, as the FFI
 //! layer hands it over: logins, accesses and disconnects with any bytes in
-//! any field, on connection keys that collide, with rate limits, ticks and
-//! reloads (re-authentication) in between. Never a panic; no access is
+//! any field, on connection keys that collide, with rate limits, the
+//! signature firewall (any payload on `u/#` is parsed as an envelope),
+//! ticks and reloads (re-authentication) in between. Never a panic; no access is
 //! allowed to a connection that never logged in unless the ACL file grants
 //! it, and nothing is allowed to a client without a client id.
 #![no_main]
@@ -45,7 +46,8 @@ fn plugin() -> &'static Plugin {
                  [[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n\
                  [[auth]]\nmethod = \"certificate\"\nusername_from = \"cn\"\n\
                  [acl]\nacl_file = \"acl\"\nsubscribe = \"containment\"\n\
-                 [rate_limit]\nconnections = 20\nmessages_per_second = 5\nbytes_per_second = 1000\ndisconnect = true\n",
+                 [rate_limit]\nconnections = 20\nmessages_per_second = 5\nbytes_per_second = 1000\ndisconnect = true\n\
+                 [signatures]\ntopics = [\"u/#\"]\nkeys = \"keys.jwks\"\n",
             )
             .unwrap();
             let options = [("config".to_owned(), config.display().to_string())];
@@ -108,6 +110,7 @@ fuzz_target!(|data: &[u8]| {
                     qos: kind & 3,
                     retain: kind & 8 != 0,
                     payload_len: get(4).map_or(0, |p| u32::try_from(p.len()).unwrap_or(u32::MAX)),
+                    payload: get(4).unwrap_or_default(),
                 };
                 let verdict = plugin.authorize(&check);
                 if client.id.is_none() && access != access::UNSUBSCRIBE {

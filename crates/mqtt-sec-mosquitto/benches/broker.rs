@@ -1,7 +1,9 @@
 //! mosquitto on loopback, in one run: messages per second with no ACL, with
 //! mosquitto's own `acl_file` and with the plugin, at 10, 1,000 and 100,000
 //! rules; connections per second with mosquitto's `password_file` against
-//! the plugin (the same file, and EdDSA and ES256 JWTs).
+//! the plugin (the same file, and EdDSA and ES256 JWTs); the signature
+//! firewall's messages per second against the plugin without it and
+//! against one core's raw `verify_strict` rate.
 //!
 //! The rule mix: per-user rules for up to 10,000 users (nine in ten rules)
 //! and pattern rules with `%u`/`%c` (one in ten). The publishers are
@@ -9,16 +11,21 @@
 //! device's telemetry rule usually is; the subscriber by its own user rule.
 //!
 //! `cargo bench -p mqtt-sec-mosquitto --bench broker`; figures in the crate
-//! README and docs/benchmarks.md.
+//! README and docs/benchmarks.md. `MQTT_SEC_BENCH=firewall` (or any of
+//! `messages,paired,connections,firewall`) runs those groups only: the
+//! paired and firewall runs time their own loops, which criterion's name
+//! filter does not skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mqtt_sec_auth::jwt::{ClaimsTemplate, KeySet, SigningKey, TokenMinter};
 use mqtt_sec_auth::secrecy::ExposeSecret;
+use mqtt_sec_sign::{Kid, Signer};
 use mqtt_sec_testkit::{Mosquitto, MosquittoBuilder, PasswordFile};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
@@ -26,6 +33,12 @@ const PUBLISHERS: usize = 4;
 /// Messages per measured batch.
 const BATCH: usize = 2_000;
 const PAYLOAD: [u8; 64] = [0x5a; 64];
+
+/// Whether the group `name` is to run (`MQTT_SEC_BENCH` lists them; all
+/// when unset).
+fn selected(name: &str) -> bool {
+    std::env::var("MQTT_SEC_BENCH").map_or(true, |groups| groups.split(',').any(|g| g == name))
+}
 
 /// The plugin library built with this benchmark.
 fn plugin_library() -> PathBuf {
@@ -59,6 +72,36 @@ enum Acl {
     None,
     MosquittoFile(usize),
     Plugin(usize),
+    /// The plugin with the signature firewall on the publishers' topics.
+    Firewall(usize),
+}
+
+/// Each publisher's signer (`devN` may sign for `devices/devN/#`).
+fn signers() -> &'static [Signer] {
+    static SIGNERS: OnceLock<Vec<Signer>> = OnceLock::new();
+    SIGNERS.get_or_init(|| {
+        (0..PUBLISHERS)
+            .map(|p| {
+                Signer::generate()
+                    .unwrap()
+                    .with_kid(Kid::new(format!("dev{p}").into_bytes()).unwrap())
+            })
+            .collect()
+    })
+}
+
+/// The publishers' keys as the firewall's JWK Set.
+fn signing_keys() -> String {
+    let keys: Vec<serde_json::Value> = signers()
+        .iter()
+        .enumerate()
+        .map(|(p, signer)| {
+            let mut jwk: serde_json::Value = serde_json::from_str(&signer.public_jwk()).unwrap();
+            jwk["mqtt_topics"] = serde_json::json!([format!("devices/dev{p}/#")]);
+            jwk
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
 }
 
 struct Broker {
@@ -88,7 +131,7 @@ fn start(acl_choice: &Acl) -> Broker {
     let builder = match acl_choice {
         Acl::None => builder,
         Acl::MosquittoFile(rules) => builder.acl_file(&acl(*rules)),
-        Acl::Plugin(rules) => {
+        Acl::Plugin(rules) | Acl::Firewall(rules) => {
             std::fs::write(dir.path().join("acl"), acl(*rules)).unwrap();
             // The clients log in (cheap hashes: connections are not measured here).
             let mut passwords = mqtt_sec_auth::password::PasswordFile::new();
@@ -103,10 +146,16 @@ fn start(acl_choice: &Acl) -> Broker {
                 passwords.set(&user, &password, fast).unwrap();
             }
             std::fs::write(dir.path().join("passwd"), passwords.to_string()).unwrap();
+            let acl_section = if matches!(acl_choice, Acl::Firewall(_)) {
+                std::fs::write(dir.path().join("signing.jwks"), signing_keys()).unwrap();
+                "acl_file = \"acl\"\n\n[signatures]\ntopics = [\"devices/#\"]\nkeys = \"signing.jwks\""
+            } else {
+                "acl_file = \"acl\""
+            };
             let config = plugin_config(
                 dir.path(),
                 "[[auth]]\nmethod = \"password_file\"\npath = \"passwd\"",
-                "acl_file = \"acl\"",
+                acl_section,
             );
             with_plugin(builder, &config)
         }
@@ -151,6 +200,9 @@ async fn connect(
 /// A subscriber and the publishers, connected to one broker.
 struct Rig {
     qos: QoS,
+    /// Whether the publishers send envelopes (signed before each batch's
+    /// clock starts) rather than the bare payload.
+    signed: bool,
     collector_events: EventLoop,
     publishers: Vec<(AsyncClient, String, tokio::task::JoinHandle<()>)>,
 }
@@ -180,25 +232,45 @@ impl Rig {
         }
         Self {
             qos,
+            signed: false,
             collector_events,
             publishers,
+        }
+    }
+
+    /// As [`Rig::connect`], the publishers sending envelopes.
+    async fn connect_signed(port: u16, qos: QoS) -> Self {
+        Self {
+            signed: true,
+            ..Self::connect(port, qos).await
         }
     }
 
     /// Publishes `BATCH` messages from the publishers and waits until the
     /// subscriber has them all.
     async fn batch(&mut self) -> Duration {
+        let batches: Vec<Vec<Vec<u8>>> = self
+            .publishers
+            .iter()
+            .enumerate()
+            .map(|(p, (_, id, _))| {
+                let topic = format!("devices/{id}/telemetry");
+                (0..BATCH / PUBLISHERS)
+                    .map(|_| match self.signed {
+                        true => signers()[p].sign(&topic, &PAYLOAD).unwrap(),
+                        false => PAYLOAD.to_vec(),
+                    })
+                    .collect()
+            })
+            .collect();
         let start = Instant::now();
-        for (client, id, _) in &self.publishers {
+        for ((client, id, _), messages) in self.publishers.iter().zip(batches) {
             let client = client.clone();
             let topic = format!("devices/{id}/telemetry");
             let qos = self.qos;
             tokio::spawn(async move {
-                for _ in 0..BATCH / PUBLISHERS {
-                    client
-                        .publish(&topic, qos, false, PAYLOAD.to_vec())
-                        .await
-                        .unwrap();
+                for message in messages {
+                    client.publish(&topic, qos, false, message).await.unwrap();
                 }
             });
         }
@@ -240,6 +312,9 @@ async fn deliver(port: u16, qos: QoS, iters: u64) -> Duration {
 /// Prints the plugin's throughput relative to acl_file's, from the sums,
 /// and the spread of the per-pair ratios.
 fn paired(_: &mut Criterion) {
+    if !selected("paired") {
+        return;
+    }
     const PAIRS: usize = 40;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for rules in [10, 100_000] {
@@ -289,6 +364,9 @@ fn paired(_: &mut Criterion) {
 }
 
 fn messages(c: &mut Criterion) {
+    if !selected("messages") {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("messages per second");
     group
@@ -324,6 +402,9 @@ struct Logins {
 }
 
 fn connections(c: &mut Criterion) {
+    if !selected("connections") {
+        return;
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // mosquitto_passwd's own hashes: 101 iterations of PBKDF2-SHA512.
@@ -424,5 +505,63 @@ fn connections(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, messages, paired, connections);
+/// One core's raw Ed25519 `verify_strict` rate (the bound on what a
+/// single-threaded broker can verify), then the plugin with the firewall
+/// against the plugin without it, paired as in [`paired`], at 10 rules.
+fn firewall(c: &mut Criterion) {
+    if !selected("firewall") {
+        return;
+    }
+    use mqtt_sec_sign::ed25519_dalek::{Signer as _, SigningKey};
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let message = [0x5a_u8; 128];
+    let signature = key.sign(&message);
+    let public = key.verifying_key();
+    c.bench_function("verify_strict (raw, one core)", |b| {
+        b.iter(|| public.verify_strict(&message, &signature).unwrap());
+    });
+    let rounds = 20_000;
+    let began = Instant::now();
+    for _ in 0..rounds {
+        public.verify_strict(&message, &signature).unwrap();
+    }
+    let raw = f64::from(rounds) / began.elapsed().as_secs_f64();
+
+    const PAIRS: usize = 20;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let plain = start(&Acl::Plugin(10));
+    let guarded = start(&Acl::Firewall(10));
+    for (qos_name, qos) in [("QoS 0", QoS::AtMostOnce), ("QoS 1", QoS::AtLeastOnce)] {
+        let (plain_time, firewall_time) = runtime.block_on(async {
+            let mut a = Rig::connect_signed(plain.broker.plain_port().unwrap(), qos).await;
+            let mut b = Rig::connect_signed(guarded.broker.plain_port().unwrap(), qos).await;
+            a.batch().await;
+            b.batch().await;
+            let (mut plain_time, mut firewall_time) = (Duration::ZERO, Duration::ZERO);
+            for pair in 0..PAIRS {
+                if pair % 2 == 0 {
+                    plain_time += a.batch().await;
+                    firewall_time += b.batch().await;
+                } else {
+                    firewall_time += b.batch().await;
+                    plain_time += a.batch().await;
+                }
+            }
+            a.close().await;
+            b.close().await;
+            (plain_time, firewall_time)
+        });
+        let rate = |t: Duration| (PAIRS * BATCH) as f64 / t.as_secs_f64();
+        println!(
+            "firewall {qos_name}, 10 rules: plugin without it {:.0} msg/s, with it {:.0} msg/s \
+             ({:.3} of without); raw verify_strict {raw:.0}/s on one core: firewall/verify_strict {:.3}",
+            rate(plain_time),
+            rate(firewall_time),
+            plain_time.as_secs_f64() / firewall_time.as_secs_f64(),
+            rate(firewall_time) / raw,
+        );
+    }
+}
+
+criterion_group!(benches, messages, paired, connections, firewall);
 criterion_main!(benches);

@@ -46,6 +46,7 @@ fn decide(c: &mut Criterion) {
         qos: 0,
         retain: false,
         payload_len: 64,
+        payload: &[0x5a; 64],
     };
     let mut group = c.benchmark_group("one publish decision");
     group.bench_function("PolicyIndex::check (baseline)", |b| {

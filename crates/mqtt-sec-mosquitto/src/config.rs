@@ -65,6 +65,22 @@ pub(crate) struct ConfigFile {
     pub(crate) monitoring: Option<MonitoringConfig>,
     /// Rate limits; all off when absent.
     pub(crate) rate_limit: Option<RateLimitConfig>,
+    /// The signature firewall; off when absent.
+    pub(crate) signatures: Option<Spanned<SignaturesConfig>>,
+}
+
+/// The `[signatures]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SignaturesConfig {
+    /// Topic filters whose publishes must be signed.
+    pub(crate) topics: Spanned<Vec<Spanned<String>>>,
+    /// The Ed25519 keys trusted to sign (a JWK Set).
+    pub(crate) keys: Spanned<String>,
+    /// How far a publish's issue time may be from the broker's clock (30).
+    pub(crate) clock_skew_seconds: Option<Spanned<u64>>,
+    /// Largest envelope accepted (262,144).
+    pub(crate) max_envelope_bytes: Option<Spanned<usize>>,
 }
 
 /// The `[rate_limit]` table: every limit off unless set.

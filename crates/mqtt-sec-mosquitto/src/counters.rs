@@ -29,6 +29,10 @@ pub struct Counters {
     pub rate_limited_publishes: u64,
     /// Clients disconnected for going over their publish rate.
     pub rate_limit_disconnects: u64,
+    /// Publishes to protected topics whose envelope the firewall accepted.
+    pub signatures_accepted: u64,
+    /// Publishes to protected topics the firewall refused.
+    pub signatures_refused: u64,
 }
 
 /// The live counters.
@@ -43,6 +47,8 @@ pub(crate) struct LiveCounters {
     rate_limited_connections: AtomicU64,
     rate_limited_publishes: AtomicU64,
     rate_limit_disconnects: AtomicU64,
+    signatures_accepted: AtomicU64,
+    signatures_refused: AtomicU64,
 }
 
 /// One counter of [`LiveCounters`].
@@ -57,6 +63,8 @@ pub(crate) enum Count {
     RateLimitedConnection,
     RateLimitedPublish,
     RateLimitDisconnect,
+    SignatureAccepted,
+    SignatureRefused,
 }
 
 impl LiveCounters {
@@ -71,6 +79,8 @@ impl LiveCounters {
             Count::RateLimitedConnection => &self.rate_limited_connections,
             Count::RateLimitedPublish => &self.rate_limited_publishes,
             Count::RateLimitDisconnect => &self.rate_limit_disconnects,
+            Count::SignatureAccepted => &self.signatures_accepted,
+            Count::SignatureRefused => &self.signatures_refused,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -87,6 +97,8 @@ impl LiveCounters {
             rate_limited_connections: read(&self.rate_limited_connections),
             rate_limited_publishes: read(&self.rate_limited_publishes),
             rate_limit_disconnects: read(&self.rate_limit_disconnects),
+            signatures_accepted: read(&self.signatures_accepted),
+            signatures_refused: read(&self.signatures_refused),
         }
     }
 }

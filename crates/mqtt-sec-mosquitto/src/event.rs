@@ -65,6 +65,8 @@ pub struct AclCheck<'a> {
     pub retain: bool,
     /// The message's payload length in bytes (read, write).
     pub payload_len: u32,
+    /// The message's payload (publishes only; empty otherwise).
+    pub payload: &'a [u8],
 }
 
 /// The answer to a [`Login`].

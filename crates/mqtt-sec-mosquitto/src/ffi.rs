@@ -279,6 +279,23 @@ unsafe fn client<'a>(broker: &Broker, client: *mut c_void) -> Client<'a> {
     }
 }
 
+/// The `len` bytes at `payload` (none for NULL or 0).
+///
+/// # Safety
+/// `payload` is NULL or points to `len` readable bytes that stay valid for
+/// the callback.
+unsafe fn payload<'a>(payload: *const c_void, len: u32) -> &'a [u8] {
+    let Ok(len) = usize::try_from(len) else {
+        return &[];
+    };
+    if payload.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: non-NULL, and the broker's message of `len` bytes, which it
+    // keeps for the callback.
+    unsafe { std::slice::from_raw_parts(payload.cast::<u8>(), len) }
+}
+
 /// The options as UTF-8 pairs; `None` when one is NULL or not UTF-8.
 ///
 /// # Safety
@@ -609,6 +626,11 @@ unsafe extern "C" fn on_acl_check(event: c_int, data: *mut c_void, userdata: *mu
                 qos: evt.qos,
                 retain: evt.retain,
                 payload_len: evt.payloadlen,
+                payload: if evt.access == crate::event::access::WRITE {
+                    payload(evt.payload, evt.payloadlen)
+                } else {
+                    &[]
+                },
             }
         };
         match instance.plugin.authorize(&check) {
@@ -752,7 +774,7 @@ int main(void) {
     O(mosquitto_evt_basic_auth, username); O(mosquitto_evt_basic_auth, password);
     S(mosquitto_evt_acl_check); O(mosquitto_evt_acl_check, client);
     O(mosquitto_evt_acl_check, topic); O(mosquitto_evt_acl_check, access);
-    O(mosquitto_evt_acl_check, payloadlen);
+    O(mosquitto_evt_acl_check, payload); O(mosquitto_evt_acl_check, payloadlen);
     O(mosquitto_evt_acl_check, qos); O(mosquitto_evt_acl_check, retain);
     S(mosquitto_evt_reload); O(mosquitto_evt_reload, options);
     O(mosquitto_evt_reload, option_count);
@@ -818,6 +840,10 @@ int main(void) {
             (
                 "offsetof mosquitto_evt_acl_check.access",
                 offset_of!(EvtAclCheck, access),
+            ),
+            (
+                "offsetof mosquitto_evt_acl_check.payload",
+                offset_of!(EvtAclCheck, payload),
             ),
             (
                 "offsetof mosquitto_evt_acl_check.payloadlen",

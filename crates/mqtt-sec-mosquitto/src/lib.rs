@@ -7,6 +7,7 @@ mod config;
 mod counters;
 pub mod event;
 mod ffi;
+mod firewall;
 mod lockout;
 pub mod log;
 mod monitoring;

@@ -76,6 +76,8 @@ impl SysPublisher {
             ),
             ("rate_limited_publishes", counters.rate_limited_publishes),
             ("rate_limit_disconnects", counters.rate_limit_disconnects),
+            ("signatures_accepted", counters.signatures_accepted),
+            ("signatures_refused", counters.signatures_refused),
         ]
         .into_iter()
         .map(|(name, value)| Publication {
@@ -103,7 +105,7 @@ mod tests {
             ..Counters::default()
         };
         let first = publisher.due(&policy, counters, at(0));
-        assert_eq!(first.len(), 9);
+        assert_eq!(first.len(), 11);
         assert_eq!(
             first[0],
             Publication {
@@ -113,9 +115,9 @@ mod tests {
         );
         assert_eq!(first[2].payload, b"995");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
-        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 9);
+        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 11);
         // A clock stepped back publishes again rather than going quiet.
-        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 9);
+        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 11);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAclDecision, VerifiedToke
 use crate::config::ConfigError;
 use crate::counters::{Count, Counters, LiveCounters};
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
+use crate::firewall::Firewall;
 use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
@@ -87,6 +88,8 @@ pub struct Plugin {
     lockouts: Lockouts,
     /// Rate-limit buckets: outside the state too.
     rates: RateLimits,
+    /// The signature firewall's replay windows, kept across reloads.
+    replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
     counters: LiveCounters,
     sys: SysPublisher,
     log: Box<dyn Log>,
@@ -122,7 +125,10 @@ impl Plugin {
     /// enforce its configuration.
     pub fn start(options: &[(String, String)], log: Box<dyn Log>) -> Result<Self, StartError> {
         let config_path = config_option(options)?;
-        let state = State::load(&config_path)?;
+        let replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore> =
+            Arc::new(mqtt_sec_sign::replay::MemoryReplayStore::default());
+        let mut state = State::load(&config_path)?;
+        state.share_replay_store(&replay);
         log.log(
             Level::Info,
             &format!("{PREFIX}loaded {}", config_path.display()),
@@ -135,6 +141,7 @@ impl Plugin {
             reauthenticating: AtomicBool::new(false),
             lockouts: Lockouts::default(),
             rates: RateLimits::default(),
+            replay,
             counters: LiveCounters::default(),
             sys: SysPublisher::default(),
             log,
@@ -158,7 +165,8 @@ impl Plugin {
             Err(e) => return Err(self.reload_failed(e)),
         };
         match State::load(&path) {
-            Ok(state) => {
+            Ok(mut state) => {
+                state.share_replay_store(&self.replay);
                 let state = Arc::new(state);
                 match self.state.write() {
                     Ok(mut current) => *current = Arc::clone(&state),
@@ -627,14 +635,44 @@ impl Plugin {
         // Protocol 0: not a client's publish but mosquitto re-checking a
         // retained message's publisher for a new subscriber; limiting it
         // would spend the publisher's tokens on others' subscriptions.
-        if verdict == AclVerdict::Allow
-            && action == Action::Publish
-            && check.client.protocol_version != 0
-            && state.rate_limit.limits_publishes()
+        if verdict != AclVerdict::Allow
+            || action != Action::Publish
+            || check.client.protocol_version == 0
         {
-            return self.limit_publish(&state.rate_limit, check, client_id, clock());
+            return verdict;
         }
-        verdict
+        if state.rate_limit.limits_publishes()
+            && self.limit_publish(&state.rate_limit, check, client_id, clock()) == AclVerdict::Deny
+        {
+            return AclVerdict::Deny;
+        }
+        match &state.firewall {
+            Some(firewall) => self.firewall(firewall, check, topic),
+            None => AclVerdict::Allow,
+        }
+    }
+
+    /// Holds an allowed publish to a protected topic to its signature.
+    fn firewall(&self, firewall: &Firewall, check: &AclCheck<'_>, topic: &str) -> AclVerdict {
+        let Ok(name) = mqtt_sec_acl::TopicName::new(topic) else {
+            return self.deny(check, "not a topic name");
+        };
+        if !firewall.protects(&name) {
+            return AclVerdict::Allow;
+        }
+        match firewall.check(topic, check.payload) {
+            Ok(()) => {
+                self.counters.add(Count::SignatureAccepted);
+                AclVerdict::Allow
+            }
+            Err(error) => {
+                self.counters.add(Count::SignatureRefused);
+                self.deny(
+                    check,
+                    &format!("signature firewall ({}): {error}", error.reason()),
+                )
+            }
+        }
     }
 
     /// Holds an allowed publish to its client's rate: the first refusal of

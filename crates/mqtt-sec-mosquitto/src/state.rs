@@ -15,8 +15,9 @@ use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
 use crate::ConfigFinding;
 use crate::config::{
     AclConfig, AuthMethod, ConfigError, ConfigFile, LockoutConfig, MonitoringConfig,
-    RateLimitConfig, Source, SubscribeMode,
+    RateLimitConfig, SignaturesConfig, Source, SubscribeMode,
 };
+use crate::firewall::Firewall;
 use crate::lockout::LockoutPolicy;
 use crate::monitoring::MonitoringPolicy;
 use crate::network::Cidr;
@@ -103,6 +104,7 @@ pub(crate) struct State {
     pub(crate) lockout: LockoutPolicy,
     pub(crate) monitoring: MonitoringPolicy,
     pub(crate) rate_limit: RateLimitPolicy,
+    pub(crate) firewall: Option<Firewall>,
 }
 
 impl State {
@@ -123,6 +125,18 @@ impl State {
                     .is_some_and(|trusted| trusted == key),
                 _ => false,
             })
+    }
+
+    /// Keeps the firewall's replay windows in `store` (the plugin's, which
+    /// outlives each configuration).
+    pub(crate) fn share_replay_store(
+        &mut self,
+        store: &Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
+    ) {
+        self.firewall = self
+            .firewall
+            .take()
+            .map(|firewall| firewall.with_replay_store(Arc::clone(store)));
     }
 
     /// Reads the configuration at `path` and every file it names.
@@ -166,6 +180,10 @@ impl State {
             Some(table) => load_rate_limit(source, table)?,
             None => RateLimitPolicy::default(),
         };
+        let firewall = match &config.signatures {
+            Some(table) => Some(load_signatures(source, table.get_ref())?),
+            None => None,
+        };
         Ok(Self {
             allow_anonymous: config.allow_anonymous,
             superusers: config.superusers.into_iter().collect(),
@@ -174,8 +192,65 @@ impl State {
             lockout,
             monitoring,
             rate_limit,
+            firewall,
         })
     }
+}
+
+fn load_signatures(source: &Source, table: &SignaturesConfig) -> Result<Firewall, ConfigError> {
+    let mut topics = Vec::with_capacity(table.topics.get_ref().len());
+    for (i, filter) in table.topics.get_ref().iter().enumerate() {
+        let parsed = mqtt_sec_acl::TopicFilter::new(filter.get_ref().as_str())
+            .map_err(|e| source.error(&filter.span(), format!("signatures.topics[{i}]"), e))?;
+        topics.push(parsed);
+    }
+    if topics.is_empty() {
+        return Err(source.error(
+            &table.topics.span(),
+            "signatures.topics",
+            "no topic filter: name the topics whose publishes must be signed (or remove [signatures])",
+        ));
+    }
+    let path = &table.keys;
+    let resolved = source.resolve(path.get_ref());
+    let text = read_named(source, &path.span(), "signatures.keys", &resolved)?;
+    let keys = mqtt_sec_sign::KeySet::new();
+    let count = keys.insert_jwk_set(&text).map_err(|e| {
+        source.error(
+            &path.span(),
+            "signatures.keys",
+            format!("{}: {}", resolved.display(), mqtt_sec_core::Chain(&e)),
+        )
+    })?;
+    if count == 0 {
+        return Err(source.error(
+            &path.span(),
+            "signatures.keys",
+            format!("{}: no key (a JWK Set of Ed25519 keys)", resolved.display()),
+        ));
+    }
+    let mut verifier = mqtt_sec_sign::Verifier::new(keys);
+    if let Some(skew) = &table.clock_skew_seconds {
+        if !(1..=3600).contains(skew.get_ref()) {
+            return Err(source.error(
+                &skew.span(),
+                "signatures.clock_skew_seconds",
+                "must be 1 to 3600",
+            ));
+        }
+        verifier = verifier.clock_skew(Duration::from_secs(*skew.get_ref()));
+    }
+    if let Some(max) = &table.max_envelope_bytes {
+        if *max.get_ref() == 0 {
+            return Err(source.error(
+                &max.span(),
+                "signatures.max_envelope_bytes",
+                "must be at least 1",
+            ));
+        }
+        verifier = verifier.max_envelope_len(*max.get_ref());
+    }
+    Ok(Firewall::new(topics, verifier))
 }
 
 fn load_rate_limit(

@@ -32,6 +32,17 @@ fn each_refusal_names_file_line_and_field() {
     at_limit.set_len(64 * 1024 * 1024).unwrap();
     let over = std::fs::File::create(dir.path().join("over-limit")).unwrap();
     over.set_len(64 * 1024 * 1024 + 1).unwrap();
+    let signer = mqtt_sec_sign::Signer::generate().unwrap();
+    std::fs::write(
+        dir.path().join("signing.jwks"),
+        format!("{{\"keys\": [{}]}}", signer.public_jwk()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("private.jwks"),
+        r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "d": "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}]}"#,
+    )
+    .unwrap();
     let path = dir.path().join("mqtt-sec.toml");
     let ok = "[acl]\nallow_all = true\n";
     assert_eq!(check_config_str(ok, &path).unwrap(), []);
@@ -292,6 +303,66 @@ fn each_refusal_names_file_line_and_field() {
             Some(4),
             None,
             "unknown field",
+        ),
+        (
+            format!("{ok}[signatures]\ntopics = []\nkeys = \"signing.jwks\"\n"),
+            Some(4),
+            Some("signatures.topics"),
+            "no topic filter",
+        ),
+        (
+            format!("{ok}[signatures]\ntopics = [\"a/#/b\"]\nkeys = \"signing.jwks\"\n"),
+            Some(4),
+            Some("signatures.topics[0]"),
+            "must be the whole last level",
+        ),
+        (
+            format!("{ok}[signatures]\ntopics = [\"a/#\"]\nkeys = \"missing.jwks\"\n"),
+            Some(5),
+            Some("signatures.keys"),
+            "missing.jwks",
+        ),
+        (
+            format!("{ok}[signatures]\ntopics = [\"a/#\"]\nkeys = \"empty.jwks\"\n"),
+            Some(5),
+            Some("signatures.keys"),
+            "no key",
+        ),
+        (
+            format!("{ok}[signatures]\ntopics = [\"a/#\"]\nkeys = \"private.jwks\"\n"),
+            Some(5),
+            Some("signatures.keys"),
+            "private",
+        ),
+        (
+            format!(
+                "{ok}[signatures]\ntopics = [\"a/#\"]\nkeys = \"signing.jwks\"\nclock_skew_seconds = 0\n"
+            ),
+            Some(6),
+            Some("signatures.clock_skew_seconds"),
+            "1 to 3600",
+        ),
+        (
+            format!(
+                "{ok}[signatures]\ntopics = [\"a/#\"]\nkeys = \"signing.jwks\"\nmax_envelope_bytes = 0\n"
+            ),
+            Some(6),
+            Some("signatures.max_envelope_bytes"),
+            "at least 1",
+        ),
+        (
+            format!("{ok}[signatures]\ntopics = [\"a/#\"]\n"),
+            Some(3),
+            None,
+            "missing field `keys`",
+        ),
+        (
+            format!(
+                "{ok}[signatures]\ntopics = [\"a/#\"]\nkeys = \"signing.jwks\"\nclock_skew_seconds = 3600\n"
+            ),
+            None,
+            None,
+            "",
         ),
         (
             format!(

@@ -135,6 +135,7 @@ fn check<'a>(client: Client<'a>, access: i32, topic: &'static str) -> AclCheck<'
         qos: 0,
         retain: false,
         payload_len: 0,
+        payload: &[],
     }
 }
 
@@ -178,6 +179,7 @@ fn missing_or_hostile_event_fields_are_refusals_not_panics() {
             qos: 0,
             retain: false,
             payload_len: 0,
+            payload: &[],
         };
         assert_eq!(s.plugin.authorize(&check), AclVerdict::Deny, "{topic:?}");
     }

@@ -42,6 +42,12 @@ fn the_example_configuration_loads() {
         devices.to_public_json().to_string(),
     )
     .unwrap();
+    let signer = mqtt_sec_sign::Signer::generate().unwrap();
+    std::fs::write(
+        dir.path().join("signing-keys.jwks"),
+        format!("{{\"keys\": [{}]}}", signer.public_jwk()),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("passwd"), "").unwrap();
     std::fs::write(dir.path().join("acl"), "pattern readwrite devices/%u/#\n").unwrap();
     assert_eq!(check_config(&config).unwrap(), []);

@@ -34,6 +34,7 @@ fn publish<'a>(client: Client<'a>, topic: &'static str, payload_len: u32) -> Acl
         qos: 1,
         retain: false,
         payload_len,
+        payload: &[],
     }
 }
 
