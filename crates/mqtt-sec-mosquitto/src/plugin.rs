@@ -72,8 +72,9 @@ struct Verified {
     credential: Option<Credential>,
 }
 
-/// The plugin: its configuration, the per-connection state of JWT logins,
-/// and where it logs.
+/// The plugin: its configuration, what each connection's login
+/// established, the state that outlives reloads (lockouts, rate-limit
+/// buckets, replay windows), and where it logs.
 #[derive(Debug)]
 pub struct Plugin {
     config_path: PathBuf,
@@ -231,11 +232,14 @@ impl Plugin {
 
     /// Decides a CONNECT at `now`. An address over its connection rate, or
     /// a user name and address (or an address) locked out after repeated
-    /// failures, is refused before anything is verified. Otherwise the chain's first method that knows the client
-    /// decides; a client no method knows is refused; a client without a
-    /// user name that no method accepted connects only with
-    /// `allow_anonymous = true`. Each refusal counts towards a lockout; a
-    /// success resets its user name's count from its address.
+    /// failures, is refused before anything is verified. Otherwise the
+    /// chain's first method that knows the client decides; a client no
+    /// method knows is refused; a client without a user name that no
+    /// method accepted connects only with `allow_anonymous = true`; a
+    /// client certificate past its `notAfter` is refused. Each refusal
+    /// counts towards a lockout; a success resets its user name's count
+    /// from its address. After a reload, mosquitto's re-authentication of
+    /// a connected client is decided apart (see `reauthenticate`).
     pub fn authenticate_at(&self, login: &Login<'_>, now: SystemTime) -> AuthVerdict {
         let state = self.current();
         if self.reauthenticating.load(Ordering::Acquire)
@@ -604,7 +608,8 @@ impl Plugin {
     /// only reduce what a client receives); a connection whose token has
     /// expired is granted nothing; superusers may do anything; then the
     /// token's `acl` claim, then the configured policy. A publish so
-    /// allowed is then held to the client's rate limit.
+    /// allowed is then held to the client's rate limit and, on a topic the
+    /// signature firewall protects, to its envelope.
     pub fn authorize_at(&self, check: &AclCheck<'_>, now: SystemTime) -> AclVerdict {
         self.decide(check, || now)
     }
@@ -731,7 +736,8 @@ impl Plugin {
         clock: impl Fn() -> SystemTime,
     ) -> AclVerdict {
         let username = principal.username();
-        // Only token logins keep sessions: without any, skip the lock. (A
+        // Only token and certificate logins keep sessions (and connections
+        // a reload revoked): without any, skip the lock. (A
         // saving only: with the lock taken and no session found the
         // decision is the same, an equivalent mutant for cargo-mutants.)
         if self.session_count.load(Ordering::Acquire) != 0 {
