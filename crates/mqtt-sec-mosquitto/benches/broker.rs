@@ -3,7 +3,9 @@
 //! rules; connections per second with mosquitto's `password_file` against
 //! the plugin (the same file, and EdDSA and ES256 JWTs); the signature
 //! firewall's messages per second against the plugin without it and
-//! against one core's raw `verify_strict` rate.
+//! against one core's raw `verify_strict` rate; the login latency of a
+//! legitimate client while an attacker guesses passwords as fast as it
+//! can, with the lockout on and off.
 //!
 //! The rule mix: per-user rules for up to 10,000 users (nine in ten rules)
 //! and pattern rules with `%u`/`%c` (one in ten). The publishers are
@@ -12,10 +14,13 @@
 //!
 //! `cargo bench -p mqtt-sec-mosquitto --bench broker`; figures in the crate
 //! README and docs/benchmarks.md. `MQTT_SEC_BENCH=firewall` (or any of
-//! `messages,paired,connections,firewall`) runs those groups only: the
+//! `messages,paired,connections,firewall,logins`) runs those groups only: the
 //! paired and firewall runs time their own loops, which criterion's name
 //! filter does not skip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -563,5 +568,130 @@ fn firewall(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, messages, paired, connections, firewall);
+/// The latency of `logins` sequential logins of alice from 127.0.0.1
+/// (TCP connect to CONNACK), sorted.
+fn login_latencies(broker: &Mosquitto, logins: usize) -> Vec<Duration> {
+    let mut latencies: Vec<Duration> = (0..logins)
+        .map(|i| {
+            let began = Instant::now();
+            let code = support::raw_connect(
+                broker,
+                format!("alice-{i}").as_bytes(),
+                Some(b"alice"),
+                Some(b"alice-secret"),
+            );
+            assert_eq!(code, Some(0), "alice's login");
+            began.elapsed()
+        })
+        .collect();
+    latencies.sort_unstable();
+    latencies
+}
+
+/// A legitimate client's login latency, idle and while four attacker
+/// threads guess alice's password from 127.0.0.2 as fast as the broker
+/// answers, with the lockout off (`threshold = 0`) and on (the default).
+/// The password file's hash has 20,000 PBKDF2-SHA512 iterations (a tenth
+/// of mqtt-sec-auth's default, so that a run takes minutes).
+fn logins(_: &mut Criterion) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    if !selected("logins") {
+        return;
+    }
+    const LOGINS: usize = 100;
+    const ATTACKERS: usize = 4;
+    for (name, lockout) in [
+        ("lockout off", "[lockout]\nthreshold = 0\n"),
+        ("lockout on", ""),
+    ] {
+        let files = support::Files::new();
+        let mut passwords = mqtt_sec_auth::password::PasswordFile::new();
+        let params = mqtt_sec_auth::password::HashParams::with_iterations(
+            std::num::NonZeroU32::new(20_000).unwrap(),
+        );
+        passwords
+            .set(
+                "alice",
+                &mqtt_sec_auth::SecretString::from("alice-secret".to_owned()),
+                params,
+            )
+            .unwrap();
+        files.write("passwd", &passwords.to_string());
+        files.write(
+            "mqtt-sec.toml",
+            &format!(
+                "[[auth]]\nmethod = \"password_file\"\npath = \"passwd\"\n\n[acl]\nallow_all = true\n\n{lockout}"
+            ),
+        );
+        let broker = support::try_start(&files).unwrap();
+        let idle = login_latencies(&broker, LOGINS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let attack_began = Instant::now();
+        let attackers: Vec<_> = (0..ATTACKERS)
+            .map(|a| {
+                let (stop, attempts) = (Arc::clone(&stop), Arc::clone(&attempts));
+                let guess = format!("guess-{a}");
+                let source: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+                let port = broker.plain_port().unwrap();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        attack_once(port, source, guess.as_bytes());
+                        attempts.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let attacked = login_latencies(&broker, LOGINS);
+        stop.store(true, Ordering::Relaxed);
+        for attacker in attackers {
+            let _ = attacker.join();
+        }
+        let rate = attempts.load(Ordering::Relaxed) as f64 / attack_began.elapsed().as_secs_f64();
+        let pct = |l: &[Duration], p: usize| l[(l.len() - 1) * p / 100].as_secs_f64() * 1e3;
+        println!(
+            "logins, {name}: idle p50 {:.2} ms p99 {:.2} ms; under attack ({rate:.0} guesses/s) \
+             p50 {:.2} ms p99 {:.2} ms; p99 attacked/idle {:.2}",
+            pct(&idle, 50),
+            pct(&idle, 99),
+            pct(&attacked, 50),
+            pct(&attacked, 99),
+            pct(&attacked, 99) / pct(&idle, 99),
+        );
+    }
+}
+
+/// One wrong login of alice from `source`, to the broker on `port`.
+fn attack_once(port: u16, source: std::net::IpAddr, password: &[u8]) {
+    use std::io::{Read, Write};
+    // CONNECT: "MQTT", level 4, user name and password, keep-alive 30 s.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 30];
+    for field in [&b"attacker"[..], b"alice", password] {
+        body.extend_from_slice(&u16::try_from(field.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(field);
+    }
+    let mut packet = vec![0x10, u8::try_from(body.len()).unwrap()];
+    packet.extend_from_slice(&body);
+    let Ok(socket) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+    else {
+        return;
+    };
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if socket
+        .bind(&std::net::SocketAddr::new(source, 0).into())
+        .is_err()
+        || socket.connect(&server.into()).is_err()
+    {
+        return;
+    }
+    let mut stream = std::net::TcpStream::from(socket);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut connack = [0_u8; 4];
+    let _ = stream
+        .write_all(&packet)
+        .and_then(|()| stream.read_exact(&mut connack));
+}
+
+criterion_group!(benches, messages, paired, connections, firewall, logins);
 criterion_main!(benches);

@@ -322,10 +322,11 @@ impl Plugin {
     /// limits and lockouts (a NATed fleet would trip them on every
     /// SIGHUP; a guesser sharing the address would get connected clients
     /// disconnected), and a connection that proved a password or a token is
-    /// judged by what it proved against the new configuration (its
-    /// password-file entry unchanged, its token's key still trusted, the
-    /// token not expired) without a password hash per client, and with no
-    /// token needed where the token was the user name. Other logins run
+    /// judged by what it proved (the reload has already revoked what the
+    /// new configuration withdraws: a changed password-file entry, a key no
+    /// longer trusted; an ended session is refused) without a password
+    /// hash per client, and with no token needed where the token was the
+    /// user name. Other logins run
     /// the chain again. `None`: not a connection this plugin logged in.
     fn reauthenticate(
         &self,
@@ -351,15 +352,12 @@ impl Plugin {
                 login,
                 &format!("re-authentication after a reload: {}", ending.reason()),
             )),
-            (Some(credential), None) if state.still_accepts(&credential) => {
-                Some(AuthVerdict::Allow {
-                    username: credential.verified_name().map(str::to_owned),
-                })
-            }
-            (Some(_), None) => Some(self.refuse_login(
-                login,
-                "re-authentication after a reload: the reload withdrew the credential it logged in with",
-            )),
+            // Every credential still remembered is one this configuration
+            // accepts: the reload revoked the others first
+            // (`revoke_withdrawn`, same state), ending their sessions.
+            (Some(credential), None) => Some(AuthVerdict::Allow {
+                username: credential.verified_name().map(str::to_owned),
+            }),
             (None, None) => {
                 let verdict = self
                     .verify_login(state, login, now)

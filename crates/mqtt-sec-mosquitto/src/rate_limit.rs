@@ -556,6 +556,39 @@ mod tests {
         assert!(!held(b"g") && !held(b"i"));
     }
 
+    /// Limits off keep no buckets at all.
+    #[test]
+    fn an_off_policy_keeps_no_buckets() {
+        let limits = RateLimits::default();
+        for id in [&b"a"[..], b"b", b"c"] {
+            let policy = RateLimitPolicy::default();
+            assert_eq!(
+                limits.publish(&policy, 1, id, None, 9, at(0)),
+                Verdict::Allow
+            );
+            assert_eq!(
+                limits.connect(&policy, ip("192.0.2.1"), at(0)),
+                Verdict::Allow
+            );
+        }
+        assert!(lock(&limits.publishers).entries.is_empty());
+        assert!(lock(&limits.connections).entries.is_empty());
+    }
+
+    /// A client already in a full table keeps its (drained) bucket: only a
+    /// new client makes room.
+    #[test]
+    fn a_full_table_never_drops_the_client_at_hand() {
+        let mut policy = publishes(1.0, 1.0);
+        policy.max_entries = 2;
+        let limits = RateLimits::default();
+        let publish = |id: &[u8], ms| limits.publish(&policy, 1, id, None, 0, at(ms));
+        assert_eq!(publish(b"a", 0), Verdict::Allow);
+        assert_eq!(publish(b"b", 1), Verdict::Allow);
+        assert_eq!(publish(b"a", 2), Verdict::Refuse { first: true });
+        assert_eq!(publish(b"a", 3), Verdict::Refuse { first: false });
+    }
+
     #[test]
     fn per_interval_is_off_for_zero_and_spreads_the_count() {
         assert_eq!(Rate::per_interval(0, Duration::from_secs(60)), Rate::OFF);

@@ -112,6 +112,9 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
+    /// How many sessions there are. The plugin reads it only to skip the
+    /// session lock when there are none: a wrong count costs a lock, never a
+    /// decision (an equivalent mutant for cargo-mutants).
     pub(crate) fn len(&self) -> usize {
         self.by_connection.len()
     }
@@ -378,6 +381,9 @@ mod tests {
             (early.ends_at, early.ending),
             (at(20), Ending::CertificateExpiry)
         );
+        // A tie keeps the first reason.
+        early.end_by(at(20), Ending::Revoked);
+        assert_eq!(early.ending, Ending::CertificateExpiry);
     }
 
     #[test]

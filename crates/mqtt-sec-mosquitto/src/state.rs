@@ -317,11 +317,11 @@ fn load_rate(
         }
     };
     match burst {
-        None if per_second > 0.0 => Ok(Rate {
+        // A rate of 0 is off whatever its burst.
+        None => Ok(Rate {
             per_second,
             burst: per_second.max(1.0),
         }),
-        None => Ok(Rate::OFF),
         Some(burst) if per_second <= 0.0 => Err(source.error(
             &burst.span(),
             format!("rate_limit.{burst_name}"),

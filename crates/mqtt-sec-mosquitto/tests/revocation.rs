@@ -311,7 +311,13 @@ fn a_certificate_ends_its_connection_at_its_not_after() {
         password: None,
         certificate: Some(&der),
     };
-    assert!(allowed(&s.plugin.authenticate_at(&with_cert, now)));
+    assert_eq!(
+        s.plugin.authenticate_at(&with_cert, now),
+        AuthVerdict::Allow {
+            username: Some("dev-1".into())
+        },
+        "the certificate's name"
+    );
     let just_before = not_after - Duration::from_millis(1);
     assert_eq!(
         s.publish(1, "dev-1", "dev-1", just_before),
@@ -382,14 +388,23 @@ fn a_token_with_a_certificate_ends_at_the_sooner_of_the_two() {
 
 /// mosquitto's re-authentication of `client` after a reload: the user name
 /// it holds and the CONNECT's password.
-fn reauthenticate(s: &Setup, client: Client<'_>, username: &str, password: Option<&str>) -> bool {
+fn reauthentication(
+    s: &Setup,
+    client: Client<'_>,
+    username: &str,
+    password: Option<&str>,
+) -> AuthVerdict {
     let again = Login {
         client,
         username: Some(username.as_bytes()),
         password: password.map(str::as_bytes),
         certificate: None,
     };
-    allowed(&s.plugin.authenticate_at(&again, SystemTime::now()))
+    s.plugin.authenticate_at(&again, SystemTime::now())
+}
+
+fn reauthenticate(s: &Setup, client: Client<'_>, username: &str, password: Option<&str>) -> bool {
+    allowed(&reauthentication(s, client, username, password))
 }
 
 #[test]
@@ -414,9 +429,10 @@ fn a_reload_reauthenticates_a_fleet_behind_one_address_without_limits_or_hashes(
     let verified = s.plugin.counters().password_verifications;
     s.plugin.reload(&[]).unwrap();
     for (key, (user, password)) in pairs.iter().enumerate() {
-        assert!(
-            reauthenticate(&s, client(key, user, None), user, Some(password)),
-            "{user}"
+        assert_eq!(
+            reauthentication(&s, client(key, user, None), user, Some(password)),
+            AuthVerdict::Allow { username: None },
+            "{user}: the broker's user name stays"
         );
     }
     let counters = s.plugin.counters();
@@ -492,9 +508,15 @@ fn a_token_sent_as_the_user_name_survives_a_reload_and_its_key_removal_does_not(
             }
         );
     }
-    // The broker now holds "s-1" as the user name, not the token.
+    // The broker now holds "s-1" as the user name, not the token; the
+    // re-authentication keeps it.
     s.plugin.reload(&[]).unwrap();
-    assert!(reauthenticate(&s, client(1, "s-1", None), "s-1", None));
+    assert_eq!(
+        reauthentication(&s, client(1, "s-1", None), "s-1", None),
+        AuthVerdict::Allow {
+            username: Some("s-1".into())
+        }
+    );
     s.plugin.tick_at(SystemTime::now());
     s.reload_with("issuer.jwks", &jwks(&[&k2]));
     assert!(!reauthenticate(&s, client(1, "s-1", None), "s-1", None));
@@ -502,5 +524,38 @@ fn a_token_sent_as_the_user_name_survives_a_reload_and_its_key_removal_does_not(
     assert!(
         s.lines
             .contain("re-authentication after a reload: a reload withdrew")
+    );
+}
+
+/// A device key vouches for its device only: a device's own token that
+/// claims the superuser claim is refused, where an issuer's is a superuser.
+#[test]
+fn a_device_token_cannot_make_itself_a_superuser() {
+    let device = Key::new("d1");
+    let s = start(
+        "[[auth]]\nmethod = \"jwt\"\ndevice_keys = \"devices.json\"\nsuperuser_claim = \"admin\"\n\n\
+         [acl]\nacl_file = \"acl\"\n",
+        &[
+            (
+                "devices.json",
+                json!({ "devices": { "dev-1": device.public.to_public_jwks() } }).to_string(),
+            ),
+            ("acl", String::new()),
+        ],
+    );
+    let claims = device.token("d1", "dev-1", json!({ "admin": true }));
+    assert!(!allowed(&s.plugin.authenticate_at(
+        &login(client(1, "dev-1", None), "x", &claims),
+        SystemTime::now()
+    )));
+    assert!(s.lines.contain("a device cannot make itself a superuser"));
+    let plain = device.token("d1", "dev-1", json!({}));
+    assert!(allowed(&s.plugin.authenticate_at(
+        &login(client(1, "dev-1", None), "x", &plain),
+        SystemTime::now()
+    )));
+    assert_eq!(
+        s.publish(1, "dev-1", "dev-1", SystemTime::now()),
+        AclVerdict::Deny
     );
 }
