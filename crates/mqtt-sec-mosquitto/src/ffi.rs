@@ -609,13 +609,15 @@ unsafe extern "C" fn on_acl_check(event: c_int, data: *mut c_void, userdata: *mu
         else {
             return MOSQ_ERR_ACL_DENIED;
         };
-        // SAFETY: the event's topic and client are the broker's, valid for
-        // this callback.
+        // SAFETY: the event's topic, client and payload (of `payloadlen`
+        // bytes, or NULL) are the broker's, valid for this callback; the
+        // protocol accessor only reads the non-NULL client.
         let check = unsafe {
             let mut client = identity(broker, evt.client);
-            // A publish's rate limit needs to tell a client's own publish
-            // from the broker re-checking a retained message's publisher
-            // (`check_retain_source`) with a blank context of protocol 0.
+            // The rate limit and the signature firewall tell a client's own
+            // publish from the broker re-checking a retained message's
+            // publisher (`check_retain_source`) with a blank context of
+            // protocol 0.
             if evt.access == crate::event::access::WRITE && !evt.client.is_null() {
                 client.protocol_version = (broker.client_protocol_version)(evt.client);
             }

@@ -8,29 +8,16 @@
 //! not count as a second delivery, and the ACL and rate limit decide first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec_mosquitto::Plugin;
 use mqtt_sec_mosquitto::event::{AclCheck, AclVerdict, Client, access};
-use mqtt_sec_mosquitto::log::{Level, Log};
 use mqtt_sec_sign::clock::ManualClock;
 use mqtt_sec_sign::{Kid, Signer};
 
-#[derive(Debug, Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Log for Lines {
-    fn log(&self, _: Level, line: &str) {
-        self.0.lock().unwrap().push(line.to_owned());
-    }
-}
-
-impl Lines {
-    fn last(&self) -> String {
-        self.0.lock().unwrap().last().cloned().unwrap_or_default()
-    }
-}
+mod plugin_setup;
+use plugin_setup::Lines;
 
 struct Setup {
     dir: tempfile::TempDir,

@@ -12,7 +12,6 @@
 //! which the broker no longer holds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec_auth::SecretString;
@@ -22,24 +21,11 @@ use mqtt_sec_auth::password::{HashParams, PasswordFile};
 use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_mosquitto::Plugin;
 use mqtt_sec_mosquitto::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
-use mqtt_sec_mosquitto::log::{Level, Log};
 use mqtt_sec_testkit::{CertSpec, TestPki, Validity};
 use serde_json::json;
 
-#[derive(Debug, Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
-
-impl Log for Lines {
-    fn log(&self, _: Level, line: &str) {
-        self.0.lock().unwrap().push(line.to_owned());
-    }
-}
-
-impl Lines {
-    fn contain(&self, text: &str) -> bool {
-        self.0.lock().unwrap().iter().any(|l| l.contains(text))
-    }
-}
+mod plugin_setup;
+use plugin_setup::Lines;
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -160,7 +146,7 @@ fn a_reload_that_removes_a_user_or_changes_a_password_ends_those_connections_onl
     assert!(s.disconnected(after).is_empty(), "once");
     assert!(
         s.lines
-            .contain("disconnecting client a-1: a reload withdrew the credential")
+            .contains("disconnecting client a-1: a reload withdrew the credential")
     );
     // bob's password changes (the same user, a new hash): withdrawn too.
     s.reload_with("passwd", &passwords(&[("bob", "new-secret")]));
@@ -328,13 +314,13 @@ fn a_certificate_ends_its_connection_at_its_not_after() {
     assert_eq!(s.disconnected(not_after), ["dev-1"]);
     assert!(
         s.lines
-            .contain("disconnecting client dev-1: its client certificate has expired")
+            .contains("disconnecting client dev-1: its client certificate has expired")
     );
     assert_eq!(s.plugin.counters().expiry_disconnects, 1);
     // Presented at or after its notAfter (a handshake just before it), it
     // is refused at login.
     assert!(!allowed(&s.plugin.authenticate_at(&with_cert, not_after)));
-    assert!(s.lines.contain("the client certificate has expired"));
+    assert!(s.lines.contains("the client certificate has expired"));
 }
 
 #[test]
@@ -523,7 +509,7 @@ fn a_token_sent_as_the_user_name_survives_a_reload_and_its_key_removal_does_not(
     assert!(reauthenticate(&s, client(2, "s-2", None), "s-2", None));
     assert!(
         s.lines
-            .contain("re-authentication after a reload: a reload withdrew")
+            .contains("re-authentication after a reload: a reload withdrew")
     );
 }
 
@@ -548,7 +534,7 @@ fn a_device_token_cannot_make_itself_a_superuser() {
         &login(client(1, "dev-1", None), "x", &claims),
         SystemTime::now()
     )));
-    assert!(s.lines.contain("a device cannot make itself a superuser"));
+    assert!(s.lines.contains("a device cannot make itself a superuser"));
     let plain = device.token("d1", "dev-1", json!({}));
     assert!(allowed(&s.plugin.authenticate_at(
         &login(client(1, "dev-1", None), "x", &plain),

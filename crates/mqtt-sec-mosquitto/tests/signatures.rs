@@ -53,6 +53,19 @@ impl Publisher {
         }
     }
 
+    /// Polls until `done` takes an event, and returns what it took.
+    async fn until<T>(&mut self, mut done: impl FnMut(Event) -> Option<T>) -> T {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(5), self.events.poll())
+                .await
+                .unwrap()
+                .unwrap();
+            if let Some(taken) = done(event) {
+                return taken;
+            }
+        }
+    }
+
     /// Publishes at QoS 1 and returns the PUBACK's reason.
     async fn publish(&mut self, payload: Vec<u8>, retain: bool) -> PubAckReason {
         self.client
@@ -64,15 +77,11 @@ impl Publisher {
             )
             .await
             .unwrap();
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(5), self.events.poll())
-                .await
-                .unwrap()
-                .unwrap();
-            if let Event::Incoming(Incoming::PubAck(ack)) = event {
-                return ack.reason;
-            }
-        }
+        self.until(|event| match event {
+            Event::Incoming(Incoming::PubAck(ack)) => Some(ack.reason),
+            _ => None,
+        })
+        .await
     }
 
     /// Publishes at QoS 0 and waits until it is sent.
@@ -86,15 +95,10 @@ impl Publisher {
             )
             .await
             .unwrap();
-        loop {
-            let event = tokio::time::timeout(Duration::from_secs(5), self.events.poll())
-                .await
-                .unwrap()
-                .unwrap();
-            if matches!(event, Event::Outgoing(rumqttc::Outgoing::Publish(_))) {
-                return;
-            }
-        }
+        self.until(|event| {
+            matches!(event, Event::Outgoing(rumqttc::Outgoing::Publish(_))).then_some(())
+        })
+        .await;
     }
 }
 

@@ -26,6 +26,11 @@ impl Lines {
         self.0.lock().unwrap().last().cloned().unwrap_or_default()
     }
 
+    /// Whether a line contains `text`.
+    pub(crate) fn contains(&self, text: &str) -> bool {
+        self.count(text) > 0
+    }
+
     /// How many lines contain `text`.
     pub(crate) fn count(&self, text: &str) -> usize {
         self.0
