@@ -67,6 +67,16 @@ pub(crate) struct ConfigFile {
     pub(crate) rate_limit: Option<RateLimitConfig>,
     /// The signature firewall; off when absent.
     pub(crate) signatures: Option<Spanned<SignaturesConfig>>,
+    /// The JSON-lines audit log; none when absent.
+    pub(crate) audit: Option<AuditConfig>,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditConfig {
+    /// The file the audit events are appended to, one JSON object a line.
+    pub(crate) file: Spanned<String>,
 }
 
 /// The `[signatures]` table.

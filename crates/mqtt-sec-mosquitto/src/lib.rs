@@ -3,6 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
+mod audit_file;
 mod config;
 mod counters;
 pub mod event;

@@ -12,6 +12,7 @@ use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAclDecision, VerifiedToken};
 
+use crate::audit_file::AuditFile;
 use crate::config::ConfigError;
 use crate::counters::{Count, Counters, LiveCounters};
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
@@ -37,6 +38,17 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The audit log file (`[audit] file`) could not be opened.
+    #[error("{0}")]
+    AuditFile(String),
+}
+
+/// Why the audit file at `path` could not be opened.
+fn audit_error(path: Option<&std::path::Path>, error: &std::io::Error) -> String {
+    format!(
+        "the audit log {} cannot be opened for appending: {error}",
+        path.map_or_else(|| "-".into(), |p| p.display().to_string())
+    )
 }
 
 /// What the broker is to do on a tick.
@@ -93,6 +105,7 @@ pub struct Plugin {
     replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
     counters: LiveCounters,
     sys: SysPublisher,
+    audit: AuditFile,
     log: Box<dyn Log>,
 }
 
@@ -105,6 +118,16 @@ fn config_option(options: &[(String, String)]) -> Result<PathBuf, StartError> {
         }
     }
     config.ok_or(StartError::NoConfig)
+}
+
+/// A user name for a log line or the audit log: escaped and bounded, and a
+/// token sent as the user name never written out.
+fn user_name(user: &[u8]) -> String {
+    if looks_like_jwt(user) {
+        "[a token]".into()
+    } else {
+        name(user)
+    }
 }
 
 /// Whether `text` has the shape of a compact JWS (three base64url parts):
@@ -130,6 +153,10 @@ impl Plugin {
             Arc::new(mqtt_sec_sign::replay::MemoryReplayStore::default());
         let mut state = State::load(&config_path)?;
         state.share_replay_store(&replay);
+        let audit = AuditFile::default();
+        audit
+            .reopen(state.audit_file.as_deref())
+            .map_err(|e| StartError::AuditFile(audit_error(state.audit_file.as_deref(), &e)))?;
         log.log(
             Level::Info,
             &format!("{PREFIX}loaded {}", config_path.display()),
@@ -145,6 +172,7 @@ impl Plugin {
             replay,
             counters: LiveCounters::default(),
             sys: SysPublisher::default(),
+            audit,
             log,
         })
     }
@@ -168,6 +196,12 @@ impl Plugin {
         match State::load(&path) {
             Ok(mut state) => {
                 state.share_replay_store(&self.replay);
+                // The audit file is reopened (a rotation moved it away) or
+                // the reload is refused whole.
+                if let Err(e) = self.audit.reopen(state.audit_file.as_deref()) {
+                    let error = audit_error(state.audit_file.as_deref(), &e);
+                    return Err(self.reload_failed(StartError::AuditFile(error)));
+                }
                 let state = Arc::new(state);
                 match self.state.write() {
                     Ok(mut current) => *current = Arc::clone(&state),
@@ -175,6 +209,11 @@ impl Plugin {
                 }
                 self.log
                     .log(Level::Info, &format!("{PREFIX}reloaded {}", path.display()));
+                self.audit.record(
+                    "reloaded",
+                    &[("config", Some(path.display().to_string()))],
+                    &*self.log,
+                );
                 self.revoke_withdrawn(&state, SystemTime::now());
                 Ok(())
             }
@@ -203,6 +242,11 @@ impl Plugin {
     }
 
     fn reload_failed(&self, error: StartError) -> StartError {
+        self.audit.record(
+            "reload_refused",
+            &[("reason", Some(error.to_string()))],
+            &*self.log,
+        );
         self.log.log(
             Level::Error,
             &format!("{PREFIX}reload refused, the previous configuration stays in force: {error}"),
@@ -500,6 +544,14 @@ impl Plugin {
                     ending.reason()
                 ),
             );
+            self.audit.record(
+                "disconnected",
+                &[
+                    ("client_id", Some(name(&client_id))),
+                    ("reason", Some(ending.reason().to_owned())),
+                ],
+                &*self.log,
+            );
             disconnect.push(client_id);
         }
         for client_id in self.rates.due_disconnects() {
@@ -510,6 +562,14 @@ impl Plugin {
                     "{PREFIX}disconnecting client {}: it is over its publish rate",
                     name(&client_id)
                 ),
+            );
+            self.audit.record(
+                "disconnected",
+                &[
+                    ("client_id", Some(name(&client_id))),
+                    ("reason", Some("it is over its publish rate".to_owned())),
+                ],
+                &*self.log,
             );
             disconnect.push(client_id);
         }
@@ -569,18 +629,29 @@ impl Plugin {
     }
 
     fn refuse_login(&self, login: &Login<'_>, why: &str) -> AuthVerdict {
+        let (client_id, user, address) = (
+            login.client.id.map(name),
+            login.username.map(user_name),
+            login.client.address.map(name),
+        );
         self.log.log(
             Level::Notice,
             &format!(
                 "{PREFIX}refused client {} (user {}, from {}): {why}",
-                login.client.id.map_or_else(|| "-".into(), name),
-                match login.username {
-                    Some(user) if looks_like_jwt(user) => "[a token]".into(),
-                    Some(user) => name(user),
-                    None => "-".into(),
-                },
-                login.client.address.map_or_else(|| "-".into(), name),
+                client_id.as_deref().unwrap_or("-"),
+                user.as_deref().unwrap_or("-"),
+                address.as_deref().unwrap_or("-"),
             ),
+        );
+        self.audit.record(
+            "login_refused",
+            &[
+                ("client_id", client_id),
+                ("username", user),
+                ("address", address),
+                ("reason", Some(why.to_owned())),
+            ],
+            &*self.log,
         );
         AuthVerdict::Deny
     }
@@ -792,20 +863,36 @@ impl Plugin {
     }
 
     fn deny(&self, check: &AclCheck<'_>, why: &str) -> AclVerdict {
+        let (what, phrase) = match check.access {
+            access::READ => ("read", "read of"),
+            access::WRITE => ("write", "write to"),
+            access::SUBSCRIBE => ("subscribe", "subscribe to"),
+            _ => ("access", "access to"),
+        };
+        let (topic, client_id, user) = (
+            check.topic.map(name),
+            check.client.id.map(name),
+            check.client.username.map(user_name),
+        );
         self.log.log(
             Level::Notice,
             &format!(
-                "{PREFIX}denied {} {} for client {} (user {}): {why}",
-                match check.access {
-                    access::READ => "read of",
-                    access::WRITE => "write to",
-                    access::SUBSCRIBE => "subscribe to",
-                    _ => "access to",
-                },
-                check.topic.map_or_else(|| "-".into(), name),
-                check.client.id.map_or_else(|| "-".into(), name),
-                check.client.username.map_or_else(|| "-".into(), name),
+                "{PREFIX}denied {phrase} {} for client {} (user {}): {why}",
+                topic.as_deref().unwrap_or("-"),
+                client_id.as_deref().unwrap_or("-"),
+                user.as_deref().unwrap_or("-"),
             ),
+        );
+        self.audit.record(
+            "access_denied",
+            &[
+                ("access", Some(what.to_owned())),
+                ("topic", topic),
+                ("client_id", client_id),
+                ("username", user),
+                ("reason", Some(why.to_owned())),
+            ],
+            &*self.log,
         );
         AclVerdict::Deny
     }

@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub(crate) monitoring: MonitoringPolicy,
     pub(crate) rate_limit: RateLimitPolicy,
     pub(crate) firewall: Option<Firewall>,
+    /// Where the audit log goes (`[audit] file`), resolved.
+    pub(crate) audit_file: Option<PathBuf>,
 }
 
 impl State {
@@ -193,6 +195,10 @@ impl State {
             monitoring,
             rate_limit,
             firewall,
+            audit_file: config
+                .audit
+                .as_ref()
+                .map(|audit| source.resolve(audit.file.get_ref())),
         })
     }
 }
