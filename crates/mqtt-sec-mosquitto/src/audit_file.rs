@@ -110,6 +110,39 @@ mod tests {
         fn log(&self, _: Level, _: &str) {}
     }
 
+    #[derive(Debug, Default)]
+    struct Errors(std::sync::Mutex<Vec<String>>);
+
+    impl Log for Errors {
+        fn log(&self, level: Level, line: &str) {
+            if level == Level::Error {
+                self.0.lock().unwrap().push(line.to_owned());
+            }
+        }
+    }
+
+    /// A write that fails (a full disk: /dev/full) is reported once per run
+    /// of failures, and again after a write that worked.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_write_is_reported_once_per_run_of_failures() {
+        let audit = AuditFile::default();
+        let errors = Errors::default();
+        audit.reopen(Some(Path::new("/dev/full"))).unwrap();
+        for _ in 0..3 {
+            audit.record("login_refused", &[], &errors);
+        }
+        let reported = errors.0.lock().unwrap().clone();
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert!(reported[0].contains("/dev/full"), "{reported:?}");
+        let dir = tempfile::tempdir().unwrap();
+        audit.reopen(Some(&dir.path().join("audit.jsonl"))).unwrap();
+        audit.record("login_refused", &[], &errors);
+        audit.reopen(Some(Path::new("/dev/full"))).unwrap();
+        audit.record("login_refused", &[], &errors);
+        assert_eq!(errors.0.lock().unwrap().len(), 2);
+    }
+
     #[test]
     fn events_are_json_lines_and_a_reopen_follows_a_rotation() {
         let dir = tempfile::tempdir().unwrap();
