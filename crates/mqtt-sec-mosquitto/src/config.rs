@@ -170,6 +170,21 @@ pub(crate) struct AuthMethod {
     pub(crate) issuer_keys: Option<Spanned<String>>,
     /// jwt: each device's own keys (a device key document).
     pub(crate) device_keys: Option<Spanned<String>>,
+    /// jwt: an HTTPS URL serving the issuers' JWK Set, fetched in the
+    /// background (instead of `issuer_keys`).
+    pub(crate) jwks_url: Option<Spanned<String>>,
+    /// jwt: the CA certificates (PEM) the endpoint's certificate must chain
+    /// to; Mozilla's roots when absent.
+    pub(crate) jwks_ca_file: Option<Spanned<String>>,
+    /// jwt: SPKI pins of the endpoint's key (SHA-256, base64 or hex): the
+    /// key in use and at least one backup.
+    pub(crate) jwks_pins: Option<Spanned<Vec<String>>>,
+    /// jwt: seconds between fetches of `jwks_url` (300).
+    pub(crate) jwks_refresh_seconds: Option<Spanned<u64>>,
+    /// jwt: the age past which a fetched set is no longer used (3600).
+    pub(crate) jwks_max_staleness_seconds: Option<Spanned<u64>>,
+    /// jwt: the shortest time between fetches for unknown `kid`s (30).
+    pub(crate) jwks_min_refetch_seconds: Option<Spanned<u64>>,
     /// jwt: where the token is, `password` (default) or `username`.
     pub(crate) token_from: Option<Spanned<String>>,
     /// jwt: accepted audiences (`aud` required when set).
@@ -209,6 +224,12 @@ impl AuthMethod {
             max_iterations,
             issuer_keys,
             device_keys,
+            jwks_url,
+            jwks_ca_file,
+            jwks_pins,
+            jwks_refresh_seconds,
+            jwks_max_staleness_seconds,
+            jwks_min_refetch_seconds,
             token_from,
             audience,
             issuer,

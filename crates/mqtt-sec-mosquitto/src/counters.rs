@@ -33,6 +33,9 @@ pub struct Counters {
     pub signatures_accepted: u64,
     /// Publishes to protected topics the firewall refused.
     pub signatures_refused: u64,
+    /// Times a JWKS endpoint started failing or its set became too stale
+    /// to use (episodes, not attempts).
+    pub key_source_failures: u64,
 }
 
 /// The live counters.
@@ -49,6 +52,7 @@ pub(crate) struct LiveCounters {
     rate_limit_disconnects: AtomicU64,
     signatures_accepted: AtomicU64,
     signatures_refused: AtomicU64,
+    key_source_failures: AtomicU64,
 }
 
 /// One counter of [`LiveCounters`].
@@ -65,6 +69,7 @@ pub(crate) enum Count {
     RateLimitDisconnect,
     SignatureAccepted,
     SignatureRefused,
+    KeySourceFailure,
 }
 
 impl LiveCounters {
@@ -81,6 +86,7 @@ impl LiveCounters {
             Count::RateLimitDisconnect => &self.rate_limit_disconnects,
             Count::SignatureAccepted => &self.signatures_accepted,
             Count::SignatureRefused => &self.signatures_refused,
+            Count::KeySourceFailure => &self.key_source_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -99,6 +105,7 @@ impl LiveCounters {
             rate_limit_disconnects: read(&self.rate_limit_disconnects),
             signatures_accepted: read(&self.signatures_accepted),
             signatures_refused: read(&self.signatures_refused),
+            key_source_failures: read(&self.key_source_failures),
         }
     }
 }

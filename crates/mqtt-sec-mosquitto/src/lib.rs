@@ -9,6 +9,7 @@ mod counters;
 pub mod event;
 mod ffi;
 mod firewall;
+mod jwks;
 mod lockout;
 pub mod log;
 mod monitoring;
@@ -58,7 +59,7 @@ pub struct ConfigFinding {
 pub fn check_config(path: &Path) -> Result<Vec<ConfigFinding>, ConfigError> {
     let source = config::Source::read(path)?;
     let mut findings = Vec::new();
-    state::State::from_source(&source, Some(&mut findings))?;
+    state::State::from_source(&source, Some(&mut findings), &jwks::Endpoints::default())?;
     Ok(findings)
 }
 
@@ -74,6 +75,6 @@ pub fn check_config_str(text: &str, path: &Path) -> Result<Vec<ConfigFinding>, C
         text: text.to_owned(),
     };
     let mut findings = Vec::new();
-    state::State::from_source(&source, Some(&mut findings))?;
+    state::State::from_source(&source, Some(&mut findings), &jwks::Endpoints::default())?;
     Ok(findings)
 }

@@ -78,6 +78,7 @@ impl SysPublisher {
             ("rate_limit_disconnects", counters.rate_limit_disconnects),
             ("signatures_accepted", counters.signatures_accepted),
             ("signatures_refused", counters.signatures_refused),
+            ("key_source_failures", counters.key_source_failures),
         ]
         .into_iter()
         .map(|(name, value)| Publication {
@@ -105,7 +106,7 @@ mod tests {
             ..Counters::default()
         };
         let first = publisher.due(&policy, counters, at(0));
-        assert_eq!(first.len(), 11);
+        assert_eq!(first.len(), 12);
         assert_eq!(
             first[0],
             Publication {
@@ -115,9 +116,9 @@ mod tests {
         );
         assert_eq!(first[2].payload, b"995");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
-        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 11);
+        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 12);
         // A clock stepped back publishes again rather than going quiet.
-        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 11);
+        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 12);
     }
 
     #[test]

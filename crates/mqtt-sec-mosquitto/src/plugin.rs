@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use mqtt_sec_acl::{Action, Principal};
+use mqtt_sec_auth::JwtError;
 use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::identity::CertificateIdentity;
 use mqtt_sec_auth::jwt::{ClientContext, KeyTrust, TokenAclDecision, VerifiedToken};
@@ -17,12 +18,13 @@ use crate::config::ConfigError;
 use crate::counters::{Count, Counters, LiveCounters};
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::firewall::Firewall;
+use crate::jwks::{Condition, Endpoints};
 use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
 use crate::rate_limit::{RateLimitPolicy, RateLimits, Verdict};
 use crate::session::{Credential, Ending, Session, Sessions};
-use crate::state::{Authorization, JwtMethod, Method, State, TokenFrom};
+use crate::state::{Authorization, JwtKeys, JwtMethod, Method, State, TokenFrom};
 
 /// Why the plugin could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,8 +71,30 @@ pub struct Tick {
 enum Outcome {
     Allow(Box<Verified>),
     Deny(String),
+    /// Refused for want of keys (a JWKS endpoint too stale or not fetched
+    /// yet): not the client's failure, so not counted by the lockout.
+    Unavailable(String),
     /// The method does not know this client: the next one decides.
     Pass,
+}
+
+/// A refused login: why, and whether it counts as a failure towards the
+/// lockout (a refusal for want of keys is not the client's).
+struct Refusal {
+    why: String,
+    counts: bool,
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Self { why, counts: true }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(why: &str) -> Self {
+        why.to_owned().into()
+    }
 }
 
 /// An accepted login.
@@ -103,6 +127,8 @@ pub struct Plugin {
     rates: RateLimits,
     /// The signature firewall's replay windows, kept across reloads.
     replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
+    /// JWKS endpoints, kept across reloads that leave them unchanged.
+    endpoints: Endpoints,
     counters: LiveCounters,
     sys: SysPublisher,
     audit: AuditFile,
@@ -151,7 +177,8 @@ impl Plugin {
         let config_path = config_option(options)?;
         let replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore> =
             Arc::new(mqtt_sec_sign::replay::MemoryReplayStore::default());
-        let mut state = State::load(&config_path)?;
+        let endpoints = Endpoints::default();
+        let mut state = State::load(&config_path, &endpoints)?;
         state.share_replay_store(&replay);
         let audit = AuditFile::default();
         audit
@@ -170,6 +197,7 @@ impl Plugin {
             lockouts: Lockouts::default(),
             rates: RateLimits::default(),
             replay,
+            endpoints,
             counters: LiveCounters::default(),
             sys: SysPublisher::default(),
             audit,
@@ -193,7 +221,7 @@ impl Plugin {
             Err(StartError::NoConfig) => self.config_path.clone(),
             Err(e) => return Err(self.reload_failed(e)),
         };
-        match State::load(&path) {
+        match State::load(&path, &self.endpoints) {
             Ok(mut state) => {
                 state.share_replay_store(&self.replay);
                 // The audit file is reopened (a rotation moved it away) or
@@ -214,7 +242,7 @@ impl Plugin {
                     &[("config", Some(path.display().to_string()))],
                     &*self.log,
                 );
-                self.revoke_withdrawn(&state, SystemTime::now());
+                self.revoke_withdrawn(&state, SystemTime::now(), "the reload");
                 Ok(())
             }
             Err(e) => Err(self.reload_failed(e.into())),
@@ -223,16 +251,17 @@ impl Plugin {
 
     /// Ends, at `now`, the connections whose credential `state` no longer
     /// accepts (a user removed from a password file or given a new
-    /// password, a key removed or replaced): their accesses are refused
-    /// from now on and the next tick disconnects them.
-    fn revoke_withdrawn(&self, state: &State, now: SystemTime) {
+    /// password, a key removed or replaced, by a reload or at a JWKS
+    /// endpoint, named by `by`): their accesses are refused from now on
+    /// and the next tick disconnects them.
+    fn revoke_withdrawn(&self, state: &State, now: SystemTime, by: &str) {
         let mut sessions = self.sessions();
-        for connection in sessions.withdrawn(|credential| state.still_accepts(credential)) {
+        for connection in sessions.withdrawn(|credential| state.still_accepts(credential, now)) {
             if let Some(client_id) = sessions.revoke(connection, now) {
                 self.log.log(
                     Level::Notice,
                     &format!(
-                        "{PREFIX}client {}: the reload withdrew the credential it logged in with; it is disconnected",
+                        "{PREFIX}client {}: {by} withdrew the credential it logged in with; it is disconnected",
                         name(&client_id)
                     ),
                 );
@@ -330,10 +359,9 @@ impl Plugin {
             );
             return self.refuse_login(login, &why);
         }
-        match self
-            .verify_login(&state, login, now)
-            .and_then(|verified| until_certificate_expiry(verified, login, now))
-        {
+        match self.verify_login(&state, login, now).and_then(|verified| {
+            until_certificate_expiry(verified, login, now).map_err(Refusal::from)
+        }) {
             Ok(verified) => {
                 self.lockouts.succeeded(login.username, address);
                 self.established(login, verified.session, verified.credential);
@@ -341,7 +369,8 @@ impl Plugin {
                     username: verified.username,
                 }
             }
-            Err(why) => {
+            Err(Refusal { why, counts: false }) => self.refuse_login(login, &why),
+            Err(Refusal { why, counts: true }) => {
                 let locked = self
                     .lockouts
                     .failed(&state.lockout, login.username, address, now);
@@ -403,9 +432,9 @@ impl Plugin {
                 username: credential.verified_name().map(str::to_owned),
             }),
             (None, None) => {
-                let verdict = self
-                    .verify_login(state, login, now)
-                    .and_then(|verified| until_certificate_expiry(verified, login, now));
+                let verdict = self.verify_login(state, login, now).and_then(|verified| {
+                    until_certificate_expiry(verified, login, now).map_err(Refusal::from)
+                });
                 Some(match verdict {
                     Ok(verified) => {
                         self.forget(key, Some(id));
@@ -414,7 +443,7 @@ impl Plugin {
                             username: verified.username,
                         }
                     }
-                    Err(why) => self
+                    Err(Refusal { why, .. }) => self
                         .refuse_login(login, &format!("re-authentication after a reload: {why}")),
                 })
             }
@@ -450,7 +479,7 @@ impl Plugin {
         state: &State,
         login: &Login<'_>,
         now: SystemTime,
-    ) -> Result<Verified, String> {
+    ) -> Result<Verified, Refusal> {
         for method in &state.methods {
             let outcome = match method {
                 Method::PasswordFile { path, file } => {
@@ -475,7 +504,8 @@ impl Plugin {
             };
             match outcome {
                 Outcome::Pass => continue,
-                Outcome::Deny(why) => return Err(why),
+                Outcome::Deny(why) => return Err(why.into()),
+                Outcome::Unavailable(why) => return Err(Refusal { why, counts: false }),
                 Outcome::Allow(verified) => {
                     // The broker holds names as C strings: a NUL would cut
                     // the verified name into a different one.
@@ -529,6 +559,7 @@ impl Plugin {
     pub fn tick_at(&self, now: SystemTime) -> Tick {
         // mosquitto's re-authentication after a reload is over.
         self.reauthenticating.store(false, Ordering::Release);
+        self.report_endpoints(now);
         let ended = self.sessions().ended(now);
         let mut disconnect = Vec::with_capacity(ended.len());
         for (client_id, ending) in ended {
@@ -581,6 +612,31 @@ impl Plugin {
         }
     }
 
+    /// Logs what the JWKS endpoints' threads did since the last tick, and
+    /// revokes the connections whose key a newly fetched set lacks.
+    fn report_endpoints(&self, now: SystemTime) {
+        let state = self.current();
+        let mut new_set = false;
+        for endpoint in state.endpoints() {
+            let report = endpoint.report(now);
+            new_set |= report.new_set;
+            if let Some((condition, line)) = report.line {
+                let level = match condition {
+                    Condition::Refusing => Level::Error,
+                    Condition::Failing => Level::Warning,
+                    Condition::Starting | Condition::Fresh => Level::Info,
+                };
+                if condition == Condition::Failing || condition == Condition::Refusing {
+                    self.counters.add(Count::KeySourceFailure);
+                }
+                self.log.log(level, &format!("{PREFIX}{line}"));
+            }
+        }
+        if new_set && self.session_count.load(Ordering::Acquire) > 0 {
+            self.revoke_withdrawn(&state, now, "its JWKS endpoint");
+        }
+    }
+
     fn jwt(&self, login: &Login<'_>, method: &JwtMethod, now: SystemTime) -> Outcome {
         let token = match method.token_from {
             TokenFrom::Password => login.password,
@@ -623,7 +679,17 @@ impl Plugin {
             Ok(verified) if verified.expires_at() <= now => Outcome::Deny(
                 "token refused: it has expired (accepted only within the clock-skew leeway, which a connection does not get)".into(),
             ),
-            Ok(verified) => session_of(&verified, method, client_id),
+            Ok(verified) => session_of(&verified, method, client_id, now),
+            Err(e @ JwtError::Keys(_)) => Outcome::Unavailable(format!("token refused: {e}")),
+            // The endpoint's thread fetches again (rate limited): the
+            // client's retry will find a key just published. Not counted by
+            // the lockout, or a device retrying after a rotation would be
+            // locked out; an unknown kid costs no signature check anyway.
+            Err(e @ JwtError::UnknownKid(_)) if matches!(method.keys, JwtKeys::Endpoint(_)) => {
+                Outcome::Unavailable(format!(
+                    "token refused: {e} (the key set is being fetched again: a retry may succeed)"
+                ))
+            }
             Err(e) => Outcome::Deny(format!("token refused: {e}")),
         }
     }
@@ -944,7 +1010,12 @@ fn password_file(
 }
 
 /// The session a verified token sets up, or the reason it may not log in.
-fn session_of(verified: &VerifiedToken, method: &JwtMethod, client_id: &str) -> Outcome {
+fn session_of(
+    verified: &VerifiedToken,
+    method: &JwtMethod,
+    client_id: &str,
+    now: SystemTime,
+) -> Outcome {
     let issuer = verified.key_trust() == KeyTrust::Issuer;
     let superuser = match &method.superuser_claim {
         Some(claim) => match verified.claim(claim) {
@@ -966,8 +1037,12 @@ fn session_of(verified: &VerifiedToken, method: &JwtMethod, client_id: &str) -> 
     // The key that verified the token, to be looked for again on a reload
     // (the verifier reads the same key set, so it is there).
     let device = (!issuer).then(|| verified.identity().to_owned());
-    let Some(key) = method.keys.get(verified.kid(), device.as_deref()) else {
-        return Outcome::Deny("the verifying key is not among the method's keys".into());
+    let key = match method.keys.get(verified.kid(), device.as_deref(), now) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return Outcome::Deny("the verifying key is not among the method's keys".into());
+        }
+        Err(e) => return Outcome::Unavailable(format!("token refused: {e}")),
     };
     Outcome::Allow(Box::new(Verified {
         username: Some(verified.identity().to_owned()),
@@ -979,7 +1054,7 @@ fn session_of(verified: &VerifiedToken, method: &JwtMethod, client_id: &str) -> 
             acl,
         }),
         credential: Some(Credential::Token {
-            key: Arc::clone(key),
+            key,
             device,
             identity: verified.identity().to_owned(),
         }),

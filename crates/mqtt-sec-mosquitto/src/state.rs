@@ -5,12 +5,16 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mqtt_sec_acl::{Limits, Policy, PolicyIndex, SubscribeCheck};
+use mqtt_sec_auth::KeySourceError;
 use mqtt_sec_auth::identity::UsernameFrom;
+use mqtt_sec_auth::jwt::HttpsKeyFetcher;
 use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
+use mqtt_sec_tls::{Alpn, ClientTls, Pin, PinSet, TrustRoots};
+use toml::Spanned;
 
 use crate::ConfigFinding;
 use crate::config::{
@@ -18,6 +22,7 @@ use crate::config::{
     RateLimitConfig, SignaturesConfig, Source, SubscribeMode,
 };
 use crate::firewall::Firewall;
+use crate::jwks::{Endpoint, EndpointSettings, Endpoints};
 use crate::lockout::LockoutPolicy;
 use crate::monitoring::MonitoringPolicy;
 use crate::network::Cidr;
@@ -72,16 +77,28 @@ pub(crate) enum JwtKeys {
     Issuer(Arc<KeySet>),
     /// Each device's own keys.
     Devices(Arc<DeviceKeys>),
+    /// Issuers' keys fetched from a JWKS endpoint.
+    Endpoint(Arc<Endpoint>),
 }
 
 impl JwtKeys {
-    /// The key named `kid` trusted for `device` (`None`: an issuer's key).
-    pub(crate) fn get(&self, kid: &str, device: Option<&str>) -> Option<&Arc<TrustedKey>> {
-        match (self, device) {
-            (Self::Issuer(keys), None) => keys.get(kid),
-            (Self::Devices(devices), Some(device)) => devices.get(device)?.get(kid),
+    /// The key named `kid` trusted for `device` (`None`: an issuer's key)
+    /// at `now`. For an endpoint whose set is too stale to use, `Err`: no
+    /// answer either way.
+    pub(crate) fn get(
+        &self,
+        kid: &str,
+        device: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Option<Arc<TrustedKey>>, KeySourceError> {
+        Ok(match (self, device) {
+            (Self::Issuer(keys), None) => keys.get(kid).cloned(),
+            (Self::Devices(devices), Some(device)) => {
+                devices.get(device).and_then(|keys| keys.get(kid)).cloned()
+            }
+            (Self::Endpoint(endpoint), None) => endpoint.keys(now)?.get(kid).cloned(),
             _ => None,
-        }
+        })
     }
 }
 
@@ -113,18 +130,22 @@ impl State {
     /// Whether this configuration still accepts what a connection proved
     /// under an earlier one: its password-file entry unchanged (a removed
     /// user or a changed password withdraws it), or its token's key still
-    /// trusted, the same key under the same `kid`, for the same device.
-    pub(crate) fn still_accepts(&self, credential: &Credential) -> bool {
+    /// trusted, the same key under the same `kid`, for the same device. An
+    /// endpoint whose set is too stale to say keeps its connections: only a
+    /// key known to be gone revokes.
+    pub(crate) fn still_accepts(&self, credential: &Credential, now: SystemTime) -> bool {
         self.methods
             .iter()
             .any(|method| match (method, credential) {
                 (Method::PasswordFile { file, .. }, Credential::Password { username, hash }) => {
                     file.get(username) == Some(hash)
                 }
-                (Method::Jwt(jwt), Credential::Token { key, device, .. }) => jwt
-                    .keys
-                    .get(key.kid(), device.as_deref())
-                    .is_some_and(|trusted| trusted == key),
+                (Method::Jwt(jwt), Credential::Token { key, device, .. }) => {
+                    match jwt.keys.get(key.kid(), device.as_deref(), now) {
+                        Ok(trusted) => trusted.is_some_and(|trusted| trusted == *key),
+                        Err(_) => matches!(jwt.keys, JwtKeys::Endpoint(_)),
+                    }
+                }
                 _ => false,
             })
     }
@@ -141,9 +162,21 @@ impl State {
             .map(|firewall| firewall.with_replay_store(Arc::clone(store)));
     }
 
-    /// Reads the configuration at `path` and every file it names.
-    pub(crate) fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_source(&Source::read(path)?, None)
+    /// Reads the configuration at `path` and every file it names, taking
+    /// its JWKS endpoints from `endpoints` (running ones are kept).
+    pub(crate) fn load(path: &Path, endpoints: &Endpoints) -> Result<Self, ConfigError> {
+        Self::from_source(&Source::read(path)?, None, endpoints)
+    }
+
+    /// The JWKS endpoints this configuration uses.
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.methods.iter().filter_map(|method| match method {
+            Method::Jwt(jwt) => match &jwt.keys {
+                JwtKeys::Endpoint(endpoint) => Some(endpoint),
+                _ => None,
+            },
+            _ => None,
+        })
     }
 
     /// Builds the state from configuration text already read; with
@@ -154,19 +187,27 @@ impl State {
     pub(crate) fn from_source(
         source: &Source,
         findings: Option<&mut Vec<ConfigFinding>>,
+        endpoints: &Endpoints,
     ) -> Result<Self, ConfigError> {
         let config = source.parse()?;
-        Self::build(source, config, findings)
+        Self::build(source, config, findings, endpoints)
     }
 
     fn build(
         source: &Source,
         config: ConfigFile,
         findings: Option<&mut Vec<ConfigFinding>>,
+        endpoints: &Endpoints,
     ) -> Result<Self, ConfigError> {
         let mut methods = Vec::with_capacity(config.auth.len());
         for (i, method) in config.auth.iter().enumerate() {
-            methods.push(load_method(source, i, method.get_ref(), method.span())?);
+            methods.push(load_method(
+                source,
+                i,
+                method.get_ref(),
+                method.span(),
+                endpoints,
+            )?);
         }
         let acl_span = config.acl.span();
         let authorization = load_authorization(source, config.acl.get_ref(), acl_span, findings)?;
@@ -463,6 +504,12 @@ const FIELDS: [(&str, &[&str]); 3] = [
         &[
             "issuer_keys",
             "device_keys",
+            "jwks_url",
+            "jwks_ca_file",
+            "jwks_pins",
+            "jwks_refresh_seconds",
+            "jwks_max_staleness_seconds",
+            "jwks_min_refetch_seconds",
             "token_from",
             "audience",
             "issuer",
@@ -482,6 +529,7 @@ fn load_method(
     index: usize,
     method: &AuthMethod,
     span: std::ops::Range<usize>,
+    endpoints: &Endpoints,
 ) -> Result<Method, ConfigError> {
     let field = |name: &str| format!("auth[{index}].{name}");
     let name = method.method.get_ref().as_str();
@@ -532,7 +580,9 @@ fn load_method(
                 file,
             })
         }
-        "jwt" => load_jwt(source, method, span, &field).map(|jwt| Method::Jwt(Box::new(jwt))),
+        "jwt" => {
+            load_jwt(source, method, span, &field, endpoints).map(|jwt| Method::Jwt(Box::new(jwt)))
+        }
         _ => {
             let Some(from) = &method.username_from else {
                 return Err(source.error(
@@ -567,6 +617,7 @@ fn load_jwt(
     method: &AuthMethod,
     span: std::ops::Range<usize>,
     field: &dyn Fn(&str) -> String,
+    endpoints: &Endpoints,
 ) -> Result<JwtMethod, ConfigError> {
     let mut validation = Validation::new();
     if let Some(audiences) = &method.audience {
@@ -631,8 +682,23 @@ fn load_jwt(
         }
     };
     validation = validation.bind_to(binding);
-    let (verifier, keys) = match (&method.issuer_keys, &method.device_keys) {
-        (Some(path), None) => {
+    if method.jwks_url.is_none()
+        && let Some((name, span)) = method
+            .fields_set()
+            .into_iter()
+            .find(|(name, _)| name.starts_with("jwks_"))
+    {
+        return Err(source.error(&span, field(name), "applies only with jwks_url"));
+    }
+    let (verifier, keys) = match (&method.issuer_keys, &method.device_keys, &method.jwks_url) {
+        (None, None, Some(url)) => {
+            let endpoint = load_endpoint(source, method, url, field, endpoints)?;
+            (
+                TokenVerifier::trusted_issuer(endpoint.source(), validation),
+                JwtKeys::Endpoint(endpoint),
+            )
+        }
+        (Some(path), None, None) => {
             let resolved = source.resolve(path.get_ref());
             let text = read_named(source, &path.span(), &field("issuer_keys"), &resolved)?;
             let keys = KeySet::from_key_file(&text).map_err(|e| {
@@ -658,7 +724,7 @@ fn load_jwt(
                 JwtKeys::Issuer(keys),
             )
         }
-        (None, Some(path)) => {
+        (None, Some(path), None) => {
             let resolved = source.resolve(path.get_ref());
             let text = read_named(source, &path.span(), &field("device_keys"), &resolved)?;
             let devices = DeviceKeys::from_json(&text).map_err(|e| {
@@ -678,7 +744,7 @@ fn load_jwt(
             return Err(source.error(
                 &span,
                 field("issuer_keys"),
-                "set exactly one of issuer_keys or device_keys",
+                "set exactly one of issuer_keys, device_keys or jwks_url",
             ));
         }
     };
@@ -688,6 +754,133 @@ fn load_jwt(
         token_from,
         superuser_claim: method.superuser_claim.as_ref().map(|c| c.get_ref().clone()),
     })
+}
+
+/// A `jwks_*` duration in seconds, at least `min`.
+fn seconds(
+    source: &Source,
+    value: Option<&Spanned<u64>>,
+    name: &str,
+    field: &dyn Fn(&str) -> String,
+    default: u64,
+    min: u64,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_secs(default)),
+        Some(value) if *value.get_ref() < min => Err(source.error(
+            &value.span(),
+            field(name),
+            format!("must be at least {min}"),
+        )),
+        Some(value) => Ok(Duration::from_secs(*value.get_ref())),
+    }
+}
+
+/// The JWKS endpoint of a JWT method: its TLS (CA file or Mozilla's roots,
+/// optional pins, ring), its intervals, and the running endpoint for them.
+fn load_endpoint(
+    source: &Source,
+    method: &AuthMethod,
+    url: &Spanned<String>,
+    field: &dyn Fn(&str) -> String,
+    endpoints: &Endpoints,
+) -> Result<Arc<Endpoint>, ConfigError> {
+    let refresh = seconds(
+        source,
+        method.jwks_refresh_seconds.as_ref(),
+        "jwks_refresh_seconds",
+        field,
+        300,
+        1,
+    )?;
+    let max_staleness = seconds(
+        source,
+        method.jwks_max_staleness_seconds.as_ref(),
+        "jwks_max_staleness_seconds",
+        field,
+        3600.max(refresh.as_secs()),
+        refresh.as_secs(),
+    )?;
+    let min_refetch = seconds(
+        source,
+        method.jwks_min_refetch_seconds.as_ref(),
+        "jwks_min_refetch_seconds",
+        field,
+        30,
+        1,
+    )?;
+    let ca_pem = match &method.jwks_ca_file {
+        Some(path) => {
+            let resolved = source.resolve(path.get_ref());
+            Some(read_named(source, &path.span(), &field("jwks_ca_file"), &resolved)?.into_bytes())
+        }
+        None => None,
+    };
+    let roots = match &ca_pem {
+        Some(pem) => TrustRoots::new().pem_bytes(pem).map_err(|e| {
+            let span = method
+                .jwks_ca_file
+                .as_ref()
+                .map_or(url.span(), Spanned::span);
+            source.error(
+                &span,
+                field("jwks_ca_file"),
+                mqtt_sec_core::Chain(&e).to_string(),
+            )
+        })?,
+        None => TrustRoots::new().webpki_roots(),
+    };
+    let pins = match &method.jwks_pins {
+        None => None,
+        Some(list) => {
+            let error = |why: String| source.error(&list.span(), field("jwks_pins"), why);
+            let parsed = list
+                .get_ref()
+                .iter()
+                .map(|pin| {
+                    pin.parse::<Pin>()
+                        .map_err(|e| error(format!("{pin:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let Some((primary, backups)) = parsed.split_first() else {
+                return Err(error("no pin: the key in use and a backup".into()));
+            };
+            let pins = PinSet::builder([*primary])
+                .backup(backups.iter().copied())
+                .build()
+                .map_err(|e| error(format!("{e} (list the key in use, then its backups)")))?;
+            Some(pins)
+        }
+    };
+    let settings = EndpointSettings {
+        url: url.get_ref().clone(),
+        ca_pem,
+        pins: method
+            .jwks_pins
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default(),
+        refresh,
+        max_staleness,
+        min_refetch,
+    };
+    let tls = || -> Result<HttpsKeyFetcher, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut builder = ClientTls::builder(provider).trust(roots);
+        if let Some(pins) = pins {
+            builder = builder.pins(pins);
+        }
+        let tls = builder
+            .no_identity()
+            .alpn(Alpn::Custom(vec![b"http/1.1".to_vec()]))
+            .build()
+            .map_err(|e| mqtt_sec_core::Chain(&e).to_string())?;
+        HttpsKeyFetcher::new(url.get_ref(), tls.config())
+            .map_err(|e| mqtt_sec_core::Chain(&e).to_string())
+    };
+    endpoints
+        .get(settings, tls)
+        .map_err(|why| source.error(&url.span(), field("jwks_url"), why))
 }
 
 fn load_authorization(

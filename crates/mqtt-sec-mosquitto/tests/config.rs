@@ -118,7 +118,7 @@ fn each_refusal_names_file_line_and_field() {
             format!("[[auth]]\nmethod = \"jwt\"\n{ok}"),
             Some(1),
             Some("auth[0].issuer_keys"),
-            "set exactly one of issuer_keys or device_keys",
+            "set exactly one of issuer_keys, device_keys or jwks_url",
         ),
         (
             format!(

@@ -6,48 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+mod token_keys;
 
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mqtt_sec_auth::jwt::{ClaimsTemplate, DeviceKeys, KeySet, SigningKey, TokenMinter};
+use mqtt_sec_auth::jwt::{ClaimsTemplate, DeviceKeys, TokenMinter};
 use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_testkit::Mosquitto;
 use rumqttc::QoS;
 use serde_json::json;
 use support::{Files, connect, refused, start};
-
-/// A test key: its PKCS#8, so that a minter can be made from it at will.
-struct Key {
-    kid: &'static str,
-    pkcs8: Vec<u8>,
-}
-
-impl Key {
-    fn new(kid: &'static str) -> Self {
-        let (_, pkcs8) = SigningKey::generate_ed25519().unwrap();
-        Self {
-            kid,
-            pkcs8: pkcs8.to_vec(),
-        }
-    }
-
-    fn signing(&self) -> SigningKey {
-        SigningKey::from_pkcs8_der(&self.pkcs8)
-            .unwrap()
-            .with_kid(self.kid)
-    }
-
-    fn public(&self) -> KeySet {
-        KeySet::new(self.signing().verifying_key().to_public()).unwrap()
-    }
-
-    fn mint(&self, template: ClaimsTemplate, at: SystemTime) -> String {
-        let minted = TokenMinter::new(self.signing(), template).mint(at).unwrap();
-        minted.token().expose_secret().to_owned()
-    }
-}
+use token_keys::Key;
 
 struct Keys {
     issuer: Key,

@@ -19,6 +19,9 @@ pub mod acl_differential;
 #[cfg(feature = "rumqttc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rumqttc")))]
 pub mod client;
+#[cfg(feature = "https")]
+#[cfg_attr(docsrs, doc(cfg(feature = "https")))]
+pub mod https;
 
 pub use error::{Error, Result};
 pub use logs::{RecordedLog, capture_logs, recorder};

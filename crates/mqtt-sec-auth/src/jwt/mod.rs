@@ -16,7 +16,10 @@
 
 #[cfg(feature = "acl")]
 mod acl;
+mod background;
 mod device;
+#[cfg(feature = "https")]
+mod https;
 mod json;
 mod jwks;
 mod key;
@@ -28,7 +31,11 @@ mod verify;
 #[cfg(feature = "acl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "acl")))]
 pub use acl::{TokenAcl, TokenAclDecision};
+pub use background::{BackgroundKeySource, BackgroundKeySourceBuilder, RefreshStatus};
 pub use device::{DeviceKeySource, DeviceKeys, FileDeviceKeySource};
+#[cfg(feature = "https")]
+#[cfg_attr(docsrs, doc(cfg(feature = "https")))]
+pub use https::{DEFAULT_FETCH_TIMEOUT, HttpsFetchError, HttpsKeyFetcher};
 pub use jwks::{KeySet, SkippedKey};
 pub use key::{TrustedKey, algorithm_name};
 pub use mint::{ClaimsTemplate, MintedToken, SigningKey, TokenMinter};

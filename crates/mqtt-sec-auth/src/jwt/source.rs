@@ -81,7 +81,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn audit_failure(source: &str, error: &KeySourceError, serving_stale: bool) {
+pub(super) fn audit_failure(source: &str, error: &KeySourceError, serving_stale: bool) {
     tracing::warn!(
         target: "mqtt_sec::audit",
         source,
