@@ -130,6 +130,9 @@ pub(crate) struct MonitoringConfig {
     pub(crate) sys_topic: Option<Spanned<String>>,
     /// Seconds between publications (10); 0 turns them off.
     pub(crate) sys_interval_seconds: Option<u64>,
+    /// A loopback address (`127.0.0.1:9468`) serving the counters to
+    /// Prometheus at `/metrics`; none when absent.
+    pub(crate) prometheus_address: Option<Spanned<String>>,
 }
 
 /// The `[lockout]` table: every field optional, each default documented in

@@ -38,6 +38,75 @@ pub struct Counters {
     pub key_source_failures: u64,
 }
 
+impl Counters {
+    /// Each counter's name (as published under `$SYS` and, prefixed, to
+    /// Prometheus), what it counts, and its value.
+    pub(crate) fn named(&self) -> [(&'static str, &'static str, u64); 12] {
+        [
+            (
+                "password_verifications",
+                "Password hashes verified.",
+                self.password_verifications,
+            ),
+            (
+                "token_verifications",
+                "Token signatures checked.",
+                self.token_verifications,
+            ),
+            (
+                "locked_out_logins",
+                "Logins refused during a lockout, unverified.",
+                self.locked_out_logins,
+            ),
+            (
+                "lockouts_started",
+                "Lockouts started.",
+                self.lockouts_started,
+            ),
+            (
+                "expiry_disconnects",
+                "Clients disconnected at their token's or certificate's expiry.",
+                self.expiry_disconnects,
+            ),
+            (
+                "revocation_disconnects",
+                "Clients disconnected because their credential was withdrawn.",
+                self.revocation_disconnects,
+            ),
+            (
+                "rate_limited_connections",
+                "Logins refused for their address's connection rate, unverified.",
+                self.rate_limited_connections,
+            ),
+            (
+                "rate_limited_publishes",
+                "Publishes refused for their client's rate.",
+                self.rate_limited_publishes,
+            ),
+            (
+                "rate_limit_disconnects",
+                "Clients disconnected for their publish rate.",
+                self.rate_limit_disconnects,
+            ),
+            (
+                "signatures_accepted",
+                "Publishes to protected topics whose envelope verified.",
+                self.signatures_accepted,
+            ),
+            (
+                "signatures_refused",
+                "Publishes to protected topics the firewall refused.",
+                self.signatures_refused,
+            ),
+            (
+                "key_source_failures",
+                "Times a JWKS endpoint started failing or became too stale to use.",
+                self.key_source_failures,
+            ),
+        ]
+    }
+}
+
 /// The live counters.
 #[derive(Debug, Default)]
 pub(crate) struct LiveCounters {

@@ -15,6 +15,7 @@ pub mod log;
 mod monitoring;
 mod network;
 mod plugin;
+mod prometheus;
 mod rate_limit;
 mod session;
 mod state;

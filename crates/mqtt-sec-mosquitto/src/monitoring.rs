@@ -3,6 +3,7 @@
 //! broker's tick (mosquitto's broker functions are not thread-safe, so the
 //! broker's loop publishes, never a thread of ours).
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +16,8 @@ pub(crate) struct MonitoringPolicy {
     pub(crate) sys_topic: String,
     /// How often; zero publishes nothing.
     pub(crate) interval: Duration,
+    /// Where the Prometheus exporter listens (a loopback address).
+    pub(crate) prometheus: Option<SocketAddr>,
 }
 
 impl Default for MonitoringPolicy {
@@ -23,6 +26,7 @@ impl Default for MonitoringPolicy {
             sys_topic: "$SYS/broker/mqtt-sec".to_owned(),
             // mosquitto's own sys_interval default.
             interval: Duration::from_secs(10),
+            prometheus: None,
         }
     }
 }
@@ -63,29 +67,14 @@ impl SysPublisher {
             return Vec::new();
         }
         *last = Some(now);
-        [
-            ("password_verifications", counters.password_verifications),
-            ("token_verifications", counters.token_verifications),
-            ("locked_out_logins", counters.locked_out_logins),
-            ("lockouts_started", counters.lockouts_started),
-            ("expiry_disconnects", counters.expiry_disconnects),
-            ("revocation_disconnects", counters.revocation_disconnects),
-            (
-                "rate_limited_connections",
-                counters.rate_limited_connections,
-            ),
-            ("rate_limited_publishes", counters.rate_limited_publishes),
-            ("rate_limit_disconnects", counters.rate_limit_disconnects),
-            ("signatures_accepted", counters.signatures_accepted),
-            ("signatures_refused", counters.signatures_refused),
-            ("key_source_failures", counters.key_source_failures),
-        ]
-        .into_iter()
-        .map(|(name, value)| Publication {
-            topic: format!("{}/{name}", policy.sys_topic),
-            payload: value.to_string().into_bytes(),
-        })
-        .collect()
+        counters
+            .named()
+            .into_iter()
+            .map(|(name, _, value)| Publication {
+                topic: format!("{}/{name}", policy.sys_topic),
+                payload: value.to_string().into_bytes(),
+            })
+            .collect()
     }
 }
 

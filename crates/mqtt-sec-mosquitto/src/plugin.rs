@@ -22,6 +22,7 @@ use crate::jwks::{Condition, Endpoints};
 use crate::lockout::Lockouts;
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
+use crate::prometheus::Exporter;
 use crate::rate_limit::{RateLimitPolicy, RateLimits, Verdict};
 use crate::session::{Credential, Ending, Session, Sessions};
 use crate::state::{Authorization, JwtKeys, JwtMethod, Method, State, TokenFrom};
@@ -43,6 +44,38 @@ pub enum StartError {
     /// The audit log file (`[audit] file`) could not be opened.
     #[error("{0}")]
     AuditFile(String),
+    /// The Prometheus exporter's address could not be bound.
+    #[error("the Prometheus exporter cannot listen on {address}: {reason}")]
+    Metrics {
+        /// `monitoring.prometheus_address`.
+        address: std::net::SocketAddr,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// Starts the Prometheus exporter on `address`, logging where it listens.
+fn start_exporter(
+    address: std::net::SocketAddr,
+    counters: &Arc<LiveCounters>,
+    sessions: &Arc<AtomicUsize>,
+    log: &dyn Log,
+) -> Result<Exporter, StartError> {
+    let exporter =
+        Exporter::start(address, Arc::clone(counters), Arc::clone(sessions)).map_err(|e| {
+            StartError::Metrics {
+                address,
+                reason: e.to_string(),
+            }
+        })?;
+    log.log(
+        Level::Info,
+        &format!(
+            "{PREFIX}serving Prometheus metrics on http://{}/metrics",
+            exporter.bound()
+        ),
+    );
+    Ok(exporter)
 }
 
 /// Why the audit file at `path` could not be opened.
@@ -117,7 +150,7 @@ pub struct Plugin {
     state: RwLock<Arc<State>>,
     sessions: Mutex<Sessions>,
     /// How many sessions there are, read without the lock.
-    session_count: AtomicUsize,
+    session_count: Arc<AtomicUsize>,
     /// From a reload to the next tick: mosquitto re-authenticates every
     /// connected client right after the reload event.
     reauthenticating: AtomicBool,
@@ -129,7 +162,9 @@ pub struct Plugin {
     replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
     /// JWKS endpoints, kept across reloads that leave them unchanged.
     endpoints: Endpoints,
-    counters: LiveCounters,
+    counters: Arc<LiveCounters>,
+    /// The Prometheus exporter, when one is configured.
+    metrics: Mutex<Option<Exporter>>,
     sys: SysPublisher,
     audit: AuditFile,
     log: Box<dyn Log>,
@@ -184,6 +219,12 @@ impl Plugin {
         audit
             .reopen(state.audit_file.as_deref())
             .map_err(|e| StartError::AuditFile(audit_error(state.audit_file.as_deref(), &e)))?;
+        let counters = Arc::new(LiveCounters::default());
+        let session_count = Arc::new(AtomicUsize::new(0));
+        let metrics = match state.monitoring.prometheus {
+            Some(address) => Some(start_exporter(address, &counters, &session_count, &*log)?),
+            None => None,
+        };
         log.log(
             Level::Info,
             &format!("{PREFIX}loaded {}", config_path.display()),
@@ -192,13 +233,14 @@ impl Plugin {
             config_path,
             state: RwLock::new(Arc::new(state)),
             sessions: Mutex::new(Sessions::default()),
-            session_count: AtomicUsize::new(0),
+            session_count,
             reauthenticating: AtomicBool::new(false),
             lockouts: Lockouts::default(),
             rates: RateLimits::default(),
             replay,
             endpoints,
-            counters: LiveCounters::default(),
+            counters,
+            metrics: Mutex::new(metrics),
             sys: SysPublisher::default(),
             audit,
             log,
@@ -224,11 +266,20 @@ impl Plugin {
         match State::load(&path, &self.endpoints) {
             Ok(mut state) => {
                 state.share_replay_store(&self.replay);
+                // A moved Prometheus exporter listens, or the reload is
+                // refused whole.
+                let exporter = match self.moved_exporter(state.monitoring.prometheus) {
+                    Ok(exporter) => exporter,
+                    Err(e) => return Err(self.reload_failed(e)),
+                };
                 // The audit file is reopened (a rotation moved it away) or
                 // the reload is refused whole.
                 if let Err(e) = self.audit.reopen(state.audit_file.as_deref()) {
                     let error = audit_error(state.audit_file.as_deref(), &e);
                     return Err(self.reload_failed(StartError::AuditFile(error)));
+                }
+                if let Some(exporter) = exporter {
+                    *self.metrics() = exporter;
                 }
                 let state = Arc::new(state);
                 match self.state.write() {
@@ -268,6 +319,38 @@ impl Plugin {
             }
         }
         self.session_count.store(sessions.len(), Ordering::Release);
+    }
+
+    /// A new exporter when the configured address changed (`Some(None)`:
+    /// none any more), or `None` when the running one stays.
+    fn moved_exporter(
+        &self,
+        address: Option<std::net::SocketAddr>,
+    ) -> Result<Option<Option<Exporter>>, StartError> {
+        let running = self.metrics().as_ref().map(Exporter::configured);
+        if running == address {
+            return Ok(None);
+        }
+        // The new one listens before the old one stops: the addresses
+        // differ, and a refused reload keeps the old one serving.
+        match address {
+            None => Ok(Some(None)),
+            Some(address) => {
+                start_exporter(address, &self.counters, &self.session_count, &*self.log)
+                    .map(|exporter| Some(Some(exporter)))
+            }
+        }
+    }
+
+    fn metrics(&self) -> std::sync::MutexGuard<'_, Option<Exporter>> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where the Prometheus exporter listens, if one is configured.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics().as_ref().map(Exporter::bound)
     }
 
     fn reload_failed(&self, error: StartError) -> StartError {

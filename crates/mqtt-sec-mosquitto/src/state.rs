@@ -410,6 +410,19 @@ fn load_monitoring(
         }
         policy.sys_topic.clone_from(text);
     }
+    if let Some(address) = &table.prometheus_address {
+        let error = |why: &str| source.error(&address.span(), "monitoring.prometheus_address", why);
+        let parsed: std::net::SocketAddr = address
+            .get_ref()
+            .parse()
+            .map_err(|_| error("not an IP address and port, such as 127.0.0.1:9468"))?;
+        if !parsed.ip().is_loopback() {
+            return Err(error(
+                "must be a loopback address (127.0.0.0/8 or ::1): the counters tell an attacker which defences fire; put a proxy you secure in front for remote scrapers",
+            ));
+        }
+        policy.prometheus = Some(parsed);
+    }
     Ok(policy)
 }
 

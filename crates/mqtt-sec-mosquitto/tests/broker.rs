@@ -671,3 +671,63 @@ async fn a_reload_keeps_a_fleet_at_its_connection_rate_connected() {
     assert!(!log.contains("over its connection rate"), "{log}");
     assert_eq!(log.matches("password accepted").count(), hashed, "{log}");
 }
+
+/// The counters in the Prometheus text format, from the plugin's own
+/// loopback listener in a running broker: live values, the broker's own
+/// log naming the address, and a reload that moves it.
+#[tokio::test]
+async fn the_counters_are_served_to_prometheus_on_loopback() {
+    use std::io::{Read, Write};
+    let files = files("[monitoring]\nprometheus_address = \"127.0.0.1:0\"\n");
+    let Some(broker) = start(&files) else { return };
+    let address = |log: &str, nth: usize| -> std::net::SocketAddr {
+        let marker = "serving Prometheus metrics on http://";
+        let rest = log
+            .split(marker)
+            .nth(nth)
+            .expect("the exporter's address is logged");
+        rest.split('/').next().unwrap().parse().unwrap()
+    };
+    let scrape = |at: std::net::SocketAddr| {
+        let mut stream = std::net::TcpStream::connect(at).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    broker
+        .wait_for_log("serving Prometheus metrics", Duration::from_secs(5))
+        .unwrap();
+    let first = address(&broker.log(), 1);
+    assert!(first.ip().is_loopback());
+    assert!(scrape(first).contains("\nmqtt_sec_password_verifications_total 0\n"));
+    assert_eq!(
+        support::raw_connect(&broker, b"c", Some(b"alice"), Some(b"wrong")),
+        Some(5)
+    );
+    assert_eq!(
+        support::raw_connect(&broker, b"c", Some(b"alice"), Some(b"alice-secret")),
+        Some(0)
+    );
+    let metrics = scrape(first);
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(
+        metrics.contains("\nmqtt_sec_password_verifications_total 2\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE mqtt_sec_lockouts_started_total counter"));
+    assert!(!metrics.contains("alice"), "no names in the metrics");
+    // A reload to another address: the new one serves, the old one is closed.
+    let config = std::fs::read_to_string(files.config()).unwrap();
+    std::fs::write(files.config(), config.replace("127.0.0.1:0", "127.0.0.2:0")).unwrap();
+    broker.reload().unwrap();
+    broker
+        .wait_for_log("reloaded", Duration::from_secs(5))
+        .unwrap();
+    let second = address(&broker.log(), 2);
+    assert_eq!(second.ip().to_string(), "127.0.0.2");
+    assert!(scrape(second).contains("\nmqtt_sec_password_verifications_total 2\n"));
+    assert!(std::net::TcpStream::connect(first).is_err());
+}

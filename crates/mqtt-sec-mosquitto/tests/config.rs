@@ -251,6 +251,24 @@ fn each_refusal_names_file_line_and_field() {
             "",
         ),
         (
+            format!("{ok}[monitoring]\nprometheus_address = \"0.0.0.0:9468\"\n"),
+            Some(4),
+            Some("monitoring.prometheus_address"),
+            "must be a loopback address",
+        ),
+        (
+            format!("{ok}[monitoring]\nprometheus_address = \"localhost:9468\"\n"),
+            Some(4),
+            Some("monitoring.prometheus_address"),
+            "not an IP address and port",
+        ),
+        (
+            format!("{ok}[monitoring]\nprometheus_address = \"[::1]:0\"\n"),
+            None,
+            None,
+            "",
+        ),
+        (
             format!("{ok}[rate_limit]\nconnections = 5\nconnection_interval_seconds = 0\n"),
             Some(5),
             Some("rate_limit.connection_interval_seconds"),
