@@ -91,6 +91,9 @@ pub(crate) struct SignaturesConfig {
     pub(crate) clock_skew_seconds: Option<Spanned<u64>>,
     /// Largest envelope accepted (262,144).
     pub(crate) max_envelope_bytes: Option<Spanned<usize>>,
+    /// Every key must name its publisher (`mqtt_owner`) (false: only the
+    /// keys that name one are bound to it).
+    pub(crate) require_owner: Option<bool>,
 }
 
 /// The `[rate_limit]` table: every limit off unless set.

@@ -883,7 +883,11 @@ impl Plugin {
         if !firewall.protects(&name) {
             return AclVerdict::Allow;
         }
-        match firewall.check(topic, check.payload) {
+        let publisher = check
+            .client
+            .username
+            .and_then(|u| std::str::from_utf8(u).ok());
+        match firewall.check(topic, check.payload, publisher) {
             Ok(()) => {
                 self.counters.add(Count::SignatureAccepted);
                 AclVerdict::Allow

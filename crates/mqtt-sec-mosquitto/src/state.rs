@@ -1,7 +1,7 @@
 //! Everything one configuration decides, built all at once: a reload builds
 //! a new `State` and swaps it in only when every file it names is valid.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use mqtt_sec_auth::identity::UsernameFrom;
 use mqtt_sec_auth::jwt::HttpsKeyFetcher;
 use mqtt_sec_auth::jwt::{Binding, DeviceKeys, KeySet, TokenVerifier, TrustedKey, Validation};
 use mqtt_sec_auth::password::{HashPolicy, PasswordFile};
+use mqtt_sec_sign::Kid;
 use mqtt_sec_tls::{Alpn, ClientTls, Pin, PinSet, TrustRoots};
 use toml::Spanned;
 
@@ -276,6 +277,13 @@ fn load_signatures(source: &Source, table: &SignaturesConfig) -> Result<Firewall
             format!("{}: no key (a JWK Set of Ed25519 keys)", resolved.display()),
         ));
     }
+    let owners = key_owners(&text, table.require_owner.unwrap_or(false)).map_err(|why| {
+        source.error(
+            &path.span(),
+            "signatures.keys",
+            format!("{}: {why}", resolved.display()),
+        )
+    })?;
     let mut verifier = mqtt_sec_sign::Verifier::new(keys);
     if let Some(skew) = &table.clock_skew_seconds {
         if !(1..=3600).contains(skew.get_ref()) {
@@ -297,7 +305,38 @@ fn load_signatures(source: &Source, table: &SignaturesConfig) -> Result<Firewall
         }
         verifier = verifier.max_envelope_len(*max.get_ref());
     }
-    Ok(Firewall::new(topics, verifier))
+    Ok(Firewall::new(topics, verifier, owners))
+}
+
+/// The `mqtt_owner` of each key of the JWK Set `text` (already read as a
+/// key set, so well formed), by `kid`; with `required`, a key without one
+/// is an error.
+fn key_owners(text: &str, required: bool) -> Result<HashMap<Kid, String>, String> {
+    let set: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let entries = set
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut owners = HashMap::with_capacity(entries.len());
+    for entry in entries {
+        let key = mqtt_sec_sign::TrustedKey::from_jwk(&entry.to_string())
+            .map_err(|e| mqtt_sec_core::Chain(&e).to_string())?;
+        match entry.get("mqtt_owner") {
+            Some(serde_json::Value::String(owner)) if !owner.is_empty() => {
+                owners.insert(key.kid().clone(), owner.clone());
+            }
+            Some(_) => return Err(format!("key {}: mqtt_owner is not a user name", key.kid())),
+            None if required => {
+                return Err(format!(
+                    "key {}: no mqtt_owner, and require_owner is set (name the user the key signs for)",
+                    key.kid()
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(owners)
 }
 
 fn load_rate_limit(

@@ -266,3 +266,113 @@ fn the_acl_and_the_rate_limit_decide_before_the_firewall() {
     );
     let _ = &s.dir;
 }
+
+/// Keys that may sign for the shared `fleet/#`, dev-1's and dev-2's bound
+/// to their user names by `mqtt_owner`, a backend's bound to nobody.
+fn fleet(extra: &str) -> (Setup, Signer) {
+    let s = setup(extra);
+    let backend = Signer::generate()
+        .unwrap()
+        .with_kid(Kid::new(b"backend".to_vec()).unwrap())
+        .with_clock(Arc::clone(&s.clock) as Arc<dyn mqtt_sec_sign::clock::Clock>);
+    let jwk = |signer: &Signer, owner: Option<&str>| {
+        let mut jwk: serde_json::Value = serde_json::from_str(&signer.public_jwk()).unwrap();
+        jwk["mqtt_topics"] = serde_json::json!(["fleet/#"]);
+        if let Some(owner) = owner {
+            jwk["mqtt_owner"] = serde_json::json!(owner);
+        }
+        jwk
+    };
+    let set = serde_json::json!({"keys": [
+        jwk(&s.dev1, Some("dev-1")),
+        jwk(&s.dev2, Some("dev-2")),
+        jwk(&backend, None),
+    ]});
+    std::fs::write(s.dir.path().join("signing.jwks"), set.to_string()).unwrap();
+    std::fs::write(s.dir.path().join("acl"), "pattern write fleet/#\n").unwrap();
+    let config = s.dir.path().join("mqtt-sec.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[\"devices/#\"]", "[\"fleet/#\"]")).unwrap();
+    s.plugin.reload(&[]).unwrap();
+    (s, backend)
+}
+
+fn user<'a>(name: &'a str) -> Client<'a> {
+    Client {
+        username: Some(name.as_bytes()),
+        ..client(name)
+    }
+}
+
+#[test]
+fn a_key_with_an_owner_signs_for_that_publisher_only() {
+    let (s, backend) = fleet("");
+    let topic = "fleet/readings";
+    let by_dev2 = s.sign(&s.dev2, topic, b"21.5", Duration::ZERO, false);
+    // dev-1 publishes dev-2's envelope (captured, or signed with a stolen key).
+    assert_eq!(
+        s.publish_as(user("dev-1"), topic, &by_dev2, false),
+        AclVerdict::Deny
+    );
+    s.refused_for("not_owner");
+    assert!(
+        s.lines.last().contains("signs for \"dev-2\" only"),
+        "{}",
+        s.lines.last()
+    );
+    // Refused before verification: dev-2's own publish of it is no replay.
+    assert_eq!(
+        s.publish_as(user("dev-2"), topic, &by_dev2, false),
+        AclVerdict::Allow
+    );
+    let by_dev1 = s.sign(&s.dev1, topic, b"19.0", Duration::ZERO, false);
+    assert_eq!(
+        s.publish_as(client("anonymous"), topic, &by_dev1, false),
+        AclVerdict::Deny,
+        "no user name is no owner"
+    );
+    s.refused_for("not_owner");
+    assert_eq!(
+        s.publish_as(user("dev-1"), topic, &by_dev1, false),
+        AclVerdict::Allow
+    );
+    // A key without an owner signs for any publisher the ACL lets publish.
+    let by_backend = s.sign(&backend, topic, b"cmd", Duration::ZERO, false);
+    assert_eq!(
+        s.publish_as(user("dev-1"), topic, &by_backend, false),
+        AclVerdict::Allow
+    );
+    // A forged envelope claiming dev-1's kid still has to verify.
+    let mut forged = s.sign(&s.dev1, topic, b"19.1", Duration::ZERO, false);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        s.publish_as(user("dev-1"), topic, &forged, false),
+        AclVerdict::Deny
+    );
+    s.refused_for("signature_invalid");
+    assert_eq!(s.plugin.counters().signatures_refused, 3);
+}
+
+#[test]
+fn require_owner_refuses_a_key_set_with_an_unowned_key() {
+    let (s, _) = fleet("");
+    let config = s.dir.path().join("mqtt-sec.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}require_owner = true\n")).unwrap();
+    let error = s.plugin.reload(&[]).unwrap_err().to_string();
+    assert!(error.contains("signatures.keys"), "{error}");
+    assert!(error.contains("key backend: no mqtt_owner"), "{error}");
+    let error = mqtt_sec_mosquitto::check_config(&config).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("signatures.keys"));
+    // A malformed owner is refused whether or not owners are required.
+    let set = std::fs::read_to_string(s.dir.path().join("signing.jwks")).unwrap();
+    std::fs::write(
+        s.dir.path().join("signing.jwks"),
+        set.replace("\"mqtt_owner\":\"dev-1\"", "\"mqtt_owner\":7"),
+    )
+    .unwrap();
+    std::fs::write(&config, text).unwrap();
+    let error = s.plugin.reload(&[]).unwrap_err().to_string();
+    assert!(error.contains("mqtt_owner is not a user name"), "{error}");
+}
