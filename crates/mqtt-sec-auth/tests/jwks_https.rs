@@ -168,6 +168,11 @@ fn an_oversized_or_malformed_set_is_refused() {
         matches!(error, KeySourceError::Key(JwtKeyError::TooLarge { .. })),
         "{error:?}"
     );
+    // Exactly the limit is read (and parsed).
+    let padded = set(&[KEY_A]);
+    let padded = format!("{padded}{}", " ".repeat(1024 * 1024 - padded.len()));
+    endpoint.server.set_body(padded);
+    assert_eq!(endpoint.fetcher().fetch().unwrap().len(), 1);
     endpoint.server.set_body("not json");
     let error = endpoint.fetcher().fetch().unwrap_err();
     assert!(matches!(error, KeySourceError::Key(_)), "{error:?}");

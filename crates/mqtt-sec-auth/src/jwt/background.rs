@@ -330,6 +330,7 @@ mod tests {
             .spawn()
             .unwrap();
         until(|| source.status().attempts == 1);
+        assert!(format!("{source:?}").contains("max_staleness: 120s"));
         let fetched = source.status().fetched_at.unwrap();
         assert_eq!(source.keys(fetched).unwrap().len(), 1);
         let limit = fetched + Duration::from_secs(120);
@@ -437,6 +438,7 @@ mod tests {
         let builder = BackgroundKeySource::builder(Scripted::default())
             .refresh_every(Duration::from_secs(10))
             .backoff(Duration::from_secs(1));
+        assert!(format!("{builder:?}").contains("refresh_every: 10s"));
         assert_eq!(builder.delay(0), Duration::from_secs(10));
         assert_eq!(builder.delay(1), Duration::from_secs(1));
         assert_eq!(builder.delay(2), Duration::from_secs(2));

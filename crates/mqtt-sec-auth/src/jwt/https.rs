@@ -189,13 +189,8 @@ impl ureq::TlsConnector for RustlsConnector {
     }
 }
 
+#[derive(Debug)]
 struct TlsStream(StreamOwned<ClientConnection, Box<dyn ureq::ReadWrite>>);
-
-impl std::fmt::Debug for TlsStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsStream").finish_non_exhaustive()
-    }
-}
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -253,6 +248,14 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+        let long = format!("http://{}", "a".repeat(400));
+        let err = HttpsKeyFetcher::new(&long, tls()).unwrap_err();
+        let text = mqtt_sec_core::Chain(&err).to_string();
+        assert!(text.contains(&long[..200]), "{text}");
+        assert!(
+            !text.contains(&long[..201]),
+            "the URL is cut at 200 characters"
+        );
         for good in [
             "https://issuer.example/.well-known/jwks.json",
             "HTTPS://issuer.example",
@@ -260,6 +263,7 @@ mod tests {
         ] {
             let fetcher = HttpsKeyFetcher::new(good, tls()).unwrap();
             assert_eq!(fetcher.url(), good);
+            assert!(format!("{fetcher:?}").contains(good));
         }
     }
 }
