@@ -36,12 +36,33 @@ pub struct Counters {
     /// Times a JWKS endpoint started failing or its set became too stale
     /// to use (episodes, not attempts).
     pub key_source_failures: u64,
+    /// Logins the authentication chain accepted.
+    pub logins_allowed: u64,
+    /// Logins the authentication chain refused (a wrong password, a
+    /// refused token or certificate, no method accepting the client); the
+    /// locked-out and rate-limited ones are counted apart, unverified.
+    pub logins_refused: u64,
+    /// Accesses the ACL, a token's claims or an ended session refused
+    /// (rate-limited and firewall refusals are counted apart).
+    pub access_denials: u64,
+    /// A gauge: (user name, address) pairs and addresses locked out now,
+    /// as of the last tick that looked (at most a second ago).
+    pub lockouts_active: u64,
 }
 
 impl Counters {
+    /// The gauges, as [`Counters::named`] names the counters.
+    pub(crate) fn gauges(&self) -> [(&'static str, &'static str, u64); 1] {
+        [(
+            "lockouts_active",
+            "User name and address pairs, and addresses, locked out now.",
+            self.lockouts_active,
+        )]
+    }
+
     /// Each counter's name (as published under `$SYS` and, prefixed, to
     /// Prometheus), what it counts, and its value.
-    pub(crate) fn named(&self) -> [(&'static str, &'static str, u64); 12] {
+    pub(crate) fn named(&self) -> [(&'static str, &'static str, u64); 15] {
         [
             (
                 "password_verifications",
@@ -103,6 +124,21 @@ impl Counters {
                 "Times a JWKS endpoint started failing or became too stale to use.",
                 self.key_source_failures,
             ),
+            (
+                "logins_allowed",
+                "Logins the authentication chain accepted.",
+                self.logins_allowed,
+            ),
+            (
+                "logins_refused",
+                "Logins the authentication chain refused (not the locked-out or rate-limited ones).",
+                self.logins_refused,
+            ),
+            (
+                "access_denials",
+                "Accesses the ACL, a token's claims or an ended session refused.",
+                self.access_denials,
+            ),
         ]
     }
 }
@@ -122,6 +158,10 @@ pub(crate) struct LiveCounters {
     signatures_accepted: AtomicU64,
     signatures_refused: AtomicU64,
     key_source_failures: AtomicU64,
+    logins_allowed: AtomicU64,
+    logins_refused: AtomicU64,
+    access_denials: AtomicU64,
+    lockouts_active: AtomicU64,
 }
 
 /// One counter of [`LiveCounters`].
@@ -139,9 +179,18 @@ pub(crate) enum Count {
     SignatureAccepted,
     SignatureRefused,
     KeySourceFailure,
+    LoginAllowed,
+    LoginRefused,
+    AccessDenial,
 }
 
 impl LiveCounters {
+    /// Sets the `lockouts_active` gauge.
+    pub(crate) fn set_lockouts_active(&self, value: usize) {
+        self.lockouts_active
+            .store(u64::try_from(value).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     pub(crate) fn add(&self, count: Count) {
         let counter = match count {
             Count::PasswordVerification => &self.password_verifications,
@@ -156,6 +205,9 @@ impl LiveCounters {
             Count::SignatureAccepted => &self.signatures_accepted,
             Count::SignatureRefused => &self.signatures_refused,
             Count::KeySourceFailure => &self.key_source_failures,
+            Count::LoginAllowed => &self.logins_allowed,
+            Count::LoginRefused => &self.logins_refused,
+            Count::AccessDenial => &self.access_denials,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -175,6 +227,10 @@ impl LiveCounters {
             signatures_accepted: read(&self.signatures_accepted),
             signatures_refused: read(&self.signatures_refused),
             key_source_failures: read(&self.key_source_failures),
+            logins_allowed: read(&self.logins_allowed),
+            logins_refused: read(&self.logins_refused),
+            access_denials: read(&self.access_denials),
+            lockouts_active: read(&self.lockouts_active),
         }
     }
 }

@@ -123,6 +123,16 @@ pub(crate) struct Lockouts {
 }
 
 impl Lockouts {
+    /// How many pairs and addresses are locked out at `now`.
+    pub(crate) fn active(&self, now: SystemTime) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|entry| entry.locked_until.is_some_and(|until| until > now))
+            .count()
+    }
+
     /// Whether a login of `username` from `address` is locked out at `now`.
     pub(crate) fn check(
         &self,

@@ -70,6 +70,7 @@ impl SysPublisher {
         counters
             .named()
             .into_iter()
+            .chain(counters.gauges())
             .map(|(name, _, value)| Publication {
                 topic: format!("{}/{name}", policy.sys_topic),
                 payload: value.to_string().into_bytes(),
@@ -95,7 +96,7 @@ mod tests {
             ..Counters::default()
         };
         let first = publisher.due(&policy, counters, at(0));
-        assert_eq!(first.len(), 12);
+        assert_eq!(first.len(), 16);
         assert_eq!(
             first[0],
             Publication {
@@ -105,9 +106,9 @@ mod tests {
         );
         assert_eq!(first[2].payload, b"995");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
-        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 12);
+        assert_eq!(publisher.due(&policy, counters, at(10)).len(), 16);
         // A clock stepped back publishes again rather than going quiet.
-        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 12);
+        assert_eq!(publisher.due(&policy, counters, at(5)).len(), 16);
     }
 
     #[test]

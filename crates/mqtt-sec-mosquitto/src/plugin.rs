@@ -165,6 +165,8 @@ pub struct Plugin {
     counters: Arc<LiveCounters>,
     /// The Prometheus exporter, when one is configured.
     metrics: Mutex<Option<Exporter>>,
+    /// When the gauges were last recounted.
+    gauges_at: Mutex<Option<SystemTime>>,
     sys: SysPublisher,
     audit: AuditFile,
     log: Box<dyn Log>,
@@ -241,6 +243,7 @@ impl Plugin {
             endpoints,
             counters,
             metrics: Mutex::new(metrics),
+            gauges_at: Mutex::new(None),
             sys: SysPublisher::default(),
             audit,
             log,
@@ -446,14 +449,19 @@ impl Plugin {
             until_certificate_expiry(verified, login, now).map_err(Refusal::from)
         }) {
             Ok(verified) => {
+                self.counters.add(Count::LoginAllowed);
                 self.lockouts.succeeded(login.username, address);
                 self.established(login, verified.session, verified.credential);
                 AuthVerdict::Allow {
                     username: verified.username,
                 }
             }
-            Err(Refusal { why, counts: false }) => self.refuse_login(login, &why),
+            Err(Refusal { why, counts: false }) => {
+                self.counters.add(Count::LoginRefused);
+                self.refuse_login(login, &why)
+            }
             Err(Refusal { why, counts: true }) => {
+                self.counters.add(Count::LoginRefused);
                 let locked = self
                     .lockouts
                     .failed(&state.lockout, login.username, address, now);
@@ -643,6 +651,7 @@ impl Plugin {
         // mosquitto's re-authentication after a reload is over.
         self.reauthenticating.store(false, Ordering::Release);
         self.report_endpoints(now);
+        self.update_gauges(now);
         let ended = self.sessions().ended(now);
         let mut disconnect = Vec::with_capacity(ended.len());
         for (client_id, ending) in ended {
@@ -692,6 +701,23 @@ impl Plugin {
                 .sys
                 .due(&self.current().monitoring, self.counters.snapshot(), now),
             disconnect,
+        }
+    }
+
+    /// Recounts the lockouts in force, at most once a second (a scan of the
+    /// lockout table, up to its `max_entries`).
+    fn update_gauges(&self, now: SystemTime) {
+        let mut last = self
+            .gauges_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let recent = last.is_some_and(|at| {
+            now.duration_since(at)
+                .is_ok_and(|waited| waited < std::time::Duration::from_secs(1))
+        });
+        if !recent {
+            *last = Some(now);
+            self.counters.set_lockouts_active(self.lockouts.active(now));
         }
     }
 
@@ -855,6 +881,9 @@ impl Plugin {
         let verdict = with_principal(client_id, username, |principal| {
             self.decide_for(&state, check, principal, action, topic, &clock)
         });
+        if verdict == AclVerdict::Deny {
+            self.counters.add(Count::AccessDenial);
+        }
         // Protocol 0: not a client's publish but mosquitto re-checking a
         // retained message's publisher for a new subscriber; limiting it
         // would spend the publisher's tokens on others' subscriptions.

@@ -123,6 +123,11 @@ pub(crate) fn exposition(counters: &Counters, sessions: usize) -> String {
         let _ = writeln!(text, "# TYPE mqtt_sec_{name}_total counter");
         let _ = writeln!(text, "mqtt_sec_{name}_total {value}");
     }
+    for (name, help, value) in counters.gauges() {
+        let _ = writeln!(text, "# HELP mqtt_sec_{name} {help}");
+        let _ = writeln!(text, "# TYPE mqtt_sec_{name} gauge");
+        let _ = writeln!(text, "mqtt_sec_{name} {value}");
+    }
     let _ = writeln!(
         text,
         "# HELP mqtt_sec_sessions Connections whose login set up an end (a token's or certificate's expiry)."
@@ -158,7 +163,7 @@ mod tests {
         assert!(text.contains("\nmqtt_sec_signatures_refused_total 7\n"));
         assert!(text.contains("# TYPE mqtt_sec_sessions gauge\nmqtt_sec_sessions 2\n"));
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 13);
+        assert_eq!(samples.len(), 17);
         for sample in samples {
             let (name, value) = sample.split_once(' ').unwrap();
             assert!(

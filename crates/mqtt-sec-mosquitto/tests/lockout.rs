@@ -253,3 +253,74 @@ fn a_locked_out_address_costs_no_token_verification() {
     assert!(!allowed(&s.plugin.authenticate_at(&with_token, at(2))));
     assert_eq!(s.plugin.counters().token_verifications, 1);
 }
+
+/// The monitoring counters of logins and accesses, and the gauge of the
+/// lockouts in force, recounted by the tick.
+#[test]
+fn logins_accesses_and_active_lockouts_are_counted() {
+    use mqtt_sec_mosquitto::event::{AclCheck, AclVerdict, Client, access};
+    let s = plugin_setup::setup_with(
+        "[acl]\nacl_file = \"acl\"\n",
+        &[("acl", "user alice\ntopic write ok/#\n")],
+        "",
+    );
+    assert!(allowed(
+        &s.plugin.authenticate_at(&login("192.0.2.1", SECRET), at(0))
+    ));
+    for _ in 0..5 {
+        assert!(!allowed(
+            &s.plugin
+                .authenticate_at(&login("192.0.2.2", "guess"), at(1))
+        ));
+    }
+    // Locked out: refused unverified, not counted as a refusal by the chain.
+    assert!(!allowed(
+        &s.plugin
+            .authenticate_at(&login("192.0.2.2", "guess"), at(2))
+    ));
+    let counters = s.plugin.counters();
+    assert_eq!((counters.logins_allowed, counters.logins_refused), (1, 5));
+    assert_eq!(counters.locked_out_logins, 1);
+    assert_eq!(counters.lockouts_active, 0, "not recounted before a tick");
+    s.plugin.tick_at(at(2));
+    assert_eq!(s.plugin.counters().lockouts_active, 1);
+    // Recounted at most once a second.
+    assert!(!allowed(
+        &s.plugin
+            .authenticate_at(&login("192.0.2.3", "guess"), at(2))
+    ));
+    for _ in 0..4 {
+        let _ = s
+            .plugin
+            .authenticate_at(&login("192.0.2.3", "guess"), at(2));
+    }
+    s.plugin.tick_at(at(2));
+    assert_eq!(s.plugin.counters().lockouts_active, 1);
+    s.plugin.tick_at(at(3));
+    assert_eq!(s.plugin.counters().lockouts_active, 2);
+    // The first lockout (10 s from the fifth failure) has ended.
+    s.plugin
+        .tick_at(at(11) + std::time::Duration::from_millis(500));
+    assert_eq!(s.plugin.counters().lockouts_active, 1);
+    let publish = |topic: &'static str| AclCheck {
+        client: Client {
+            key: 1,
+            id: Some(b"dev-1"),
+            username: Some(b"alice"),
+            protocol_version: 4,
+            ..Client::default()
+        },
+        topic: Some(topic.as_bytes()),
+        access: access::WRITE,
+        ..AclCheck::default()
+    };
+    assert_eq!(
+        s.plugin.authorize_at(&publish("ok/1"), at(20)),
+        AclVerdict::Allow
+    );
+    assert_eq!(
+        s.plugin.authorize_at(&publish("no/1"), at(20)),
+        AclVerdict::Deny
+    );
+    assert_eq!(s.plugin.counters().access_denials, 1);
+}
