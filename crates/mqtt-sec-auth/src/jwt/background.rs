@@ -249,6 +249,9 @@ impl<F: KeyFetcher + 'static> BackgroundKeySourceBuilder<F> {
                 let Some(last) = last_attempt else { break };
                 let elapsed = last.elapsed();
                 let due = self.delay(state.status.failures);
+                // (Equivalent mutant: `&&` as `||` differs only on a
+                // spurious wake-up, since the wait below ends early only
+                // when a request sets `requested`; no test can cause one.)
                 if elapsed >= due || (state.requested && elapsed >= self.min_refetch) {
                     break;
                 }

@@ -203,12 +203,18 @@ impl Write for TlsStream {
         self.0.write(buf)
     }
 
+    // (Equivalent mutant: rustls's stream already sends the TLS records of
+    // each write; the flush is kept for writers that buffer.)
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
     }
 }
 
 impl ureq::ReadWrite for TlsStream {
+    // ureq sets the socket's timeouts before the handshake and reads them
+    // through this for later deadlines; with `Connection: close` answers
+    // nothing else uses it (equivalent mutant: `None` keeps the timeouts
+    // set at connect, which the timeout test still sees fire).
     fn socket(&self) -> Option<&TcpStream> {
         self.0.sock.socket()
     }
