@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec_auth::KeySourceError;
-use mqtt_sec_auth::jwt::{BackgroundKeySource, HttpsKeyFetcher, KeySet, KeySource};
+use mqtt_sec_auth::jwt::{BackgroundKeySource, KeyFetcher, KeySet, KeySource};
 
 /// What identifies an endpoint: equal settings share one running endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,10 +147,10 @@ impl Endpoints {
     ///
     /// # Errors
     /// The fetcher could not be made or its thread not spawned.
-    pub(crate) fn get(
+    pub(crate) fn get<F: KeyFetcher + 'static>(
         &self,
         settings: EndpointSettings,
-        build: impl FnOnce() -> Result<HttpsKeyFetcher, String>,
+        build: impl FnOnce() -> Result<F, String>,
     ) -> Result<Arc<Endpoint>, String> {
         let mut running = self
             .running
@@ -177,5 +177,77 @@ impl Endpoints {
         });
         running.push(Arc::downgrade(&endpoint));
         Ok(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn settings(url: &str) -> EndpointSettings {
+        EndpointSettings {
+            url: url.to_owned(),
+            ca_pem: None,
+            pins: Vec::new(),
+            refresh: Duration::from_secs(3600),
+            max_staleness: Duration::from_secs(3600),
+            min_refetch: Duration::from_secs(30),
+        }
+    }
+
+    fn empty() -> Result<impl KeyFetcher, String> {
+        Ok(|| KeySet::from_jwks_json(r#"{"keys": []}"#).map_err(Into::into))
+    }
+
+    fn running(endpoints: &Endpoints) -> usize {
+        endpoints.running.lock().unwrap().len()
+    }
+
+    #[test]
+    fn equal_settings_share_an_endpoint_and_dropped_ones_are_forgotten() {
+        let endpoints = Endpoints::default();
+        let a = endpoints.get(settings("https://a"), empty).unwrap();
+        let again = endpoints
+            .get(
+                settings("https://a"),
+                || -> Result<fn() -> Result<KeySet, KeySourceError>, String> {
+                    Err("not built: the running one is shared".into())
+                },
+            )
+            .unwrap();
+        assert!(Arc::ptr_eq(&a, &again));
+        drop((a, again));
+        let _b = endpoints.get(settings("https://b"), empty).unwrap();
+        assert_eq!(running(&endpoints), 1, "the dropped endpoint is forgotten");
+    }
+
+    #[test]
+    fn a_report_names_a_new_set_once_and_a_condition_once() {
+        let endpoints = Endpoints::default();
+        let endpoint = endpoints.get(settings("https://a"), empty).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while endpoint.source.status().attempts == 0 {
+            assert!(Instant::now() < end);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let now = SystemTime::now();
+        let first = endpoint.report(now);
+        assert!(first.new_set);
+        let (condition, line) = first.line.unwrap();
+        assert_eq!(condition, Condition::Fresh);
+        assert!(line.contains("JWKS https://a: 0 keys fetched"), "{line}");
+        let second = endpoint.report(now);
+        assert!(!second.new_set, "the same set is no news");
+        assert!(second.line.is_none());
+        // Past the maximum staleness the condition changes, once.
+        let late = now + Duration::from_secs(7200);
+        let (condition, line) = endpoint.report(late).line.unwrap();
+        assert_eq!(condition, Condition::Refusing);
+        assert!(
+            line.contains("tokens from this endpoint are refused"),
+            "{line}"
+        );
+        assert!(endpoint.report(late).line.is_none());
     }
 }

@@ -105,6 +105,7 @@ mod tests {
             }
         );
         assert_eq!(first[2].payload, b"995");
+        assert_eq!(first[15].topic, "$SYS/broker/mqtt-sec/lockouts_active");
         assert!(publisher.due(&policy, counters, at(9)).is_empty());
         assert_eq!(publisher.due(&policy, counters, at(10)).len(), 16);
         // A clock stepped back publishes again rather than going quiet.

@@ -154,6 +154,7 @@ mod tests {
         let counters = Counters {
             lockouts_started: 3,
             signatures_refused: 7,
+            lockouts_active: 4,
             ..Counters::default()
         };
         let text = exposition(&counters, 2);
@@ -162,6 +163,10 @@ mod tests {
         ));
         assert!(text.contains("\nmqtt_sec_signatures_refused_total 7\n"));
         assert!(text.contains("# TYPE mqtt_sec_sessions gauge\nmqtt_sec_sessions 2\n"));
+        assert!(text.contains(
+            "# HELP mqtt_sec_lockouts_active User name and address pairs, and addresses, locked out now.\n\
+             # TYPE mqtt_sec_lockouts_active gauge\nmqtt_sec_lockouts_active 4\n"
+        ));
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(samples.len(), 17);
         for sample in samples {
