@@ -741,7 +741,7 @@ impl Plugin {
                 self.log.log(level, &format!("{PREFIX}{line}"));
             }
         }
-        if new_set && self.session_count.load(Ordering::Acquire) > 0 {
+        if new_set {
             self.revoke_withdrawn(&state, now, "its JWKS endpoint");
         }
     }

@@ -91,17 +91,24 @@ fn serve(stream: TcpStream, counters: Counters, sessions: usize) -> std::io::Res
     let mut reader = BufReader::new(stream.try_clone()?.take(MAX_HEAD));
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
-    // The rest of the head, up to its blank line (or the bound); a blank
-    // request line is a head already over.
+    // The rest of the head, up to its blank line; a blank request line is
+    // a head already over. A head that reaches the bound first is refused.
     let mut line = String::new();
-    while !request_line.trim().is_empty() {
+    let mut complete = request_line.trim().is_empty();
+    while !complete {
         line.clear();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+        if reader.read_line(&mut line)? == 0 {
             break;
         }
+        complete = line == "\r\n" || line == "\n";
     }
+    let too_large = !complete && reader.get_ref().limit() == 0;
     let mut parts = request_line.split_ascii_whitespace();
     let (status, body) = match (parts.next(), parts.next()) {
+        _ if too_large => (
+            "431 Request Header Fields Too Large",
+            "the request head is over 8 KiB\n".to_owned(),
+        ),
         (Some("GET"), Some("/metrics")) => ("200 OK", exposition(&counters, sessions)),
         (Some("GET"), Some(_)) => ("404 Not Found", "not found: GET /metrics\n".to_owned()),
         _ => ("405 Method Not Allowed", "GET /metrics only\n".to_owned()),
@@ -112,7 +119,14 @@ fn serve(stream: TcpStream, counters: Counters, sessions: usize) -> std::io::Res
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    stream.flush()
+    stream.flush()?;
+    // A lingering close: what the client sent beyond the head is read (up
+    // to a bound, within the read timeout) after our half-close, so that
+    // closing with unread input does not reset the connection and lose
+    // the answer.
+    stream.shutdown(std::net::Shutdown::Write)?;
+    std::io::copy(&mut (&stream).take(64 * 1024), &mut std::io::sink())?;
+    Ok(())
 }
 
 /// The text exposition of `counters` and the session gauge.
@@ -204,6 +218,15 @@ mod tests {
         assert!(get(address, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(address, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
         assert!(get(address, "\r\n").starts_with("HTTP/1.1 405"));
+        // A head of 5,000 bytes is read; one over 8 KiB is refused.
+        let header = |len: usize| {
+            format!(
+                "GET /metrics HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+                "p".repeat(len)
+            )
+        };
+        assert!(get(address, &header(5000)).starts_with("HTTP/1.1 200"));
+        assert!(get(address, &header(9000)).starts_with("HTTP/1.1 431"));
         drop(exporter);
         std::thread::sleep(Duration::from_millis(100));
         assert!(TcpStream::connect(address).is_err(), "the port is closed");

@@ -375,4 +375,14 @@ fn require_owner_refuses_a_key_set_with_an_unowned_key() {
     std::fs::write(&config, text).unwrap();
     let error = s.plugin.reload(&[]).unwrap_err().to_string();
     assert!(error.contains("mqtt_owner is not a user name"), "{error}");
+    std::fs::write(
+        s.dir.path().join("signing.jwks"),
+        set.replace("\"mqtt_owner\":\"dev-1\"", "\"mqtt_owner\":\"\""),
+    )
+    .unwrap();
+    let error = s.plugin.reload(&[]).unwrap_err().to_string();
+    assert!(
+        error.contains("mqtt_owner is not a user name"),
+        "empty: {error}"
+    );
 }

@@ -361,3 +361,25 @@ fn configuration_errors_name_their_field() {
         assert!(error.reason.contains(reason), "{jwt}: {error}");
     }
 }
+
+/// Only an endpoint's unknown `kid` is spared by the lockout: with keys
+/// from a file, a token naming a key the file lacks is the client's
+/// failure, and guessing continues to be counted.
+#[test]
+fn an_unknown_kid_of_a_key_file_counts_towards_the_lockout() {
+    let (a, b) = (Key::new("a"), Key::new("b"));
+    let s = plugin_setup::setup_with(
+        "[acl]\nallow_all = true\n",
+        &[("issuer.jwks", &jwks(&[&a]))],
+        "[[auth]]\nmethod = \"jwt\"\naudience = [\"broker\"]\nissuer_keys = \"issuer.jwks\"\n",
+    );
+    for _ in 0..5 {
+        let token = b.token("dev-1");
+        let verdict = s
+            .plugin
+            .authenticate_at(&token_login(1, "dev-1", &token), SystemTime::now());
+        assert!(!allowed(&verdict));
+    }
+    assert!(s.lines.last().contains("unknown kid"), "{}", s.lines.last());
+    assert_eq!(s.plugin.counters().lockouts_started, 1);
+}

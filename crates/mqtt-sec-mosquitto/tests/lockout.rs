@@ -322,6 +322,10 @@ fn logins_accesses_and_active_lockouts_are_counted() {
         AclVerdict::Allow
     );
     assert_eq!(
+        s.plugin.authorize_at(&publish("ok/2"), at(20)),
+        AclVerdict::Allow
+    );
+    assert_eq!(
         s.plugin.authorize_at(&publish("no/1"), at(20)),
         AclVerdict::Deny
     );
