@@ -46,13 +46,23 @@ pub enum HttpsFetchError {
 /// ```no_run
 /// use std::sync::Arc;
 /// use mqtt_sec_auth::jwt::{HttpsKeyFetcher, KeyFetcher};
+/// use rustls_pki_types::pem::PemObject as _;
 ///
-/// # fn tls() -> Arc<rustls::ClientConfig> { unimplemented!() }
-/// // tls(): a rustls ClientConfig, e.g. mqtt_sec_tls::ClientTls::builder(..)
-/// //     .trust(roots).pins(pins).no_identity().build()?.config()
-/// let fetcher = HttpsKeyFetcher::new("https://issuer.example/.well-known/jwks.json", tls())?;
+/// // Here plain rustls with the identity provider's CA; with pins, build
+/// // it with mqtt_sec_tls::ClientTls (trust, pins, no_identity, build).
+/// let mut roots = rustls::RootCertStore::empty();
+/// for ca in rustls_pki_types::CertificateDer::pem_file_iter("idp-ca.pem")? {
+///     roots.add(ca?)?;
+/// }
+/// let provider = Arc::new(rustls::crypto::ring::default_provider());
+/// let tls = rustls::ClientConfig::builder_with_provider(provider)
+///     .with_safe_default_protocol_versions()?
+///     .with_root_certificates(roots)
+///     .with_no_client_auth();
+/// let fetcher =
+///     HttpsKeyFetcher::new("https://issuer.example/.well-known/jwks.json", Arc::new(tls))?;
 /// let keys = fetcher.fetch()?;
-/// # Ok::<(), mqtt_sec_auth::KeySourceError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct HttpsKeyFetcher {
     url: String,
