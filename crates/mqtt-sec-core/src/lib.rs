@@ -7,7 +7,13 @@ mod cause;
 #[cfg(feature = "ed25519")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ed25519")))]
 pub mod ed25519;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub mod encrypted_key;
 pub mod fs;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub mod passphrase;
 pub mod text;
 #[cfg(feature = "thumbprint")]
 #[cfg_attr(docsrs, doc(cfg(feature = "thumbprint")))]
