@@ -258,6 +258,12 @@ pub enum JwtError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JwtKeyError {
+    /// An encrypted private key could not be read or decrypted (wrong
+    /// passphrase, weak or unsupported encryption, malformed file).
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    #[error(transparent)]
+    Encrypted(#[from] crate::encrypted_key::EncryptedKeyError),
     /// The input is over the size limit.
     #[error("key input larger than {max} bytes")]
     TooLarge {

@@ -21,4 +21,10 @@ pub use error::{
 };
 #[cfg(feature = "rumqttc")]
 pub use error::{CredentialError, RefreshError};
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub use mqtt_sec_core::encrypted_key;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
 pub use secrecy::{self, SecretString};

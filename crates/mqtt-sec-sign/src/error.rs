@@ -239,6 +239,12 @@ pub enum KeyError {
     /// The PEM or PKCS#8 data is not an Ed25519 private key.
     #[error("not a PKCS#8 Ed25519 private key")]
     Pkcs8,
+    /// An encrypted key could not be read or decrypted (wrong passphrase,
+    /// weak or unsupported encryption, malformed file).
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    #[error(transparent)]
+    Encrypted(#[from] crate::encrypted_key::EncryptedKeyError),
     /// The JWK or JWK Set is larger than 1 MiB.
     #[error("JWK input larger than {max} bytes")]
     TooLarge {

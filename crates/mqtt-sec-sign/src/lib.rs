@@ -30,6 +30,12 @@ pub use error::{KeyError, KeyRejected, MalformedEnvelope, SignError, TopicNameEr
 pub use keys::{KeySet, TrustedKey};
 pub use kid::Kid;
 pub use mqtt_sec_core::Cause;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub use mqtt_sec_core::encrypted_key;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
 pub use sequence::{FileSequenceStore, SequenceStore};
 pub use signer::Signer;
 pub use verifier::{

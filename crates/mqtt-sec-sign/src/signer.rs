@@ -134,6 +134,65 @@ impl Signer {
             .map_err(|_| KeyError::Pkcs8)
     }
 
+    /// A signer from an encrypted PKCS#8 PEM key (`-----BEGIN ENCRYPTED
+    /// PRIVATE KEY-----`, as `openssl pkcs8 -topk8 -v2 aes-256-cbc -iter
+    /// 600000` or `mqtt-sec keygen --encrypt` write it). Keys with weak
+    /// key derivation are refused (see [`encrypted_key`](crate::encrypted_key));
+    /// decrypt such a key through its `dangerous()` door and give the
+    /// result to [`Signer::from_pkcs8_der`].
+    ///
+    /// ```
+    /// use mqtt_sec_sign::encrypted_key::{EncryptedKey, Kdf};
+    /// use mqtt_sec_sign::{KeyError, Passphrase, Signer};
+    /// # use mqtt_sec_sign::ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    /// # let key = mqtt_sec_sign::ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    /// # let der = key.to_pkcs8_der()?;
+    /// # let encrypted = EncryptedKey::encrypt(der.as_bytes(), &Passphrase::new("hunter22".to_owned().into())?, Kdf::scrypt_interactive())?;
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("envelope.key"), encrypted.to_pem())?;
+    /// # std::fs::write(dir.path().join("passphrase"), "hunter22\n")?;
+    /// let (key_file, passphrase_file) = (dir.path().join("envelope.key"), dir.path().join("passphrase"));
+    /// let passphrase = Passphrase::from_file(&passphrase_file)?;
+    /// let signer = Signer::from_encrypted_pem(&std::fs::read(&key_file)?, &passphrase)?;
+    ///
+    /// let wrong = Passphrase::new("hunter23".to_owned().into())?;
+    /// let refused = Signer::from_encrypted_pem(&std::fs::read(&key_file)?, &wrong);
+    /// assert!(matches!(refused, Err(KeyError::Encrypted(_))));
+    /// # let _ = signer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`KeyError::Encrypted`] (wrong passphrase, weak, unsupported or
+    /// malformed encryption), [`KeyError::Pkcs8`] if the decrypted key is
+    /// not Ed25519.
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    pub fn from_encrypted_pem(
+        pem: &[u8],
+        passphrase: &crate::Passphrase,
+    ) -> Result<Self, KeyError> {
+        Self::from_encrypted_key(
+            &crate::encrypted_key::EncryptedKey::from_pem(pem)?,
+            passphrase,
+        )
+    }
+
+    /// A signer from an encrypted key already parsed (read with
+    /// [`EncryptedKey::from_file`](crate::encrypted_key::EncryptedKey::from_file),
+    /// PEM or DER).
+    ///
+    /// # Errors
+    /// As [`Signer::from_encrypted_pem`].
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    pub fn from_encrypted_key(
+        key: &crate::encrypted_key::EncryptedKey,
+        passphrase: &crate::Passphrase,
+    ) -> Result<Self, KeyError> {
+        Self::from_pkcs8_der(key.decrypt(passphrase)?.expose_secret())
+    }
+
     /// Uses `kid` instead of the thumbprint.
     #[must_use]
     pub fn with_kid(mut self, kid: Kid) -> Self {

@@ -144,6 +144,59 @@ pub fn openssl_pkcs8_der(plain_pem: &[u8]) -> Result<Vec<u8>> {
     read(&output)
 }
 
+/// The key types the tests generate with [`openssl_genpkey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyType {
+    /// Ed25519.
+    Ed25519,
+    /// ECDSA on P-256.
+    P256,
+    /// ECDSA on P-384.
+    P384,
+    /// RSA, 2048 bits.
+    Rsa2048,
+}
+
+impl KeyType {
+    fn genpkey_args(self) -> &'static [&'static str] {
+        match self {
+            KeyType::Ed25519 => &["-algorithm", "ed25519"],
+            KeyType::P256 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            KeyType::P384 => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
+            KeyType::Rsa2048 => &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        }
+    }
+}
+
+/// A fresh plain private key of `key_type` from `openssl genpkey`, as
+/// PKCS#8 PEM.
+///
+/// # Errors
+/// As [`openssl_encrypt`].
+pub fn openssl_genpkey(key_type: KeyType) -> Result<Vec<u8>> {
+    let mut args = vec!["genpkey"];
+    args.extend(key_type.genpkey_args());
+    Ok(tool::OPENSSL.run(args)?.stdout)
+}
+
+/// The public key of the private key in `plain_pem`, as openssl derives it:
+/// a SubjectPublicKeyInfo, PEM (`der` false) or DER.
+///
+/// # Errors
+/// As [`openssl_encrypt`].
+pub fn openssl_public_key(plain_pem: &[u8], der: bool) -> Result<Vec<u8>> {
+    let dir = tempdir()?;
+    let input = dir.path().join("in.pem");
+    write(&input, plain_pem)?;
+    let input = input.display().to_string();
+    let mut args = vec!["pkey", "-in", &input, "-pubout"];
+    if der {
+        args.extend(["-outform", "DER"]);
+    }
+    Ok(tool::OPENSSL.run(args)?.stdout)
+}
+
 fn tempdir() -> Result<tempfile::TempDir> {
     tempfile::tempdir().map_err(|source| Error::Io {
         context: "creating a temporary directory",

@@ -81,6 +81,56 @@ impl SigningKey {
         }
     }
 
+    /// An encrypted PKCS#8 PEM private key (`ENCRYPTED PRIVATE KEY`:
+    /// Ed25519, P-256 or RSA), as `openssl pkcs8 -topk8 -v2 aes-256-cbc
+    /// -iter 600000` or `mqtt-sec keygen --encrypt` write it. Keys with
+    /// weak key derivation are refused (see [`crate::encrypted_key`]).
+    ///
+    /// ```
+    /// use mqtt_sec_auth::encrypted_key::{EncryptedKey, Kdf};
+    /// use mqtt_sec_auth::jwt::SigningKey;
+    /// use mqtt_sec_auth::{JwtKeyError, Passphrase};
+    /// # let (_, der) = SigningKey::generate_ed25519()?;
+    /// # let passphrase = Passphrase::new("hunter22".to_owned().into())?;
+    /// # let pem = EncryptedKey::encrypt(&der, &passphrase, Kdf::scrypt_interactive())?.to_pem();
+    /// let key = SigningKey::from_encrypted_pem(pem.as_bytes(), &passphrase)?;
+    /// assert_eq!(key.algorithm(), mqtt_sec_auth::jwt::Algorithm::EdDSA);
+    ///
+    /// let wrong = Passphrase::new("hunter23".to_owned().into())?;
+    /// let refused = SigningKey::from_encrypted_pem(pem.as_bytes(), &wrong);
+    /// assert!(matches!(refused, Err(JwtKeyError::Encrypted(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`JwtKeyError::Encrypted`], and as [`SigningKey::from_pkcs8_der`].
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    pub fn from_encrypted_pem(
+        pem: &[u8],
+        passphrase: &crate::Passphrase,
+    ) -> Result<Self, JwtKeyError> {
+        Self::from_encrypted_key(
+            &crate::encrypted_key::EncryptedKey::from_pem(pem)?,
+            passphrase,
+        )
+    }
+
+    /// A private key from an encrypted key already parsed (read with
+    /// [`EncryptedKey::from_file`](crate::encrypted_key::EncryptedKey::from_file),
+    /// PEM or DER).
+    ///
+    /// # Errors
+    /// As [`SigningKey::from_encrypted_pem`].
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    pub fn from_encrypted_key(
+        key: &crate::encrypted_key::EncryptedKey,
+        passphrase: &crate::Passphrase,
+    ) -> Result<Self, JwtKeyError> {
+        Self::from_pkcs8_der(key.decrypt(passphrase)?.expose_secret())
+    }
+
     /// A PKCS#8 DER private key: Ed25519, P-256 or RSA.
     ///
     /// # Errors
