@@ -64,6 +64,21 @@ pub enum TlsError {
         "the private key does not match the first certificate of the chain: check that the key file and certificate file belong together"
     )]
     KeyMismatch,
+    /// An encrypted private key could not be decrypted: a wrong
+    /// passphrase ([`EncryptedKeyError::WrongPassphrase`]), weak or
+    /// unsupported encryption, or a damaged file (match on `source`).
+    ///
+    /// [`EncryptedKeyError::WrongPassphrase`]: crate::encrypted_key::EncryptedKeyError::WrongPassphrase
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    #[error("{origin}: cannot decrypt the private key")]
+    EncryptedKey {
+        /// The file or "key PEM".
+        origin: String,
+        /// Why.
+        #[source]
+        source: crate::encrypted_key::EncryptedKeyError,
+    },
     /// The name to verify is not a DNS name or IP address.
     #[error("{0:?} is not a valid DNS name or IP address to verify the server against")]
     InvalidServerName(String),

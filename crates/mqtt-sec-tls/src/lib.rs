@@ -25,6 +25,12 @@ pub use client_config::{Alpn, ClientTls, ClientTlsBuilder, ClientTlsOptions, Wan
 pub use error::{Cause, Chain, ReadError, TlsError};
 pub use explain::explain;
 pub use identity::Identity;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub use mqtt_sec_core::encrypted_key;
+#[cfg(feature = "encrypted-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;
 pub use roots::TrustRoots;

@@ -86,7 +86,45 @@ impl ReloadableIdentity {
         provider: Arc<CryptoProvider>,
     ) -> Result<Arc<Self>, TlsError> {
         let paths = vec![chain.as_ref().to_owned(), key.as_ref().to_owned()];
-        let parse = move |paths: &[PathBuf]| parse_identity(paths, &provider);
+        let parse = move |paths: &[PathBuf]| {
+            parse_identity(paths, &provider, |chain, key| {
+                Identity::from_pem_files(chain, key)
+            })
+        };
+        Ok(Arc::new(Self {
+            files: Reloading::new(paths, Box::new(parse), "tls identity")?,
+        }))
+    }
+
+    /// Loads a PEM chain file and an encrypted PKCS#8 key file (as
+    /// [`Identity::from_encrypted_pem_files`] reads them) once; they must be
+    /// valid now. The passphrase is kept, in its zeroizing form, to decrypt
+    /// rotated keys: every rotation pays the key derivation once (about
+    /// 0.1 to 1 s at the default costs, on the thread of the handshake that
+    /// notices the change, or of [`ReloadableIdentity::reload`]); handshakes
+    /// between rotations only hash the files, as for plain keys.
+    ///
+    /// A rotated key must be encrypted with the same passphrase and strong
+    /// parameters: a plain, weakly encrypted or otherwise undecryptable key
+    /// is refused and the previous identity stays in use.
+    ///
+    /// # Errors
+    /// As [`Identity::from_encrypted_pem_files`], and
+    /// [`TlsError::KeyMismatch`].
+    #[cfg(feature = "encrypted-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+    pub fn from_encrypted_pem_files(
+        chain: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+        passphrase: crate::Passphrase,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<Self>, TlsError> {
+        let paths = vec![chain.as_ref().to_owned(), key.as_ref().to_owned()];
+        let parse = move |paths: &[PathBuf]| {
+            parse_identity(paths, &provider, |chain, key| {
+                Identity::from_encrypted_pem_files(chain, key, &passphrase)
+            })
+        };
         Ok(Arc::new(Self {
             files: Reloading::new(paths, Box::new(parse), "tls identity")?,
         }))
@@ -391,17 +429,19 @@ fn load_consistent<T>(paths: &[PathBuf], parse: &Parser<T>) -> Result<([u8; 32],
     Ok((if after == before { before } else { [0u8; 32] }, value))
 }
 
-/// A chain file and a key file: both parse and the key matches.
+/// A chain file and a key file: both parse (with `read`) and the key
+/// matches.
 fn parse_identity(
     paths: &[PathBuf],
     provider: &Arc<CryptoProvider>,
+    read: impl FnOnce(&Path, &Path) -> Result<Identity, TlsError>,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
     let [chain, key] = paths else {
         return Err(TlsError::Unsupported(
             "an identity is a chain file and a key file",
         ));
     };
-    let identity = Identity::from_pem_files(chain, key)?;
+    let identity = read(chain, key)?;
     let certified = CertifiedKey::from_der(identity.chain, identity.key, provider)
         .map_err(|e| pairing_error(e, &key.display().to_string()))?;
     Ok(Arc::new(certified))
