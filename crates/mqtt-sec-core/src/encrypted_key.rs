@@ -82,13 +82,13 @@ pub enum EncryptedKeyError {
     },
     /// The key is a plain, unencrypted private key.
     #[error(
-        "the private key is not encrypted: read it as a plain key, or encrypt it with `mqtt-sec key encrypt`"
+        "the private key is not encrypted: read it as a plain key, or encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter 600000`"
     )]
     NotEncrypted,
     /// OpenSSL's legacy PEM encryption (`Proc-Type: 4,ENCRYPTED` with
     /// `DEK-Info`), whose key derivation is a single MD5.
     #[error(
-        "legacy PEM encryption (Proc-Type/DEK-Info, an MD5 key derivation) is not supported: convert the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc -iter 600000` or `mqtt-sec key encrypt`"
+        "legacy PEM encryption (Proc-Type/DEK-Info, an MD5 key derivation) is not supported: convert the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter 600000` (see docs/keys.md)"
     )]
     LegacyPemEncryption,
     /// Not an `ENCRYPTED PRIVATE KEY` (truncated, altered structure, other
@@ -96,12 +96,14 @@ pub enum EncryptedKeyError {
     #[error("not an encrypted PKCS#8 private key: {0}")]
     Malformed(String),
     /// An algorithm outside PBES2 with PBKDF2 (HMAC-SHA-2) or scrypt and AES.
-    #[error("unsupported key encryption: {0}; re-encrypt the key with `mqtt-sec key encrypt`")]
+    #[error(
+        "unsupported key encryption: {0}; re-encrypt the key with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter 600000`"
+    )]
     Unsupported(String),
     /// Key derivation too cheap to slow down guessing; refused unless the
     /// caller goes through [`EncryptedKey::dangerous`].
     #[error(
-        "the key's encryption is too weak ({kdf}; the minimum is {minimum}): re-encrypt it with `mqtt-sec key encrypt`"
+        "the key's encryption is too weak ({kdf}; the minimum is {minimum}): re-encrypt it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter 600000`"
     )]
     WeakParameters {
         /// What the file uses.
@@ -498,7 +500,8 @@ impl EncryptedKey {
 /// Decryption that accepts weak key-derivation parameters, for keys that
 /// cannot be re-encrypted yet (an openssl 3 `genpkey -aes256` key has 2048
 /// PBKDF2 iterations). The maxima still apply. Re-encrypt such a key with
-/// `mqtt-sec key encrypt` as soon as you can.
+/// `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter
+/// 600000` (docs/keys.md) as soon as you can.
 #[derive(Debug)]
 pub struct DangerousEncryptedKey<'a>(&'a EncryptedKey);
 

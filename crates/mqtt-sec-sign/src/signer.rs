@@ -136,7 +136,7 @@ impl Signer {
 
     /// A signer from an encrypted PKCS#8 PEM key (`-----BEGIN ENCRYPTED
     /// PRIVATE KEY-----`, as `openssl pkcs8 -topk8 -v2 aes-256-cbc -iter
-    /// 600000` or `mqtt-sec keygen --encrypt` write it). Keys with weak
+    /// 600000` writes it). Keys with weak
     /// key derivation are refused (see [`encrypted_key`](crate::encrypted_key));
     /// decrypt such a key through its `dangerous()` door and give the
     /// result to [`Signer::from_pkcs8_der`].

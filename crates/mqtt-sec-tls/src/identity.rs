@@ -65,7 +65,7 @@ impl Identity {
 
     /// Reads a PEM chain file and an encrypted PKCS#8 key file (PEM
     /// `ENCRYPTED PRIVATE KEY` or DER, as `openssl pkcs8 -topk8 -v2
-    /// aes-256-cbc -iter 600000` or `mqtt-sec key encrypt` write it),
+    /// aes-256-cbc -iter 600000` writes it),
     /// decrypting the key with `passphrase`. The decrypted key then lives in
     /// memory as a plain key's does, for as long as the configuration.
     ///

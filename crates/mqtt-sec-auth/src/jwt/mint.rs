@@ -83,7 +83,7 @@ impl SigningKey {
 
     /// An encrypted PKCS#8 PEM private key (`ENCRYPTED PRIVATE KEY`:
     /// Ed25519, P-256 or RSA), as `openssl pkcs8 -topk8 -v2 aes-256-cbc
-    /// -iter 600000` or `mqtt-sec keygen --encrypt` write it. Keys with
+    /// -iter 600000` writes it. Keys with
     /// weak key derivation are refused (see [`crate::encrypted_key`]).
     ///
     /// ```
