@@ -9,6 +9,7 @@
 
 mod commands;
 mod io;
+mod passphrase;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,10 @@ enum Command {
     /// Make a private key (PKCS#8 PEM) and print its kid: Ed25519 (envelopes
     /// and JWTs) or P-256 (JWTs, TLS client certificates).
     Keygen(KeygenArgs),
+    /// Encrypt or decrypt a PKCS#8 private key (PBES2: PBKDF2-HMAC-SHA256
+    /// or scrypt, AES-256-CBC), the passphrase from a file or the terminal.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Sign a payload for a topic: writes the COSE_Sign1 envelope.
     Sign(SignArgs),
     /// Verify an envelope for a topic: writes the payload.
@@ -99,6 +104,70 @@ struct KeygenArgs {
     /// JWK's `mqtt_topics` (repeat for several; Ed25519 only).
     #[arg(long = "topic", value_name = "FILTER", requires = "public")]
     topics: Vec<String>,
+    /// Write the key encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`), under a
+    /// passphrase from --passphrase-file or typed twice at the terminal.
+    #[arg(long)]
+    encrypt: bool,
+    /// The file holding the passphrase (one line), with --encrypt.
+    #[arg(long, value_name = "FILE", requires = "encrypt")]
+    passphrase_file: Option<PathBuf>,
+    /// The key derivation, with --encrypt.
+    #[arg(long, value_enum, default_value_t = KdfChoice::Pbkdf2, requires = "encrypt")]
+    kdf: KdfChoice,
+}
+
+/// How a passphrase becomes the key that encrypts a private key.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum KdfChoice {
+    /// PBKDF2-HMAC-SHA256, 600,000 iterations (OWASP's figure).
+    Pbkdf2,
+    /// scrypt N = 2^14, r = 8, p = 1 (16 MiB; what `openssl pkcs8 -scrypt`
+    /// writes and the most openssl reads by default).
+    Scrypt,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Encrypt a PKCS#8 private key, or re-encrypt an encrypted one under a
+    /// new passphrase (and strong parameters, whatever its own were).
+    Encrypt(KeyEncryptArgs),
+    /// Write the plain PKCS#8 key of an encrypted one, for a tool that
+    /// cannot read encrypted keys.
+    Decrypt(KeyDecryptArgs),
+}
+
+#[derive(Args, Debug)]
+struct KeyEncryptArgs {
+    /// The key: a plain PKCS#8 `PRIVATE KEY` or an `ENCRYPTED PRIVATE KEY`.
+    #[arg(long = "in", value_name = "KEY.pem")]
+    input: PathBuf,
+    /// Where to write the encrypted key (refused if it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// The file holding the new passphrase (default: typed twice at the
+    /// terminal).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// The file holding the current passphrase of an encrypted key
+    /// (default: typed at the terminal).
+    #[arg(long, value_name = "FILE")]
+    old_passphrase_file: Option<PathBuf>,
+    /// The key derivation.
+    #[arg(long, value_enum, default_value_t = KdfChoice::Pbkdf2)]
+    kdf: KdfChoice,
+}
+
+#[derive(Args, Debug)]
+struct KeyDecryptArgs {
+    /// The encrypted key.
+    #[arg(long = "in", value_name = "KEY.pem")]
+    input: PathBuf,
+    /// Where to write the plain key (mode 0600, refused if it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// The file holding the passphrase (default: typed at the terminal).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,9 +183,13 @@ enum KeyAlg {
 
 #[derive(Args, Debug)]
 struct SignArgs {
-    /// Ed25519 private key (PKCS#8 PEM).
+    /// Ed25519 private key (PKCS#8 PEM, plain or encrypted).
     #[arg(long)]
     key: PathBuf,
+    /// The file holding the passphrase of an encrypted --key (default:
+    /// typed at the terminal).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// The MQTT topic the envelope is bound to.
     #[arg(long)]
     topic: String,
@@ -164,9 +237,13 @@ enum JwtCommand {
 
 #[derive(Args, Debug)]
 struct JwtMintArgs {
-    /// Private key PEM (PKCS#8, or PKCS#1 RSA).
+    /// Private key PEM (PKCS#8, plain or encrypted, or PKCS#1 RSA).
     #[arg(long)]
     key: PathBuf,
+    /// The file holding the passphrase of an encrypted --key (default:
+    /// typed at the terminal).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     /// `sub`: the client id the token is for.
     #[arg(long)]
     sub: String,
@@ -312,6 +389,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Pin(args) => commands::pin::run(&args, json),
         Command::Keygen(args) => commands::envelope::keygen(&args, json),
+        Command::Key(KeyCommand::Encrypt(args)) => commands::key::encrypt(&args, json),
+        Command::Key(KeyCommand::Decrypt(args)) => commands::key::decrypt(&args),
         Command::Sign(args) => commands::envelope::sign(&args),
         Command::Verify(args) => commands::envelope::verify(&args),
         Command::Jwt(JwtCommand::Mint(args)) => commands::jwt::mint(&args),

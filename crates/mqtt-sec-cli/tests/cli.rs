@@ -4,65 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use mqtt_sec_auth::secrecy::ExposeSecret;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use mqtt_sec_testkit::{CertSpec, Mosquitto, PasswordFile, TestPki, TlsListener, in_ci, or_skip};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stdout_bytes: Vec<u8>,
-    stderr: String,
-}
-
-fn mqtt_sec(args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-sec"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("RUST_BACKTRACE", "1")
-        .spawn()
-        .unwrap();
-    // A command that fails before reading its input closes the pipe first.
-    match child.stdin.take().unwrap().write_all(stdin) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.unwrap(),
-    }
-    let out = child.wait_with_output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stdout_bytes: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
-    run
-}
-
-/// Exit status 2 with one line on stderr that mentions `needle`.
-fn input_error(args: &[&str], stdin: &[u8], needle: &str) {
-    let run = mqtt_sec(args, stdin);
-    assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-    assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
-    if !run.stderr.starts_with("error:") {
-        // Ours (clap's usage messages span lines, with a usage hint).
-        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
-    }
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap();
-    path
-}
+mod common;
+use common::{input_error, mqtt_sec, s, write};
 
 #[test]
 fn usage_errors_help_and_version() {

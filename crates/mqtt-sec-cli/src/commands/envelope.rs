@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mqtt_sec_sign::envelope::Intent;
-use mqtt_sec_sign::{KeySet, Message, SecretString, Signer, TrustedKey, Verifier};
+use mqtt_sec_sign::{KeySet, Message, Signer, TrustedKey, Verifier};
 use serde_json::json;
 
+use super::key::{self, PrivateKey};
 use super::keyfile::{self, PublicKeys};
-use crate::io::{CliError, failed, print_json, read_input, read_text, write_output, write_private};
+use crate::io::{CliError, failed, print_json, read_input, write_output, write_private};
+use crate::passphrase::{self, Purpose};
 use crate::{KeyAlg, KeygenArgs, SignArgs, VerifyArgs};
 use mqtt_sec_core::Chain;
 use zeroize::Zeroizing;
@@ -54,8 +56,14 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
         }
         jwk["mqtt_topics"] = json!(args.topics);
     }
-    let pem_text = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
-    write_private(&args.out, pem_text.as_bytes(), true)?;
+    if args.encrypt {
+        let passphrase =
+            passphrase::read(args.passphrase_file.as_deref(), Purpose::Encrypt(&args.out))?;
+        key::write_encrypted(&args.out, &der, &passphrase, args.kdf.kdf())?;
+    } else {
+        let pem_text = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
+        write_private(&args.out, pem_text.as_bytes(), true)?;
+    }
     if let Some(public) = &args.public {
         write_output(Some(public), format!("{jwk}\n").as_bytes())?;
     }
@@ -71,8 +79,11 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
 }
 
 pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
-    let signer = Signer::from_pem(&SecretString::from(read_text(&args.key)?))
-        .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
+    let signer = match key::read_private_key(&args.key, args.passphrase_file.as_deref())? {
+        PrivateKey::Pem(text) => Signer::from_pem(&text),
+        PrivateKey::Decrypted(der) => Signer::from_pkcs8_der(der.expose_secret()),
+    }
+    .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
     let payload = read_input(args.input.as_deref())?;
     let intent = if args.retained {
         Intent::Retained

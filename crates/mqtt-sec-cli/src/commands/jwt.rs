@@ -8,16 +8,20 @@ use mqtt_sec_auth::jwt::{
     Binding, ClaimsTemplate, ClientContext, DeviceKeys, KeySet, SigningKey, TokenMinter,
     TokenVerifier, TrustedKey, Validation, algorithm_name,
 };
-use mqtt_sec_auth::secrecy::{ExposeSecret, SecretSlice, SecretString};
+use mqtt_sec_auth::secrecy::{ExposeSecret, SecretSlice};
 
+use super::key::{PrivateKey, read_private_key};
 use super::keyfile::{self, PublicKeys};
 use crate::io::{CliError, failed, print_json, read_file, read_input, read_text};
 use crate::{JwtMintArgs, JwtVerifyArgs};
 use mqtt_sec_core::Chain;
 
 pub(crate) fn mint(args: &JwtMintArgs) -> Result<ExitCode, CliError> {
-    let key = SigningKey::from_pem(&SecretString::from(read_text(&args.key)?))
-        .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
+    let key = match read_private_key(&args.key, args.passphrase_file.as_deref())? {
+        PrivateKey::Pem(text) => SigningKey::from_pem(&text),
+        PrivateKey::Decrypted(der) => SigningKey::from_pkcs8_der(der.expose_secret()),
+    }
+    .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
     let mut template =
         ClaimsTemplate::new(args.sub.clone()).lifetime(Duration::from_secs(args.ttl));
     if let Some(iss) = &args.iss {

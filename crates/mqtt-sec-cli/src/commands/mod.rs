@@ -3,6 +3,7 @@
 pub(crate) mod acl;
 pub(crate) mod envelope;
 pub(crate) mod jwt;
+pub(crate) mod key;
 pub(crate) mod keyfile;
 pub(crate) mod mosquitto;
 pub(crate) mod passwd;
