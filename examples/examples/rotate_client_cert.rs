@@ -10,7 +10,9 @@
 //!
 //! With `--broker`, give the first identity with `--cert`/`--key` and the
 //! renewed one with `--next-cert`/`--next-key` (the throwaway_pki example
-//! writes both).
+//! writes both). With `--key-passphrase-file`, both keys are encrypted
+//! PKCS#8 under that passphrase, which the identity keeps for every
+//! rotation.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -163,11 +165,21 @@ async fn run(report: &mut Report, args: Args) -> Result<(), Error> {
     std::fs::create_dir_all(&dir)?;
     install(&dir, &setup.first, &setup.first)?;
     let provider = Arc::new(ring::default_provider());
-    let identity = ReloadableIdentity::from_pem_files(
-        dir.join("device.pem"),
-        dir.join("device.key"),
-        provider.clone(),
-    )?;
+    // With --key-passphrase-file, every key installed (the renewed one too)
+    // is encrypted under that passphrase, which the identity keeps.
+    let identity = match args.broker.key_passphrase()? {
+        Some(passphrase) => ReloadableIdentity::from_encrypted_pem_files(
+            dir.join("device.pem"),
+            dir.join("device.key"),
+            passphrase,
+            provider.clone(),
+        )?,
+        None => ReloadableIdentity::from_pem_files(
+            dir.join("device.pem"),
+            dir.join("device.key"),
+            provider.clone(),
+        )?,
+    };
     let builder = ClientTls::builder(provider).trust(setup.roots.clone());
     let builder = match &setup.pins {
         Some(pins) => builder.pins(pins.clone()),

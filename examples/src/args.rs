@@ -8,7 +8,7 @@ use std::time::Duration;
 use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::secrecy::ExposeSecret;
 use mqtt_sec_tls::rustls::crypto::ring;
-use mqtt_sec_tls::{ClientTls, Identity, Pin, PinSet, TrustRoots};
+use mqtt_sec_tls::{ClientTls, Identity, Passphrase, Pin, PinSet, TrustRoots};
 
 use crate::lab::Error;
 
@@ -27,9 +27,15 @@ pub struct BrokerArgs {
     /// presents it.
     #[arg(long, value_name = "FILE", requires_all = ["broker", "key"])]
     pub cert: Option<PathBuf>,
-    /// Private key (PEM) of --cert.
+    /// Private key (PEM) of --cert: plain PKCS#8, or encrypted with
+    /// --key-passphrase-file.
     #[arg(long, value_name = "FILE", requires_all = ["broker", "cert"])]
     pub key: Option<PathBuf>,
+    /// File holding the passphrase (one line) of an encrypted --key
+    /// (PKCS#8 `ENCRYPTED PRIVATE KEY`, as `mqtt-sec keygen --encrypt` or
+    /// `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub key_passphrase_file: Option<PathBuf>,
     /// The broker's pin (base64 SHA-256 of its SPKI, as `mqtt-sec pin`
     /// prints); repeat to add backup pins. Without it the pin of the
     /// certificate the broker presents is learned on the first connection
@@ -51,10 +57,22 @@ pub struct RealBroker {
     pins: PinSet,
     roots: TrustRoots,
     identity: Option<(PathBuf, PathBuf)>,
+    key_passphrase: Option<Passphrase>,
     credentials: Option<(String, SecretString)>,
 }
 
 impl BrokerArgs {
+    /// The passphrase of `--key-passphrase-file`, when given.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds no single-line passphrase.
+    pub fn key_passphrase(&self) -> Result<Option<Passphrase>, Error> {
+        Ok(match &self.key_passphrase_file {
+            Some(path) => Some(Passphrase::from_file(path)?),
+            None => None,
+        })
+    }
+
     /// The real broker named by `--broker`, or `None` for the embedded one.
     /// Learns the broker's pin when none is given.
     ///
@@ -115,6 +133,7 @@ impl BrokerArgs {
             pins,
             roots,
             identity: self.cert.clone().zip(self.key.clone()),
+            key_passphrase: self.key_passphrase()?,
             credentials,
         }))
     }
@@ -159,7 +178,8 @@ impl RealBroker {
     }
 
     /// A client configuration trusting `--ca`, requiring `pins`, and
-    /// presenting `--cert` when given.
+    /// presenting `--cert` when given (its key decrypted with
+    /// `--key-passphrase-file` when given).
     ///
     /// # Errors
     /// When a file cannot be read or the configuration is refused.
@@ -167,9 +187,12 @@ impl RealBroker {
         let builder = ClientTls::builder(Arc::new(ring::default_provider()))
             .trust(self.roots.clone())
             .pins(pins);
-        let builder = match &self.identity {
-            Some((cert, key)) => builder.identity(Identity::from_pem_files(cert, key)?),
-            None => builder.no_identity(),
+        let builder = match (&self.identity, &self.key_passphrase) {
+            (Some((cert, key)), Some(passphrase)) => {
+                builder.identity(Identity::from_encrypted_pem_files(cert, key, passphrase)?)
+            }
+            (Some((cert, key)), None) => builder.identity(Identity::from_pem_files(cert, key)?),
+            (None, _) => builder.no_identity(),
         };
         Ok(builder.build()?)
     }

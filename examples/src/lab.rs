@@ -92,7 +92,8 @@ where
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => {
             if let Err(error) = runtime.block_on(body(&mut report)) {
-                report.expect(format!("no error ({error})"), false);
+                let error: &(dyn std::error::Error + 'static) = &*error;
+                report.expect(format!("no error ({})", mqtt_sec_tls::Chain(error)), false);
             }
         }
         Err(error) => report.expect(format!("a tokio runtime ({error})"), false),

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use mqtt_sec_testkit::keys::{OpensslEncryption, openssl_encrypt};
 use mqtt_sec_testkit::{
     CertSpec, IssuedCert, Mosquitto, PasswordFile, TestPki, TlsListener, or_skip,
 };
@@ -152,6 +153,106 @@ fn focused_examples_run_against_mosquitto() {
             &["--next-cert", &renewed_chain, "--next-key", &renewed_key],
         ),
     );
+}
+
+/// The device keys encrypted by openssl (scrypt), and the passphrase file.
+fn encrypted_keys(broker: &MtlsBroker, passphrase: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let dir = broker.pki.dir();
+    let pass = dir.join("key-passphrase");
+    std::fs::write(&pass, format!("{passphrase}\n")).unwrap();
+    let mut paths = Vec::new();
+    for (cert, name) in [
+        (&broker.device, "device.key.enc"),
+        (&broker.renewed, "renewed.key.enc"),
+    ] {
+        let plain = std::fs::read(cert.key_path()).unwrap();
+        let encrypted = or_skip(openssl_encrypt(
+            &plain,
+            passphrase,
+            OpensslEncryption::Scrypt,
+        ))?;
+        let path = dir.join(name);
+        std::fs::write(&path, encrypted).unwrap();
+        paths.push(path);
+    }
+    let renewed = paths.pop().unwrap();
+    Some((paths.pop().unwrap(), renewed, pass))
+}
+
+/// `--key` given an encrypted key: presented with `--key-passphrase-file`,
+/// refused with a wrong passphrase or without one, and rotated.
+#[test]
+fn examples_take_an_encrypted_key() {
+    let Some(broker) = MtlsBroker::start() else {
+        return;
+    };
+    let Some((device_key, renewed_key, pass)) = encrypted_keys(&broker, "correct horse battery")
+    else {
+        return;
+    };
+    let chain = broker.device.chain_path().display().to_string();
+    let root = broker.pki.root().cert_path().display().to_string();
+    let with_key = |key: &Path, extra: &[&str]| {
+        let key = key.display().to_string();
+        let mut args = vec![
+            "--broker",
+            &broker.url,
+            "--ca",
+            &root,
+            "--cert",
+            &chain,
+            "--key",
+            &key,
+        ];
+        args.extend(extra);
+        run("signed_telemetry", &args)
+    };
+    let pass_flag = pass.display().to_string();
+    assert_held(
+        "signed_telemetry",
+        &with_key(&device_key, &["--key-passphrase-file", &pass_flag]),
+    );
+
+    let wrong = broker.pki.dir().join("wrong-passphrase");
+    std::fs::write(&wrong, "battery staple horse\n").unwrap();
+    let output = with_key(
+        &device_key,
+        &["--key-passphrase-file", &wrong.display().to_string()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("wrong passphrase"),
+        "{}",
+        text(&output)
+    );
+
+    let output = with_key(&device_key, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("encrypted"), "{}", text(&output));
+
+    let renewed_chain = broker.renewed.chain_path().display().to_string();
+    let device_key = device_key.display().to_string();
+    let renewed_key = renewed_key.display().to_string();
+    let output = run(
+        "rotate_client_cert",
+        &[
+            "--broker",
+            &broker.url,
+            "--ca",
+            &root,
+            "--cert",
+            &chain,
+            "--key",
+            &device_key,
+            "--key-passphrase-file",
+            &pass_flag,
+            "--next-cert",
+            &renewed_chain,
+            "--next-key",
+            &renewed_key,
+        ],
+    );
+    assert_held("rotate_client_cert", &output);
 }
 
 #[test]
@@ -308,6 +409,17 @@ fn flags_have_help_and_usage_errors_exit_2() {
         let help = run(name, &["--help"]);
         assert!(help.status.success(), "{name} --help: {}", text(&help));
     }
+    // --key-passphrase-file without --key.
+    let usage = run(
+        "pinning",
+        &[
+            "--broker",
+            "mqtts://localhost:1",
+            "--key-passphrase-file",
+            "p",
+        ],
+    );
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
     // --cert without --key, and a URL that is not mqtts://.
     let usage = run(
         "pinning",
