@@ -772,4 +772,68 @@ mod tests {
         .unwrap();
         der
     }
+
+    fn scrypt_with_cost(n: u64) -> pbes2::Kdf {
+        pbes2::ScryptParams {
+            salt: pbes2::Salt::new([1; 16]).unwrap(),
+            cost_parameter: n,
+            block_size: 8,
+            parallelization: 1,
+            key_length: None,
+        }
+        .into()
+    }
+
+    #[test]
+    fn scrypt_n_must_be_a_power_of_two_above_one() {
+        for n in [0, 1, 3, 6, 1023, 1025] {
+            assert_eq!(
+                EncryptedKey::from_der(&crafted(scrypt_with_cost(n))).unwrap_err(),
+                EncryptedKeyError::Malformed(format!("scrypt N = {n}")),
+                "N = {n}"
+            );
+        }
+        for (n, log_n) in [(2, 1), (4, 2), (1 << 14, 14)] {
+            let key = EncryptedKey::from_der(&crafted(scrypt_with_cost(n))).unwrap();
+            assert_eq!(key.kdf(), Kdf::scrypt(log_n, 8, 1), "N = {n}");
+        }
+    }
+
+    #[test]
+    fn the_interactive_scrypt_cost_is_rfc_7914s() {
+        assert_eq!(Kdf::scrypt_interactive(), Kdf::scrypt(14, 8, 1));
+        assert_eq!(Kdf::default(), Kdf::pbkdf2_sha256(600_000));
+    }
+
+    #[test]
+    fn inputs_are_bounded_at_exactly_the_maximum_length() {
+        let too_long = |e: &EncryptedKeyError| matches!(e, EncryptedKeyError::Malformed(m) if m.starts_with("longer than"));
+        for len in [MAX_ENCRYPTED_KEY_LEN - 1, MAX_ENCRYPTED_KEY_LEN] {
+            let der = EncryptedKey::from_der(&vec![0x30; len]).unwrap_err();
+            assert!(!too_long(&der), "{len}: {der}");
+            let pem = EncryptedKey::from_pem(&vec![b'a'; len]).unwrap_err();
+            assert!(!too_long(&pem), "{len}: {pem}");
+        }
+        for len in [MAX_ENCRYPTED_KEY_LEN + 1, MAX_ENCRYPTED_KEY_LEN + 2] {
+            assert!(too_long(
+                &EncryptedKey::from_der(&vec![0x30; len]).unwrap_err()
+            ));
+            assert!(too_long(
+                &EncryptedKey::from_pem(&vec![b'a'; len]).unwrap_err()
+            ));
+        }
+    }
+
+    #[test]
+    fn debug_shows_the_parameters_and_no_bytes() {
+        let key = EncryptedKey::from_der(&crafted(pbkdf2(200_000, &[1; 16]))).unwrap();
+        let shown = format!("{key:?}");
+        assert!(shown.starts_with("EncryptedKey"), "{shown}");
+        assert!(
+            shown.contains("200000") && shown.contains("Aes256Cbc"),
+            "{shown}"
+        );
+        // The ciphertext (48 bytes of 9) is not shown.
+        assert!(!shown.contains("9, 9"), "{shown}");
+    }
 }

@@ -144,17 +144,13 @@ fn strip_line_ending(bytes: &[u8]) -> &[u8] {
     }
 }
 
-#[cfg(unix)]
+/// The variable's bytes: as they are on Unix, lossily as UTF-8 elsewhere.
 fn os_bytes(value: std::ffi::OsString) -> Box<[u8]> {
-    use std::os::unix::ffi::OsStringExt as _;
-    zeroize::Zeroizing::new(value.into_vec()).as_slice().into()
-}
-
-#[cfg(not(unix))]
-fn os_bytes(value: std::ffi::OsString) -> Box<[u8]> {
-    zeroize::Zeroizing::new(value.to_string_lossy().into_owned().into_bytes())
-        .as_slice()
-        .into()
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStringExt::into_vec(value);
+    #[cfg(not(unix))]
+    let bytes = value.to_string_lossy().into_owned().into_bytes();
+    zeroize::Zeroizing::new(bytes).as_slice().into()
 }
 
 #[cfg(test)]
