@@ -11,9 +11,12 @@ pub mod ed25519;
 #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
 pub mod encrypted_key;
 pub mod fs;
-#[cfg(feature = "encrypted-keys")]
-#[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
+#[cfg(any(feature = "encrypted-keys", feature = "pkcs11"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "encrypted-keys", feature = "pkcs11"))))]
 pub mod passphrase;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub mod pkcs11;
 pub mod text;
 #[cfg(feature = "thumbprint")]
 #[cfg_attr(docsrs, doc(cfg(feature = "thumbprint")))]

@@ -11,6 +11,7 @@ mod passwords;
 mod pki;
 mod python;
 mod skip;
+mod softhsm;
 mod tool;
 pub mod vectors;
 
@@ -34,6 +35,7 @@ pub use pki::{
 };
 pub use python::PythonScript;
 pub use skip::{in_ci, or_skip};
+pub use softhsm::{SO_PIN, SoftHsm, TOKEN_LABEL, USER_PIN};
 
 /// Runs the `openssl` command line (found as the interop tests find it:
 /// `MQTT_SEC_OPENSSL`, then `PATH`) with `args` and returns its output

@@ -45,6 +45,13 @@ pub(crate) const OPENSSL: Tool = Tool {
     hint: "install it (Debian/Ubuntu: `apt-get install -y openssl`) or set MQTT_SEC_OPENSSL to the binary",
 };
 
+pub(crate) const SOFTHSM2_UTIL: Tool = Tool {
+    name: "softhsm2-util",
+    env_var: "MQTT_SEC_SOFTHSM2_UTIL",
+    extra_dirs: &[],
+    hint: "install SoftHSM 2 (Debian/Ubuntu: `apt-get install -y softhsm2`) or set MQTT_SEC_SOFTHSM2_UTIL to the binary",
+};
+
 pub(crate) const PYTHON: Tool = Tool {
     name: "python3",
     env_var: "MQTT_SEC_PYTHON",
@@ -83,9 +90,19 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        self.run_with_env(args, &[])
+    }
+
+    /// [`Tool::run`] with extra environment variables.
+    pub(crate) fn run_with_env<I, S>(&self, args: I, env: &[(&str, &OsStr)]) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let path = self.locate()?;
         let output = Command::new(&path)
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .map_err(|e| Error::io("running an external tool", &path, e))?;
         if output.status.success() {
@@ -113,7 +130,7 @@ impl Tool {
             .map_err(|e| Error::io("running an external tool", &path, e))
     }
 
-    fn missing(&self) -> Error {
+    pub(crate) fn missing(&self) -> Error {
         Error::ToolMissing {
             tool: self.name,
             hint: self.hint,
