@@ -230,6 +230,15 @@ pub enum SignError {
     /// The 64-bit sequence space is used up; rotate the key.
     #[error("sequence numbers exhausted for this key; rotate the key")]
     SequenceExhausted,
+    /// The PKCS#11 token could not sign; its
+    /// `mqtt_sec_core::pkcs11::TokenError` is the
+    /// [`source`](std::error::Error::source).
+    #[error("the PKCS#11 token could not sign")]
+    Token(#[source] Cause),
+    /// The PKCS#11 token returned a signature that does not verify with
+    /// its key's public half; it was not used.
+    #[error("the PKCS#11 token returned a signature that does not verify")]
+    TokenSignatureInvalid,
 }
 
 /// Why a key could not be loaded or registered.
@@ -239,6 +248,9 @@ pub enum KeyError {
     /// The PEM or PKCS#8 data is not an Ed25519 private key.
     #[error("not a PKCS#8 Ed25519 private key")]
     Pkcs8,
+    /// The PKCS#11 token key is not an Ed25519 key.
+    #[error("the PKCS#11 token key is not an Ed25519 key (envelopes are signed with Ed25519)")]
+    TokenKeyNotEd25519,
     /// An encrypted key could not be read or decrypted (wrong passphrase,
     /// weak or unsupported encryption, malformed file).
     #[cfg(feature = "encrypted-keys")]

@@ -45,10 +45,56 @@ const RESERVE_BLOCK: u64 = 1024;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Signer {
-    key: SigningKey,
+    key: Key,
     kid: Kid,
     clock: Arc<dyn Clock>,
     sequence: Mutex<Sequence>,
+}
+
+/// Where the private key is.
+enum Key {
+    /// In memory, zeroized on drop.
+    Memory(SigningKey),
+    /// In a PKCS#11 token; the public half kept here to check every
+    /// signature the token returns before it is used.
+    #[cfg(feature = "pkcs11")]
+    Token {
+        key: Box<mqtt_sec_core::pkcs11::TokenKey>,
+        public: VerifyingKey,
+    },
+}
+
+impl Key {
+    fn verifying_key(&self) -> VerifyingKey {
+        match self {
+            Key::Memory(key) => key.verifying_key(),
+            #[cfg(feature = "pkcs11")]
+            Key::Token { public, .. } => *public,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignError> {
+        match self {
+            Key::Memory(key) => Ok(key.sign(message).to_bytes()),
+            #[cfg(feature = "pkcs11")]
+            Key::Token { key, public } => {
+                let signature = key
+                    .sign(mqtt_sec_core::pkcs11::Scheme::Ed25519, message)
+                    .map_err(|e| SignError::Token(mqtt_sec_core::Cause::new(e)))?;
+                // A token that returns a wrong signature (a fault, a bug,
+                // another key) is caught here, not by every subscriber.
+                let signature = <[u8; 64]>::try_from(signature.as_slice())
+                    .ok()
+                    .filter(|bytes| {
+                        public
+                            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(bytes))
+                            .is_ok()
+                    })
+                    .ok_or(SignError::TokenSignatureInvalid)?;
+                Ok(signature)
+            }
+        }
+    }
 }
 
 struct Sequence {
@@ -77,6 +123,10 @@ impl fmt::Debug for Signer {
 impl Signer {
     /// A signer for `key`, with the RFC 7638 thumbprint as key id and the system clock.
     pub fn new(key: SigningKey) -> Self {
+        Self::with_key(Key::Memory(key))
+    }
+
+    fn with_key(key: Key) -> Self {
         let kid = Kid::thumbprint(&key.verifying_key());
         Self {
             key,
@@ -191,6 +241,46 @@ impl Signer {
         passphrase: &crate::Passphrase,
     ) -> Result<Self, KeyError> {
         Self::from_pkcs8_der(key.decrypt(passphrase)?.expose_secret())
+    }
+
+    /// A signer whose Ed25519 key stays in a PKCS#11 token: each envelope
+    /// is signed in the token (`CKM_EDDSA`), in the same format and with
+    /// the same key id (the RFC 7638 thumbprint of its public key) as a
+    /// key in memory, so the same [`Verifier`](crate::Verifier) checks it.
+    /// Every signature the token returns is verified before it is used.
+    ///
+    /// ```no_run
+    /// use mqtt_sec_sign::Signer;
+    /// use mqtt_sec_sign::pkcs11::{Pkcs11Uri, TokenKey};
+    /// let uri: Pkcs11Uri = "pkcs11:token=device;object=envelopes;type=private\
+    ///     ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin"
+    ///     .parse()?;
+    /// let signer = Signer::from_token(TokenKey::open(&uri, None)?)?;
+    /// let envelope = signer.sign("sensors/kitchen/temp", b"21.5")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`KeyError::TokenKeyNotEd25519`] for another kind of token key.
+    #[cfg(feature = "pkcs11")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+    pub fn from_token(key: mqtt_sec_core::pkcs11::TokenKey) -> Result<Self, KeyError> {
+        // An Ed25519 SubjectPublicKeyInfo is a fixed 12-byte prefix and the
+        // 32-byte key.
+        const PREFIX: [u8; 12] = [
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        let public = key
+            .public_key_der()
+            .strip_prefix(&PREFIX[..])
+            .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+            .filter(|_| key.kind() == mqtt_sec_core::pkcs11::KeyKind::Ed25519)
+            .and_then(|raw| VerifyingKey::from_bytes(&raw).ok())
+            .ok_or(KeyError::TokenKeyNotEd25519)?;
+        Ok(Self::with_key(Key::Token {
+            key: Box::new(key),
+            public,
+        }))
     }
 
     /// Uses `kid` instead of the thumbprint.
@@ -387,6 +477,6 @@ impl Signer {
         let iat = since_epoch(self.clock.now()).as_secs();
         let protected = envelope::protected_header(&self.kid, iat, seq, intent);
         let tbs = envelope::sig_structure(&protected, topic, payload);
-        Ok((protected, self.key.sign(&tbs).to_bytes()))
+        Ok((protected, self.key.sign(&tbs)?))
     }
 }
