@@ -27,4 +27,7 @@ pub use mqtt_sec_core::encrypted_key;
 #[cfg(feature = "encrypted-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
 pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub use mqtt_sec_core::pkcs11;
 pub use secrecy::{self, SecretString};

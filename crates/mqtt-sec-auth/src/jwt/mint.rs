@@ -81,6 +81,40 @@ impl SigningKey {
         }
     }
 
+    /// A key that stays in a PKCS#11 token: Ed25519 (EdDSA, `CKM_EDDSA`),
+    /// P-256 (ES256) or RSA (RS256), each token signature checked with the
+    /// public key before the token is handed out. The `kid` is the RFC 7638
+    /// thumbprint of the token's public key, as for a key in memory.
+    ///
+    /// ```no_run
+    /// use mqtt_sec_auth::jwt::SigningKey;
+    /// use mqtt_sec_auth::pkcs11::{Pkcs11Uri, TokenKey};
+    /// let uri: Pkcs11Uri = "pkcs11:token=device;object=jwt;type=private\
+    ///     ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin"
+    ///     .parse()?;
+    /// let key = SigningKey::from_token(TokenKey::open(&uri, None)?)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`JwtKeyError::Unsupported`] for a P-384 token key (no ES384 minting).
+    #[cfg(feature = "pkcs11")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+    pub fn from_token(key: crate::pkcs11::TokenKey) -> Result<Self, JwtKeyError> {
+        use crate::pkcs11::KeyKind;
+        let algorithm = match key.kind() {
+            KeyKind::Ed25519 => Algorithm::EdDSA,
+            KeyKind::P256 => Algorithm::ES256,
+            KeyKind::Rsa { .. } => Algorithm::RS256,
+            other => {
+                return Err(JwtKeyError::Unsupported(format!(
+                    "a {other:?} token key (EdDSA, ES256 and RS256 are minted)"
+                )));
+            }
+        };
+        Self::new(algorithm, SignMaterial::Token(Box::new(key)))
+    }
+
     /// An encrypted PKCS#8 PEM private key (`ENCRYPTED PRIVATE KEY`:
     /// Ed25519, P-256 or RSA), as `openssl pkcs8 -topk8 -v2 aes-256-cbc
     /// -iter 600000` writes it. Keys with

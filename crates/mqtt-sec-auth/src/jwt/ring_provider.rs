@@ -150,6 +150,9 @@ pub(crate) enum SignMaterial {
     Ecdsa(sig::EcdsaKeyPair),
     Rsa(sig::RsaKeyPair),
     Hmac(SecretSlice<u8>),
+    /// A key that stays in a PKCS#11 token.
+    #[cfg(feature = "pkcs11")]
+    Token(Box<mqtt_sec_core::pkcs11::TokenKey>),
 }
 
 /// Signs JWS messages with one algorithm with ring.
@@ -194,8 +197,54 @@ impl RingSigner {
             SignMaterial::Hmac(secret) => {
                 VerifyMaterial::Hmac(SecretSlice::from(secret.expose_secret().to_vec()))
             }
+            #[cfg(feature = "pkcs11")]
+            SignMaterial::Token(key) => token_public(key)?,
         })
     }
+}
+
+/// The public half of a token key, from its SubjectPublicKeyInfo.
+#[cfg(feature = "pkcs11")]
+fn token_public(key: &mqtt_sec_core::pkcs11::TokenKey) -> Result<VerifyMaterial, ErrorKind> {
+    use mqtt_sec_core::pkcs11::KeyKind;
+    let raw = match x509_parser::x509::SubjectPublicKeyInfo::from_der(key.public_key_der()) {
+        Ok(([], info)) => info.subject_public_key.data.to_vec(),
+        _ => return Err(ErrorKind::InvalidKeyFormat),
+    };
+    Ok(match key.kind() {
+        KeyKind::Ed25519 => {
+            let bytes =
+                <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| ErrorKind::InvalidEddsaKey)?;
+            VerifyMaterial::Ed25519(ed25519_key(&bytes).map_err(|_| ErrorKind::InvalidEddsaKey)?)
+        }
+        KeyKind::Rsa { .. } => {
+            let (n, e) = rsa_components(&raw)?;
+            VerifyMaterial::Rsa { n, e }
+        }
+        _ => VerifyMaterial::EcPoint(raw),
+    })
+}
+
+/// Signs in the token, and checks the signature with the key's public half
+/// before it leaves: a faulty token (or an RSA-CRT fault) is caught here.
+#[cfg(feature = "pkcs11")]
+fn token_sign(
+    key: &mqtt_sec_core::pkcs11::TokenKey,
+    algorithm: Algorithm,
+    msg: &[u8],
+) -> Option<Vec<u8>> {
+    use mqtt_sec_core::pkcs11::Scheme;
+    let scheme = match algorithm {
+        Algorithm::EdDSA => Scheme::Ed25519,
+        Algorithm::ES256 => Scheme::EcdsaSha256,
+        Algorithm::RS256 => Scheme::RsaPkcs1Sha256,
+        _ => return None,
+    };
+    let signature = key.sign(scheme, msg).ok()?;
+    let public = token_public(key).ok()?;
+    RingVerifier::from_parts(algorithm, public)
+        .check(msg, &signature)
+        .then_some(signature)
 }
 
 impl jsonwebtoken::signature::Signer<Vec<u8>> for RingSigner {
@@ -223,6 +272,10 @@ impl jsonwebtoken::signature::Signer<Vec<u8>> for RingSigner {
             SignMaterial::Hmac(secret) => {
                 let key = hmac::Key::new(hmac_algorithm(self.algorithm), secret.expose_secret());
                 Ok(hmac::sign(&key, msg).as_ref().to_vec())
+            }
+            #[cfg(feature = "pkcs11")]
+            SignMaterial::Token(key) => {
+                token_sign(key, self.algorithm, msg).ok_or_else(jsonwebtoken::signature::Error::new)
             }
         }
     }
