@@ -751,6 +751,28 @@ impl TestPki {
         })
     }
 
+    /// Issues a leaf certificate from the root CA for a public key held
+    /// elsewhere (a PKCS#11 token's), given as a DER SubjectPublicKeyInfo
+    /// (Ed25519, P-256, P-384 or RSA): writes `NAME.pem` and returns its path.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for another key type or a name already
+    /// used, certificate generation errors.
+    pub fn issue_for_public_key(&mut self, spec: &CertSpec, spki_der: &[u8]) -> Result<PathBuf> {
+        check_file_stem(&spec.name)?;
+        if !self.names.insert(spec.name.clone()) {
+            return Err(Error::InvalidRequest(format!(
+                "a certificate named {:?} was already issued in this PKI; choose another name",
+                spec.name
+            )));
+        }
+        let key = ExternalPublicKey::from_spki(spki_der)?;
+        let cert = leaf_params(spec)?.signed_by(&key, &self.root.issuer)?;
+        let path = self.dir.path().join(format!("{}.pem", spec.name));
+        write_file(&path, cert.pem().as_bytes())?;
+        Ok(path)
+    }
+
     /// Revokes a certificate issued by the root or intermediate CA and
     /// rewrites [`TestPki::crl_path`]. A running mosquitto reads the new CRL
     /// only when it reloads.
@@ -945,6 +967,75 @@ pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
             .map_err(|e| Error::io("restricting a file's permissions", path, e))?;
     }
     Ok(())
+}
+
+/// A public key whose private half rcgen never sees.
+struct ExternalPublicKey {
+    raw: Vec<u8>,
+    algorithm: &'static rcgen::SignatureAlgorithm,
+}
+
+impl ExternalPublicKey {
+    fn from_spki(spki: &[u8]) -> Result<Self> {
+        let bad = || Error::InvalidRequest("not a DER SubjectPublicKeyInfo".into());
+        // (header length, content length) of the DER value at the start.
+        let header = |bytes: &[u8]| -> Option<(usize, usize)> {
+            match *bytes.get(1)? {
+                len @ 0..=0x7f => Some((2, usize::from(len))),
+                0x81 => Some((3, usize::from(*bytes.get(2)?))),
+                0x82 => Some((
+                    4,
+                    usize::from(*bytes.get(2)?) << 8 | usize::from(*bytes.get(3)?),
+                )),
+                _ => None,
+            }
+        };
+        let (outer, _) = header(spki).ok_or_else(bad)?;
+        let inner = &spki[outer..];
+        let (alg_header, alg_len) = header(inner).ok_or_else(bad)?;
+        let algorithm_id = inner.get(..alg_header + alg_len).ok_or_else(bad)?;
+        let rest = &inner[alg_header + alg_len..];
+        let (bits_header, bits_len) = header(rest).ok_or_else(bad)?;
+        let raw = rest
+            .get(bits_header + 1..bits_header + bits_len)
+            .ok_or_else(bad)?
+            .to_vec();
+        const ED25519: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+        const EC_P256: &[u8] = &[
+            0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+            0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ];
+        const EC_P384: &[u8] = &[
+            0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+            0x81, 0x04, 0x00, 0x22,
+        ];
+        const RSA: &[u8] = &[
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05,
+            0x00,
+        ];
+        let algorithm = match algorithm_id {
+            ED25519 => &rcgen::PKCS_ED25519,
+            EC_P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            EC_P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            RSA => &rcgen::PKCS_RSA_SHA256,
+            _ => {
+                return Err(Error::InvalidRequest(
+                    "a public key other than Ed25519, P-256, P-384 or RSA".into(),
+                ));
+            }
+        };
+        Ok(Self { raw, algorithm })
+    }
+}
+
+impl rcgen::PublicKeyData for ExternalPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.algorithm
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use rustls::{ClientConfig, Error};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::error::TlsError;
-use crate::identity::{Identity, pairing_error};
+use crate::identity::{Identity, IdentityKey, pairing_error};
 use crate::pin::PinSet;
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
@@ -261,9 +261,15 @@ impl ClientTlsOptions {
             .with_custom_certificate_verifier(verifier);
         let mut config = match self.identity {
             IdentitySource::Reloadable(identity) => builder.with_client_cert_resolver(identity),
-            IdentitySource::Fixed(identity) => builder
-                .with_client_auth_cert(identity.chain, identity.key)
-                .map_err(|e| pairing_error(e, "the client private key"))?,
+            IdentitySource::Fixed(identity) => match identity.key {
+                IdentityKey::Der(key) => builder
+                    .with_client_auth_cert(identity.chain, key)
+                    .map_err(|e| pairing_error(e, "the client private key"))?,
+                #[cfg(feature = "pkcs11")]
+                IdentityKey::Token(certified) => builder.with_client_cert_resolver(Arc::new(
+                    crate::token_key::FixedClientCert(certified),
+                )),
+            },
             IdentitySource::None => builder.with_no_client_auth(),
         };
         if let Some(alpn) = &self.alpn {

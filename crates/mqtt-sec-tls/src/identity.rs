@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::sync::Arc;
 
 use crate::error::TlsError;
 use crate::roots::describe_pem;
@@ -22,7 +23,16 @@ use crate::roots::describe_pem;
 /// ```
 pub struct Identity {
     pub(crate) chain: Vec<CertificateDer<'static>>,
-    pub(crate) key: PrivateKeyDer<'static>,
+    pub(crate) key: IdentityKey,
+}
+
+/// Where the identity's private key is.
+pub(crate) enum IdentityKey {
+    /// In memory, as DER.
+    Der(PrivateKeyDer<'static>),
+    /// In a PKCS#11 token, paired with the chain already.
+    #[cfg(feature = "pkcs11")]
+    Token(Arc<rustls::sign::CertifiedKey>),
 }
 
 impl fmt::Debug for Identity {
@@ -158,13 +168,69 @@ impl Identity {
         let key = rustls_pki_types::PrivatePkcs8KeyDer::from(decrypted.expose_secret().to_vec());
         Ok(Self {
             chain,
-            key: key.into(),
+            key: IdentityKey::Der(key.into()),
         })
     }
 
     /// From DER values.
     pub fn from_der(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
-        Self { chain, key }
+        Self {
+            chain,
+            key: IdentityKey::Der(key),
+        }
+    }
+
+    /// A PEM chain file and a private key that stays in a PKCS#11 token
+    /// (ECDSA P-256 or P-384, RSA with PSS or PKCS#1, Ed25519): every
+    /// handshake signature is made by the token.
+    ///
+    /// ```no_run
+    /// use mqtt_sec_tls::Identity;
+    /// use mqtt_sec_tls::pkcs11::{Pkcs11Uri, TokenKey};
+    /// let uri: Pkcs11Uri = "pkcs11:token=device;object=mqtt-client;type=private\
+    ///     ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin"
+    ///     .parse()?;
+    /// let identity = Identity::from_token("device.pem", TokenKey::open(&uri, None)?)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Identity::from_pem_files`] for the chain, and
+    /// [`TlsError::KeyMismatch`] when the certificate is not the token key's.
+    #[cfg(feature = "pkcs11")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+    pub fn from_token(
+        chain: impl AsRef<Path>,
+        key: crate::pkcs11::TokenKey,
+    ) -> Result<Self, TlsError> {
+        let chain = chain.as_ref();
+        let certificates =
+            parse_chain(&crate::fs::read_file(chain)?, &chain.display().to_string())?;
+        let origin = key.uri().to_string();
+        let signing = Arc::new(crate::token_key::TokenSigningKey::new(key));
+        let certified = crate::token_key::certified(certificates.clone(), signing)
+            .map_err(|e| pairing_error(e, &origin))?;
+        Ok(Self {
+            chain: certificates,
+            key: IdentityKey::Token(certified),
+        })
+    }
+
+    /// The chain and key paired, as rustls uses them.
+    pub(crate) fn certified(
+        self,
+        provider: &rustls::crypto::CryptoProvider,
+        key_origin: &str,
+    ) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+        match self.key {
+            IdentityKey::Der(key) => {
+                rustls::sign::CertifiedKey::from_der(self.chain, key, provider)
+                    .map(Arc::new)
+                    .map_err(|e| pairing_error(e, key_origin))
+            }
+            #[cfg(feature = "pkcs11")]
+            IdentityKey::Token(certified) => Ok(certified),
+        }
     }
 
     /// The chain, leaf first.
@@ -183,7 +249,10 @@ impl Identity {
             origin: key_origin.to_owned(),
             problem: key_problem(key_pem),
         })?;
-        Ok(Self { chain, key })
+        Ok(Self {
+            chain,
+            key: IdentityKey::Der(key),
+        })
     }
 }
 

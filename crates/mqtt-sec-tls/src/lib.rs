@@ -18,6 +18,8 @@ mod rotation;
 mod rumqttc;
 mod server_config;
 mod summary;
+#[cfg(feature = "pkcs11")]
+mod token_key;
 mod verification;
 mod verifier;
 
@@ -31,6 +33,9 @@ pub use mqtt_sec_core::encrypted_key;
 #[cfg(feature = "encrypted-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
 pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub use mqtt_sec_core::pkcs11;
 pub use pin::{Pin, PinError, PinScope, PinSet, PinSetBuilder};
 pub use revocation::Revocation;
 pub use roots::TrustRoots;

@@ -21,7 +21,7 @@ use rustls::{NamedGroup, SignatureScheme};
 use rustls_pki_types::{CertificateRevocationListDer, ServerName};
 
 use crate::error::TlsError;
-use crate::identity::{Identity, pairing_error};
+use crate::identity::Identity;
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,10 +441,7 @@ fn parse_identity(
             "an identity is a chain file and a key file",
         ));
     };
-    let identity = read(chain, key)?;
-    let certified = CertifiedKey::from_der(identity.chain, identity.key, provider)
-        .map_err(|e| pairing_error(e, &key.display().to_string()))?;
-    Ok(Arc::new(certified))
+    read(chain, key)?.certified(provider, &key.display().to_string())
 }
 
 /// PEM files of trust roots: each must hold a valid certificate.

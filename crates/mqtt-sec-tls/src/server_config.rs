@@ -10,7 +10,7 @@ use rustls::server::danger::ClientCertVerifier;
 
 use crate::client_config::Alpn;
 use crate::error::TlsError;
-use crate::identity::{Identity, pairing_error};
+use crate::identity::{Identity, IdentityKey, pairing_error};
 use crate::revocation::Revocation;
 use crate::roots::TrustRoots;
 use crate::rotation::{GenerationServerSessions, ReloadableIdentity};
@@ -221,9 +221,14 @@ impl ServerTlsOptions {
         };
         let mut config = match self.identity {
             ServerIdentity::Reloadable(identity) => builder.with_cert_resolver(identity),
-            ServerIdentity::Fixed(identity) => builder
-                .with_single_cert(identity.chain, identity.key)
-                .map_err(|e| pairing_error(e, "the server private key"))?,
+            ServerIdentity::Fixed(identity) => match identity.key {
+                IdentityKey::Der(key) => builder
+                    .with_single_cert(identity.chain, key)
+                    .map_err(|e| pairing_error(e, "the server private key"))?,
+                #[cfg(feature = "pkcs11")]
+                IdentityKey::Token(certified) => builder
+                    .with_cert_resolver(Arc::new(crate::token_key::FixedServerCert(certified))),
+            },
         };
         if let Some(alpn) = &self.alpn {
             config.alpn_protocols = alpn.protocols();

@@ -9,7 +9,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+
+#[path = "support/mtls.rs"]
+mod mtls;
+use mtls::{WAIT, connect};
 
 use mqtt_sec_testkit::keys::{OpensslEncryption, openssl_encrypt};
 use mqtt_sec_testkit::{CertSpec, IssuedCert, KeyAlg, Mosquitto, TestPki, TlsListener, or_skip};
@@ -18,9 +21,7 @@ use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::{
     ClientTls, Identity, Passphrase, ReloadableIdentity, Reloaded, TlsError, TrustRoots,
 };
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, TlsConfiguration, Transport};
 
-const WAIT: Duration = Duration::from_secs(10);
 const PASSPHRASE: &str = "correct horse battery staple";
 const STRONG: OpensslEncryption = OpensslEncryption::Pbkdf2Sha256 {
     iterations: 200_000,
@@ -45,26 +46,6 @@ fn broker(pki: &mut TestPki) -> Option<Mosquitto> {
         .require_client_cert(pki.root().cert_path())
         .use_identity_as_username(true);
     or_skip(Mosquitto::builder().tls_listener(listener).start())
-}
-
-/// One connection attempt: its CONNACK, or why there was none.
-async fn connect(broker: &Mosquitto, tls: &ClientTls, client_id: &str) -> Result<(), String> {
-    let mut options = MqttOptions::new(client_id, broker.host(), broker.mtls_port().unwrap());
-    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        tls.config(),
-    )));
-    let (_client, mut eventloop) = AsyncClient::new(options, 10);
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(error) => return Err(error.to_string()),
-            }
-        }
-    })
-    .await
-    .expect("an answer in time")
 }
 
 fn client_tls(pki: &TestPki, identity: Identity) -> ClientTls {
