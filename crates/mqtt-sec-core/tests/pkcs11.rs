@@ -400,3 +400,42 @@ fn a_session_that_loses_its_login_is_reopened_and_signers_share_a_key() {
         thread.join().unwrap();
     }
 }
+
+#[test]
+fn listing_names_every_token_and_key_by_a_uri_that_opens_it() {
+    let Some(Some(hsm)) = or_skip(SoftHsm::isolated(
+        "listing_names_every_token_and_key_by_a_uri_that_opens_it",
+    )) else {
+        return;
+    };
+    let tokens = mqtt_sec_core::pkcs11::tokens(hsm.module()).unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(tokens[0].token(), Some(mqtt_sec_testkit::TOKEN_LABEL));
+    assert_eq!(tokens[0].manufacturer(), Some("SoftHSM project"));
+    assert!(tokens[0].serial().is_some());
+    // Before the process has logged in: a login belongs to the process, per
+    // token, so only the first one checks the PIN.
+    let wrong = Pin::new(SecretString::from("000000".to_owned()));
+    assert!(matches!(
+        mqtt_sec_core::pkcs11::private_keys(&tokens[0], &wrong),
+        Err(TokenError::WrongPin { .. })
+    ));
+    let pin = Pin::new(SecretString::from(USER_PIN.to_owned()));
+    assert!(
+        mqtt_sec_core::pkcs11::private_keys(&tokens[0], &pin)
+            .unwrap()
+            .is_empty()
+    );
+    let made: Vec<TokenKey> = ["a", "b"]
+        .iter()
+        .map(|label| TokenKey::generate(&uri(&hsm.key_uri(label)), None, KeyKind::Ed25519).unwrap())
+        .collect();
+    let listed = mqtt_sec_core::pkcs11::private_keys(&tokens[0], &pin).unwrap();
+    assert_eq!(listed.len(), 2);
+    for (key, listed) in made.iter().zip(&listed) {
+        // The listed URI (label and id) opens the same key.
+        let reopened = TokenKey::open(&uri(&listed.to_string()), Some(pin.clone())).unwrap();
+        assert_eq!(reopened.public_key_der(), key.public_key_der());
+        assert_eq!(listed.id().map(<[u8]>::len), Some(16));
+    }
+}

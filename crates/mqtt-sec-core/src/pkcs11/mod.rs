@@ -4,5 +4,5 @@
 mod token;
 mod uri;
 
-pub use token::{KeyKind, Pin, Scheme, TokenError, TokenKey};
+pub use token::{KeyKind, Pin, Scheme, TokenError, TokenKey, private_keys, tokens};
 pub use uri::{MAX_URI_LEN, ObjectType, PinSource, Pkcs11Uri, UriError};

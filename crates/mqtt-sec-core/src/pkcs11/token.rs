@@ -39,12 +39,19 @@ use crate::passphrase::{Passphrase, PassphraseError};
 /// token is busy, and the pause before each retry.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
 
-/// The user PIN of a token: a secret, never shown.
+/// The user PIN of a token: a secret, never shown (each copy zeroized on
+/// drop).
 pub struct Pin(SecretString);
 
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Pin([redacted])")
+    }
+}
+
+impl Clone for Pin {
+    fn clone(&self) -> Self {
+        Self(SecretString::from(self.0.expose_secret().to_owned()))
     }
 }
 
@@ -153,6 +160,9 @@ pub enum TokenError {
         count: usize,
     },
     /// The PIN is wrong (never retried: tokens lock the PIN after a few).
+    /// PKCS#11 logins belong to the process, per token: once one key of
+    /// the process is logged in to a token, opening another key there does
+    /// not check its PIN again (the module answers "already logged in").
     #[error("wrong PIN for the token {token}")]
     WrongPin {
         /// The token's label.
@@ -508,6 +518,77 @@ fn resolve_pin(pin: Option<Pin>, uri: &Pkcs11Uri) -> Result<Pin, TokenError> {
         (None, Some(PinSource::File(path))) => Pin::from_file(path),
         (None, None) => Err(TokenError::NoPin),
     }
+}
+
+/// The initialised tokens the module at `module_path` holds, one URI each (label,
+/// manufacturer, serial, model and the module), in slot order.
+///
+/// # Errors
+/// [`TokenError::Module`], [`TokenError::Unavailable`].
+pub fn tokens(module_path: &Path) -> Result<Vec<Pkcs11Uri>, TokenError> {
+    let module = module(module_path)?;
+    let slots = module
+        .get_slots_with_token()
+        .map_err(|e| unavailable("C_GetSlotList", &e))?;
+    let mut uris = Vec::new();
+    for slot in slots {
+        let info = module
+            .get_token_info(slot)
+            .map_err(|e| unavailable("C_GetTokenInfo", &e))?;
+        // A blank token (SoftHSM keeps one free slot) holds no keys.
+        if !info.token_initialized() {
+            continue;
+        }
+        let text = |s: &str| Some(s.trim_end().to_owned()).filter(|s| !s.is_empty());
+        uris.push(
+            Pkcs11Uri::for_token(
+                info.label().trim_end(),
+                text(info.manufacturer_id()),
+                text(info.serial_number()),
+                text(info.model()),
+            )
+            .module(module_path),
+        );
+    }
+    Ok(uris)
+}
+
+/// The private keys of the token `token` names, logged in with `pin`: one
+/// URI each, with the key's label (when it has one) and id, in the order the
+/// token lists them.
+///
+/// # Errors
+/// As [`TokenKey::open`] for the token and the login.
+pub fn private_keys(token: &Pkcs11Uri, pin: &Pin) -> Result<Vec<Pkcs11Uri>, TokenError> {
+    let module = module(token.module_path().ok_or(TokenError::NoModule)?)?;
+    let slot = find_slot(&module, token)?;
+    let session = module
+        .open_ro_session(slot)
+        .map_err(|e| unavailable("C_OpenSession", &e))?;
+    login(&session, pin, token)?;
+    let keys = session
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .map_err(|e| unavailable("C_FindObjects", &e))?;
+    let mut uris = Vec::with_capacity(keys.len());
+    for key in keys {
+        let (mut label, mut id) = (None, None);
+        for attribute in session
+            .get_attributes(key, &[AttributeType::Label, AttributeType::Id])
+            .map_err(|e| unavailable("C_GetAttributeValue", &e))?
+        {
+            match attribute {
+                Attribute::Label(l) => label = String::from_utf8(l).ok().filter(|l| !l.is_empty()),
+                Attribute::Id(i) => id = Some(i).filter(|i| !i.is_empty()),
+                _ => {}
+            }
+        }
+        uris.push(
+            token
+                .token_only()
+                .with_object(label, id, ObjectType::Private),
+        );
+    }
+    Ok(uris)
 }
 
 /// Whether reopening the session and trying again may help.
