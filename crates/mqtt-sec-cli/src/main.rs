@@ -56,9 +56,29 @@ enum Command {
     /// Check requests against, or lint, an ACL file.
     #[command(subcommand)]
     Acl(AclCommand),
+    /// PKCS#11 tokens (HSMs, TPMs and secure elements behind a module).
+    #[command(subcommand)]
+    Pkcs11(Pkcs11Command),
     /// The mosquitto plugin (mqtt-sec-mosquitto).
     #[command(subcommand)]
     Mosquitto(MosquittoCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum Pkcs11Command {
+    /// The module's tokens as PKCS#11 URIs and, with --pin-file, their
+    /// private keys: kind, SPKI pin (as `mqtt-sec pin` prints it) and URI.
+    List(Pkcs11ListArgs),
+}
+
+#[derive(Args, Debug)]
+struct Pkcs11ListArgs {
+    /// The PKCS#11 module (a shared library, such as libsofthsm2.so).
+    #[arg(long, value_name = "MODULE.so")]
+    module: PathBuf,
+    /// The file holding the user PIN, to list the private keys.
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,8 +112,17 @@ struct PinArgs {
 #[derive(Args, Debug)]
 struct KeygenArgs {
     /// Where to write the private key (refused if it exists).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "pkcs11", conflicts_with = "pkcs11")]
+    out: Option<PathBuf>,
+    /// Make the key in a PKCS#11 token instead, labelled by the URI's
+    /// `object` (sensitive, never extractable, never over an existing
+    /// label): `pkcs11:token=T;object=L?module-path=M&pin-source=file:P`.
+    #[arg(long, value_name = "URI", conflicts_with = "encrypt")]
+    pkcs11: Option<String>,
+    /// The file holding the token's user PIN (default: the URI's
+    /// `pin-source`, else typed at the terminal).
+    #[arg(long, value_name = "FILE", requires = "pkcs11")]
+    pin_file: Option<PathBuf>,
     /// Also write the public key as a JWK.
     #[arg(long, value_name = "PUB.jwk")]
     public: Option<PathBuf>,
@@ -184,11 +213,18 @@ enum KeyAlg {
 #[derive(Args, Debug)]
 struct SignArgs {
     /// Ed25519 private key (PKCS#8 PEM, plain or encrypted).
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, required_unless_present = "pkcs11", conflicts_with = "pkcs11")]
+    key: Option<PathBuf>,
+    /// An Ed25519 key in a PKCS#11 token, by its URI.
+    #[arg(long, value_name = "URI")]
+    pkcs11: Option<String>,
+    /// The file holding the token's user PIN (default: the URI's
+    /// `pin-source`, else typed at the terminal).
+    #[arg(long, value_name = "FILE", requires = "pkcs11")]
+    pin_file: Option<PathBuf>,
     /// The file holding the passphrase of an encrypted --key (default:
     /// typed at the terminal).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "pkcs11")]
     passphrase_file: Option<PathBuf>,
     /// The MQTT topic the envelope is bound to.
     #[arg(long)]
@@ -238,11 +274,18 @@ enum JwtCommand {
 #[derive(Args, Debug)]
 struct JwtMintArgs {
     /// Private key PEM (PKCS#8, plain or encrypted, or PKCS#1 RSA).
-    #[arg(long)]
-    key: PathBuf,
+    #[arg(long, required_unless_present = "pkcs11", conflicts_with = "pkcs11")]
+    key: Option<PathBuf>,
+    /// A key in a PKCS#11 token (Ed25519, P-256 or RSA), by its URI.
+    #[arg(long, value_name = "URI")]
+    pkcs11: Option<String>,
+    /// The file holding the token's user PIN (default: the URI's
+    /// `pin-source`, else typed at the terminal).
+    #[arg(long, value_name = "FILE", requires = "pkcs11")]
+    pin_file: Option<PathBuf>,
     /// The file holding the passphrase of an encrypted --key (default:
     /// typed at the terminal).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "pkcs11")]
     passphrase_file: Option<PathBuf>,
     /// `sub`: the client id the token is for.
     #[arg(long)]
@@ -398,6 +441,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Passwd(args) => commands::passwd::run(&args, json),
         Command::Acl(AclCommand::Check(args)) => commands::acl::check(&args, json),
         Command::Acl(AclCommand::Lint(args)) => commands::acl::lint(&args, json),
+        Command::Pkcs11(Pkcs11Command::List(args)) => commands::token::list(&args, json),
         Command::Mosquitto(MosquittoCommand::CheckConfig(args)) => {
             commands::mosquitto::check_config(&args, json)
         }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::key::{self, PrivateKey};
 use super::keyfile::{self, PublicKeys};
+use super::token;
 use crate::io::{CliError, failed, print_json, read_input, write_output, write_private};
 use crate::passphrase::{self, Purpose};
 use crate::{KeyAlg, KeygenArgs, SignArgs, VerifyArgs};
@@ -20,49 +21,48 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
     let generation = |e: &(dyn std::error::Error + 'static)| {
         CliError::new(format!("key generation: {}", Chain(e)))
     };
-    let der: Zeroizing<Vec<u8>> = match args.alg {
-        KeyAlg::Ed25519 => {
-            mqtt_sec_auth::jwt::SigningKey::generate_ed25519()
-                .map_err(|e| generation(&e))?
-                .1
-        }
-        KeyAlg::P256 => {
-            if !args.topics.is_empty() {
-                return Err(CliError::new(
-                    "--topic: envelope keys are Ed25519; a P-256 key signs JWTs and TLS handshakes",
-                ));
-            }
-            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-                .map_err(|e| generation(&e))?;
-            Zeroizing::new(pair.serialize_der())
+    // Everything that can be refused is refused before a key is made (in a
+    // token, a made key stays).
+    match args.alg {
+        KeyAlg::P256 if !args.topics.is_empty() => {
+            return Err(CliError::new(
+                "--topic: envelope keys are Ed25519; a P-256 key signs JWTs and TLS handshakes",
+            ));
         }
         KeyAlg::Rsa => {
             return Err(CliError::new(
                 "--alg rsa: no RSA key generator is built in (ring has none, and the rsa crate is excluded: RUSTSEC-2023-0071); run `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out KEY.pem`, then `mqtt-sec pin KEY.pem`",
             ));
         }
+        _ => {}
+    }
+    for filter in &args.topics {
+        mqtt_sec_acl::TopicFilter::new(filter)
+            .map_err(|e| CliError::new(format!("--topic {filter:?}: {}", Chain(&e))))?;
+    }
+    let (key, uri) = match (&args.pkcs11, &args.out) {
+        (Some(uri), _) => {
+            let kind = match args.alg {
+                KeyAlg::P256 => mqtt_sec_core::pkcs11::KeyKind::P256,
+                _ => mqtt_sec_core::pkcs11::KeyKind::Ed25519,
+            };
+            let made = token::generate(uri, args.pin_file.as_deref(), kind)?;
+            let uri = made.uri().to_string();
+            let key =
+                mqtt_sec_auth::jwt::SigningKey::from_token(made).map_err(|e| generation(&e))?;
+            (key, Some(uri))
+        }
+        (None, Some(out)) => (software_key(args, out)?, None),
+        (None, None) => return Err(CliError::new("give --out or --pkcs11")),
     };
     // The kid and public JWK as mqtt-sec-auth computes them (the same
     // RFC 7638 thumbprint mqtt-sec-sign uses for Ed25519 keys).
-    let key = mqtt_sec_auth::jwt::SigningKey::from_pkcs8_der(&der).map_err(|e| generation(&e))?;
     let mut jwk = key
         .verifying_key()
         .public_jwk()
         .ok_or_else(|| CliError::new("key generation: no public JWK"))?;
     if !args.topics.is_empty() {
-        for filter in &args.topics {
-            mqtt_sec_acl::TopicFilter::new(filter)
-                .map_err(|e| CliError::new(format!("--topic {filter:?}: {}", Chain(&e))))?;
-        }
         jwk["mqtt_topics"] = json!(args.topics);
-    }
-    if args.encrypt {
-        let passphrase =
-            passphrase::read(args.passphrase_file.as_deref(), Purpose::Encrypt(&args.out))?;
-        key::write_encrypted(&args.out, &der, &passphrase, args.kdf.kdf())?;
-    } else {
-        let pem_text = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
-        write_private(&args.out, pem_text.as_bytes(), true)?;
     }
     if let Some(public) = &args.public {
         write_output(Some(public), format!("{jwk}\n").as_bytes())?;
@@ -70,7 +70,7 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
     let kid = key.verifying_key().kid().to_owned();
     if json {
         print_json(
-            &json!({"kid": kid, "alg": mqtt_sec_auth::jwt::algorithm_name(key.algorithm()), "public_jwk": jwk}),
+            &json!({"kid": kid, "alg": mqtt_sec_auth::jwt::algorithm_name(key.algorithm()), "public_jwk": jwk, "pkcs11": uri}),
         );
     } else {
         println!("{kid}");
@@ -78,12 +78,48 @@ pub(crate) fn keygen(args: &KeygenArgs, json: bool) -> Result<ExitCode, CliError
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
-    let signer = match key::read_private_key(&args.key, args.passphrase_file.as_deref())? {
-        PrivateKey::Pem(text) => Signer::from_pem(&text),
-        PrivateKey::Decrypted(der) => Signer::from_pkcs8_der(der.expose_secret()),
+/// A new key in memory, written to `out` (encrypted with `--encrypt`).
+fn software_key(
+    args: &KeygenArgs,
+    out: &std::path::Path,
+) -> Result<mqtt_sec_auth::jwt::SigningKey, CliError> {
+    let generation = |e: &(dyn std::error::Error + 'static)| {
+        CliError::new(format!("key generation: {}", Chain(e)))
+    };
+    let der: Zeroizing<Vec<u8>> = match args.alg {
+        KeyAlg::P256 => {
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|e| generation(&e))?;
+            Zeroizing::new(pair.serialize_der())
+        }
+        _ => {
+            mqtt_sec_auth::jwt::SigningKey::generate_ed25519()
+                .map_err(|e| generation(&e))?
+                .1
+        }
+    };
+    let key = mqtt_sec_auth::jwt::SigningKey::from_pkcs8_der(&der).map_err(|e| generation(&e))?;
+    if args.encrypt {
+        let passphrase = passphrase::read(args.passphrase_file.as_deref(), Purpose::Encrypt(out))?;
+        key::write_encrypted(out, &der, &passphrase, args.kdf.kdf())?;
+    } else {
+        let pem_text = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
+        write_private(out, pem_text.as_bytes(), true)?;
     }
-    .map_err(|e| CliError::at(&args.key, Chain(&e)))?;
+    Ok(key)
+}
+
+pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
+    let signer = match (&args.pkcs11, &args.key) {
+        (Some(uri), _) => Signer::from_token(token::open(uri, args.pin_file.as_deref())?)
+            .map_err(|e| CliError::new(format!("--pkcs11: {}", Chain(&e))))?,
+        (None, Some(path)) => match key::read_private_key(path, args.passphrase_file.as_deref())? {
+            PrivateKey::Pem(text) => Signer::from_pem(&text),
+            PrivateKey::Decrypted(der) => Signer::from_pkcs8_der(der.expose_secret()),
+        }
+        .map_err(|e| CliError::at(path, Chain(&e)))?,
+        (None, None) => return Err(CliError::new("give --key or --pkcs11")),
+    };
     let payload = read_input(args.input.as_deref())?;
     let intent = if args.retained {
         Intent::Retained

@@ -8,3 +8,4 @@ pub(crate) mod keyfile;
 pub(crate) mod mosquitto;
 pub(crate) mod passwd;
 pub(crate) mod pin;
+pub(crate) mod token;
