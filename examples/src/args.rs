@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mqtt_sec_auth::SecretString;
 use mqtt_sec_auth::secrecy::ExposeSecret;
+use mqtt_sec_tls::pkcs11::{Pkcs11Uri, TokenKey};
 use mqtt_sec_tls::rustls::crypto::ring;
 use mqtt_sec_tls::{ClientTls, Identity, Passphrase, Pin, PinSet, TrustRoots};
 
@@ -15,6 +16,7 @@ use crate::lab::Error;
 /// `--broker` and the files to reach it. Without `--broker` the example
 /// starts its embedded broker and makes its own throwaway PKI.
 #[derive(clap::Args, Debug, Clone, Default)]
+#[command(group(clap::ArgGroup::new("client_key").args(["key", "pkcs11"])))]
 pub struct BrokerArgs {
     /// Run against this broker (mqtts://HOST:PORT) instead of the embedded one.
     #[arg(long, value_name = "URL")]
@@ -25,7 +27,7 @@ pub struct BrokerArgs {
     pub ca: Option<PathBuf>,
     /// Client certificate chain (PEM) for mTLS; every client of the example
     /// presents it.
-    #[arg(long, value_name = "FILE", requires_all = ["broker", "key"])]
+    #[arg(long, value_name = "FILE", requires_all = ["broker", "client_key"])]
     pub cert: Option<PathBuf>,
     /// Private key (PEM) of --cert: plain PKCS#8, or encrypted with
     /// --key-passphrase-file.
@@ -36,6 +38,10 @@ pub struct BrokerArgs {
     /// `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it).
     #[arg(long, value_name = "FILE", requires = "key")]
     pub key_passphrase_file: Option<PathBuf>,
+    /// The private key of --cert in a PKCS#11 token instead of --key, by
+    /// its RFC 7512 URI (`pkcs11:token=T;object=L?module-path=M&pin-source=file:P`).
+    #[arg(long, value_name = "URI", requires_all = ["broker", "cert"], conflicts_with = "key")]
+    pub pkcs11: Option<String>,
     /// The broker's pin (base64 SHA-256 of its SPKI, as `mqtt-sec pin`
     /// prints); repeat to add backup pins. Without it the pin of the
     /// certificate the broker presents is learned on the first connection
@@ -58,6 +64,7 @@ pub struct RealBroker {
     roots: TrustRoots,
     identity: Option<(PathBuf, PathBuf)>,
     key_passphrase: Option<Passphrase>,
+    token_key: Option<(PathBuf, Pkcs11Uri)>,
     credentials: Option<(String, SecretString)>,
 }
 
@@ -134,6 +141,10 @@ impl BrokerArgs {
             roots,
             identity: self.cert.clone().zip(self.key.clone()),
             key_passphrase: self.key_passphrase()?,
+            token_key: match (&self.cert, &self.pkcs11) {
+                (Some(cert), Some(uri)) => Some((cert.clone(), uri.parse()?)),
+                _ => None,
+            },
             credentials,
         }))
     }
@@ -165,9 +176,9 @@ impl RealBroker {
         &self.roots
     }
 
-    /// Whether `--cert` and `--key` were given.
+    /// Whether `--cert` and `--key` (or `--pkcs11`) were given.
     pub fn has_identity(&self) -> bool {
-        self.identity.is_some()
+        self.identity.is_some() || self.token_key.is_some()
     }
 
     /// The `--username` and password given.
@@ -187,6 +198,10 @@ impl RealBroker {
         let builder = ClientTls::builder(Arc::new(ring::default_provider()))
             .trust(self.roots.clone())
             .pins(pins);
+        if let Some((cert, uri)) = &self.token_key {
+            let key = TokenKey::open(uri, None)?;
+            return Ok(builder.identity(Identity::from_token(cert, key)?).build()?);
+        }
         let builder = match (&self.identity, &self.key_passphrase) {
             (Some((cert, key)), Some(passphrase)) => {
                 builder.identity(Identity::from_encrypted_pem_files(cert, key, passphrase)?)

@@ -9,9 +9,10 @@ use std::process::{Command, Output};
 
 use mqtt_sec_testkit::keys::{OpensslEncryption, openssl_encrypt};
 use mqtt_sec_testkit::{
-    CertSpec, IssuedCert, Mosquitto, PasswordFile, TestPki, TlsListener, or_skip,
+    CertSpec, IssuedCert, Mosquitto, PasswordFile, SoftHsm, TestPki, TlsListener, or_skip,
 };
 use mqtt_sec_tls::Pin;
+use mqtt_sec_tls::pkcs11::{KeyKind, TokenKey};
 
 /// `target/<profile>/examples/NAME`, built by `cargo test` with this test.
 fn example(name: &str) -> PathBuf {
@@ -253,6 +254,50 @@ fn examples_take_an_encrypted_key() {
         ],
     );
     assert_held("rotate_client_cert", &output);
+}
+
+/// `--pkcs11` instead of `--key`: the client key stays in a SoftHSM token
+/// (one for this test, run in a child process that sees it).
+#[test]
+fn examples_take_a_token_key() {
+    let Some(Some(hsm)) = or_skip(SoftHsm::isolated("examples_take_a_token_key")) else {
+        return;
+    };
+    let Some(mut broker) = MtlsBroker::start() else {
+        return;
+    };
+    let uri = hsm.key_uri("device");
+    let key = TokenKey::generate(&uri.parse().unwrap(), None, KeyKind::P256).unwrap();
+    let cert = broker
+        .pki
+        .issue_for_public_key(&CertSpec::client("device-hsm"), key.public_key_der())
+        .unwrap();
+    drop(key);
+    let root = broker.pki.root().cert_path().display().to_string();
+    let cert = cert.display().to_string();
+    let with = |uri: &str| {
+        run(
+            "signed_telemetry",
+            &[
+                "--broker",
+                &broker.url,
+                "--ca",
+                &root,
+                "--cert",
+                &cert,
+                "--pkcs11",
+                uri,
+            ],
+        )
+    };
+    assert_held("signed_telemetry", &with(&uri));
+    let output = with(&hsm.key_uri("missing"));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("no private key matches"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
