@@ -64,7 +64,9 @@ pub struct RealBroker {
     roots: TrustRoots,
     identity: Option<(PathBuf, PathBuf)>,
     key_passphrase: Option<Passphrase>,
-    token_key: Option<(PathBuf, Pkcs11Uri)>,
+    /// `--cert` and the `--pkcs11` URI (checked when parsed; kept as text
+    /// to keep this small).
+    token_key: Option<(PathBuf, String)>,
     credentials: Option<(String, SecretString)>,
 }
 
@@ -142,7 +144,10 @@ impl BrokerArgs {
             identity: self.cert.clone().zip(self.key.clone()),
             key_passphrase: self.key_passphrase()?,
             token_key: match (&self.cert, &self.pkcs11) {
-                (Some(cert), Some(uri)) => Some((cert.clone(), uri.parse()?)),
+                (Some(cert), Some(uri)) => {
+                    uri.parse::<Pkcs11Uri>()?;
+                    Some((cert.clone(), uri.clone()))
+                }
                 _ => None,
             },
             credentials,
@@ -199,7 +204,7 @@ impl RealBroker {
             .trust(self.roots.clone())
             .pins(pins);
         if let Some((cert, uri)) = &self.token_key {
-            let key = TokenKey::open(uri, None)?;
+            let key = TokenKey::open(&uri.parse::<Pkcs11Uri>()?, None)?;
             return Ok(builder.identity(Identity::from_token(cert, key)?).build()?);
         }
         let builder = match (&self.identity, &self.key_passphrase) {

@@ -439,3 +439,80 @@ fn listing_names_every_token_and_key_by_a_uri_that_opens_it() {
         assert_eq!(listed.id().map(<[u8]>::len), Some(16));
     }
 }
+
+#[test]
+fn what_a_token_key_reports_and_failures_that_are_not_retried() {
+    let Some(Some(hsm)) = or_skip(SoftHsm::isolated(
+        "what_a_token_key_reports_and_failures_that_are_not_retried",
+    )) else {
+        return;
+    };
+    let made = TokenKey::generate(&uri(&hsm.key_uri("device")), None, KeyKind::Ed25519).unwrap();
+    // Debug names the key by its URI and kind, never its PIN.
+    let shown = format!("{made:?}");
+    assert!(
+        shown.contains("object=device") && shown.contains("Ed25519"),
+        "{shown}"
+    );
+    assert!(!shown.contains(USER_PIN), "{shown}");
+    assert_eq!(made.uri().object(), Some("device"));
+    assert_eq!(made.uri().id().map(<[u8]>::len), Some(16));
+
+    // A key pair made extractable (wrapped export allowed) says so.
+    let module = module(&hsm);
+    let slot = module.get_slots_with_token().unwrap()[0];
+    let rw = module.open_rw_session(slot).unwrap();
+    rw.login(
+        UserType::User,
+        Some(&SecretString::from(USER_PIN.to_owned())),
+    )
+    .or_else(already_logged_in)
+    .unwrap();
+    let common = |label: &str| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(label.as_bytes().to_vec()),
+        ]
+    };
+    let mut public = common("wrappable");
+    public.push(Attribute::EcParams(vec![0x06, 0x03, 0x2b, 0x65, 0x70]));
+    let mut private = common("wrappable");
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+        Attribute::Private(true),
+    ]);
+    rw.generate_key_pair(
+        &cryptoki::mechanism::Mechanism::EccEdwardsKeyPairGen,
+        &public,
+        &private,
+    )
+    .unwrap();
+    let wrappable = TokenKey::open(&uri(&hsm.key_uri("wrappable")), None).unwrap();
+    assert!(wrappable.is_extractable());
+    assert!(!made.is_extractable());
+
+    // A key the token does not let sign: the failure is the token's answer,
+    // at once (a retry would reopen the session and pause 300 ms first).
+    let handle = rw
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(b"device".to_vec()),
+        ])
+        .unwrap()[0];
+    rw.update_attributes(handle, &[Attribute::Sign(false)])
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = made.sign(Scheme::Ed25519, b"m").unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(&error, TokenError::Unavailable { function, .. } if function == "C_Sign"),
+        "{error}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(200),
+        "{took:?}: retried"
+    );
+}
