@@ -494,6 +494,17 @@ fn what_a_token_key_reports_and_failures_that_are_not_retried() {
     assert!(wrappable.is_extractable());
     assert!(!made.is_extractable());
 
+    // slot-id narrows the token: its own slot opens it, another does not.
+    let with_slot = |id: u64| {
+        hsm.key_uri("device")
+            .replace(";object=", &format!(";slot-id={id};object="))
+    };
+    assert!(TokenKey::open(&uri(&with_slot(slot.id())), None).is_ok());
+    assert!(matches!(
+        TokenKey::open(&uri(&with_slot(slot.id().wrapping_add(1))), None),
+        Err(TokenError::TokenNotFound { .. })
+    ));
+
     // A key the token does not let sign: the failure is the token's answer,
     // at once (a retry would reopen the session and pause 300 ms first).
     let handle = rw
