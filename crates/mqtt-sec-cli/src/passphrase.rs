@@ -21,6 +21,8 @@ pub(crate) enum Purpose<'a> {
     Decrypt(&'a Path),
     /// Encrypt a key to be written to this file.
     Encrypt(&'a Path),
+    /// Log in to the PKCS#11 token of this label.
+    TokenPin(&'a str),
 }
 
 /// The passphrase in `file`, or typed at the terminal when there is none.
@@ -48,6 +50,10 @@ fn from_terminal(purpose: Purpose<'_>) -> Result<Passphrase, CliError> {
     match purpose {
         Purpose::Decrypt(key) => {
             let typed = terminal::read_secret_line(&format!("Passphrase for {}: ", key.display()))?;
+            Passphrase::from_bytes(typed.as_slice().into()).map_err(invalid)
+        }
+        Purpose::TokenPin(token) => {
+            let typed = terminal::read_secret_line(&format!("PIN of the token {token}: "))?;
             Passphrase::from_bytes(typed.as_slice().into()).map_err(invalid)
         }
         Purpose::Encrypt(out) => {

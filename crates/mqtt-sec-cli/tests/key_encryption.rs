@@ -5,10 +5,9 @@
 //! typed at a real terminal (a pty from `script`) is never echoed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use mqtt_sec_testkit::keys::{
     KeyType, OpensslEncryption, openssl_decrypt, openssl_encrypt, openssl_genpkey,
@@ -17,7 +16,7 @@ use mqtt_sec_testkit::keys::{
 use mqtt_sec_testkit::or_skip;
 
 mod common;
-use common::{input_error, mqtt_sec, s, write};
+use common::{input_error, mqtt_sec, on_terminal, s, write};
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -564,64 +563,6 @@ fn without_a_terminal_or_a_file_there_is_no_passphrase() {
         );
     }
     assert!(!never.exists());
-}
-
-/// `mqtt-sec ARGS` on a pseudo-terminal (util-linux `script`): each line of
-/// `answers` is typed once the prompt before it has appeared. Returns the
-/// exit status and everything the terminal showed.
-fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (i32, String) {
-    let command = std::iter::once(env!("CARGO_BIN_EXE_mqtt-sec"))
-        .chain(args.iter().copied())
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = Command::new("script")
-        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 256];
-        while let Ok(n @ 1..) = stdout.read(&mut buffer) {
-            if sender.send(buffer[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut shown = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (prompt, answer) in answers {
-        while !String::from_utf8_lossy(&shown).contains(prompt) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(left) {
-                Ok(bytes) => shown.extend(bytes),
-                Err(_) => panic!(
-                    "no prompt {prompt:?}; the terminal showed {:?}",
-                    String::from_utf8_lossy(&shown)
-                ),
-            }
-        }
-        // The prompt is written before echo is turned off: give the
-        // command a moment to turn it off, as a person typing would.
-        std::thread::sleep(Duration::from_millis(200));
-        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-        stdin.flush().unwrap();
-        shown.clear();
-    }
-    let status = child.wait().unwrap();
-    drop(stdin);
-    while let Ok(bytes) = receiver.recv_timeout(Duration::from_secs(5)) {
-        shown.extend(bytes);
-    }
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&shown).into_owned(),
-    )
 }
 
 #[test]

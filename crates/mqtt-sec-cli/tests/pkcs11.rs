@@ -8,7 +8,7 @@
 use mqtt_sec_testkit::{SoftHsm, or_skip};
 
 mod common;
-use common::{input_error, mqtt_sec, s, write};
+use common::{input_error, mqtt_sec, on_terminal, s, write};
 
 #[test]
 fn token_keys_made_by_keygen_sign_what_verify_accepts() {
@@ -146,10 +146,29 @@ fn token_keys_made_by_keygen_sign_what_verify_accepts() {
     );
     assert_eq!(again.code, 0, "{}", again.stderr);
 
+    // The PIN typed at the terminal when the URI has no pin-source.
+    let no_pin_source = envelopes.split("&pin-source").next().unwrap().to_owned();
+    let (code, shown) = on_terminal(
+        &[
+            "sign",
+            "--pkcs11",
+            &no_pin_source,
+            "--topic",
+            "plant/valve",
+            "--in",
+            s(&public),
+        ],
+        &[("PIN of the token mqtt-sec-test", mqtt_sec_testkit::USER_PIN)],
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        !shown.contains(mqtt_sec_testkit::USER_PIN),
+        "echoed: {shown:?}"
+    );
+
     // Refusals: a wrong PIN, a missing key, a URI that names no key, a
     // PIN in the URI, and flags that do not go together.
     let wrong = write(dir, "wrong-pin", "000000\n");
-    let no_pin_source = envelopes.split("&pin-source").next().unwrap().to_owned();
     input_error(
         &[
             "sign",

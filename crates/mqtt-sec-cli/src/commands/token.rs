@@ -30,10 +30,7 @@ fn pin(uri: &Pkcs11Uri, pin_file: Option<&Path>) -> Result<Option<Pin>, CliError
         )),
         (None, Some(_)) => Ok(None),
         (None, None) => {
-            let typed = passphrase::read(
-                None,
-                Purpose::Decrypt(Path::new(&format!("PIN of {token}"))),
-            )?;
+            let typed = passphrase::read(None, Purpose::TokenPin(&token))?;
             let text = std::str::from_utf8(typed.expose_secret())
                 .map_err(|_| CliError::new("the PIN is not UTF-8 text"))?;
             Ok(Some(Pin::new(SecretString::from(text.to_owned()))))
