@@ -784,6 +784,8 @@ fn describe(
                 .map_err(|_| unsupported("an RSA modulus past 2^32 bits"))?;
             (KeyKind::Rsa { bits }, spki::rsa(&n, &e))
         }
+        // (Were this guard always true, another key type would still be
+        // refused, as an EC key without its curve: the same error.)
         Some(t) if t == KeyType::EC || t == KeyType::EC_EDWARDS => {
             let params = params.ok_or_else(|| unsupported("an EC key without its curve"))?;
             let kind = curve(&params)
