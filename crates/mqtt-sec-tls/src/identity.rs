@@ -257,7 +257,7 @@ impl Identity {
 }
 
 /// A PEM chain holding at least one certificate.
-fn parse_chain(
+pub(crate) fn parse_chain(
     chain_pem: &[u8],
     chain_origin: &str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {

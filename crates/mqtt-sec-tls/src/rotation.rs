@@ -130,6 +130,43 @@ impl ReloadableIdentity {
         }))
     }
 
+    /// Watches a PEM chain file whose key stays in a PKCS#11 token (as
+    /// [`Identity::from_token`] pairs them): a renewed certificate for the
+    /// same token key is presented from the next handshake; a certificate
+    /// of another key is refused (`KeyMismatch`) and the previous one stays
+    /// in use.
+    ///
+    /// # Errors
+    /// As [`Identity::from_token`].
+    #[cfg(feature = "pkcs11")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+    pub fn from_token(
+        chain: impl AsRef<Path>,
+        key: crate::pkcs11::TokenKey,
+    ) -> Result<Arc<Self>, TlsError> {
+        let origin = key.uri().to_string();
+        let signing: Arc<dyn rustls::sign::SigningKey> =
+            Arc::new(crate::token_key::TokenSigningKey::new(key));
+        let parse = move |paths: &[PathBuf]| {
+            let [chain] = paths else {
+                return Err(TlsError::Unsupported("a token identity is one chain file"));
+            };
+            let certificates = crate::identity::parse_chain(
+                &crate::fs::read_file(chain)?,
+                &chain.display().to_string(),
+            )?;
+            crate::token_key::certified(certificates, Arc::clone(&signing))
+                .map_err(|e| crate::identity::pairing_error(e, &origin))
+        };
+        Ok(Arc::new(Self {
+            files: Reloading::new(
+                vec![chain.as_ref().to_owned()],
+                Box::new(parse),
+                "tls identity",
+            )?,
+        }))
+    }
+
     /// Reloads now if the files changed.
     ///
     /// # Errors

@@ -93,7 +93,7 @@ impl Signer for TokenSigner {
             .key
             .sign(scheme, message)
             .map_err(|e| rustls::Error::General(format!("PKCS#11 token: {e}")))?;
-        Ok(match scheme {
+        let signature = match scheme {
             // TLS carries ECDSA signatures as DER; the token gives r || s.
             Scheme::EcdsaSha256 | Scheme::EcdsaSha384 => {
                 ecdsa_der(&signature).ok_or_else(|| {
@@ -101,11 +101,44 @@ impl Signer for TokenSigner {
                 })?
             }
             _ => signature,
-        })
+        };
+        // A signature that does not verify is never sent: a faulty RSA
+        // signature can give the key away (Boneh, DeMillo and Lipton).
+        if !verifies(self.scheme, self.key.public_key_der(), message, &signature) {
+            return Err(rustls::Error::General(
+                "PKCS#11 token: the token's signature does not verify with its public key".into(),
+            ));
+        }
+        Ok(signature)
     }
 
     fn scheme(&self) -> SignatureScheme {
         self.scheme
+    }
+}
+
+/// Whether `signature` (as TLS carries it) verifies `message` under the
+/// public key `spki` for `scheme`.
+fn verifies(scheme: SignatureScheme, spki: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use ring::signature as sig;
+    use x509_parser::prelude::FromDer as _;
+    let algorithm: &'static dyn sig::VerificationAlgorithm = match scheme {
+        SignatureScheme::ED25519 => &sig::ED25519,
+        SignatureScheme::ECDSA_NISTP256_SHA256 => &sig::ECDSA_P256_SHA256_ASN1,
+        SignatureScheme::ECDSA_NISTP384_SHA384 => &sig::ECDSA_P384_SHA384_ASN1,
+        SignatureScheme::RSA_PSS_SHA256 => &sig::RSA_PSS_2048_8192_SHA256,
+        SignatureScheme::RSA_PSS_SHA384 => &sig::RSA_PSS_2048_8192_SHA384,
+        SignatureScheme::RSA_PSS_SHA512 => &sig::RSA_PSS_2048_8192_SHA512,
+        SignatureScheme::RSA_PKCS1_SHA256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        SignatureScheme::RSA_PKCS1_SHA512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        _ => return false,
+    };
+    match x509_parser::x509::SubjectPublicKeyInfo::from_der(spki) {
+        Ok(([], info)) => sig::UnparsedPublicKey::new(algorithm, &info.subject_public_key.data)
+            .verify(message, signature)
+            .is_ok(),
+        _ => false,
     }
 }
 
@@ -208,6 +241,78 @@ mod tests {
         assert_eq!(der[..4], [0x30, 102, 0x02, 49]);
         assert_eq!(ecdsa_der(&[]), None);
         assert_eq!(ecdsa_der(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn only_signatures_that_verify_pass_the_check() {
+        use ring::rand::SystemRandom;
+        use ring::signature as sig;
+        let rng = SystemRandom::new();
+        // The SubjectPublicKeyInfo rcgen derives from the same PKCS#8 key.
+        let spki = |der: &[u8]| {
+            let key = rustls_pki_types::PrivatePkcs8KeyDer::from(der.to_vec());
+            rcgen::PublicKeyData::subject_public_key_info(&rcgen::KeyPair::try_from(&key).unwrap())
+        };
+        let ed = sig::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        let ed_pair = sig::Ed25519KeyPair::from_pkcs8(ed.as_ref()).unwrap();
+        let ed_spki = spki(ed.as_ref());
+        let signed = ed_pair.sign(b"hello");
+        assert!(verifies(
+            SignatureScheme::ED25519,
+            &ed_spki,
+            b"hello",
+            signed.as_ref()
+        ));
+        assert!(!verifies(
+            SignatureScheme::ED25519,
+            &ed_spki,
+            b"hellO",
+            signed.as_ref()
+        ));
+        assert!(!verifies(
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            &ed_spki,
+            b"hello",
+            signed.as_ref()
+        ));
+        assert!(!verifies(
+            SignatureScheme::ED25519,
+            b"not an spki",
+            b"hello",
+            signed.as_ref()
+        ));
+        assert!(!verifies(
+            SignatureScheme::ED448,
+            &ed_spki,
+            b"hello",
+            signed.as_ref()
+        ));
+
+        let signing = &sig::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let p256 = sig::EcdsaKeyPair::generate_pkcs8(signing, &rng).unwrap();
+        let p256_pair = sig::EcdsaKeyPair::from_pkcs8(signing, p256.as_ref(), &rng).unwrap();
+        let fixed = p256_pair.sign(&rng, b"hello").unwrap();
+        // The token's r || s, converted as the signer converts it.
+        let der = ecdsa_der(fixed.as_ref()).unwrap();
+        let p256_spki = spki(p256.as_ref());
+        assert!(verifies(
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            &p256_spki,
+            b"hello",
+            &der
+        ));
+        assert!(!verifies(
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            &p256_spki,
+            b"hello",
+            fixed.as_ref()
+        ));
+        assert!(!verifies(
+            SignatureScheme::ECDSA_NISTP384_SHA384,
+            &p256_spki,
+            b"hello",
+            &der
+        ));
     }
 
     #[test]

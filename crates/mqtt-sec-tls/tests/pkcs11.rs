@@ -15,7 +15,7 @@ use mtls::{WAIT, connect};
 use mqtt_sec_testkit::{CertSpec, Mosquitto, SoftHsm, TestPki, TlsListener, or_skip};
 use mqtt_sec_tls::pkcs11::{KeyKind, Pin, Pkcs11Uri, TokenError, TokenKey};
 use mqtt_sec_tls::rustls::crypto::ring;
-use mqtt_sec_tls::{ClientTls, Identity, TlsError, TrustRoots};
+use mqtt_sec_tls::{ClientTls, Identity, ReloadableIdentity, Reloaded, TlsError, TrustRoots};
 
 fn uri(text: &str) -> Pkcs11Uri {
     text.parse().unwrap()
@@ -59,6 +59,44 @@ async fn token_keys_of_every_type_complete_mtls_with_mosquitto() {
             .wait_for_log(&format!("u'{name}'"), WAIT)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+
+    // Rotation: a renewed certificate for the same token key is presented
+    // from the next handshake; one for another key is refused and the
+    // renewed one stays in use.
+    let installed = pki.dir().join("installed-chain.pem");
+    let first = pki
+        .issue_for_public_key(
+            &CertSpec::client("hsm-rotating"),
+            TokenKey::open(&uri(&hsm.key_uri("hsm-p256")), None)
+                .unwrap()
+                .public_key_der(),
+        )
+        .unwrap();
+    std::fs::copy(&first, &installed).unwrap();
+    let key = TokenKey::open(&uri(&hsm.key_uri("hsm-p256")), None).unwrap();
+    let renewed = pki
+        .issue_for_public_key(&CertSpec::client("hsm-renewed"), key.public_key_der())
+        .unwrap();
+    let rotating = ReloadableIdentity::from_token(&installed, key).unwrap();
+    let tls = ClientTls::builder(Arc::new(ring::default_provider()))
+        .trust(TrustRoots::new().pem_file(pki.root().cert_path()).unwrap())
+        .reloadable_identity(Arc::clone(&rotating))
+        .build()
+        .unwrap();
+    connect(&broker, &tls, "rotating-1").await.unwrap();
+    broker.wait_for_log("u'hsm-rotating'", WAIT).unwrap();
+    std::fs::copy(&renewed, &installed).unwrap();
+    assert_eq!(rotating.reload().unwrap(), Reloaded::Updated);
+    connect(&broker, &tls, "rotating-2").await.unwrap();
+    broker.wait_for_log("u'hsm-renewed'", WAIT).unwrap();
+    let stranger = pki.issue(&CertSpec::client("stranger")).unwrap();
+    std::fs::copy(stranger.cert_path(), &installed).unwrap();
+    assert!(matches!(rotating.reload(), Err(TlsError::KeyMismatch)));
+    connect(&broker, &tls, "rotating-3").await.unwrap();
+    // PKCS#11 logins belong to the process: with no key open any more, the
+    // next open logs in again and checks its PIN.
+    drop(tls);
+    drop(rotating);
 
     // A certificate whose key is not the token key: refused before any
     // connection.
