@@ -95,6 +95,40 @@ impl SoftHsm {
         })
     }
 
+    /// For a benchmark or program with its own `main`: in the first
+    /// process, makes the token and runs the same executable again with the
+    /// same arguments in a child process that sees it (its output is the
+    /// parent's), returning `Ok(None)` when it succeeded; in that child,
+    /// the token.
+    ///
+    /// # Errors
+    /// As [`SoftHsm::isolated`].
+    pub fn rerun_with_token() -> Result<Option<Self>> {
+        if let Some(dir) = std::env::var_os(CHILD_ENV) {
+            return Ok(Some(Self {
+                dir: PathBuf::from(dir),
+                module: module()?,
+                _owned: None,
+            }));
+        }
+        let hsm = Self::create()?;
+        let exe = std::env::current_exe().map_err(|e| Error::io("finding", "the executable", e))?;
+        let status = Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env("SOFTHSM2_CONF", hsm.conf())
+            .env(CHILD_ENV, &hsm.dir)
+            .status()
+            .map_err(|e| Error::io("running in a child", &exe, e))?;
+        if status.success() {
+            return Ok(None);
+        }
+        Err(Error::ToolFailed {
+            tool: "the SoftHSM child process",
+            status: status.to_string(),
+            stderr: String::new(),
+        })
+    }
+
     fn create() -> Result<Self> {
         let module = module()?;
         let owned = tempfile::Builder::new()
