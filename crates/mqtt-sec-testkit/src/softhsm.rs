@@ -65,12 +65,8 @@ impl SoftHsm {
     /// [`Error::ToolMissing`] without SoftHSM; [`Error::ToolFailed`] when
     /// the token cannot be made or the child test fails.
     pub fn isolated(test_name: &str) -> Result<Option<Self>> {
-        if let Some(dir) = std::env::var_os(CHILD_ENV) {
-            return Ok(Some(Self {
-                dir: PathBuf::from(dir),
-                module: module()?,
-                _owned: None,
-            }));
+        if let Some(hsm) = Self::in_child()? {
+            return Ok(Some(hsm));
         }
         let hsm = Self::create()?;
         let exe =
@@ -104,12 +100,8 @@ impl SoftHsm {
     /// # Errors
     /// As [`SoftHsm::isolated`].
     pub fn rerun_with_token() -> Result<Option<Self>> {
-        if let Some(dir) = std::env::var_os(CHILD_ENV) {
-            return Ok(Some(Self {
-                dir: PathBuf::from(dir),
-                module: module()?,
-                _owned: None,
-            }));
+        if let Some(hsm) = Self::in_child()? {
+            return Ok(Some(hsm));
         }
         let hsm = Self::create()?;
         let exe = std::env::current_exe().map_err(|e| Error::io("finding", "the executable", e))?;
@@ -127,6 +119,18 @@ impl SoftHsm {
             status: status.to_string(),
             stderr: String::new(),
         })
+    }
+
+    /// The token of the parent, when this is its child process.
+    fn in_child() -> Result<Option<Self>> {
+        let Some(dir) = std::env::var_os(CHILD_ENV) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            dir: PathBuf::from(dir),
+            module: module()?,
+            _owned: None,
+        }))
     }
 
     fn create() -> Result<Self> {
