@@ -210,12 +210,15 @@ enum KeyAlg {
     Rsa,
 }
 
+/// The private key `sign` and `jwt mint` sign with: a PEM file or a key
+/// that stays in a PKCS#11 token.
 #[derive(Args, Debug)]
-struct SignArgs {
-    /// Ed25519 private key (PKCS#8 PEM, plain or encrypted).
+struct SigningKeyArgs {
+    /// The private key PEM: PKCS#8, plain or encrypted (or PKCS#1 for an
+    /// RSA key).
     #[arg(long, required_unless_present = "pkcs11", conflicts_with = "pkcs11")]
     key: Option<PathBuf>,
-    /// An Ed25519 key in a PKCS#11 token, by its URI.
+    /// A key in a PKCS#11 token, by its URI.
     #[arg(long, value_name = "URI")]
     pkcs11: Option<String>,
     /// The file holding the token's user PIN (default: the URI's
@@ -226,6 +229,13 @@ struct SignArgs {
     /// typed at the terminal).
     #[arg(long, value_name = "FILE", conflicts_with = "pkcs11")]
     passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// The Ed25519 key.
+    #[command(flatten)]
+    key: SigningKeyArgs,
     /// The MQTT topic the envelope is bound to.
     #[arg(long)]
     topic: String,
@@ -273,20 +283,9 @@ enum JwtCommand {
 
 #[derive(Args, Debug)]
 struct JwtMintArgs {
-    /// Private key PEM (PKCS#8, plain or encrypted, or PKCS#1 RSA).
-    #[arg(long, required_unless_present = "pkcs11", conflicts_with = "pkcs11")]
-    key: Option<PathBuf>,
-    /// A key in a PKCS#11 token (Ed25519, P-256 or RSA), by its URI.
-    #[arg(long, value_name = "URI")]
-    pkcs11: Option<String>,
-    /// The file holding the token's user PIN (default: the URI's
-    /// `pin-source`, else typed at the terminal).
-    #[arg(long, value_name = "FILE", requires = "pkcs11")]
-    pin_file: Option<PathBuf>,
-    /// The file holding the passphrase of an encrypted --key (default:
-    /// typed at the terminal).
-    #[arg(long, value_name = "FILE", conflicts_with = "pkcs11")]
-    passphrase_file: Option<PathBuf>,
+    /// The Ed25519, P-256 or RSA key.
+    #[command(flatten)]
+    key: SigningKeyArgs,
     /// `sub`: the client id the token is for.
     #[arg(long)]
     sub: String,

@@ -8,7 +8,7 @@ use mqtt_sec_sign::envelope::Intent;
 use mqtt_sec_sign::{KeySet, Message, Signer, TrustedKey, Verifier};
 use serde_json::json;
 
-use super::key::{self, PrivateKey};
+use super::key;
 use super::keyfile::{self, PublicKeys};
 use super::token;
 use crate::io::{CliError, failed, print_json, read_input, write_output, write_private};
@@ -110,16 +110,7 @@ fn software_key(
 }
 
 pub(crate) fn sign(args: &SignArgs) -> Result<ExitCode, CliError> {
-    let signer = match (&args.pkcs11, &args.key) {
-        (Some(uri), _) => Signer::from_token(token::open(uri, args.pin_file.as_deref())?)
-            .map_err(|e| CliError::new(format!("--pkcs11: {}", Chain(&e))))?,
-        (None, Some(path)) => match key::read_private_key(path, args.passphrase_file.as_deref())? {
-            PrivateKey::Pem(text) => Signer::from_pem(&text),
-            PrivateKey::Decrypted(der) => Signer::from_pkcs8_der(der.expose_secret()),
-        }
-        .map_err(|e| CliError::at(path, Chain(&e)))?,
-        (None, None) => return Err(CliError::new("give --key or --pkcs11")),
-    };
+    let signer: Signer = key::load_signing_key(&args.key)?;
     let payload = read_input(args.input.as_deref())?;
     let intent = if args.retained {
         Intent::Retained

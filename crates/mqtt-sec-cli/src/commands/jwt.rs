@@ -10,25 +10,14 @@ use mqtt_sec_auth::jwt::{
 };
 use mqtt_sec_auth::secrecy::{ExposeSecret, SecretSlice};
 
-use super::key::{PrivateKey, read_private_key};
+use super::key::load_signing_key;
 use super::keyfile::{self, PublicKeys};
 use crate::io::{CliError, failed, print_json, read_file, read_input, read_text};
 use crate::{JwtMintArgs, JwtVerifyArgs};
 use mqtt_sec_core::Chain;
 
 pub(crate) fn mint(args: &JwtMintArgs) -> Result<ExitCode, CliError> {
-    let key = match (&args.pkcs11, &args.key) {
-        (Some(uri), _) => {
-            SigningKey::from_token(super::token::open(uri, args.pin_file.as_deref())?)
-                .map_err(|e| CliError::new(format!("--pkcs11: {}", Chain(&e))))?
-        }
-        (None, Some(path)) => match read_private_key(path, args.passphrase_file.as_deref())? {
-            PrivateKey::Pem(text) => SigningKey::from_pem(&text),
-            PrivateKey::Decrypted(der) => SigningKey::from_pkcs8_der(der.expose_secret()),
-        }
-        .map_err(|e| CliError::at(path, Chain(&e)))?,
-        (None, None) => return Err(CliError::new("give --key or --pkcs11")),
-    };
+    let key: SigningKey = load_signing_key(&args.key)?;
     let mut template =
         ClaimsTemplate::new(args.sub.clone()).lifetime(Duration::from_secs(args.ttl));
     if let Some(iss) = &args.iss {

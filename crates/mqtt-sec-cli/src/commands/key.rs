@@ -2,19 +2,22 @@
 //! `keygen`, `sign` and `jwt mint` read and write: PKCS#8, plain or
 //! encrypted (PBES2, as mqtt-sec-core reads it).
 
+use std::error::Error;
 use std::path::Path;
 use std::process::ExitCode;
 
 use mqtt_sec_core::Chain;
 use mqtt_sec_core::encrypted_key::{DecryptedKey, EncryptedKey, EncryptedKeyError, Kdf};
 use mqtt_sec_core::passphrase::Passphrase;
+use mqtt_sec_core::pkcs11::TokenKey;
 use mqtt_sec_sign::SecretString;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::token;
 use crate::io::{CliError, print_json, read_file, write_private};
 use crate::passphrase::{self, Purpose};
-use crate::{KdfChoice, KeyDecryptArgs, KeyEncryptArgs};
+use crate::{KdfChoice, KeyDecryptArgs, KeyEncryptArgs, SigningKeyArgs};
 
 impl KdfChoice {
     /// The parameters written for the choice: strong enough that every
@@ -66,6 +69,57 @@ pub(crate) fn read_private_key(
     let passphrase = passphrase::read(passphrase_file, Purpose::Decrypt(path))?;
     let decrypted = key.decrypt(&passphrase).map_err(|e| key_error(path, &e))?;
     Ok(PrivateKey::Decrypted(decrypted))
+}
+
+/// A key `sign` and `jwt mint` sign with, made from whichever form
+/// [`SigningKeyArgs`] names.
+pub(crate) trait LoadSigningKey: Sized {
+    /// Why a key of this type cannot be made.
+    type Error: Error + 'static;
+    /// From a plain PEM file's text.
+    fn from_pem(text: &SecretString) -> Result<Self, Self::Error>;
+    /// From the PKCS#8 DER of a decrypted file.
+    fn from_pkcs8_der(der: &[u8]) -> Result<Self, Self::Error>;
+    /// From a key that stays in a PKCS#11 token.
+    fn from_token(key: TokenKey) -> Result<Self, Self::Error>;
+}
+
+/// Implements [`LoadSigningKey`] with the type's own constructors of the
+/// same names.
+macro_rules! load_signing_key_with_constructors {
+    ($key:ty, $error:ty) => {
+        impl LoadSigningKey for $key {
+            type Error = $error;
+            fn from_pem(text: &SecretString) -> Result<Self, Self::Error> {
+                Self::from_pem(text)
+            }
+            fn from_pkcs8_der(der: &[u8]) -> Result<Self, Self::Error> {
+                Self::from_pkcs8_der(der)
+            }
+            fn from_token(key: TokenKey) -> Result<Self, Self::Error> {
+                Self::from_token(key)
+            }
+        }
+    };
+}
+
+load_signing_key_with_constructors!(mqtt_sec_sign::Signer, mqtt_sec_sign::KeyError);
+load_signing_key_with_constructors!(mqtt_sec_auth::jwt::SigningKey, mqtt_sec_auth::JwtKeyError);
+
+/// The key `args` names: the `--pkcs11` token key, or the `--key` file
+/// (decrypted with `--passphrase-file` or a passphrase typed at the
+/// terminal when it is encrypted).
+pub(crate) fn load_signing_key<K: LoadSigningKey>(args: &SigningKeyArgs) -> Result<K, CliError> {
+    match (&args.pkcs11, &args.key) {
+        (Some(uri), _) => K::from_token(token::open(uri, args.pin_file.as_deref())?)
+            .map_err(|e| CliError::new(format!("--pkcs11: {}", Chain(&e)))),
+        (None, Some(path)) => match read_private_key(path, args.passphrase_file.as_deref())? {
+            PrivateKey::Pem(text) => K::from_pem(&text),
+            PrivateKey::Decrypted(der) => K::from_pkcs8_der(der.expose_secret()),
+        }
+        .map_err(|e| CliError::at(path, Chain(&e))),
+        (None, None) => Err(CliError::new("give --key or --pkcs11")),
+    }
 }
 
 /// `PATH: error`, with the command that fixes a weak encryption.
