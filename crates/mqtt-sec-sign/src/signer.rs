@@ -480,3 +480,43 @@ impl Signer {
         Ok((protected, self.key.sign(&tbs)?))
     }
 }
+
+#[cfg(all(test, feature = "pkcs11"))]
+mod token_fault_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use mqtt_sec_core::pkcs11::{KeyKind, TokenKey};
+    use mqtt_sec_testkit::{SoftHsm, or_skip};
+
+    use super::{Key, SignError, Signer, SigningKey};
+
+    /// A token whose signatures do not verify (here: the public half kept
+    /// for the check is another key's, as when a token signs with the wrong
+    /// key) makes `sign` fail; no envelope leaves with such a signature.
+    #[test]
+    fn a_token_signature_that_does_not_verify_is_refused() {
+        let Some(Some(hsm)) = or_skip(SoftHsm::isolated(
+            "signer::token_fault_tests::a_token_signature_that_does_not_verify_is_refused",
+        )) else {
+            return;
+        };
+        let uri = hsm.key_uri("faulty").parse().unwrap();
+        let key = TokenKey::generate(&uri, None, KeyKind::Ed25519).unwrap();
+        let honest = Signer::from_token(key).unwrap();
+        assert!(honest.sign("a/b", b"x").is_ok());
+
+        let Key::Token { key, .. } = honest.key else {
+            unreachable!("from_token keeps the key in the token")
+        };
+        let other = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let faulty = Signer::with_key(Key::Token { key, public: other });
+        assert!(matches!(
+            faulty.sign("a/b", b"x"),
+            Err(SignError::TokenSignatureInvalid)
+        ));
+        assert!(matches!(
+            faulty.sign_detached("a/b", b"x"),
+            Err(SignError::TokenSignatureInvalid)
+        ));
+    }
+}

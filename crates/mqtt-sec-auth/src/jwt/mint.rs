@@ -112,7 +112,9 @@ impl SigningKey {
                 )));
             }
         };
-        Self::new(algorithm, SignMaterial::Token(Box::new(key)))
+        let token = super::ring_provider::TokenMaterial::new(key, algorithm)
+            .map_err(|_| JwtKeyError::Invalid("public key of the token key"))?;
+        Self::new(algorithm, SignMaterial::Token(Box::new(token)))
     }
 
     /// An encrypted PKCS#8 PEM private key (`ENCRYPTED PRIVATE KEY`:

@@ -152,7 +152,27 @@ pub(crate) enum SignMaterial {
     Hmac(SecretSlice<u8>),
     /// A key that stays in a PKCS#11 token.
     #[cfg(feature = "pkcs11")]
-    Token(Box<mqtt_sec_core::pkcs11::TokenKey>),
+    Token(Box<TokenMaterial>),
+}
+
+/// A key that stays in a PKCS#11 token, and its public half as the verifier
+/// that checks every signature the token returns before it leaves.
+#[cfg(feature = "pkcs11")]
+pub(crate) struct TokenMaterial {
+    key: mqtt_sec_core::pkcs11::TokenKey,
+    check: RingVerifier,
+}
+
+#[cfg(feature = "pkcs11")]
+impl TokenMaterial {
+    /// The token key, to sign `algorithm`.
+    pub(crate) fn new(
+        key: mqtt_sec_core::pkcs11::TokenKey,
+        algorithm: Algorithm,
+    ) -> Result<Self, ErrorKind> {
+        let check = RingVerifier::from_parts(algorithm, token_public(&key)?);
+        Ok(TokenMaterial { key, check })
+    }
 }
 
 /// Signs JWS messages with one algorithm with ring.
@@ -198,7 +218,7 @@ impl RingSigner {
                 VerifyMaterial::Hmac(SecretSlice::from(secret.expose_secret().to_vec()))
             }
             #[cfg(feature = "pkcs11")]
-            SignMaterial::Token(key) => token_public(key)?,
+            SignMaterial::Token(token) => token_public(&token.key)?,
         })
     }
 }
@@ -228,11 +248,7 @@ fn token_public(key: &mqtt_sec_core::pkcs11::TokenKey) -> Result<VerifyMaterial,
 /// Signs in the token, and checks the signature with the key's public half
 /// before it leaves: a faulty token (or an RSA-CRT fault) is caught here.
 #[cfg(feature = "pkcs11")]
-fn token_sign(
-    key: &mqtt_sec_core::pkcs11::TokenKey,
-    algorithm: Algorithm,
-    msg: &[u8],
-) -> Option<Vec<u8>> {
+fn token_sign(token: &TokenMaterial, algorithm: Algorithm, msg: &[u8]) -> Option<Vec<u8>> {
     use mqtt_sec_core::pkcs11::Scheme;
     let scheme = match algorithm {
         Algorithm::EdDSA => Scheme::Ed25519,
@@ -240,11 +256,8 @@ fn token_sign(
         Algorithm::RS256 => Scheme::RsaPkcs1Sha256,
         _ => return None,
     };
-    let signature = key.sign(scheme, msg).ok()?;
-    let public = token_public(key).ok()?;
-    RingVerifier::from_parts(algorithm, public)
-        .check(msg, &signature)
-        .then_some(signature)
+    let signature = token.key.sign(scheme, msg).ok()?;
+    token.check.check(msg, &signature).then_some(signature)
 }
 
 impl jsonwebtoken::signature::Signer<Vec<u8>> for RingSigner {
@@ -274,9 +287,8 @@ impl jsonwebtoken::signature::Signer<Vec<u8>> for RingSigner {
                 Ok(hmac::sign(&key, msg).as_ref().to_vec())
             }
             #[cfg(feature = "pkcs11")]
-            SignMaterial::Token(key) => {
-                token_sign(key, self.algorithm, msg).ok_or_else(jsonwebtoken::signature::Error::new)
-            }
+            SignMaterial::Token(token) => token_sign(token, self.algorithm, msg)
+                .ok_or_else(jsonwebtoken::signature::Error::new),
         }
     }
 }
@@ -462,4 +474,53 @@ pub static RING_PROVIDER: CryptoProvider = CryptoProvider {
 /// work the same either way.
 pub fn install_ring_provider() -> bool {
     RING_PROVIDER.install_default().is_ok()
+}
+
+#[cfg(all(test, feature = "pkcs11"))]
+mod token_fault_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use jsonwebtoken::Algorithm;
+    use jsonwebtoken::signature::Signer as _;
+    use mqtt_sec_core::pkcs11::{KeyKind, TokenKey};
+    use mqtt_sec_testkit::{SoftHsm, or_skip};
+    use ring::rand::SystemRandom;
+    use ring::signature::{self as sig, KeyPair as _};
+
+    use super::{RingSigner, RingVerifier, SignMaterial, TokenMaterial, VerifyMaterial};
+
+    /// A token whose signatures do not verify (here: the check holds
+    /// another key's public half, as when a token signs with the wrong key)
+    /// yields no signature at all, so no token is minted with it.
+    #[test]
+    fn a_token_signature_that_does_not_verify_is_refused() {
+        let Some(Some(hsm)) = or_skip(SoftHsm::isolated(
+            "jwt::ring_provider::token_fault_tests::a_token_signature_that_does_not_verify_is_refused",
+        )) else {
+            return;
+        };
+        let uri = hsm.key_uri("faulty").parse().unwrap();
+        let key = TokenKey::generate(&uri, None, KeyKind::P256).unwrap();
+        let honest = TokenMaterial::new(key, Algorithm::ES256).unwrap();
+        let signer = RingSigner::new(Algorithm::ES256, SignMaterial::Token(Box::new(honest)));
+        assert!(signer.try_sign(b"header.claims").is_ok());
+
+        let SignMaterial::Token(token) = signer.material else {
+            unreachable!("a token signer holds token material")
+        };
+        let rng = SystemRandom::new();
+        let alg = &sig::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = sig::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let stranger = sig::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let check = RingVerifier::from_parts(
+            Algorithm::ES256,
+            VerifyMaterial::EcPoint(stranger.public_key().as_ref().to_vec()),
+        );
+        let faulty = TokenMaterial {
+            key: token.key,
+            check,
+        };
+        let signer = RingSigner::new(Algorithm::ES256, SignMaterial::Token(Box::new(faulty)));
+        assert!(signer.try_sign(b"header.claims").is_err());
+    }
 }
