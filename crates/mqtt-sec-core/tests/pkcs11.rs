@@ -437,7 +437,10 @@ fn listing_names_every_token_and_key_by_a_uri_that_opens_it() {
         let reopened = TokenKey::open(&uri(&listed.to_string()), Some(pin.clone())).unwrap();
         assert_eq!(reopened.public_key_der(), key.public_key_der());
         assert_eq!(listed.id().map(<[u8]>::len), Some(16));
+        assert_eq!(listed.object(), key.uri().object());
     }
+    let labels: Vec<_> = listed.iter().map(Pkcs11Uri::object).collect();
+    assert_eq!(labels, [Some("a"), Some("b")]);
 }
 
 #[test]
