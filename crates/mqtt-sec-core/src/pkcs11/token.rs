@@ -846,18 +846,21 @@ fn public_point(session: &Session, uri: &Pkcs11Uri, kind: KeyKind) -> Result<Vec
         KeyKind::P384 => 97,
         KeyKind::Rsa { .. } => 0,
     };
-    let unwrapped = match point.as_slice() {
+    unwrap_point(&point, raw_len)
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| TokenError::UnsupportedKey("a malformed CKA_EC_POINT".into()))
+}
+
+/// The point of a `CKA_EC_POINT` of `raw_len` bytes: PKCS#11 says DER (an
+/// OCTET STRING, as SoftHSM returns it), some modules return the raw point.
+fn unwrap_point(point: &[u8], raw_len: usize) -> Option<&[u8]> {
+    match point {
         [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && rest.len() == raw_len => {
-            rest.to_vec()
+            Some(rest)
         }
-        raw if raw.len() == raw_len => raw.to_vec(),
-        _ => {
-            return Err(TokenError::UnsupportedKey(
-                "a malformed CKA_EC_POINT".into(),
-            ));
-        }
-    };
-    Ok(unwrapped)
+        raw if raw.len() == raw_len => Some(raw),
+        _ => None,
+    }
 }
 
 /// The bytes without leading zeros.
@@ -942,6 +945,29 @@ mod tests {
         assert_eq!(curve(NAME_ED25519_DER), Some(KeyKind::Ed25519));
         // secp256k1 is not supported.
         assert_eq!(curve(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]), None);
+    }
+
+    #[test]
+    fn ec_points_der_wrapped_or_raw() {
+        let raw: Vec<u8> = std::iter::once(0x04).chain(1..=64).collect();
+        let mut wrapped = vec![0x04, 65];
+        wrapped.extend(&raw);
+        assert_eq!(unwrap_point(&wrapped, 65), Some(&raw[..]));
+        // A module that returns the raw point: taken as it is, not cut
+        // after its 0x04 and first coordinate byte.
+        assert_eq!(unwrap_point(&raw, 65), Some(&raw[..]));
+        let ed25519 = [7u8; 32];
+        let mut wrapped_ed = vec![0x04, 32];
+        wrapped_ed.extend(ed25519);
+        assert_eq!(unwrap_point(&wrapped_ed, 32), Some(&ed25519[..]));
+        // A DER length that disagrees with the bytes, a point of another
+        // size, nothing: refused.
+        let mut lying = wrapped.clone();
+        lying[1] = 64;
+        assert_eq!(unwrap_point(&lying, 65), None);
+        assert_eq!(unwrap_point(&wrapped[..66], 65), None);
+        assert_eq!(unwrap_point(&wrapped, 97), None);
+        assert_eq!(unwrap_point(&[], 32), None);
     }
 
     #[test]
