@@ -10,6 +10,7 @@ mod mosquitto;
 mod passwords;
 mod pki;
 mod python;
+mod redis_server;
 mod skip;
 mod softhsm;
 mod tool;
@@ -34,6 +35,7 @@ pub use pki::{
     Validity,
 };
 pub use python::PythonScript;
+pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use skip::{in_ci, or_skip};
 pub use softhsm::{SO_PIN, SoftHsm, TOKEN_LABEL, USER_PIN};
 

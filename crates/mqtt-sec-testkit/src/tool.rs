@@ -52,6 +52,20 @@ pub(crate) const SOFTHSM2_UTIL: Tool = Tool {
     hint: "install SoftHSM 2 (Debian/Ubuntu: `apt-get install -y softhsm2`) or set MQTT_SEC_SOFTHSM2_UTIL to the binary",
 };
 
+pub(crate) const REDIS_SERVER: Tool = Tool {
+    name: "redis-server",
+    env_var: "MQTT_SEC_REDIS_SERVER",
+    extra_dirs: SBIN_DIRS,
+    hint: "install it (Debian/Ubuntu: `apt-get install -y redis-server`, macOS: `brew install redis`) or set MQTT_SEC_REDIS_SERVER to the binary",
+};
+
+pub(crate) const REDIS_CLI: Tool = Tool {
+    name: "redis-cli",
+    env_var: "MQTT_SEC_REDIS_CLI",
+    extra_dirs: &[],
+    hint: "it ships with Redis (Debian/Ubuntu: `apt-get install -y redis-tools`) or set MQTT_SEC_REDIS_CLI to the binary",
+};
+
 pub(crate) const PYTHON: Tool = Tool {
     name: "python3",
     env_var: "MQTT_SEC_PYTHON",
