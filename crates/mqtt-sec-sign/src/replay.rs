@@ -221,8 +221,24 @@ impl ReplayWindow {
     }
 }
 
+/// One number to check and record, as [`ReplayStore::check_and_record_batch`]
+/// takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayCheck<'a> {
+    /// The key that signed it.
+    pub kid: &'a Kid,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Which envelope carried it.
+    pub envelope: EnvelopeId,
+    /// When it is checked.
+    pub now: SystemTime,
+}
+
 /// Where verifiers keep replay state. The default is [`MemoryReplayStore`];
-/// implement this to share state between processes or persist it.
+/// implement this to share state between processes or persist it (the
+/// mqtt-sec-redis crate keeps it in Redis for verifiers that run as
+/// several replicas).
 pub trait ReplayStore: Send + Sync + Debug {
     /// Accepts `seq` of `kid` once: refuses it if seen (saying, when it can,
     /// which envelope carried it and when) or below the window; records it,
@@ -238,6 +254,20 @@ pub trait ReplayStore: Send + Sync + Debug {
         envelope: EnvelopeId,
         now: SystemTime,
     ) -> Result<(), ReplayRejection>;
+
+    /// [`ReplayStore::check_and_record`] for each check, in order, so that a
+    /// number given twice is accepted once; one result per check. A store
+    /// that pays a round trip per call (a network store) overrides this to
+    /// pay one per batch; the default calls `check_and_record` in turn.
+    fn check_and_record_batch(
+        &self,
+        checks: &[ReplayCheck<'_>],
+    ) -> Vec<Result<(), ReplayRejection>> {
+        checks
+            .iter()
+            .map(|c| self.check_and_record(c.kid, c.seq, c.envelope, c.now))
+            .collect()
+    }
 }
 
 /// Replay windows in memory, one per key id (only ids of trusted keys reach

@@ -10,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::envelope::{self, Intent};
 use crate::error::{MalformedEnvelope, VerifyError};
 use crate::keys::{Entry, KeySet, TrustedKey};
-use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayRejection, ReplayStore};
+use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayCheck, ReplayRejection, ReplayStore};
 use crate::{Kid, topic};
 use mqtt_sec_core::ed25519::{self, BatchItem};
 
@@ -204,6 +204,27 @@ struct Candidate<'a> {
     tbs: Vec<u8>,
 }
 
+/// A message whose signature verified and that is fresh: all that is left
+/// is the replay window, unless it is retained state.
+struct Fresh<'a> {
+    candidate: Candidate<'a>,
+    envelope: EnvelopeId,
+    at: SystemTime,
+    retained: bool,
+}
+
+impl Fresh<'_> {
+    /// What the replay store is asked, unless the message is retained state.
+    fn replay_check(&self) -> Option<ReplayCheck<'_>> {
+        (!self.retained).then_some(ReplayCheck {
+            kid: &self.candidate.kid,
+            seq: self.candidate.seq,
+            envelope: self.envelope,
+            now: self.at,
+        })
+    }
+}
+
 impl Verifier {
     /// A verifier with the defaults: 256 KiB envelopes, 30 s clock skew, 24 h
     /// for retained messages, replay windows of 64 in memory, the system clock.
@@ -299,7 +320,12 @@ impl Verifier {
                 .key
                 .public_key()
                 .verify(&candidate.tbs, &candidate.signature);
-            self.postcheck(candidate, signature_ok, message, now)
+            let fresh = self.fresh(candidate, signature_ok, message, now)?;
+            let replay = fresh.replay_check().map(|c| {
+                self.replay
+                    .check_and_record(c.kid, c.seq, c.envelope, c.now)
+            });
+            self.finish(fresh, replay, message)
         });
         audit(message.topic, kid.as_ref(), &result);
         result
@@ -323,15 +349,41 @@ impl Verifier {
             })
             .collect();
         let mut verdicts = ed25519::verify_batch(&items).into_iter();
-        candidates
+        let fresh: Vec<(Option<Kid>, Result<Fresh<'_>, VerifyError>)> = candidates
             .into_iter()
             .zip(messages)
-            .map(|(candidate, message)| {
-                let mut kid = None;
-                let result = candidate.and_then(|c| {
-                    kid = Some(c.kid.clone());
+            .map(|(candidate, message)| match candidate {
+                Ok(c) => {
                     let ok = verdicts.next().unwrap_or(false);
-                    self.postcheck(c, ok, message, now)
+                    (Some(c.kid.clone()), self.fresh(c, ok, message, now))
+                }
+                Err(e) => (None, Err(e)),
+            })
+            .collect();
+        // One call to the store for the whole batch (one round trip for a
+        // network store), in message order.
+        let checks: Vec<ReplayCheck<'_>> = fresh
+            .iter()
+            .filter_map(|(_, f)| f.as_ref().ok()?.replay_check())
+            .collect();
+        let expected = checks.len();
+        let mut replays = self.replay.check_and_record_batch(&checks).into_iter();
+        drop(checks);
+        fresh
+            .into_iter()
+            .zip(messages)
+            .map(|((kid, fresh), message)| {
+                let result = fresh.and_then(|f| {
+                    let replay = f.replay_check().is_some().then(|| {
+                        // A store that answers fewer checks than it was
+                        // given fails closed for the rest.
+                        replays.next().unwrap_or_else(|| {
+                            Err(ReplayRejection::store(std::io::Error::other(format!(
+                                "the replay store answered fewer than the {expected} checks it was given"
+                            ))))
+                        })
+                    });
+                    self.finish(f, replay, message)
                 });
                 audit(message.topic, kid.as_ref(), &result);
                 result
@@ -414,14 +466,15 @@ impl Verifier {
         })
     }
 
-    /// Everything after the signature: freshness, then the replay window.
-    fn postcheck(
+    /// The signature's verdict, then freshness: what stands between a
+    /// message and the replay window.
+    fn fresh<'a>(
         &self,
-        candidate: Candidate<'_>,
+        candidate: Candidate<'a>,
         signature_ok: bool,
         message: &Message<'_>,
         now: SystemTime,
-    ) -> Result<Verified, VerifyError> {
+    ) -> Result<Fresh<'a>, VerifyError> {
         if !signature_ok {
             return Err(VerifyError::SignatureInvalid);
         }
@@ -447,36 +500,54 @@ impl Verifier {
                 max: max_age,
             });
         }
-        if !retained {
-            let envelope = EnvelopeId::of_signature(&candidate.signature);
-            let at = UNIX_EPOCH + now;
-            self.replay
-                .check_and_record(&candidate.kid, candidate.seq, envelope, at)
-                .map_err(|r| match r {
-                    // The same envelope a moment after it was accepted: what
-                    // QoS 1 redelivery looks like. Anything else is a replay.
-                    ReplayRejection::Replayed {
-                        earlier: Some(earlier),
-                    } if earlier.envelope == envelope
-                        && at.duration_since(earlier.at).unwrap_or_default()
-                            < self.redelivery_window =>
-                    {
-                        VerifyError::Duplicate {
-                            kid: candidate.kid.clone(),
-                            seq: candidate.seq,
-                        }
+        Ok(Fresh {
+            envelope: EnvelopeId::of_signature(&candidate.signature),
+            at: UNIX_EPOCH + now,
+            retained,
+            candidate,
+        })
+    }
+
+    /// The replay window's verdict (`None` for retained state, which skips
+    /// it), as the message's result.
+    fn finish(
+        &self,
+        fresh: Fresh<'_>,
+        replay: Option<Result<(), ReplayRejection>>,
+        message: &Message<'_>,
+    ) -> Result<Verified, VerifyError> {
+        let Fresh {
+            candidate,
+            envelope,
+            at,
+            retained,
+        } = fresh;
+        if let Some(Err(rejection)) = replay {
+            return Err(match rejection {
+                // The same envelope a moment after it was accepted: what
+                // QoS 1 redelivery looks like. Anything else is a replay.
+                ReplayRejection::Replayed {
+                    earlier: Some(earlier),
+                } if earlier.envelope == envelope
+                    && at.duration_since(earlier.at).unwrap_or_default()
+                        < self.redelivery_window =>
+                {
+                    VerifyError::Duplicate {
+                        kid: candidate.kid,
+                        seq: candidate.seq,
                     }
-                    ReplayRejection::Replayed { .. } => VerifyError::Replayed {
-                        kid: candidate.kid.clone(),
-                        seq: candidate.seq,
-                    },
-                    ReplayRejection::TooOld { highest } => VerifyError::SequenceTooOld {
-                        kid: candidate.kid.clone(),
-                        seq: candidate.seq,
-                        highest,
-                    },
-                    ReplayRejection::Store(e) => VerifyError::ReplayStore(e),
-                })?;
+                }
+                ReplayRejection::Replayed { .. } => VerifyError::Replayed {
+                    kid: candidate.kid,
+                    seq: candidate.seq,
+                },
+                ReplayRejection::TooOld { highest } => VerifyError::SequenceTooOld {
+                    kid: candidate.kid,
+                    seq: candidate.seq,
+                    highest,
+                },
+                ReplayRejection::Store(e) => VerifyError::ReplayStore(e),
+            });
         }
         Ok(Verified {
             kid: candidate.kid,

@@ -888,6 +888,94 @@ fn kid_is_the_rfc7638_thumbprint_and_can_be_chosen() {
     assert!(!format!("{named:?}").contains("9d61"));
 }
 
+/// A store that records how it was called and answers from a memory store,
+/// or answers fewer checks than asked when `short`.
+#[derive(Debug, Default)]
+struct Recording {
+    inner: MemoryReplayStore,
+    batches: std::sync::Mutex<Vec<Vec<u64>>>,
+    short: bool,
+}
+
+impl mqtt_sec_sign::replay::ReplayStore for Recording {
+    fn check_and_record(
+        &self,
+        _: &Kid,
+        _: u64,
+        _: mqtt_sec_sign::replay::EnvelopeId,
+        _: std::time::SystemTime,
+    ) -> Result<(), mqtt_sec_sign::replay::ReplayRejection> {
+        unreachable!("verify_batch asks for the batch")
+    }
+
+    fn check_and_record_batch(
+        &self,
+        checks: &[mqtt_sec_sign::replay::ReplayCheck<'_>],
+    ) -> Vec<Result<(), mqtt_sec_sign::replay::ReplayRejection>> {
+        self.batches
+            .lock()
+            .unwrap()
+            .push(checks.iter().map(|c| c.seq).collect());
+        let mut answers = self.inner.check_and_record_batch(checks);
+        if self.short {
+            answers.pop();
+        }
+        answers
+    }
+}
+
+#[test]
+fn a_batch_asks_the_replay_store_once_in_order_and_a_short_answer_refuses() {
+    let f = Fixture::new();
+    let store = Arc::new(Recording::default());
+    let verifier = f.verifier.clone().with_replay_store(store.clone());
+    let live: Vec<Vec<u8>> = (0..4)
+        .map(|i| f.signer.sign(TOPIC, &[i]).unwrap())
+        .collect();
+    let state = f.signer.sign_retained(TOPIC, b"state").unwrap();
+    let messages = [
+        Message::envelope(TOPIC, &live[0]),
+        Message::envelope(TOPIC, &live[1]),
+        // Retained state skips the window: not asked.
+        Message::envelope(TOPIC, &state).retained(true),
+        // A bad signature never reaches the store.
+        Message::envelope("other/topic", &live[2]),
+        Message::envelope(TOPIC, &live[3]),
+        // The same envelope again in the batch: a duplicate, decided by
+        // the store in message order.
+        Message::envelope(TOPIC, &live[0]),
+    ];
+    let results = verifier.verify_batch(&messages);
+    assert!(results[0].is_ok() && results[1].is_ok() && results[4].is_ok());
+    assert!(results[2].as_ref().unwrap().is_retained());
+    assert_eq!(results[3], Err(VerifyError::SignatureInvalid));
+    assert!(matches!(results[5], Err(VerifyError::Duplicate { .. })));
+    let batches = store.batches.lock().unwrap().clone();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    let seq = |i: usize| results[i].as_ref().unwrap().seq();
+    assert_eq!(batches[0], [seq(0), seq(1), seq(4), seq(0)]);
+
+    // A store that answers one check too few: the unanswered message is
+    // refused as a store failure, never accepted.
+    let short = Arc::new(Recording {
+        short: true,
+        ..Recording::default()
+    });
+    let verifier = f.verifier.clone().with_replay_store(short);
+    let more: Vec<Vec<u8>> = (0..2)
+        .map(|i| f.signer.sign(TOPIC, &[i]).unwrap())
+        .collect();
+    let results = verifier.verify_batch(&[
+        Message::envelope(TOPIC, &more[0]),
+        Message::envelope(TOPIC, &more[1]),
+    ]);
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(&results[1], Err(VerifyError::ReplayStore(_))),
+        "{results:?}"
+    );
+}
+
 #[test]
 fn a_failing_replay_store_refuses_instead_of_accepting() {
     #[derive(Debug)]
