@@ -887,6 +887,8 @@ mod spki {
         } else {
             let bytes = len.to_be_bytes();
             let length = significant(&bytes);
+            // At most 8 length bytes, so `|` and `^` (or `+`) agree: the
+            // mutant that swaps them is equivalent.
             out.push(0x80 | length.len() as u8);
             out.extend_from_slice(length);
         }

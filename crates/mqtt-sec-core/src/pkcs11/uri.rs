@@ -484,6 +484,33 @@ mod tests {
         );
         // The scheme is case-insensitive.
         assert!(parse("PKCS11:token=A").is_ok());
+        // Every object type of section 2.3, and back.
+        for (text, kind) in [
+            ("private", ObjectType::Private),
+            ("public", ObjectType::Public),
+            ("cert", ObjectType::Cert),
+            ("secret-key", ObjectType::SecretKey),
+            ("data", ObjectType::Data),
+        ] {
+            let uri = parse(&format!("pkcs11:object=o;type={text}")).unwrap();
+            assert_eq!(uri.object_type(), Some(kind), "{text}");
+            assert_eq!(uri.to_string(), format!("pkcs11:object=o;type={text}"));
+        }
+    }
+
+    #[test]
+    fn a_token_uri_keeps_what_names_the_token() {
+        let uri = Pkcs11Uri::for_token(
+            "dev",
+            Some("Maker".into()),
+            Some("0042".into()),
+            Some("M1".into()),
+        );
+        assert_eq!(uri.token(), Some("dev"));
+        assert_eq!(uri.manufacturer(), Some("Maker"));
+        assert_eq!(uri.serial(), Some("0042"));
+        assert_eq!(uri.model(), Some("M1"));
+        assert_eq!(uri.object(), None);
     }
 
     #[test]
