@@ -53,7 +53,12 @@ fn minted_tokens_verify_for_every_algorithm() {
         assert_eq!(verified.issuer(), Some("factory"));
         assert_eq!(verified.claim("model"), Some(&json!("t-1000")));
         assert!(verified.claim("jti").unwrap().as_str().unwrap().len() >= 22);
-        assert!(!format!("{minted:?}").contains(minted.token().expose_secret()));
+        let shown = format!("{minted:?}");
+        assert!(!shown.contains(minted.token().expose_secret()));
+        assert!(
+            shown.starts_with("MintedToken") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 }
 

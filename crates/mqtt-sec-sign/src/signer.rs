@@ -18,9 +18,6 @@ use crate::kid::jwk_x;
 use crate::sequence::SequenceStore;
 use crate::{Kid, envelope, topic};
 
-/// How many sequence numbers a [`SequenceStore`] reserves at a time.
-const RESERVE_BLOCK: u64 = 1024;
-
 /// Signs MQTT messages into envelopes.
 ///
 /// Each envelope carries the key id, the issue time and a sequence number one
@@ -95,6 +92,16 @@ impl Key {
             }
         }
     }
+}
+
+/// A block of numbers from `store`: its first and last.
+fn allocate(store: &(impl SequenceStore + ?Sized)) -> Result<(u64, u64), SignError> {
+    let count = store.block_size().max(1);
+    let first = store
+        .allocate(count)
+        .map_err(|e| SignError::SequenceStore(e.into()))?
+        .ok_or(SignError::SequenceExhausted)?;
+    Ok((first, first.saturating_add(count - 1)))
 }
 
 struct Sequence {
@@ -299,8 +306,10 @@ impl Signer {
 
     /// Takes sequence numbers from a persisted counter instead of the clock.
     ///
-    /// The store is asked to reserve numbers in blocks of 1,024 before they are
-    /// used, so a crash skips at most a block and never reuses a number.
+    /// The store hands out numbers in blocks of its
+    /// [`block_size`](SequenceStore::block_size) (1,024 for a
+    /// [`FileSequenceStore`](crate::FileSequenceStore)) before they are used,
+    /// so a crash skips at most a block and never reuses a number.
     ///
     /// # Errors
     /// [`SignError::SequenceStore`] if the store cannot be read or cannot reserve;
@@ -309,20 +318,9 @@ impl Signer {
         self,
         store: impl SequenceStore + 'static,
     ) -> Result<Self, SignError> {
-        let loaded = store
-            .load()
-            .map_err(|e| SignError::SequenceStore(e.into()))?;
-        let start = match loaded {
-            Some(n) => n.checked_add(1).ok_or(SignError::SequenceExhausted)?,
-            None => 0,
-        };
-        let reserved = start.saturating_add(RESERVE_BLOCK - 1);
-        store
-            .reserve(reserved)
-            .map_err(|e| SignError::SequenceStore(e.into()))?;
-        let last = start.checked_sub(1);
+        let (first, reserved) = allocate(&store)?;
         *self.sequence.lock().unwrap_or_else(|e| e.into_inner()) = Sequence {
-            last,
+            last: first.checked_sub(1),
             store: Some(Box::new(store)),
             reserved,
             last_read: None,
@@ -363,13 +361,25 @@ impl Signer {
         let seq = match &state.store {
             Some(store) => {
                 if next > state.reserved {
-                    let reserved = next.saturating_add(RESERVE_BLOCK - 1);
-                    store
-                        .reserve(reserved)
-                        .map_err(|e| SignError::SequenceStore(e.into()))?;
+                    // The next block may not follow this one: replicas
+                    // sharing the store take blocks in turn.
+                    let (first, reserved) = allocate(store.as_ref())?;
+                    // A store that hands out a number this signer used
+                    // (a `load` that does not see `reserve`) is refused
+                    // rather than followed into reusing it.
+                    if first < next {
+                        return Err(SignError::SequenceStore(
+                            std::io::Error::other(format!(
+                                "the sequence store handed out {first}, below the next unused number {next}"
+                            ))
+                            .into(),
+                        ));
+                    }
                     state.reserved = reserved;
+                    first
+                } else {
+                    next
                 }
-                next
             }
             // Clock-seeded: the time in microseconds at the first signature,
             // then one more each time, so windows see dense numbers; but

@@ -281,30 +281,108 @@ fn persisted_sequence_numbers_never_repeat_across_restarts() {
 
 #[test]
 fn a_failing_store_stops_signing() {
+    /// Keeps what was reserved; reservations beyond 2,000 fail.
     #[derive(Debug)]
-    struct Full;
+    struct Full(std::sync::Mutex<u64>);
     impl SequenceStore for Full {
         fn load(&self) -> std::io::Result<Option<u64>> {
-            Ok(Some(10))
+            Ok(Some(*self.0.lock().unwrap()))
         }
         fn reserve(&self, upto: u64) -> std::io::Result<()> {
             if upto > 2000 {
-                Err(std::io::Error::other("disk full"))
-            } else {
-                Ok(())
+                return Err(std::io::Error::other("disk full"));
             }
+            *self.0.lock().unwrap() = upto;
+            Ok(())
         }
     }
     let signer = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[5; 32]))
-        .with_sequence_store(Full)
+        .with_sequence_store(Full(std::sync::Mutex::new(10)))
         .unwrap();
     for _ in 11..=1034 {
         signer.sign("a", b"x").unwrap();
     }
-    assert!(matches!(
-        signer.sign("a", b"x"),
-        Err(SignError::SequenceStore(_))
-    ));
+    let err = signer.sign("a", b"x").unwrap_err();
+    let SignError::SequenceStore(cause) = err else {
+        panic!("expected a store error, got {err:?}")
+    };
+    assert_eq!(cause.to_string(), "disk full");
+}
+
+#[test]
+fn a_store_that_hands_out_used_numbers_is_refused() {
+    /// Forgets every reservation: `load` always says 10.
+    #[derive(Debug)]
+    struct Forgetful;
+    impl SequenceStore for Forgetful {
+        fn load(&self) -> std::io::Result<Option<u64>> {
+            Ok(Some(10))
+        }
+        fn reserve(&self, _: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let signer = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[5; 32]))
+        .with_sequence_store(Forgetful)
+        .unwrap();
+    let seq_of = |e: &[u8]| envelope::inspect(e).unwrap().seq;
+    let used: Vec<u64> = (0..1024)
+        .map(|_| seq_of(&signer.sign("a", b"x").unwrap()))
+        .collect();
+    assert_eq!(used, (11..=1034).collect::<Vec<_>>());
+    // The next block would start at 11 again: refused, never reused.
+    let err = signer.sign("a", b"x").unwrap_err();
+    assert!(
+        matches!(&err, SignError::SequenceStore(c) if c.to_string().contains("handed out 11")),
+        "{err:?}"
+    );
+}
+
+/// A store shared by replicas: each allocation is the next block of a
+/// counter they all draw from, here of 4.
+#[derive(Debug)]
+struct Shared(std::sync::Arc<std::sync::Mutex<u64>>);
+
+impl SequenceStore for Shared {
+    fn load(&self) -> std::io::Result<Option<u64>> {
+        Ok(Some(*self.0.lock().unwrap()))
+    }
+    fn reserve(&self, _: u64) -> std::io::Result<()> {
+        unreachable!("a shared store allocates")
+    }
+    fn allocate(&self, count: u64) -> std::io::Result<Option<u64>> {
+        let mut next = self.0.lock().unwrap();
+        let first = *next;
+        *next += count;
+        Ok(Some(first))
+    }
+    fn block_size(&self) -> u64 {
+        4
+    }
+}
+
+#[test]
+fn replicas_sharing_a_store_never_sign_the_same_number() {
+    let counter = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let key = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+    let replicas: Vec<Signer> = (0..3)
+        .map(|_| {
+            Signer::new(key.clone())
+                .with_sequence_store(Shared(counter.clone()))
+                .unwrap()
+        })
+        .collect();
+    let seq_of = |e: &[u8]| envelope::inspect(e).unwrap().seq;
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..10 {
+        for replica in &replicas {
+            let seq = seq_of(&replica.sign("a", &[round]).unwrap());
+            assert!(seen.insert(seq), "{seq} signed twice");
+        }
+    }
+    // Blocks of 4 each: 3 replicas, 10 numbers each, 3 blocks each.
+    assert_eq!(*counter.lock().unwrap(), 36);
+    assert_eq!(seen.len(), 30);
 }
 
 #[test]
