@@ -499,6 +499,46 @@ fn ring_provider_refuses_a_key_of_another_family() {
 }
 
 #[test]
+fn ring_provider_signs_each_rsa_algorithm_with_its_own_hash_and_padding() {
+    use jsonwebtoken::DecodingKey;
+    use mqtt_sec_auth::jwt::RING_PROVIDER;
+    let rsa = TestKey::rs256();
+    let jwk: serde_json::Value = serde_json::from_str(
+        &rsa.signing
+            .verifying_key()
+            .public_jwk()
+            .unwrap()
+            .to_string(),
+    )
+    .unwrap();
+    let decoding =
+        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+            .unwrap();
+    let all = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+    for alg in all {
+        let signer = (RING_PROVIDER.signer_factory)(&alg, &rsa.encoding).unwrap();
+        let signature = signer.try_sign(b"header.claims").unwrap();
+        // Verified under its own algorithm only: another hash or padding
+        // refuses it.
+        for other in all {
+            let verifier = (RING_PROVIDER.verifier_factory)(&other, &decoding).unwrap();
+            assert_eq!(
+                verifier.verify(b"header.claims", &signature).is_ok(),
+                other == alg,
+                "signed {alg:?}, verified {other:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn algorithm_confusion_is_refused() {
     // The classic attack: HS256 "signed" with the RSA public key as the secret.
     let rsa = TestKey::rs256();
