@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod connection;
+mod error;
+mod replay;
+mod sequence;
+
+pub use connection::{
+    DEFAULT_KEY_PREFIX, DEFAULT_RECOVERY_QUARANTINE, DEFAULT_TIMEOUT, Redis, RedisConfig,
+};
+pub use error::StoreError;
+pub use replay::{DEFAULT_IDLE_EXPIRY, FailurePolicy, RedisReplayStore};
+pub use sequence::RedisSequenceStore;
