@@ -6,8 +6,11 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mqtt_sec_redis::{FailurePolicy, Redis, RedisConfig, RedisReplayStore, StoreError};
+use mqtt_sec_redis::{
+    FailurePolicy, Redis, RedisConfig, RedisReplayStore, RedisSequenceStore, StoreError,
+};
 use mqtt_sec_sign::Kid;
+use mqtt_sec_sign::SequenceStore as _;
 use mqtt_sec_sign::replay::{
     EnvelopeId, MemoryReplayStore, ReplayCheck, ReplayRejection, ReplayStore,
 };
@@ -346,6 +349,12 @@ fn credentials_and_acls_are_enforced_and_fail_closed_even_degraded() {
             .password("s3cret-pw")
             .acl_user("verifier", "v3rifier", "~mqtt-sec:* +@all")
             .acl_user("stranger", "str4nger", "~other:* +@all")
+            // The minimal user of docs/fleet.md.
+            .acl_user(
+                "minimal",
+                "m1nimal",
+                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hset +pexpire +incrby +get +set +exists +info +ping",
+            )
             .start(),
     ) else {
         return;
@@ -360,6 +369,27 @@ fn credentials_and_acls_are_enforced_and_fail_closed_even_degraded() {
     store_as(server.url_as("verifier", "v3rifier"))
         .check_and_record(&key, 1, envelope(1, 0), at(1))
         .unwrap();
+    let minimal = store_as(server.url_as("minimal", "m1nimal"));
+    minimal
+        .check_and_record(&key, 5, envelope(5, 0), at(5))
+        .unwrap();
+    assert!(
+        minimal
+            .check_and_record(&key, 5, envelope(5, 0), at(6))
+            .is_err()
+    );
+    let kid = Kid::new(b"acl-signer".to_vec()).unwrap();
+    let counter = RedisSequenceStore::new(
+        Redis::new(
+            RedisConfig::new(server.url_as("minimal", "m1nimal").into())
+                .recovery_quarantine(Duration::ZERO),
+        )
+        .unwrap(),
+        &kid,
+    );
+    let first = counter.allocate(1).unwrap().unwrap();
+    counter.reserve(first + 10).unwrap();
+    assert_eq!(counter.load().unwrap(), Some(first + 10));
     for url in [
         server.url_as("verifier", "wrong-pw"),
         server.url_as("stranger", "str4nger"),
