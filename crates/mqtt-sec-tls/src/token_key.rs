@@ -202,6 +202,9 @@ impl ResolvesClientCert for FixedClientCert {
             .map(|_| Arc::clone(&self.0))
     }
 
+    // rustls reads this only to keep the handshake transcript for client
+    // authentication, which TLS 1.3 keeps anyway: its `false` mutant
+    // survives the mTLS tests and cannot be told apart there.
     fn has_certs(&self) -> bool {
         true
     }
@@ -241,6 +244,11 @@ mod tests {
         assert_eq!(der[..4], [0x30, 102, 0x02, 49]);
         assert_eq!(ecdsa_der(&[]), None);
         assert_eq!(ecdsa_der(&[1, 2, 3]), None);
+        // P-521's 132 bytes are the most taken (a long-form length), 134
+        // are refused.
+        let der = ecdsa_der(&[0xff; 132]).unwrap();
+        assert_eq!(der[..5], [0x30, 0x81, 138, 0x02, 67]);
+        assert_eq!(ecdsa_der(&[0xff; 134]), None);
     }
 
     #[test]
@@ -313,6 +321,66 @@ mod tests {
             b"hello",
             &der
         ));
+    }
+
+    /// What rustls is told of each kind of token key (it picks TLS 1.2
+    /// cipher suites by it).
+    #[test]
+    fn each_token_key_names_its_algorithm() {
+        use mqtt_sec_testkit::{SoftHsm, or_skip};
+        let Some(Some(hsm)) = or_skip(SoftHsm::isolated(
+            "token_key::tests::each_token_key_names_its_algorithm",
+        )) else {
+            return;
+        };
+        for (name, kind, algorithm) in [
+            ("ed", KeyKind::Ed25519, SignatureAlgorithm::ED25519),
+            ("p256", KeyKind::P256, SignatureAlgorithm::ECDSA),
+            ("p384", KeyKind::P384, SignatureAlgorithm::ECDSA),
+            ("rsa", KeyKind::Rsa { bits: 2048 }, SignatureAlgorithm::RSA),
+        ] {
+            let uri = hsm.key_uri(name).parse().unwrap();
+            let key = TokenKey::generate(&uri, None, kind).unwrap();
+            assert_eq!(TokenSigningKey::new(key).algorithm(), algorithm, "{name}");
+        }
+    }
+
+    #[test]
+    fn rsa_signatures_verify_under_their_own_scheme_only() {
+        use ring::rand::SystemRandom;
+        use ring::signature as sig;
+        let mut pki = mqtt_sec_testkit::TestPki::new().unwrap();
+        let cert = pki
+            .issue(
+                &mqtt_sec_testkit::CertSpec::client("rsa")
+                    .key_alg(mqtt_sec_testkit::KeyAlg::Rsa2048),
+            )
+            .unwrap();
+        let der = cert.key_der().secret_der().to_vec();
+        let pair = sig::RsaKeyPair::from_pkcs8(&der).unwrap();
+        let key = rustls_pki_types::PrivatePkcs8KeyDer::from(der);
+        let spki =
+            rcgen::PublicKeyData::subject_public_key_info(&rcgen::KeyPair::try_from(&key).unwrap());
+        let schemes: [(SignatureScheme, &'static dyn sig::RsaEncoding); 6] = [
+            (SignatureScheme::RSA_PSS_SHA256, &sig::RSA_PSS_SHA256),
+            (SignatureScheme::RSA_PSS_SHA384, &sig::RSA_PSS_SHA384),
+            (SignatureScheme::RSA_PSS_SHA512, &sig::RSA_PSS_SHA512),
+            (SignatureScheme::RSA_PKCS1_SHA256, &sig::RSA_PKCS1_SHA256),
+            (SignatureScheme::RSA_PKCS1_SHA384, &sig::RSA_PKCS1_SHA384),
+            (SignatureScheme::RSA_PKCS1_SHA512, &sig::RSA_PKCS1_SHA512),
+        ];
+        let rng = SystemRandom::new();
+        for (scheme, padding) in schemes {
+            let mut signature = vec![0; pair.public().modulus_len()];
+            pair.sign(padding, &rng, b"hello", &mut signature).unwrap();
+            for (other, _) in schemes {
+                assert_eq!(
+                    verifies(other, &spki, b"hello", &signature),
+                    other == scheme,
+                    "signed {scheme:?}, checked {other:?}"
+                );
+            }
+        }
     }
 
     #[test]

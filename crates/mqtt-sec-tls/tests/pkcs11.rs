@@ -10,12 +10,16 @@ use std::sync::Arc;
 
 #[path = "support/mtls.rs"]
 mod mtls;
+#[allow(dead_code, reason = "the in-memory handshake only")]
+mod support;
 use mtls::{WAIT, connect};
 
 use mqtt_sec_testkit::{CertSpec, Mosquitto, SoftHsm, TestPki, TlsListener, or_skip};
 use mqtt_sec_tls::pkcs11::{KeyKind, Pin, Pkcs11Uri, TokenError, TokenKey};
 use mqtt_sec_tls::rustls::crypto::ring;
-use mqtt_sec_tls::{ClientTls, Identity, ReloadableIdentity, Reloaded, TlsError, TrustRoots};
+use mqtt_sec_tls::{
+    ClientTls, Identity, ReloadableIdentity, Reloaded, ServerTls, TlsError, TrustRoots,
+};
 
 fn uri(text: &str) -> Pkcs11Uri {
     text.parse().unwrap()
@@ -120,4 +124,39 @@ async fn token_keys_of_every_type_complete_mtls_with_mosquitto() {
     let key = TokenKey::open(&uri(&hsm.key_uri("hsm-p256")), None).unwrap();
     let missing = Identity::from_token(pki.dir().join("missing.pem"), key).unwrap_err();
     assert!(missing.to_string().contains("missing.pem"), "{missing}");
+}
+
+/// A server whose key stays in the token serves TLS (in memory, against a
+/// rustls client that trusts its CA), for each kind of key, and the
+/// handshake fails when the token's key does not sign what the client asks.
+#[test]
+fn token_keys_serve_tls_as_a_server_identity() {
+    let Some(Some(hsm)) = or_skip(SoftHsm::isolated(
+        "token_keys_serve_tls_as_a_server_identity",
+    )) else {
+        return;
+    };
+    let mut pki = TestPki::new().unwrap();
+    let client = ClientTls::builder(Arc::new(ring::default_provider()))
+        .trust(TrustRoots::new().pem_file(pki.root().cert_path()).unwrap())
+        .no_identity()
+        .build()
+        .unwrap();
+    for (name, kind) in [
+        ("server-p256", KeyKind::P256),
+        ("server-rsa", KeyKind::Rsa { bits: 2048 }),
+        ("server-ed25519", KeyKind::Ed25519),
+    ] {
+        let key = TokenKey::generate(&uri(&hsm.key_uri(name)), None, kind).unwrap();
+        let cert = pki
+            .issue_for_public_key(&CertSpec::localhost_server(name), key.public_key_der())
+            .unwrap();
+        let server = ServerTls::builder(Arc::new(ring::default_provider()))
+            .no_client_auth()
+            .identity(Identity::from_token(&cert, key).unwrap())
+            .build()
+            .unwrap();
+        support::handshake::handshake(&client.config(), &server.config(), "localhost")
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
 }

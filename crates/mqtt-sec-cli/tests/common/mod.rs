@@ -68,13 +68,17 @@ pub fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
 
 /// `mqtt-sec ARGS` on a pseudo-terminal (util-linux `script`): each line of
 /// `answers` is typed once the prompt before it has appeared. Returns the
-/// exit status and everything the terminal showed.
+/// exit status and everything the terminal showed; fails the test if the
+/// command left the terminal's echo off.
 pub fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (i32, String) {
     let command = std::iter::once(env!("CARGO_BIN_EXE_mqtt-sec"))
         .chain(args.iter().copied())
         .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
         .collect::<Vec<_>>()
         .join(" ");
+    // Then the terminal's settings, to check that echo was turned back on
+    // however the command ended.
+    let command = format!("{command}; status=$?; echo; stty -a; exit $status");
     let mut child = Command::new("script")
         .args(["--quiet", "--return", "--command", &command, "/dev/null"])
         .stdin(Stdio::piped())
@@ -118,8 +122,13 @@ pub fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (i32, String) {
     while let Ok(bytes) = receiver.recv_timeout(Duration::from_secs(5)) {
         shown.extend(bytes);
     }
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&shown).into_owned(),
-    )
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    let (shown, settings) = shown
+        .rsplit_once("speed ")
+        .unwrap_or_else(|| panic!("no stty output after the command: {shown:?}"));
+    assert!(
+        settings.split_whitespace().any(|flag| flag == "echo"),
+        "echo was left off: {settings}"
+    );
+    (status.code().unwrap_or(-1), shown.to_owned())
 }
