@@ -509,6 +509,22 @@ fn bad_keys_and_passphrases_are_refused_with_their_errors() {
         b"",
         "more than one PEM block",
     );
+    let no_pem = dir.path().join("no-pem.txt");
+    std::fs::write(&no_pem, "not a key at all\n").unwrap();
+    input_error(
+        &[
+            "key",
+            "encrypt",
+            "--in",
+            s(&no_pem),
+            "--out",
+            s(&dir.path().join("z")),
+            "--passphrase-file",
+            s(&pass),
+        ],
+        b"",
+        "no PEM block",
+    );
     let legacy = dir.path().join("legacy.pem");
     std::fs::write(
         &legacy,
