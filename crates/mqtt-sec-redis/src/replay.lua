@@ -6,25 +6,32 @@
 --          doubles, exact only to 2^53) and one field per position
 --          (seq mod size) holding seq (8 bytes) .. envelope (16) .. at (8).
 -- ARGV[1]  the window size; ARGV[2] the idle expiry in ms (0: none);
--- then per check, in order: seq's high and low 32 bits, seq (8 bytes),
---          its position, the envelope id (16 bytes), the time (8 bytes).
+-- then one 36-byte record per check, in order: seq (8 bytes, big-endian),
+--          the envelope id (16), the time (8) and the position (4), which
+--          names the position's field.
 -- Returns one reply per check: {0} accepted, {1, envelope, at} replayed,
 -- {2, hh, hl} below the window.
 local key = KEYS[1]
 local size = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
-local hh = redis.call('HGET', key, 'hh')
-local hl = 0
-local known = hh ~= false
+-- Read once, written once at the end: a batch costs one read of the
+-- highest number, one read per number inside the window, and one write.
+local highest = redis.call('HMGET', key, 'hh', 'hl')
+local known = highest[1] ~= false
+local hh, hl = 0, 0
 if known then
-  hh = tonumber(hh)
-  hl = tonumber(redis.call('HGET', key, 'hl'))
+  hh, hl = tonumber(highest[1]), tonumber(highest[2])
 end
+local raised = false
+-- Positions written by this batch, so a later check of it sees them.
+local written = {}
+local writes = {}
 local out = {}
-local changed = false
-for i = 3, #ARGV, 6 do
-  local hi, lo = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local seq, pos, envelope, at = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+for i = 3, #ARGV do
+  local record = ARGV[i]
+  local hi, lo = struct.unpack('>I4I4', record)
+  local seq, envelope = string.sub(record, 1, 8), string.sub(record, 9, 24)
+  local at, pos = string.sub(record, 25, 32), string.sub(record, 33, 36)
   local above = (not known) or hi > hh or (hi == hh and lo > hl)
   local reply = nil
   if not above then
@@ -34,7 +41,10 @@ for i = 3, #ARGV, 6 do
     if distance >= size then
       reply = {2, hh, hl}
     else
-      local slot = redis.call('HGET', key, pos)
+      local slot = written[pos]
+      if slot == nil then
+        slot = redis.call('HGET', key, pos)
+      end
       if slot and string.sub(slot, 1, 8) == seq then
         reply = {1, string.sub(slot, 9, 24), string.sub(slot, 25, 32)}
       end
@@ -42,16 +52,29 @@ for i = 3, #ARGV, 6 do
   end
   if reply == nil then
     if above then
-      hh, hl, known = hi, lo, true
-      redis.call('HSET', key, 'hh', hi, 'hl', lo)
+      hh, hl, known, raised = hi, lo, true, true
     end
-    redis.call('HSET', key, pos, seq .. envelope .. at)
-    changed = true
+    local slot = seq .. envelope .. at
+    written[pos] = slot
+    writes[#writes + 1] = pos
+    writes[#writes + 1] = slot
     reply = {0}
   end
   out[#out + 1] = reply
 end
-if changed and ttl > 0 then
-  redis.call('PEXPIRE', key, ttl)
+if raised then
+  writes[#writes + 1] = 'hh'
+  writes[#writes + 1] = hh
+  writes[#writes + 1] = 'hl'
+  writes[#writes + 1] = hl
+end
+if #writes > 0 then
+  -- In chunks: unpack takes a few thousand values at most.
+  for first = 1, #writes, 1000 do
+    redis.call('HSET', key, unpack(writes, first, math.min(first + 999, #writes)))
+  end
+  if ttl > 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
 end
 return out

@@ -188,13 +188,15 @@ impl RedisReplayStore {
             .arg(self.size)
             .arg(u64::try_from(self.idle_expiry.as_millis()).unwrap_or(u64::MAX));
         for check in checks {
-            let seq = check.seq;
-            cmd.arg(seq >> 32)
-                .arg(seq & 0xffff_ffff)
-                .arg(&seq.to_be_bytes()[..])
-                .arg(seq % self.size as u64)
-                .arg(&check.envelope.0[..])
-                .arg(&secs(check.now).max(1).to_be_bytes()[..]);
+            // One record per check (see replay.lua); the position fits in
+            // four bytes because the window is at most 65,536.
+            let position = u32::try_from(check.seq % self.size as u64).unwrap_or(u32::MAX);
+            let mut record = [0u8; 36];
+            record[..8].copy_from_slice(&check.seq.to_be_bytes());
+            record[8..24].copy_from_slice(&check.envelope.0);
+            record[24..32].copy_from_slice(&secs(check.now).max(1).to_be_bytes());
+            record[32..].copy_from_slice(&position.to_be_bytes());
+            cmd.arg(&record[..]);
         }
         cmd
     }

@@ -146,6 +146,30 @@ fn the_redis_window_decides_exactly_as_the_memory_window() {
 }
 
 #[test]
+fn a_large_batch_of_one_key_is_decided_as_in_memory() {
+    let Some(server) = server() else { return };
+    let store = RedisReplayStore::new(redis(&server)).window(4096);
+    let memory = MemoryReplayStore::new(4096);
+    let key = kid("large");
+    // 5,000 checks in one script call (more values than Lua unpacks at
+    // once): forward, then every number again.
+    let checks: Vec<ReplayCheck<'_>> = (0..2500u64)
+        .chain(0..2500)
+        .enumerate()
+        .map(|(i, seq)| ReplayCheck {
+            kid: &key,
+            seq,
+            envelope: envelope(seq, 0),
+            now: at(i as u64),
+        })
+        .collect();
+    let got = store.check_and_record_batch(&checks);
+    assert_eq!(got, memory.check_and_record_batch(&checks));
+    assert!(got[..2500].iter().all(Result::is_ok));
+    assert!(got[2500..].iter().all(Result::is_err));
+}
+
+#[test]
 fn eight_threads_racing_the_same_number_accept_it_once() {
     let Some(server) = server() else { return };
     let redis = redis(&server);
@@ -353,7 +377,7 @@ fn credentials_and_acls_are_enforced_and_fail_closed_even_degraded() {
             .acl_user(
                 "minimal",
                 "m1nimal",
-                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hset +pexpire +incrby +get +set +exists +info +ping",
+                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +pexpire +incrby +get +set +exists +info +ping",
             )
             .start(),
     ) else {
