@@ -15,6 +15,11 @@ pub struct GuideRumqttc;
 #[doc = include_str!("../../docs/auth.md")]
 pub struct AuthGuide;
 
+/// The Rust blocks of `docs/fleet.md`, as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/fleet.md")]
+pub struct FleetGuide;
+
 pub mod args;
 pub mod broker;
 pub mod lab;
