@@ -126,7 +126,10 @@ mod terminal {
         let mut line = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_LEN + 1));
         let mut byte = [0u8; 1];
         loop {
-            // read_exact retries a read interrupted by a signal.
+            // read_exact retries a read interrupted by a signal. End of
+            // input (Ctrl-D) ends the line (pty-tested); another error of
+            // the terminal is reported, which no test can provoke (the
+            // guard's `true` mutant survives for that reason).
             match (&*guard.tty).read_exact(&mut byte) {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
                 Err(e) => return Err(CliError::new(format!("terminal: {}", Chain(&e)))),

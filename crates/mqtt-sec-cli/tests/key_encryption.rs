@@ -667,4 +667,21 @@ fn a_passphrase_typed_at_the_terminal_is_never_echoed() {
     );
     assert_eq!(code, 2, "{shown}");
     assert!(shown.contains("wrong passphrase"), "{shown}");
+
+    // End of input (Ctrl-D) instead of a line: an empty passphrase, refused
+    // as such, not a read error.
+    let (code, shown) = on_terminal(
+        &[
+            "sign",
+            "--key",
+            s(&key),
+            "--topic",
+            "t/1",
+            "--in",
+            s(&public),
+        ],
+        &[("Passphrase for", "\u{4}")],
+    );
+    assert_eq!(code, 2, "{shown}");
+    assert!(shown.contains("empty"), "{shown}");
 }
