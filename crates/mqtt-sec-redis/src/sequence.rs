@@ -22,8 +22,9 @@ end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 ";
 
-/// Raises the counter to `ARGV[1]` unless it is higher (INCRBY by the
-/// difference, computed by Redis in 64-bit integers).
+/// Raises the counter to `ARGV[1]` unless it is higher. Lua compares
+/// doubles, exact below 2^53: counters seeded from the clock in
+/// microseconds stay below that until the year 2255.
 const RESERVE: &str = r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local wanted = tonumber(ARGV[1])
@@ -40,9 +41,9 @@ return 1
 /// use mqtt_sec_redis::{Redis, RedisConfig, RedisSequenceStore};
 /// use mqtt_sec_sign::Signer;
 ///
-/// # fn key() -> ed25519_dalek::SigningKey { unimplemented!() }
+/// # let device_key = mqtt_sec_sign::ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
 /// let redis = Redis::new(RedisConfig::new("redis://10.0.0.5:6379/".to_owned().into()))?;
-/// let signer = Signer::new(key());
+/// let signer = Signer::new(device_key);
 /// let store = RedisSequenceStore::new(redis, signer.kid());
 /// let signer = signer.with_sequence_store(store)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
