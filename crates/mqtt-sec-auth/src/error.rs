@@ -249,6 +249,16 @@ pub enum JwtError {
     /// A `cnf` confirmation method we cannot check (only `x5t#S256` is).
     #[error("unsupported confirmation method in cnf")]
     UnsupportedConfirmation,
+    /// The shared revocation list revokes the token's key (its `kid`).
+    #[error("the token's key {0:?} is revoked")]
+    KeyRevoked(String),
+    /// The shared revocation list revokes the token (its `jti`).
+    #[error("token {0:?} is revoked")]
+    TokenRevoked(String),
+    /// The shared revocation list could not be consulted: the token is
+    /// refused because it cannot be shown not to be revoked.
+    #[error("revocation list failed")]
+    RevocationList(#[source] mqtt_sec_core::revocation::RevocationListError),
     /// The key source failed.
     #[error(transparent)]
     Keys(#[from] KeySourceError),

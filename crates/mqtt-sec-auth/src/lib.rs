@@ -30,4 +30,5 @@ pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub use mqtt_sec_core::pkcs11;
+pub use mqtt_sec_core::revocation;
 pub use secrecy::{self, SecretString};

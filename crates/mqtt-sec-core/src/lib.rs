@@ -17,6 +17,7 @@ pub mod passphrase;
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
+pub mod revocation;
 pub mod text;
 #[cfg(feature = "thumbprint")]
 #[cfg_attr(docsrs, doc(cfg(feature = "thumbprint")))]

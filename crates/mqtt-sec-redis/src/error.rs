@@ -44,6 +44,14 @@ pub enum StoreError {
         /// The quarantine, in seconds.
         quarantine_s: u64,
     },
+    /// The revocation list's marker key, seen before by this process, is
+    /// gone: Redis lost its data (a restart without persistence, a
+    /// `FLUSHALL`), and with it every revocation. Refused until a
+    /// revocation is written again, which restores the marker.
+    #[error(
+        "the revocation list in Redis was lost (its marker key is gone); re-enter the revocations with `mqtt-sec revoke`"
+    )]
+    RevocationsLost,
     /// Redis answered something the store did not expect.
     #[error("unexpected Redis reply: {0}")]
     Reply(String),

@@ -6,6 +6,7 @@
 mod connection;
 mod error;
 mod replay;
+mod revocation;
 mod sequence;
 
 pub use connection::{
@@ -13,4 +14,5 @@ pub use connection::{
 };
 pub use error::StoreError;
 pub use replay::{DEFAULT_IDLE_EXPIRY, FailurePolicy, RedisReplayStore};
+pub use revocation::RedisRevocationList;
 pub use sequence::RedisSequenceStore;

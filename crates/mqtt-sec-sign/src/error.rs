@@ -41,7 +41,7 @@ pub enum VerifyError {
         /// The key id from the envelope.
         kid: Kid,
     },
-    /// The key was revoked.
+    /// The key was revoked, in the key set or by the shared revocation list.
     #[error("key {kid} is revoked")]
     KeyRevoked {
         /// The revoked key id.
@@ -116,6 +116,11 @@ pub enum VerifyError {
     /// checked. The store's own error is the [`source`](std::error::Error::source).
     #[error("replay store failed")]
     ReplayStore(#[source] Cause),
+    /// The shared revocation list could not be consulted; the message is
+    /// rejected because its key cannot be shown not to be revoked. (A key
+    /// the list does revoke is [`VerifyError::KeyRevoked`].)
+    #[error("revocation list failed")]
+    RevocationList(#[source] mqtt_sec_core::revocation::RevocationListError),
 }
 
 impl VerifyError {
@@ -138,6 +143,7 @@ impl VerifyError {
             Self::Replayed { .. } => "replayed",
             Self::SequenceTooOld { .. } => "sequence_too_old",
             Self::ReplayStore(_) => "replay_store_failed",
+            Self::RevocationList(_) => "revocation_list_failed",
         }
     }
 }

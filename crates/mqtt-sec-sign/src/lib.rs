@@ -39,6 +39,7 @@ pub use mqtt_sec_core::passphrase::{Passphrase, PassphraseError};
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub use mqtt_sec_core::pkcs11;
+pub use mqtt_sec_core::revocation;
 pub use sequence::{DEFAULT_SEQUENCE_BLOCK, FileSequenceStore, SequenceStore};
 pub use signer::Signer;
 pub use verifier::{

@@ -10,9 +10,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::envelope::{self, Intent};
 use crate::error::{MalformedEnvelope, VerifyError};
 use crate::keys::{Entry, KeySet, TrustedKey};
+
 use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayCheck, ReplayRejection, ReplayStore};
 use crate::{Kid, topic};
 use mqtt_sec_core::ed25519::{self, BatchItem};
+use mqtt_sec_core::revocation::{Credential, RevocationList, RevocationListError};
 
 /// Default largest envelope, in bytes.
 pub const DEFAULT_MAX_ENVELOPE: usize = 256 * 1024;
@@ -185,6 +187,7 @@ pub struct Verifier {
     keys: KeySet,
     clock: Arc<dyn Clock>,
     replay: Arc<dyn ReplayStore>,
+    revocations: Option<Arc<dyn RevocationList>>,
     max_envelope: usize,
     clock_skew: Duration,
     retained_max_age: Duration,
@@ -233,6 +236,7 @@ impl Verifier {
             keys,
             clock: Arc::new(SystemClock),
             replay: Arc::new(MemoryReplayStore::default()),
+            revocations: None,
             max_envelope: DEFAULT_MAX_ENVELOPE,
             clock_skew: DEFAULT_CLOCK_SKEW,
             retained_max_age: DEFAULT_RETAINED_MAX_AGE,
@@ -293,6 +297,18 @@ impl Verifier {
         self
     }
 
+    /// Also refuses the keys that `list` revokes ([`VerifyError::KeyRevoked`]),
+    /// a list shared with other verifiers (the mqtt-sec-redis crate's, which
+    /// `mqtt-sec revoke kid` writes to). It is asked once per message, or once
+    /// per batch, after the signature and freshness checks, so that forged
+    /// or stale traffic costs it nothing; a list that cannot answer refuses
+    /// the message ([`VerifyError::RevocationList`]).
+    #[must_use]
+    pub fn with_revocation_list(mut self, list: Arc<dyn RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
     /// The keys this verifier trusts; revoking or adding one here takes
     /// effect for every clone.
     pub fn keys(&self) -> &KeySet {
@@ -321,6 +337,9 @@ impl Verifier {
                 .public_key()
                 .verify(&candidate.tbs, &candidate.signature);
             let fresh = self.fresh(candidate, signature_ok, message, now)?;
+            if let Some(kid) = self.revoked_among(&[&fresh.candidate.kid], now)?.pop() {
+                return Err(VerifyError::KeyRevoked { kid });
+            }
             let replay = fresh.replay_check().map(|c| {
                 self.replay
                     .check_and_record(c.kid, c.seq, c.envelope, c.now)
@@ -360,6 +379,7 @@ impl Verifier {
                 Err(e) => (None, Err(e)),
             })
             .collect();
+        let fresh = self.drop_revoked(fresh, now);
         // One call to the store for the whole batch (one round trip for a
         // network store), in message order.
         let checks: Vec<ReplayCheck<'_>> = fresh
@@ -387,6 +407,69 @@ impl Verifier {
                 });
                 audit(message.topic, kid.as_ref(), &result);
                 result
+            })
+            .collect()
+    }
+
+    /// Which of `kids` the revocation list revokes (none without a list).
+    fn revoked_among(&self, kids: &[&Kid], now: SystemTime) -> Result<Vec<Kid>, VerifyError> {
+        let Some(list) = &self.revocations else {
+            return Ok(Vec::new());
+        };
+        let asked: Vec<Credential<'_>> =
+            kids.iter().map(|k| Credential::kid(k.as_bytes())).collect();
+        let revoked = list
+            .revoked(&asked, now)
+            .map_err(VerifyError::RevocationList)?;
+        if revoked.len() != kids.len() {
+            // A list that answers fewer questions than it was asked
+            // fails closed.
+            return Err(VerifyError::RevocationList(RevocationListError::store(
+                std::io::Error::other(format!(
+                    "the revocation list answered {} of the {} key ids it was asked",
+                    revoked.len(),
+                    kids.len()
+                )),
+            )));
+        }
+        Ok(kids
+            .iter()
+            .zip(revoked)
+            .filter(|(_, revoked)| *revoked)
+            .map(|(kid, _)| (*kid).clone())
+            .collect())
+    }
+
+    /// The batch's fresh messages whose key the revocation list revokes
+    /// refused, asking the list once for the batch's distinct key ids.
+    fn drop_revoked<'a>(
+        &self,
+        fresh: Vec<(Option<Kid>, Result<Fresh<'a>, VerifyError>)>,
+        now: SystemTime,
+    ) -> Vec<(Option<Kid>, Result<Fresh<'a>, VerifyError>)> {
+        if self.revocations.is_none() {
+            return fresh;
+        }
+        let mut kids: Vec<&Kid> = fresh
+            .iter()
+            .filter_map(|(_, f)| Some(&f.as_ref().ok()?.candidate.kid))
+            .collect();
+        kids.sort_unstable();
+        kids.dedup();
+        let verdict = self.revoked_among(&kids, now);
+        fresh
+            .into_iter()
+            .map(|(kid, f)| {
+                let f = f.and_then(|f| match &verdict {
+                    Err(e) => Err(e.clone()),
+                    Ok(revoked) if revoked.contains(&f.candidate.kid) => {
+                        Err(VerifyError::KeyRevoked {
+                            kid: f.candidate.kid.clone(),
+                        })
+                    }
+                    Ok(_) => Ok(f),
+                });
+                (kid, f)
             })
             .collect()
     }

@@ -23,6 +23,7 @@ use super::key::{TrustedKey, algorithm_name};
 use super::source::KeySource;
 use crate::JwtError;
 use crate::identity::CertificateIdentity;
+use mqtt_sec_core::revocation::{Credential, RevocationList, RevocationListError};
 
 /// Default size limit of a token, checked before anything is decoded.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -319,6 +320,7 @@ impl VerifiedToken {
 pub struct TokenVerifier {
     trust: Trust,
     validation: Validation,
+    revocations: Option<Arc<dyn RevocationList>>,
 }
 
 /// Where keys come from, and so which identities they vouch for.
@@ -341,6 +343,7 @@ impl std::fmt::Debug for TokenVerifier {
         f.debug_struct("TokenVerifier")
             .field("trust", &self.trust.kind())
             .field("validation", &self.validation)
+            .field("revocations", &self.revocations)
             .finish_non_exhaustive()
     }
 }
@@ -435,6 +438,7 @@ impl TokenVerifier {
         TokenVerifier {
             trust: Trust::PerDevice(Box::new(devices)),
             validation,
+            revocations: None,
         }
     }
 
@@ -448,7 +452,21 @@ impl TokenVerifier {
         TokenVerifier {
             trust: Trust::Issuer(Box::new(keys)),
             validation,
+            revocations: None,
         }
+    }
+
+    /// Also refuses tokens whose key (`kid`, [`JwtError::KeyRevoked`]) or
+    /// whose own id (`jti`, [`JwtError::TokenRevoked`]) `list` revokes: a
+    /// list shared with other verifiers and brokers (the mqtt-sec-redis
+    /// crate's, which `mqtt-sec revoke` writes to). It is asked once per
+    /// token, after every other check passed, so that forged or expired
+    /// tokens cost it nothing; a list that cannot answer refuses the token
+    /// ([`JwtError::RevocationList`]).
+    #[must_use]
+    pub fn with_revocation_list(mut self, list: Arc<dyn RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
     }
 
     /// Which identities this verifier's keys vouch for.
@@ -552,7 +570,40 @@ impl TokenVerifier {
             Some(claims) => claims,
             None => decode_claims()?,
         };
-        self.check_claims(claims, &key, client, now)
+        let verified = self.check_claims(claims, &key, client, now)?;
+        self.check_revocation(&verified, now)?;
+        Ok(verified)
+    }
+
+    /// The revocation list's verdict on the token's key and `jti`.
+    fn check_revocation(&self, token: &VerifiedToken, now: SystemTime) -> Result<(), JwtError> {
+        let Some(list) = &self.revocations else {
+            return Ok(());
+        };
+        let jti = match token.claims.get("jti") {
+            None => None,
+            Some(Value::String(jti)) => Some(jti.as_str()),
+            Some(_) => return Err(JwtError::InvalidClaim("jti".into())),
+        };
+        let mut asked = vec![Credential::kid(token.kid.as_bytes())];
+        asked.extend(jti.map(Credential::jti));
+        let revoked = list
+            .revoked(&asked, now)
+            .map_err(JwtError::RevocationList)?;
+        match (revoked.as_slice(), jti) {
+            ([true, ..], _) => Err(JwtError::KeyRevoked(cut(&token.kid))),
+            ([false, true], Some(jti)) => Err(JwtError::TokenRevoked(cut(jti))),
+            ([false], None) | ([false, false], Some(_)) => Ok(()),
+            // A list that answers another number of questions than it was
+            // asked fails closed.
+            _ => Err(JwtError::RevocationList(RevocationListError::store(
+                std::io::Error::other(format!(
+                    "the revocation list answered {} of the {} credentials it was asked",
+                    revoked.len(),
+                    asked.len()
+                )),
+            ))),
+        }
     }
 
     /// The identity claim: a non-empty string of at most 65,535 bytes (the
