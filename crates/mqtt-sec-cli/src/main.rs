@@ -62,6 +62,43 @@ enum Command {
     /// The mosquitto plugin (mqtt-sec-mosquitto).
     #[command(subcommand)]
     Mosquitto(MosquittoCommand),
+    /// Revoke a signing key (kid), a JWT (jti) or a certificate (serial)
+    /// until a time, in the Redis revocation list the fleet's verifiers and
+    /// brokers consult.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args, Debug)]
+struct RevokeArgs {
+    /// What VALUE names: kid, jti or serial.
+    #[arg(value_parser = ["kid", "jti", "serial"])]
+    kind: String,
+    /// A kid or jti as text (`--hex` for a kid that is not text); a serial
+    /// in hex, as `openssl x509 -noout -serial` prints it.
+    value: String,
+    /// When the revocation ends: an RFC 3339 time (`2027-01-31T00:00:00Z`)
+    /// or a span from now (`+90d`, `+12h`); at most ten years ahead. Make
+    /// it the credential's own expiry (the token's `exp`, the
+    /// certificate's `notAfter`, the key's retirement).
+    #[arg(long, value_name = "TIME")]
+    until: String,
+    /// The Redis server, `redis://[user@]host:port[/db]` or `rediss://`,
+    /// without a password (see --redis-password-file).
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// A file whose one line is the Redis password.
+    #[arg(long, value_name = "FILE")]
+    redis_password_file: Option<PathBuf>,
+    /// The CA certificates (PEM) that a `rediss://` server's certificate
+    /// must chain to (default: the system's).
+    #[arg(long, value_name = "FILE")]
+    redis_ca: Option<PathBuf>,
+    /// The key prefix the verifiers use.
+    #[arg(long, default_value = mqtt_sec_redis::DEFAULT_KEY_PREFIX)]
+    key_prefix: String,
+    /// VALUE is hexadecimal (implied for a serial).
+    #[arg(long)]
+    hex: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -444,6 +481,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Mosquitto(MosquittoCommand::CheckConfig(args)) => {
             commands::mosquitto::check_config(&args, json)
         }
+        Command::Revoke(args) => commands::revoke::run(&args, json),
     }
 }
 

@@ -89,6 +89,14 @@ pub struct Credential<'a> {
 }
 
 impl<'a> Credential<'a> {
+    /// A credential of `kind` (a serial as [`Credential::serial`] takes it).
+    pub fn new(kind: Kind, value: &'a [u8]) -> Self {
+        match kind {
+            Kind::Serial => Self::serial(value),
+            Kind::Kid | Kind::Jti => Self { kind, value },
+        }
+    }
+
     /// A signing key by its key id bytes.
     pub fn kid(kid: &'a [u8]) -> Self {
         Self {
@@ -344,6 +352,17 @@ mod tests {
         list.revoke(Credential::jti("next"), at(5)).unwrap();
         assert_eq!(list.len(), 2, "the expired one was dropped");
         assert!(!list.is_empty());
+    }
+
+    #[test]
+    fn new_is_each_kind_s_constructor() {
+        assert_eq!(Credential::new(Kind::Kid, b"k"), Credential::kid(b"k"));
+        assert_eq!(Credential::new(Kind::Jti, b"j"), Credential::jti("j"));
+        assert_eq!(
+            Credential::new(Kind::Serial, &[0, 1]),
+            Credential::serial(&[1])
+        );
+        assert_eq!(Credential::new(Kind::Jti, b"j").kind(), Kind::Jti);
     }
 
     #[test]

@@ -30,6 +30,7 @@ const POOL: usize = 8;
 #[derive(Clone)]
 pub struct RedisConfig {
     url: SecretString,
+    password: Option<SecretString>,
     timeout: Duration,
     ca_pem: Option<Vec<u8>>,
     prefix: String,
@@ -40,6 +41,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &"[redacted]")
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .field("timeout", &self.timeout)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "[set]"))
             .field("prefix", &self.prefix)
@@ -55,11 +57,30 @@ impl RedisConfig {
     pub fn new(url: SecretString) -> Self {
         Self {
             url,
+            password: None,
             timeout: DEFAULT_TIMEOUT,
             ca_pem: None,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             quarantine: DEFAULT_RECOVERY_QUARANTINE,
         }
+    }
+
+    /// The password (for the URL's user, or the `default` one), in place
+    /// of one in the URL: read it from a file or a secret store, so that
+    /// the URL can sit in a configuration file or a command line, which
+    /// other local users can read.
+    #[must_use]
+    pub fn password(mut self, password: SecretString) -> Self {
+        self.password = Some(password);
+        self
+    }
+
+    /// Whether the URL itself holds a password (`redis://user:pw@...`).
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for a URL that does not parse.
+    pub fn url_has_password(&self) -> Result<bool, StoreError> {
+        Ok(parse_url(&self.url)?.redis_settings().password().is_some())
     }
 
     /// The longest a connection attempt, and then each call, may take
@@ -152,10 +173,14 @@ impl Redis {
     /// [`StoreError::Config`] for a URL that does not parse or a CA PEM
     /// without a certificate. Redis itself is not contacted.
     pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
-        let url = config.url.expose_secret();
-        // The parser's message may quote the URL: only the reason is kept.
-        let info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)
-            .map_err(|e| StoreError::Config(format!("invalid Redis URL ({:?})", e.kind())))?;
+        let mut info = parse_url(&config.url)?;
+        if let Some(password) = &config.password {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose_secret());
+            info = info.set_redis_settings(settings);
+        }
         let client = match &config.ca_pem {
             None => redis::Client::open(info),
             Some(pem) => redis::Client::build_with_tls(
@@ -328,6 +353,12 @@ impl Redis {
     }
 }
 
+fn parse_url(url: &SecretString) -> Result<redis::ConnectionInfo, StoreError> {
+    // The parser's message may quote the URL: only the reason is kept.
+    redis::IntoConnectionInfo::into_connection_info(url.expose_secret())
+        .map_err(|e| StoreError::Config(format!("invalid Redis URL ({:?})", e.kind())))
+}
+
 /// The key of `name` for one subject (a signing key, a client): the
 /// subject in braces, so that on Redis Cluster everything of one subject
 /// is in one hash slot. Printable subjects stay readable; others (and any
@@ -381,6 +412,15 @@ mod tests {
         assert!(!format!("{config:?}").contains("hunter2"));
         let redis = Redis::new(config).unwrap();
         assert!(!format!("{redis:?}").contains("hunter2"));
+        let config = RedisConfig::new(SecretString::from("redis://h:1/"))
+            .password(SecretString::from("hunter3"));
+        assert!(!format!("{config:?}").contains("hunter3"));
+        assert!(!config.url_has_password().unwrap());
+        assert!(
+            RedisConfig::new(SecretString::from("redis://u:hunter2@h:1/"))
+                .url_has_password()
+                .unwrap()
+        );
         let bad = Redis::new(RedisConfig::new(SecretString::from("nope://u:hunter2@h")));
         let error = bad.unwrap_err();
         assert!(matches!(error, StoreError::Config(_)));

@@ -15,4 +15,5 @@ pub use connection::{
 pub use error::StoreError;
 pub use replay::{DEFAULT_IDLE_EXPIRY, FailurePolicy, RedisReplayStore};
 pub use revocation::RedisRevocationList;
+pub use secrecy::{self, SecretString};
 pub use sequence::RedisSequenceStore;

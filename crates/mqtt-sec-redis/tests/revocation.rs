@@ -334,6 +334,35 @@ fn the_minimal_acl_user_of_the_docs_can_revoke_and_check() {
             .unwrap(),
         [true]
     );
+    // The password given apart from the URL (as `mqtt-sec revoke
+    // --redis-password-file` gives it).
+    let apart = RedisRevocationList::new(
+        Redis::new(
+            RedisConfig::new(format!("redis://minimal@127.0.0.1:{}/", server.port()).into())
+                .password("m1nimal".to_owned().into()),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        apart
+            .revoked(&[Credential::kid(b"k")], SystemTime::now())
+            .unwrap(),
+        [true]
+    );
+    let wrong = RedisRevocationList::new(
+        Redis::new(
+            RedisConfig::new(format!("redis://minimal@127.0.0.1:{}/", server.port()).into())
+                .password("wrong".to_owned().into()),
+        )
+        .unwrap(),
+    );
+    let error = wrong
+        .revoked(&[Credential::kid(b"k")], SystemTime::now())
+        .unwrap_err();
+    assert!(
+        matches!(store_error(&error), StoreError::Denied(_)),
+        "{error:?}"
+    );
     let stranger = RedisRevocationList::new(redis_at(server.url_as("stranger", "str4nger")))
         .on_failure(FailurePolicy::DegradedToLocal);
     let error = stranger

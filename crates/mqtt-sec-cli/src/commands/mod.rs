@@ -8,4 +8,5 @@ pub(crate) mod keyfile;
 pub(crate) mod mosquitto;
 pub(crate) mod passwd;
 pub(crate) mod pin;
+pub(crate) mod revoke;
 pub(crate) mod token;

@@ -1,0 +1,212 @@
+//! `mqtt-sec revoke` against a real redis-server: what it writes is what
+//! the verifiers' `RedisRevocationList` reads, and each refusal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{input_error, mqtt_sec, s, write};
+use mqtt_sec_core::revocation::{Credential, RevocationList as _};
+use mqtt_sec_redis::{Redis, RedisConfig, RedisRevocationList};
+use mqtt_sec_testkit::{RedisServer, or_skip};
+
+const RULES: &str = "~mqtt-sec:* -@all +evalsha +eval +script|load +get +set +exists +info +ping";
+
+#[test]
+fn revocations_written_by_the_cli_are_what_verifiers_read() {
+    let Some(mut server) = or_skip(
+        RedisServer::builder()
+            .password("admin-pw")
+            .acl_user("operator", "op3rator", RULES)
+            .start(),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let password = write(dir.path(), "redis-password", "op3rator\n");
+    let url = format!("redis://operator@127.0.0.1:{}/", server.port());
+    let revoke = |kind: &str, value: &str, until: &str| {
+        mqtt_sec(
+            &[
+                "revoke",
+                kind,
+                value,
+                "--until",
+                until,
+                "--redis",
+                &url,
+                "--redis-password-file",
+                s(&password),
+            ],
+            b"",
+        )
+    };
+    let run = revoke("kid", "device-7-key", "+1h");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("revoked kid device-7-key until 20"),
+        "{}",
+        run.stdout
+    );
+    let run = revoke("jti", "a3f9", "2099-01-01T00:00:00Z");
+    assert_eq!(run.code, 2, "ten years at most: {}", run.stdout);
+    assert!(
+        run.stderr.contains("more than ten years ahead"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(revoke("jti", "a3f9", "+90d").code, 0);
+    // A serial as openssl prints it, with a leading zero byte.
+    let run = mqtt_sec(
+        &[
+            "--json",
+            "revoke",
+            "serial",
+            "00:8F:01",
+            "--until",
+            "+1d",
+            "--redis",
+            &url,
+            "--redis-password-file",
+            s(&password),
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["revoked"], "serial 0x8f01");
+    assert_eq!(json["kind"], "serial");
+
+    let list = RedisRevocationList::new(
+        Redis::new(
+            RedisConfig::new(format!("redis://127.0.0.1:{}/", server.port()).into())
+                .password("admin-pw".to_owned().into()),
+        )
+        .unwrap(),
+    );
+    let asked = [
+        Credential::kid(b"device-7-key"),
+        Credential::jti("a3f9"),
+        Credential::serial(&[0x8f, 0x01]),
+        Credential::jti("device-7-key"),
+    ];
+    let now = SystemTime::now();
+    assert_eq!(
+        list.revoked(&asked, now).unwrap(),
+        [true, true, true, false]
+    );
+    assert_eq!(
+        list.revoked(&asked[..1], now + Duration::from_secs(3601))
+            .unwrap(),
+        [false],
+        "+1h ends in an hour"
+    );
+    let ttl: u64 = server
+        .command(&["PTTL", "mqtt-sec:revoked:jti:{a3f9}"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ninety_days = 90 * 86_400 * 1000;
+    assert!((ninety_days - 60_000..=ninety_days).contains(&ttl), "{ttl}");
+
+    // Refusals, each with its one-line error.
+    let with_password = format!("redis://operator:op3rator@127.0.0.1:{}/", server.port());
+    input_error(
+        &[
+            "revoke",
+            "kid",
+            "k",
+            "--until",
+            "+1h",
+            "--redis",
+            &with_password,
+        ],
+        b"",
+        "give it in --redis-password-file",
+    );
+    let wrong = write(dir.path(), "wrong", "nope\n");
+    input_error(
+        &[
+            "revoke",
+            "kid",
+            "k",
+            "--until",
+            "+1h",
+            "--redis",
+            &url,
+            "--redis-password-file",
+            s(&wrong),
+        ],
+        b"",
+        "Redis refused the request",
+    );
+    let two_lines = write(dir.path(), "two-lines", "a\nb\n");
+    input_error(
+        &[
+            "revoke",
+            "kid",
+            "k",
+            "--until",
+            "+1h",
+            "--redis",
+            &url,
+            "--redis-password-file",
+            s(&two_lines),
+        ],
+        b"",
+        "expected the password on one line",
+    );
+    input_error(
+        &[
+            "revoke",
+            "kid",
+            "k",
+            "--until",
+            "2020-01-01T00:00:00Z",
+            "--redis",
+            &url,
+        ],
+        b"",
+        "in the past",
+    );
+    input_error(
+        &["revoke", "serial", "xyz", "--until", "+1h", "--redis", &url],
+        b"",
+        "not hexadecimal",
+    );
+    input_error(
+        &["revoke", "key", "k", "--until", "+1h", "--redis", &url],
+        b"",
+        "invalid value",
+    );
+    input_error(
+        &["revoke", "jti", "", "--until", "+1h", "--redis", &url],
+        b"",
+        "refuses an empty value",
+    );
+    input_error(
+        &[
+            "revoke", "kid", "k", "--until", "+1h", "--redis", "nope://x",
+        ],
+        b"",
+        "invalid Redis URL",
+    );
+    server.kill();
+    input_error(
+        &[
+            "revoke",
+            "kid",
+            "k",
+            "--until",
+            "+1h",
+            "--redis",
+            &url,
+            "--redis-password-file",
+            s(&password),
+        ],
+        b"",
+        "Redis unreachable",
+    );
+}
