@@ -111,102 +111,47 @@ fn revocations_written_by_the_cli_are_what_verifiers_read() {
     let ninety_days = 90 * 86_400 * 1000;
     assert!((ninety_days - 60_000..=ninety_days).contains(&ttl), "{ttl}");
 
-    // Refusals, each with its one-line error.
+    // Refusals, each with its one-line error: `kind value until url
+    // [password file]`.
+    let refused = |args: [&str; 4], password: Option<&std::path::Path>, needle: &str| {
+        let [kind, value, until, url] = args;
+        let mut all = vec!["revoke", kind, value, "--until", until, "--redis", url];
+        if let Some(path) = password {
+            all.extend(["--redis-password-file", s(path)]);
+        }
+        input_error(&all, b"", needle);
+    };
     let with_password = format!("redis://operator:op3rator@127.0.0.1:{}/", server.port());
-    input_error(
-        &[
-            "revoke",
-            "kid",
-            "k",
-            "--until",
-            "+1h",
-            "--redis",
-            &with_password,
-        ],
-        b"",
+    refused(
+        ["kid", "k", "+1h", &with_password],
+        None,
         "give it in --redis-password-file",
     );
     let wrong = write(dir.path(), "wrong", "nope\n");
-    input_error(
-        &[
-            "revoke",
-            "kid",
-            "k",
-            "--until",
-            "+1h",
-            "--redis",
-            &url,
-            "--redis-password-file",
-            s(&wrong),
-        ],
-        b"",
+    refused(
+        ["kid", "k", "+1h", &url],
+        Some(&wrong),
         "Redis refused the request",
     );
     let two_lines = write(dir.path(), "two-lines", "a\nb\n");
-    input_error(
-        &[
-            "revoke",
-            "kid",
-            "k",
-            "--until",
-            "+1h",
-            "--redis",
-            &url,
-            "--redis-password-file",
-            s(&two_lines),
-        ],
-        b"",
+    refused(
+        ["kid", "k", "+1h", &url],
+        Some(&two_lines),
         "expected the password on one line",
     );
-    input_error(
-        &[
-            "revoke",
-            "kid",
-            "k",
-            "--until",
-            "2020-01-01T00:00:00Z",
-            "--redis",
-            &url,
-        ],
-        b"",
+    refused(
+        ["kid", "k", "2020-01-01T00:00:00Z", &url],
+        None,
         "in the past",
     );
-    input_error(
-        &["revoke", "serial", "xyz", "--until", "+1h", "--redis", &url],
-        b"",
-        "not hexadecimal",
-    );
-    input_error(
-        &["revoke", "key", "k", "--until", "+1h", "--redis", &url],
-        b"",
-        "invalid value",
-    );
-    input_error(
-        &["revoke", "jti", "", "--until", "+1h", "--redis", &url],
-        b"",
-        "refuses an empty value",
-    );
-    input_error(
-        &[
-            "revoke", "kid", "k", "--until", "+1h", "--redis", "nope://x",
-        ],
-        b"",
-        "invalid Redis URL",
-    );
+    refused(["serial", "xyz", "+1h", &url], None, "not hexadecimal");
+    refused(["key", "k", "+1h", &url], None, "invalid value");
+    refused(["jti", "", "+1h", &url], None, "refuses an empty value");
+    refused(["kid", "k", "+1h", "nope://x"], None, "invalid Redis URL");
     server.kill();
-    input_error(
-        &[
-            "revoke",
-            "kid",
-            "k",
-            "--until",
-            "+1h",
-            "--redis",
-            &url,
-            "--redis-password-file",
-            s(&password),
-        ],
-        b"",
+    refused(
+        ["kid", "k", "+1h", &url],
+        Some(&password),
         "Redis unreachable",
     );
 }
