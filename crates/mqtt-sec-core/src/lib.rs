@@ -11,6 +11,7 @@ pub mod ed25519;
 #[cfg_attr(docsrs, doc(cfg(feature = "encrypted-keys")))]
 pub mod encrypted_key;
 pub mod fs;
+pub mod lockout;
 #[cfg(any(feature = "encrypted-keys", feature = "pkcs11"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "encrypted-keys", feature = "pkcs11"))))]
 pub mod passphrase;

@@ -5,6 +5,7 @@
 
 mod connection;
 mod error;
+mod lockout;
 mod replay;
 mod revocation;
 mod sequence;
@@ -13,6 +14,7 @@ pub use connection::{
     DEFAULT_KEY_PREFIX, DEFAULT_RECOVERY_QUARANTINE, DEFAULT_TIMEOUT, Redis, RedisConfig,
 };
 pub use error::StoreError;
+pub use lockout::RedisLockoutStore;
 pub use replay::{DEFAULT_IDLE_EXPIRY, FailurePolicy, RedisReplayStore};
 pub use revocation::RedisRevocationList;
 pub use secrecy::{self, SecretString};

@@ -129,12 +129,7 @@ fn revocations_are_shared_expire_in_redis_and_are_never_shortened() {
     );
     assert_eq!(reader.revoked(&asked[..1], in_secs(61)).unwrap(), [false]);
     // Redis expires the key itself, at the revocation's end.
-    let ttl: i64 = server
-        .command(&["PTTL", "mqtt-sec:revoked:kid:{k-1}"])
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let ttl = server.pttl_ms("mqtt-sec:revoked:kid:{k-1}").unwrap();
     assert!((55_000..=60_000).contains(&ttl), "{ttl}");
     assert_eq!(
         server

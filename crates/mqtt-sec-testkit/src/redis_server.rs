@@ -248,6 +248,21 @@ impl RedisServer {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// The milliseconds before `key` expires (`PTTL`: -1 without an
+    /// expiry, -2 when there is no such key).
+    ///
+    /// # Errors
+    /// As [`RedisServer::command`], and [`Error::ToolFailed`] for a reply
+    /// that is not an integer.
+    pub fn pttl_ms(&self, key: &str) -> Result<i64> {
+        let reply = self.command(&["PTTL", key])?;
+        reply.parse().map_err(|_| Error::ToolFailed {
+            tool: "redis-cli",
+            status: "0".into(),
+            stderr: format!("PTTL {key} answered {reply:?}, not an integer"),
+        })
+    }
+
     /// Kills the server at once (SIGKILL: no shutdown, nothing saved), as a
     /// crash or a lost machine would. Clients see refused connections.
     pub fn kill(&mut self) {

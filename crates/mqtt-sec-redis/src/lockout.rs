@@ -1,0 +1,136 @@
+//! The mosquitto plugin's failed-login counters in Redis, shared by every
+//! broker that points at the same server, counted by a server-side script
+//! and expired by Redis (no sweeper).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mqtt_sec_core::lockout::{Backoff, LockoutStore, LockoutStoreError};
+
+use crate::connection::subject_key;
+use crate::{Redis, StoreError};
+
+const SCRIPT: &str = include_str!("lockout.lua");
+
+/// Failed-login counters in Redis: one hash per counter,
+/// `PREFIX lockout:{KEY}` (one hash slot each on Redis Cluster), updated by
+/// one Lua script per failure so that brokers counting at once lose
+/// nothing, and expiring once neither its count nor its lockout matters.
+/// A check is one pipeline of `HGET`s; a failure, one pipeline of script
+/// calls.
+///
+/// Failures are counted against the brokers' clocks, which must agree to
+/// within a second or so (NTP): a lockout's end is a time.
+#[derive(Debug)]
+pub struct RedisLockoutStore {
+    redis: Redis,
+    script: redis::Script,
+}
+
+impl RedisLockoutStore {
+    /// Counters in the Redis of `redis`.
+    pub fn new(redis: Redis) -> Self {
+        Self {
+            redis,
+            script: redis::Script::new(SCRIPT),
+        }
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        subject_key(self.redis.prefix(), "lockout", key)
+    }
+}
+
+impl LockoutStore for RedisLockoutStore {
+    fn locked_until(
+        &self,
+        keys: &[&[u8]],
+        now: SystemTime,
+    ) -> Result<Vec<Option<SystemTime>>, LockoutStoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HGET").arg(self.key(key)).arg("u");
+        }
+        let ends: Vec<Option<u64>> = self
+            .redis
+            .call(|c| pipe.query(c))
+            .map_err(LockoutStoreError::new)?;
+        if ends.len() != keys.len() {
+            return Err(LockoutStoreError::new(StoreError::Reply(format!(
+                "{} answers to {} lockout checks",
+                ends.len(),
+                keys.len()
+            ))));
+        }
+        let now = millis(now);
+        Ok(ends
+            .into_iter()
+            .map(|end| end.filter(|end| *end > now).map(at_millis))
+            .collect())
+    }
+
+    fn record_failures(
+        &self,
+        failures: &[(&[u8], Backoff)],
+        now: SystemTime,
+    ) -> Result<Vec<Option<SystemTime>>, LockoutStoreError> {
+        if failures.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = millis(now);
+        let started: Vec<u64> = self
+            .redis
+            .call(|c| {
+                // Loaded first: a pipeline of EVALSHA after a Redis restart
+                // would fail as a whole.
+                self.script.prepare_invoke().load(c)?;
+                let mut pipe = redis::pipe();
+                for (key, rule) in failures {
+                    pipe.cmd("EVALSHA")
+                        .arg(self.script.get_hash())
+                        .arg(1)
+                        .arg(self.key(key))
+                        .arg(now)
+                        .arg(rule.threshold)
+                        .arg(duration_ms(rule.base))
+                        .arg(duration_ms(rule.max))
+                        .arg(duration_ms(rule.forget_after));
+                }
+                pipe.query(c)
+            })
+            .map_err(LockoutStoreError::new)?;
+        if started.len() != failures.len() {
+            return Err(LockoutStoreError::new(StoreError::Reply(format!(
+                "{} answers to {} failures",
+                started.len(),
+                failures.len()
+            ))));
+        }
+        Ok(started
+            .into_iter()
+            .map(|end| (end > 0).then(|| at_millis(end)))
+            .collect())
+    }
+
+    fn reset(&self, key: &[u8]) -> Result<(), LockoutStoreError> {
+        let key = self.key(key);
+        self.redis
+            .call(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
+            .map_err(LockoutStoreError::new)
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn at_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
