@@ -69,6 +69,28 @@ pub(crate) struct ConfigFile {
     pub(crate) signatures: Option<Spanned<SignaturesConfig>>,
     /// The JSON-lines audit log; none when absent.
     pub(crate) audit: Option<AuditConfig>,
+    /// A Redis the brokers share their lockout counters in; none (each
+    /// broker counts alone) when absent.
+    pub(crate) redis: Option<Spanned<RedisTable>>,
+}
+
+/// The `[redis]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisTable {
+    /// `redis://[user@]host:port[/db]` or `rediss://`.
+    pub(crate) url: Spanned<String>,
+    /// A file whose one line is the password (instead of one in the URL).
+    pub(crate) password_file: Option<Spanned<String>>,
+    /// The CA certificates (PEM) of a `rediss://` server.
+    pub(crate) ca_file: Option<Spanned<String>>,
+    /// The prefix of every key (`mqtt-sec:`).
+    pub(crate) key_prefix: Option<String>,
+    /// The longest a connection or a call may take, in milliseconds (250).
+    pub(crate) timeout_ms: Option<Spanned<u64>>,
+    /// `fail_closed` (the default: a login is refused when Redis cannot
+    /// answer) or `degraded` (this broker's own counters decide).
+    pub(crate) on_failure: Option<Spanned<String>>,
 }
 
 /// The `[audit]` table.

@@ -25,8 +25,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use mqtt_sec_core::lockout::{Backoff, LockoutStore};
 
 use crate::network::{Cidr, Origin};
 
@@ -46,6 +48,26 @@ enum Key {
     Pair(Option<Box<[u8]>>, Origin),
     /// Every login from one origin.
     Origin(Origin),
+}
+
+impl Key {
+    /// The key in a shared store: `a:ORIGIN`, `n:ORIGIN` (no user name) or
+    /// `u:ORIGIN|NAME`; an origin holds no `|`, so no two keys collide.
+    fn shared(&self) -> Vec<u8> {
+        let origin = |o: &Origin| match o {
+            Origin::Ip(ip) => ip.to_string(),
+            Origin::Unknown => "unknown".to_owned(),
+        };
+        match self {
+            Key::Origin(o) => format!("a:{}", origin(o)).into_bytes(),
+            Key::Pair(None, o) => format!("n:{}", origin(o)).into_bytes(),
+            Key::Pair(Some(name), o) => {
+                let mut key = format!("u:{}|", origin(o)).into_bytes();
+                key.extend_from_slice(name);
+                key
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +108,19 @@ impl Default for LockoutPolicy {
             forget_after: Duration::from_secs(60 * 60),
             allow: Vec::new(),
             max_entries: 100_000,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// The counting rule of a counter with `threshold`, as a shared store
+    /// applies it too.
+    pub(crate) fn rule(&self, threshold: u32) -> Backoff {
+        Backoff {
+            threshold,
+            base: self.base,
+            max: self.max,
+            forget_after: self.forget_after,
         }
     }
 }
@@ -201,8 +236,8 @@ impl Lockouts {
             }
             entry.failures = entry.failures.saturating_add(1);
             entry.last_failure = now;
-            if let Some(excess) = entry.failures.checked_sub(threshold) {
-                let until = now + backoff(policy, excess);
+            if let Some(lockout) = policy.rule(threshold).lockout_after(entry.failures) {
+                let until = now + lockout;
                 entry.locked_until = Some(until);
                 started.get_or_insert(LockedOut {
                     until,
@@ -226,14 +261,145 @@ impl Lockouts {
     }
 }
 
-fn allowed(policy: &LockoutPolicy, address: Option<IpAddr>) -> bool {
-    address.is_some_and(|a| policy.allow.iter().any(|cidr| cidr.contains(a)))
+/// Counters kept in a store the brokers share (`[redis]`), and what to do
+/// when it cannot answer.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedLockouts {
+    pub(crate) store: Arc<dyn LockoutStore>,
+    /// Decide from this broker's own table when the store cannot answer,
+    /// instead of refusing the login.
+    pub(crate) degraded: bool,
 }
 
-/// `base`, doubled for each failure past the threshold, at most `max`.
-fn backoff(policy: &LockoutPolicy, excess: u32) -> Duration {
-    let factor = 1_u32.checked_shl(excess).unwrap_or(u32::MAX);
-    policy.base.saturating_mul(factor).min(policy.max)
+/// Why a login is refused before it is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Locked out.
+    Locked(LockedOut),
+    /// The shared store cannot say whether it is (fail closed).
+    StoreUnavailable(String),
+}
+
+impl Lockouts {
+    /// [`Lockouts::check`] against the shared store: a lockout started on
+    /// any broker applies here. The broker's own table answers when the
+    /// store cannot, in the degraded mode (then `Ok` holds the store's
+    /// error, for the log); otherwise the login is refused.
+    pub(crate) fn check_shared(
+        &self,
+        policy: &LockoutPolicy,
+        shared: &SharedLockouts,
+        username: Option<&[u8]>,
+        address: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<Option<String>, Refused> {
+        if allowed(policy, address) {
+            return Ok(None);
+        }
+        let origin = Origin::of(address);
+        let keys = [
+            Key::Origin(origin).shared(),
+            Key::Pair(counted_name(username), origin).shared(),
+        ];
+        let asked: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        match shared.store.locked_until(&asked, now) {
+            Ok(ends) => match ends.as_slice() {
+                [Some(until), _] => Err(Refused::Locked(LockedOut {
+                    until: *until,
+                    address: true,
+                })),
+                [None, Some(until)] => Err(Refused::Locked(LockedOut {
+                    until: *until,
+                    address: false,
+                })),
+                [None, None] => Ok(None),
+                _ => Err(Refused::StoreUnavailable(format!(
+                    "the lockout store answered {} of 2 checks",
+                    ends.len()
+                ))),
+            },
+            Err(error) if shared.degraded => self
+                .check(policy, username, address, now)
+                .map(|()| Some(mqtt_sec_core::Chain(&error).to_string()))
+                .map_err(Refused::Locked),
+            Err(error) => Err(Refused::StoreUnavailable(
+                mqtt_sec_core::Chain(&error).to_string(),
+            )),
+        }
+    }
+
+    /// [`Lockouts::failed`] in the shared store too (the broker's own table
+    /// always counts, for a degraded spell). The store's error, if any,
+    /// comes back for the log; the lockout is then the table's.
+    pub(crate) fn failed_shared(
+        &self,
+        policy: &LockoutPolicy,
+        shared: &SharedLockouts,
+        username: Option<&[u8]>,
+        address: Option<IpAddr>,
+        now: SystemTime,
+    ) -> (Option<LockedOut>, Option<String>) {
+        let local = self.failed(policy, username, address, now);
+        if allowed(policy, address) {
+            return (None, None);
+        }
+        let origin = Origin::of(address);
+        let counters: Vec<(Vec<u8>, Backoff, bool)> = [
+            (Key::Origin(origin), policy.address_threshold, true),
+            (
+                Key::Pair(counted_name(username), origin),
+                policy.threshold,
+                false,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, threshold, _)| *threshold > 0)
+        .map(|(key, threshold, address)| (key.shared(), policy.rule(threshold), address))
+        .collect();
+        if counters.is_empty() {
+            return (None, None);
+        }
+        let failures: Vec<(&[u8], Backoff)> = counters
+            .iter()
+            .map(|(k, rule, _)| (k.as_slice(), *rule))
+            .collect();
+        match shared.store.record_failures(&failures, now) {
+            Ok(started) => (
+                counters
+                    .iter()
+                    .zip(started)
+                    .find_map(|((_, _, address), until)| {
+                        until.map(|until| LockedOut {
+                            until,
+                            address: *address,
+                        })
+                    }),
+                None,
+            ),
+            Err(error) => (local, Some(mqtt_sec_core::Chain(&error).to_string())),
+        }
+    }
+
+    /// [`Lockouts::succeeded`] in the shared store too; the store's error,
+    /// if any, for the log.
+    pub(crate) fn succeeded_shared(
+        &self,
+        shared: &SharedLockouts,
+        username: Option<&[u8]>,
+        address: Option<IpAddr>,
+    ) -> Option<String> {
+        self.succeeded(username, address);
+        let key = Key::Pair(counted_name(username), Origin::of(address)).shared();
+        shared
+            .store
+            .reset(&key)
+            .err()
+            .map(|e| mqtt_sec_core::Chain(&e).to_string())
+    }
+}
+
+fn allowed(policy: &LockoutPolicy, address: Option<IpAddr>) -> bool {
+    address.is_some_and(|a| policy.allow.iter().any(|cidr| cidr.contains(a)))
 }
 
 /// Makes room: drops the counters that are forgotten anyway, else the
@@ -276,6 +442,33 @@ mod tests {
             max: Duration::from_secs(60),
             ..LockoutPolicy::default()
         }
+    }
+
+    #[test]
+    fn shared_keys_name_one_counter_each() {
+        let origin = |a: &str| Origin::of(ip(a));
+        let keys = [
+            Key::Origin(origin("192.0.2.1")),
+            Key::Origin(origin("2001:db8::1")),
+            Key::Origin(Origin::Unknown),
+            Key::Pair(None, origin("192.0.2.1")),
+            Key::Pair(Some(Box::from(&b""[..])), origin("192.0.2.1")),
+            Key::Pair(Some(Box::from(&b"a|b"[..])), origin("192.0.2.1")),
+            Key::Pair(Some(Box::from(&b"b"[..])), origin("192.0.2.1")),
+            Key::Pair(Some(Box::from(&b":alice"[..])), origin("2001:db8::")),
+            Key::Pair(Some(Box::from(&b"alice"[..])), origin("2001:db8::")),
+        ];
+        let shared: std::collections::HashSet<Vec<u8>> = keys.iter().map(Key::shared).collect();
+        assert_eq!(shared.len(), keys.len());
+        assert_eq!(keys[1].shared(), b"a:2001:db8::");
+        assert_eq!(
+            Key::Origin(origin("2001:db8::ffff")).shared(),
+            keys[1].shared(),
+            "one /64, one counter"
+        );
+        assert_eq!(keys[5].shared(), b"u:192.0.2.1|a|b");
+        assert_eq!(keys[3].shared(), b"n:192.0.2.1");
+        assert_eq!(keys[2].shared(), b"a:unknown");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::counters::{Count, Counters, LiveCounters};
 use crate::event::{AclCheck, AclVerdict, AuthVerdict, Client, Login, access};
 use crate::firewall::Firewall;
 use crate::jwks::{Condition, Endpoints};
-use crate::lockout::Lockouts;
+use crate::lockout::{Lockouts, Refused};
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
 use crate::prometheus::Exporter;
@@ -433,24 +433,53 @@ impl Plugin {
                 );
             }
         }
-        if let Err(locked) = self
-            .lockouts
-            .check(&state.lockout, login.username, address, now)
-        {
-            self.counters.add(Count::LockedOutLogin);
-            let why = format!(
-                "{} is locked out after repeated failures for {} s more (not verified)",
-                locked.whom(),
-                locked.seconds_left(now)
-            );
-            return self.refuse_login(login, &why);
+        let checked = match &state.shared_lockouts {
+            None => self
+                .lockouts
+                .check(&state.lockout, login.username, address, now)
+                .map(|()| None)
+                .map_err(Refused::Locked),
+            Some(shared) => {
+                self.lockouts
+                    .check_shared(&state.lockout, shared, login.username, address, now)
+            }
+        };
+        match checked {
+            Ok(None) => {}
+            Ok(Some(error)) => self.shared_store_failed(&error),
+            Err(Refused::Locked(locked)) => {
+                self.counters.add(Count::LockedOutLogin);
+                let why = format!(
+                    "{} is locked out after repeated failures for {} s more (not verified)",
+                    locked.whom(),
+                    locked.seconds_left(now)
+                );
+                return self.refuse_login(login, &why);
+            }
+            Err(Refused::StoreUnavailable(error)) => {
+                self.counters.add(Count::LoginRefused);
+                let why = format!(
+                    "the shared lockout store cannot say whether this login is locked out ({error}); refused (redis.on_failure = \"fail_closed\")"
+                );
+                return self.refuse_login(login, &why);
+            }
         }
         match self.verify_login(&state, login, now).and_then(|verified| {
             until_certificate_expiry(verified, login, now).map_err(Refusal::from)
         }) {
             Ok(verified) => {
                 self.counters.add(Count::LoginAllowed);
-                self.lockouts.succeeded(login.username, address);
+                match &state.shared_lockouts {
+                    None => self.lockouts.succeeded(login.username, address),
+                    Some(shared) => {
+                        if let Some(error) =
+                            self.lockouts
+                                .succeeded_shared(shared, login.username, address)
+                        {
+                            self.shared_store_failed(&error);
+                        }
+                    }
+                }
                 self.established(login, verified.session, verified.credential);
                 AuthVerdict::Allow {
                     username: verified.username,
@@ -462,9 +491,24 @@ impl Plugin {
             }
             Err(Refusal { why, counts: true }) => {
                 self.counters.add(Count::LoginRefused);
-                let locked = self
-                    .lockouts
-                    .failed(&state.lockout, login.username, address, now);
+                let locked = match &state.shared_lockouts {
+                    None => self
+                        .lockouts
+                        .failed(&state.lockout, login.username, address, now),
+                    Some(shared) => {
+                        let (locked, error) = self.lockouts.failed_shared(
+                            &state.lockout,
+                            shared,
+                            login.username,
+                            address,
+                            now,
+                        );
+                        if let Some(error) = error {
+                            self.shared_store_failed(&error);
+                        }
+                        locked
+                    }
+                };
                 let Some(locked) = locked else {
                     return self.refuse_login(login, &why);
                 };
@@ -477,6 +521,18 @@ impl Plugin {
                 self.refuse_login(login, &why)
             }
         }
+    }
+
+    /// A shared lockout store that failed to check, count or reset:
+    /// logged each time, and this broker's own table decided (the degraded
+    /// mode for a check; always for counting, the login being refused).
+    fn shared_store_failed(&self, error: &str) {
+        self.log.log(
+            Level::Warning,
+            &format!(
+                "{PREFIX}the shared lockout store failed ({error}); DEGRADED: this broker's own counters decided"
+            ),
+        );
     }
 
     /// mosquitto 2.0 re-authenticates every connected client after a

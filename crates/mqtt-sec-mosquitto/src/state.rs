@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::firewall::Firewall;
 use crate::jwks::{Endpoint, EndpointSettings, Endpoints};
-use crate::lockout::LockoutPolicy;
+use crate::lockout::{LockoutPolicy, SharedLockouts};
 use crate::monitoring::MonitoringPolicy;
 use crate::network::Cidr;
 use crate::rate_limit::{Rate, RateLimitPolicy};
@@ -120,6 +120,8 @@ pub(crate) struct State {
     pub(crate) methods: Vec<Method>,
     pub(crate) authorization: Authorization,
     pub(crate) lockout: LockoutPolicy,
+    /// Where the lockout counters are shared with other brokers (`[redis]`).
+    pub(crate) shared_lockouts: Option<SharedLockouts>,
     pub(crate) monitoring: MonitoringPolicy,
     pub(crate) rate_limit: RateLimitPolicy,
     pub(crate) firewall: Option<Firewall>,
@@ -216,6 +218,10 @@ impl State {
             Some(table) => load_lockout(source, table.get_ref())?,
             None => LockoutPolicy::default(),
         };
+        let shared_lockouts = match &config.redis {
+            Some(table) => Some(load_redis(source, table.get_ref())?),
+            None => None,
+        };
         let monitoring = match &config.monitoring {
             Some(table) => load_monitoring(source, table)?,
             None => MonitoringPolicy::default(),
@@ -234,6 +240,7 @@ impl State {
             methods,
             authorization,
             lockout,
+            shared_lockouts,
             monitoring,
             rate_limit,
             firewall,
@@ -463,6 +470,87 @@ fn load_monitoring(
         policy.prometheus = Some(parsed);
     }
     Ok(policy)
+}
+
+/// The longest Redis timeout: a login waits for it, and mosquitto serves
+/// every client from one thread.
+const MAX_REDIS_TIMEOUT_MS: u64 = 5_000;
+
+/// The `[redis]` table: the Redis handle (nothing is connected yet, so a
+/// broker starts while Redis is down) and the failure policy.
+fn load_redis(
+    source: &Source,
+    table: &crate::config::RedisTable,
+) -> Result<SharedLockouts, ConfigError> {
+    use mqtt_sec_redis::{Redis, RedisConfig, RedisLockoutStore, SecretString};
+    let url = table.url.get_ref();
+    let mut config = RedisConfig::new(SecretString::from(url.clone()));
+    let has_password = config
+        .url_has_password()
+        .map_err(|e| source.error(&table.url.span(), "redis.url", e))?;
+    if let Some(file) = &table.password_file {
+        if has_password {
+            return Err(source.error(
+                &file.span(),
+                "redis.password_file",
+                "the URL holds a password already: give it in one place",
+            ));
+        }
+        let text = read_named(
+            source,
+            &file.span(),
+            "redis.password_file",
+            &source.resolve(file.get_ref()),
+        )?;
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        if line.is_empty() || line.contains('\n') {
+            return Err(source.error(
+                &file.span(),
+                "redis.password_file",
+                "expected the password on one line",
+            ));
+        }
+        config = config.password(SecretString::from(line.to_owned()));
+    }
+    if let Some(file) = &table.ca_file {
+        config = config
+            .ca_file(source.resolve(file.get_ref()))
+            .map_err(|e| source.error(&file.span(), "redis.ca_file", e))?;
+    }
+    if let Some(prefix) = &table.key_prefix {
+        config = config.key_prefix(prefix.clone());
+    }
+    if let Some(timeout) = &table.timeout_ms {
+        let ms = *timeout.get_ref();
+        if !(1..=MAX_REDIS_TIMEOUT_MS).contains(&ms) {
+            return Err(source.error(
+                &timeout.span(),
+                "redis.timeout_ms",
+                format!("must be 1 to {MAX_REDIS_TIMEOUT_MS}: a login waits for it"),
+            ));
+        }
+        config = config.timeout(Duration::from_millis(ms));
+    }
+    let degraded = match table
+        .on_failure
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("fail_closed", _)) => false,
+        Some(("degraded", _)) => true,
+        Some((_, span)) => {
+            return Err(source.error(
+                &span,
+                "redis.on_failure",
+                "must be \"fail_closed\" or \"degraded\"",
+            ));
+        }
+    };
+    let redis = Redis::new(config).map_err(|e| source.error(&table.url.span(), "redis.url", e))?;
+    Ok(SharedLockouts {
+        store: Arc::new(RedisLockoutStore::new(redis)),
+        degraded,
+    })
 }
 
 /// The longest lockout a configuration may ask for: longer is a typo, and

@@ -53,6 +53,20 @@ fn the_example_configuration_loads() {
     assert_eq!(check_config(&config).unwrap(), []);
     let options = [("config".to_owned(), config.display().to_string())];
     Plugin::start(&options, Box::new(Quiet)).unwrap();
+    // The commented [redis] table loads too, once uncommented.
+    let start = example.find("# [redis]").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap();
+    let uncommented: String = example[start..end]
+        .lines()
+        .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap()))
+        .collect();
+    let with_redis = format!("{}{uncommented}{}", &example[..start], &example[end..]);
+    std::fs::write(&config, &with_redis).unwrap();
+    std::fs::write(dir.path().join("redis-password"), "s3cret\n").unwrap();
+    let ca = mqtt_sec_testkit::TestPki::new().unwrap();
+    std::fs::write(dir.path().join("redis-ca.pem"), ca.root().cert_pem()).unwrap();
+    assert_eq!(check_config(&config).unwrap(), []);
+    Plugin::start(&options, Box::new(Quiet)).unwrap();
     // The README includes the same file.
     let readme = include_str!("../README.md");
     assert!(readme.contains(example.trim()), "README and example differ");

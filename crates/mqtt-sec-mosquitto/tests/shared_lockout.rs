@@ -1,0 +1,223 @@
+//! Lockouts shared through Redis (`[redis]`): two plugins (two brokers)
+//! on one real redis-server. A brute force split across both is locked out
+//! at the same total as on one broker, a lockout started on one applies on
+//! the other at its next check, a success on either resets the pair, and
+//! when Redis is gone a login is refused (fail closed) or decided by the
+//! broker's own counters (degraded), until Redis is back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mqtt_sec_mosquitto::check_config_str;
+use mqtt_sec_testkit::{RedisServer, or_skip};
+
+mod plugin_setup;
+use plugin_setup::{SECRET, Setup, allowed, at, login, setup};
+
+const ATTACKER: &str = "192.0.2.66";
+
+fn brokers(server: &RedisServer, extra: &str) -> [Setup; 2] {
+    let config = format!(
+        "[lockout]\nthreshold = 6\n\n[redis]\nurl = \"{}\"\ntimeout_ms = 200\n{extra}",
+        server.url()
+    );
+    [setup(&config), setup(&config)]
+}
+
+fn guess(broker: &Setup, t: u64) -> bool {
+    allowed(
+        &broker
+            .plugin
+            .authenticate_at(&login(ATTACKER, "guess"), at(t)),
+    )
+}
+
+fn right(broker: &Setup, address: &str, t: u64) -> bool {
+    allowed(
+        &broker
+            .plugin
+            .authenticate_at(&login(address, SECRET), at(t)),
+    )
+}
+
+fn verified(brokers: &[Setup]) -> u64 {
+    brokers
+        .iter()
+        .map(|b| b.plugin.counters().password_verifications)
+        .sum()
+}
+
+#[test]
+fn a_brute_force_split_across_brokers_is_locked_out_at_the_same_total() {
+    let Some(server) = or_skip(RedisServer::builder().start()) else {
+        return;
+    };
+    // The reference: one broker alone, its own counters.
+    let alone = setup("[lockout]\nthreshold = 6\n");
+    for _ in 0..100 {
+        guess(&alone, 0);
+    }
+    let alone_verified = alone.plugin.counters().password_verifications;
+    assert_eq!(alone_verified, 6);
+
+    let fleet = brokers(&server, "");
+    for i in 0..100 {
+        assert!(!guess(&fleet[i % 2], 0));
+    }
+    assert_eq!(
+        verified(&fleet),
+        alone_verified,
+        "the same total across two brokers as on one"
+    );
+    assert_eq!(
+        fleet
+            .iter()
+            .map(|b| b.plugin.counters().lockouts_started)
+            .sum::<u64>(),
+        1
+    );
+    // Locked out on both: the right password is refused unheard...
+    for broker in &fleet {
+        assert!(!right(broker, ATTACKER, 1));
+        assert!(
+            broker.lines.last().contains("locked out"),
+            "{}",
+            broker.lines.last()
+        );
+    }
+    assert_eq!(verified(&fleet), 6);
+    // ...from that address only; and the lockout ends on both.
+    assert!(right(&fleet[1], "198.51.100.7", 1));
+    assert!(right(&fleet[0], ATTACKER, 10));
+    assert!(right(&fleet[1], ATTACKER, 10));
+}
+
+#[test]
+fn a_lockout_started_on_one_broker_applies_on_the_other_at_its_next_check() {
+    let Some(server) = or_skip(RedisServer::builder().start()) else {
+        return;
+    };
+    let [a, b] = brokers(&server, "");
+    for _ in 0..6 {
+        guess(&a, 0);
+    }
+    assert!(
+        a.lines.last().contains("now locked out for 10 s"),
+        "{}",
+        a.lines.last()
+    );
+    assert!(!right(&b, ATTACKER, 0));
+    assert!(b.lines.last().contains("locked out"), "{}", b.lines.last());
+    assert_eq!(
+        b.plugin.counters().password_verifications,
+        0,
+        "refused unheard"
+    );
+}
+
+#[test]
+fn a_success_on_either_broker_resets_the_shared_count() {
+    let Some(server) = or_skip(RedisServer::builder().start()) else {
+        return;
+    };
+    let [a, b] = brokers(&server, "");
+    for i in 0..5 {
+        guess(if i % 2 == 0 { &a } else { &b }, 0);
+    }
+    assert!(right(&b, ATTACKER, 0));
+    for i in 0..5 {
+        assert!(!guess(if i % 2 == 0 { &a } else { &b }, 0));
+    }
+    assert!(
+        right(&a, ATTACKER, 0),
+        "five failures after a success lock nothing"
+    );
+}
+
+#[test]
+fn without_redis_a_login_fails_closed_by_default_and_degraded_by_name() {
+    let Some(mut server) = or_skip(RedisServer::builder().start()) else {
+        return;
+    };
+    let [closed, _] = brokers(&server, "");
+    let [degraded, _] = brokers(&server, "on_failure = \"degraded\"\n");
+    for _ in 0..3 {
+        guess(&degraded, 0);
+    }
+    server.kill();
+    assert!(!right(&closed, "198.51.100.7", 1));
+    assert!(
+        closed
+            .lines
+            .last()
+            .contains("the shared lockout store cannot say"),
+        "{}",
+        closed.lines.last()
+    );
+    assert_eq!(
+        closed.plugin.counters().password_verifications,
+        0,
+        "refused unheard"
+    );
+    // Degraded: this broker's own counters go on (3 failures seen before,
+    // 3 more now lock it out), and each decision says it was degraded.
+    for _ in 0..3 {
+        assert!(!guess(&degraded, 1));
+    }
+    assert!(
+        degraded.lines.contains("DEGRADED"),
+        "{}",
+        degraded.lines.last()
+    );
+    assert!(!right(&degraded, ATTACKER, 2));
+    assert!(
+        degraded.lines.last().contains("locked out"),
+        "{}",
+        degraded.lines.last()
+    );
+    assert!(right(&degraded, "198.51.100.7", 2));
+    // Redis is back (empty): shared again.
+    server.restart().unwrap();
+    let back = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        right(&closed, "198.51.100.8", 3)
+    });
+    assert!(back, "{}", closed.lines.last());
+}
+
+#[test]
+fn a_redis_table_that_cannot_work_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("two-lines"), "a\nb\n").unwrap();
+    std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+    let path = dir.path().join("mqtt-sec.toml");
+    let config = |table: &str| format!("[acl]\nallow_all = true\n\n[redis]\n{table}");
+    let url = "url = \"redis://127.0.0.1:1/\"\n";
+    let ok = config(&format!(
+        "{url}password_file = \"pw\"\non_failure = \"degraded\"\n"
+    ));
+    assert_eq!(check_config_str(&ok, &path).unwrap(), []);
+    for (table, field) in [
+        ("url = \"nope://x\"\n".to_owned(), "redis.url"),
+        (format!("{url}on_failure = \"open\"\n"), "redis.on_failure"),
+        (format!("{url}timeout_ms = 0\n"), "redis.timeout_ms"),
+        (format!("{url}timeout_ms = 5001\n"), "redis.timeout_ms"),
+        (
+            "url = \"redis://u:pw@127.0.0.1:1/\"\npassword_file = \"pw\"\n".to_owned(),
+            "give it in one place",
+        ),
+        (
+            format!("{url}password_file = \"two-lines\"\n"),
+            "on one line",
+        ),
+        (
+            format!("{url}password_file = \"missing\"\n"),
+            "redis.password_file",
+        ),
+        (format!("{url}ca_file = \"missing.pem\"\n"), "redis.ca_file"),
+        (format!("{url}secret = 1\n"), "unknown field `secret`"),
+    ] {
+        let error = check_config_str(&config(&table), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(field), "{table}: {error}");
+    }
+}
