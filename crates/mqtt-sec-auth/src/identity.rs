@@ -69,6 +69,7 @@ pub struct CertificateIdentity {
     common_name: Option<String>,
     sans: Vec<SubjectAltName>,
     fingerprint: [u8; 32],
+    serial: Vec<u8>,
     not_before: SystemTime,
     not_after: SystemTime,
 }
@@ -116,9 +117,18 @@ impl CertificateIdentity {
             common_name: first_common_name(cert.subject()),
             sans,
             fingerprint,
+            serial: cert.raw_serial().to_vec(),
             not_before: time(&cert.validity().not_before),
             not_after: time(&cert.validity().not_after),
         })
+    }
+
+    /// The serial number: the big-endian bytes of its DER INTEGER, with the
+    /// leading zero DER adds to keep it positive (`openssl x509 -serial`
+    /// prints it without; `mqtt-sec revoke serial` and the revocation list
+    /// drop it too).
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
     }
 
     /// Reads the first `CERTIFICATE` block of a PEM text.

@@ -397,3 +397,25 @@ fn very_old_and_far_validity_dates_do_not_panic() {
         assert_eq!(id.is_valid_at(SystemTime::now()), year < 2026, "{year}");
     }
 }
+
+#[test]
+fn the_serial_is_openssls() {
+    for serial in [vec![0x01], vec![0x00, 0x8f, 0x01], vec![0x7f; 20]] {
+        let mut params = CertificateParams::default();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let id = CertificateIdentity::from_der(cert.der()).unwrap();
+        let Some(printed) = openssl(&cert.pem(), &["-noout", "-serial"]) else {
+            return;
+        };
+        // openssl prints it without the sign byte DER adds before 0x8f.
+        let start = id.serial().iter().position(|b| *b != 0).unwrap();
+        let hex: String = id.serial()[start..]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        assert_eq!(printed, format!("serial={hex}"));
+        assert_eq!(id.serial()[0] == 0, serial[0] == 0 || serial[0] & 0x80 != 0);
+    }
+}

@@ -91,6 +91,9 @@ pub(crate) struct RedisTable {
     /// `fail_closed` (the default: a login is refused when Redis cannot
     /// answer) or `degraded` (this broker's own counters decide).
     pub(crate) on_failure: Option<Spanned<String>>,
+    /// How often the connected clients are checked against the revocation
+    /// list, in seconds (5).
+    pub(crate) revocation_check_seconds: Option<Spanned<u64>>,
 }
 
 /// The `[audit]` table.

@@ -24,8 +24,9 @@ use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
 use crate::prometheus::Exporter;
 use crate::rate_limit::{RateLimitPolicy, RateLimits, Verdict};
-use crate::session::{Credential, Ending, Session, Sessions};
+use crate::session::{Credential, Ending, Revocable, Session, Sessions};
 use crate::state::{Authorization, JwtKeys, JwtMethod, Method, State, TokenFrom};
+use mqtt_sec_core::revocation::{Credential as Listed, Kind};
 
 /// Why the plugin could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,6 +140,9 @@ struct Verified {
     session: Option<Session>,
     /// What it proved, to be checked again on a reload.
     credential: Option<Credential>,
+    /// What of it a revocation list may revoke (a token's kid and jti, a
+    /// client certificate's serial).
+    revocable: Vec<Revocable>,
 }
 
 /// The plugin: its configuration, what each connection's login
@@ -167,6 +171,9 @@ pub struct Plugin {
     metrics: Mutex<Option<Exporter>>,
     /// When the gauges were last recounted.
     gauges_at: Mutex<Option<SystemTime>>,
+    /// When the connected clients were last checked against the
+    /// revocation list.
+    revocations_at: Mutex<Option<SystemTime>>,
     sys: SysPublisher,
     audit: AuditFile,
     log: Box<dyn Log>,
@@ -244,6 +251,7 @@ impl Plugin {
             counters,
             metrics: Mutex::new(metrics),
             gauges_at: Mutex::new(None),
+            revocations_at: Mutex::new(None),
             sys: SysPublisher::default(),
             audit,
             log,
@@ -468,6 +476,10 @@ impl Plugin {
             until_certificate_expiry(verified, login, now).map_err(Refusal::from)
         }) {
             Ok(verified) => {
+                if let Some(why) = self.revoked_at_login(&state, &verified.revocable, now) {
+                    self.counters.add(Count::LoginRefused);
+                    return self.refuse_login(login, &why);
+                }
                 self.counters.add(Count::LoginAllowed);
                 match &state.shared_lockouts {
                     None => self.lockouts.succeeded(login.username, address),
@@ -480,7 +492,12 @@ impl Plugin {
                         }
                     }
                 }
-                self.established(login, verified.session, verified.credential);
+                self.established(
+                    login,
+                    verified.session,
+                    verified.credential,
+                    verified.revocable,
+                );
                 AuthVerdict::Allow {
                     username: verified.username,
                 }
@@ -585,7 +602,13 @@ impl Plugin {
                 Some(match verdict {
                     Ok(verified) => {
                         self.forget(key, Some(id));
-                        self.established(login, verified.session, verified.credential);
+                        // The revocation sweep checks what it showed.
+                        self.established(
+                            login,
+                            verified.session,
+                            verified.credential,
+                            verified.revocable,
+                        );
                         AuthVerdict::Allow {
                             username: verified.username,
                         }
@@ -603,6 +626,7 @@ impl Plugin {
         login: &Login<'_>,
         session: Option<Session>,
         credential: Option<Credential>,
+        revocable: Vec<Revocable>,
     ) {
         // Whatever the method (anonymous included), the client id is this
         // connection's now.
@@ -613,6 +637,7 @@ impl Plugin {
         if let Some(credential) = credential {
             sessions.remember(key, id, credential);
         }
+        sessions.remember_revocable(key, id, revocable);
         if let Some(session) = session {
             sessions.insert(key, session);
             self.session_count.store(sessions.len(), Ordering::Release);
@@ -708,11 +733,12 @@ impl Plugin {
         self.reauthenticating.store(false, Ordering::Release);
         self.report_endpoints(now);
         self.update_gauges(now);
+        self.check_revocations(now);
         let ended = self.sessions().ended(now);
         let mut disconnect = Vec::with_capacity(ended.len());
         for (client_id, ending) in ended {
             self.counters.add(match ending {
-                Ending::Revoked => Count::RevocationDisconnect,
+                Ending::Revoked | Ending::RevokedInList => Count::RevocationDisconnect,
                 Ending::TokenExpiry | Ending::CertificateExpiry => Count::ExpiryDisconnect,
             });
             self.log.log(
@@ -757,6 +783,104 @@ impl Plugin {
                 .sys
                 .due(&self.current().monitoring, self.counters.snapshot(), now),
             disconnect,
+        }
+    }
+
+    /// Why a verified login is refused by the shared revocation list (a
+    /// revoked token, token key or client certificate, or a list that
+    /// cannot answer: fail closed unless `[redis] on_failure = "degraded"`).
+    fn revoked_at_login(
+        &self,
+        state: &State,
+        revocable: &[Revocable],
+        now: SystemTime,
+    ) -> Option<String> {
+        let shared = state.revocations.as_ref()?;
+        if revocable.is_empty() {
+            return None;
+        }
+        let asked: Vec<Listed<'_>> = revocable
+            .iter()
+            .map(|(kind, value)| Listed::new(*kind, value))
+            .collect();
+        match shared.list.revoked(&asked, now) {
+            Ok(answers) if answers.len() == asked.len() => asked
+                .iter()
+                .zip(answers)
+                .find(|(_, revoked)| *revoked)
+                .map(|(credential, _)| {
+                    format!("the shared revocation list revokes its {credential}")
+                }),
+            Ok(answers) => Some(format!(
+                "the revocation list answered {} of {} questions; refused",
+                answers.len(),
+                asked.len()
+            )),
+            Err(e) => Some(format!(
+                "the shared revocation list cannot be consulted ({}); refused",
+                mqtt_sec_core::Chain(&e)
+            )),
+        }
+    }
+
+    /// Ends the sessions of the connected clients whose token, token key
+    /// or certificate the shared revocation list revokes, checking all of
+    /// them in one question every `revocation_check_seconds`; the next
+    /// lines of the tick disconnect them. A list that cannot answer ends
+    /// nothing (their logins were checked), and is logged.
+    fn check_revocations(&self, now: SystemTime) {
+        let state = self.current();
+        let Some(shared) = &state.revocations else {
+            return;
+        };
+        {
+            let mut last = self
+                .revocations_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now.duration_since(at).is_ok_and(|d| d < shared.every)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let connections = self.sessions().revocable();
+        if connections.is_empty() {
+            return;
+        }
+        let asked: Vec<Listed<'_>> = connections
+            .iter()
+            .flat_map(|(_, revocable)| revocable.iter())
+            .map(|(kind, value)| Listed::new(*kind, value))
+            .collect();
+        let answers = match shared.list.revoked(&asked, now) {
+            Ok(answers) if answers.len() == asked.len() => answers,
+            Ok(_) => {
+                self.log.log(
+                    Level::Warning,
+                    &format!(
+                        "{PREFIX}the revocation list answered short; connected clients not checked"
+                    ),
+                );
+                return;
+            }
+            Err(e) => {
+                self.log.log(
+                    Level::Warning,
+                    &format!(
+                        "{PREFIX}the shared revocation list cannot be consulted ({}); connected clients not checked",
+                        mqtt_sec_core::Chain(&e)
+                    ),
+                );
+                return;
+            }
+        };
+        let mut answers = answers.into_iter();
+        let mut sessions = self.sessions();
+        for (connection, revocable) in &connections {
+            let verdicts: Vec<bool> = answers.by_ref().take(revocable.len()).collect();
+            if verdicts.contains(&true) {
+                sessions.revoke_listed(*connection, now);
+            }
         }
     }
 
@@ -1225,6 +1349,14 @@ fn session_of(
             superuser,
             acl,
         }),
+        revocable: std::iter::once((Kind::Kid, verified.kid().as_bytes().to_vec()))
+            .chain(
+                verified
+                    .claim("jti")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|jti| (Kind::Jti, jti.as_bytes().to_vec())),
+            )
+            .collect(),
         credential: Some(Credential::Token {
             key,
             device,
@@ -1244,9 +1376,12 @@ fn until_certificate_expiry(
     let (Some(der), Some(client_id)) = (login.certificate, login.client.id) else {
         return Ok(verified);
     };
-    let not_after = CertificateIdentity::from_der(der)
-        .map_err(|e| format!("unreadable client certificate: {e}"))?
-        .not_after();
+    let identity = CertificateIdentity::from_der(der)
+        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+    verified
+        .revocable
+        .push((Kind::Serial, identity.serial().to_vec()));
+    let not_after = identity.not_after();
     if not_after <= now {
         return Err("the client certificate has expired".into());
     }

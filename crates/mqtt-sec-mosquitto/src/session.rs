@@ -33,6 +33,9 @@ pub(crate) enum Ending {
     CertificateExpiry,
     /// A reload withdrew the credential it logged in with.
     Revoked,
+    /// The shared revocation list revokes its token, the token's key or
+    /// its client certificate.
+    RevokedInList,
 }
 
 impl Ending {
@@ -42,6 +45,9 @@ impl Ending {
             Self::TokenExpiry => "its token has expired",
             Self::CertificateExpiry => "its client certificate has expired",
             Self::Revoked => "a reload withdrew the credential it logged in with",
+            Self::RevokedInList => {
+                "the shared revocation list revokes its token, the token's key or its certificate"
+            }
         }
     }
 }
@@ -70,6 +76,10 @@ impl Session {
         }
     }
 }
+
+/// One credential a login showed that a revocation list may revoke: its
+/// kind and value, as `mqtt_sec_core::revocation::Credential` takes them.
+pub(crate) type Revocable = (mqtt_sec_core::revocation::Kind, Vec<u8>);
 
 /// What a connection proved at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +114,10 @@ impl Credential {
 pub(crate) struct Sessions {
     by_connection: HashMap<usize, Session>,
     credentials: HashMap<usize, (Vec<u8>, Credential)>,
+    /// What of each connection's login a revocation list can revoke
+    /// (its token's kid and jti, its certificate's serial), with its
+    /// client id.
+    revocable: HashMap<usize, (Vec<u8>, Vec<Revocable>)>,
     /// For each client id: the connection of its latest login.
     latest: HashMap<Vec<u8>, usize>,
     /// When each session ends, soonest first; entries of sessions gone or
@@ -158,6 +172,36 @@ impl Sessions {
             .insert(connection, (client_id.to_vec(), credential));
     }
 
+    /// The login on `connection` as `client_id` showed `revocable`.
+    pub(crate) fn remember_revocable(
+        &mut self,
+        connection: usize,
+        client_id: &[u8],
+        revocable: Vec<Revocable>,
+    ) {
+        if !revocable.is_empty() {
+            self.revocable
+                .insert(connection, (client_id.to_vec(), revocable));
+        }
+    }
+
+    /// Every connection's revocable credentials, to ask a revocation list.
+    pub(crate) fn revocable(&self) -> Vec<(usize, Vec<Revocable>)> {
+        self.revocable
+            .iter()
+            .map(|(connection, (_, revocable))| (*connection, revocable.clone()))
+            .collect()
+    }
+
+    /// Ends `connection`'s session at `now` because the revocation list
+    /// revokes what it showed; its client id, once.
+    pub(crate) fn revoke_listed(&mut self, connection: usize, now: SystemTime) -> Option<Vec<u8>> {
+        let (client_id, _) = self.revocable.remove(&connection)?;
+        self.credentials.remove(&connection);
+        self.end(connection, client_id.clone(), now, Ending::RevokedInList);
+        Some(client_id)
+    }
+
     /// The connections whose credential `still_valid` no longer accepts.
     pub(crate) fn withdrawn(&self, still_valid: impl Fn(&Credential) -> bool) -> Vec<usize> {
         self.credentials
@@ -171,23 +215,29 @@ impl Sessions {
     /// credential); one is set up if it had none. Returns its client id.
     pub(crate) fn revoke(&mut self, connection: usize, now: SystemTime) -> Option<Vec<u8>> {
         let (client_id, _) = self.credentials.remove(&connection)?;
+        self.end(connection, client_id.clone(), now, Ending::Revoked);
+        Some(client_id)
+    }
+
+    /// Ends `connection`'s session at `now` for `ending`; one is set up if
+    /// it had none.
+    fn end(&mut self, connection: usize, client_id: Vec<u8>, now: SystemTime, ending: Ending) {
         match self.by_connection.get_mut(&connection) {
             Some(session) => {
-                session.end_by(now, Ending::Revoked);
+                session.end_by(now, ending);
                 self.endings.push(Reverse((session.ends_at, connection)));
             }
             None => self.insert(
                 connection,
                 Session {
-                    client_id: client_id.clone(),
+                    client_id,
                     ends_at: now,
-                    ending: Ending::Revoked,
+                    ending,
                     superuser: false,
                     acl: None,
                 },
             ),
         }
-        Some(client_id)
     }
 
     /// The connection ended (or logs in again): its session and credential
@@ -195,6 +245,7 @@ impl Sessions {
     pub(crate) fn forget(&mut self, connection: usize, client_id: Option<&[u8]>) {
         let removed = self.by_connection.remove(&connection);
         let remembered = self.credentials.remove(&connection);
+        self.revocable.remove(&connection);
         let client_id = client_id
             .or(removed.as_ref().map(|s| s.client_id.as_slice()))
             .or(remembered.as_ref().map(|(id, _)| id.as_slice()));

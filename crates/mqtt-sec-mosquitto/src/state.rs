@@ -122,6 +122,8 @@ pub(crate) struct State {
     pub(crate) lockout: LockoutPolicy,
     /// Where the lockout counters are shared with other brokers (`[redis]`).
     pub(crate) shared_lockouts: Option<SharedLockouts>,
+    /// The revocation list the brokers share (`[redis]`).
+    pub(crate) revocations: Option<SharedRevocations>,
     pub(crate) monitoring: MonitoringPolicy,
     pub(crate) rate_limit: RateLimitPolicy,
     pub(crate) firewall: Option<Firewall>,
@@ -218,9 +220,12 @@ impl State {
             Some(table) => load_lockout(source, table.get_ref())?,
             None => LockoutPolicy::default(),
         };
-        let shared_lockouts = match &config.redis {
-            Some(table) => Some(load_redis(source, table.get_ref())?),
-            None => None,
+        let (shared_lockouts, revocations) = match &config.redis {
+            Some(table) => {
+                let (lockouts, revocations) = load_redis(source, table.get_ref())?;
+                (Some(lockouts), Some(revocations))
+            }
+            None => (None, None),
         };
         let monitoring = match &config.monitoring {
             Some(table) => load_monitoring(source, table)?,
@@ -241,6 +246,7 @@ impl State {
             authorization,
             lockout,
             shared_lockouts,
+            revocations,
             monitoring,
             rate_limit,
             firewall,
@@ -472,6 +478,14 @@ fn load_monitoring(
     Ok(policy)
 }
 
+/// The revocation list of `[redis]`, and how often connected clients are
+/// checked against it.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedRevocations {
+    pub(crate) list: Arc<dyn mqtt_sec_core::revocation::RevocationList>,
+    pub(crate) every: Duration,
+}
+
 /// The longest Redis timeout: a login waits for it, and mosquitto serves
 /// every client from one thread.
 const MAX_REDIS_TIMEOUT_MS: u64 = 5_000;
@@ -481,8 +495,10 @@ const MAX_REDIS_TIMEOUT_MS: u64 = 5_000;
 fn load_redis(
     source: &Source,
     table: &crate::config::RedisTable,
-) -> Result<SharedLockouts, ConfigError> {
-    use mqtt_sec_redis::{Redis, RedisConfig, RedisLockoutStore, SecretString};
+) -> Result<(SharedLockouts, SharedRevocations), ConfigError> {
+    use mqtt_sec_redis::{
+        FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisRevocationList, SecretString,
+    };
     let url = table.url.get_ref();
     let mut config = RedisConfig::new(SecretString::from(url.clone()));
     let has_password = config
@@ -546,11 +562,33 @@ fn load_redis(
             ));
         }
     };
+    let every = match &table.revocation_check_seconds {
+        None => Duration::from_secs(5),
+        Some(secs) if (1..=3600).contains(secs.get_ref()) => Duration::from_secs(*secs.get_ref()),
+        Some(secs) => {
+            return Err(source.error(
+                &secs.span(),
+                "redis.revocation_check_seconds",
+                "must be 1 to 3600",
+            ));
+        }
+    };
     let redis = Redis::new(config).map_err(|e| source.error(&table.url.span(), "redis.url", e))?;
-    Ok(SharedLockouts {
-        store: Arc::new(RedisLockoutStore::new(redis)),
-        degraded,
-    })
+    let policy = if degraded {
+        FailurePolicy::DegradedToLocal
+    } else {
+        FailurePolicy::FailClosed
+    };
+    Ok((
+        SharedLockouts {
+            store: Arc::new(RedisLockoutStore::new(redis.clone())),
+            degraded,
+        },
+        SharedRevocations {
+            list: Arc::new(RedisRevocationList::new(redis).on_failure(policy)),
+            every,
+        },
+    ))
 }
 
 /// The longest lockout a configuration may ask for: longer is a typo, and

@@ -545,3 +545,206 @@ fn a_device_token_cannot_make_itself_a_superuser() {
         AclVerdict::Deny
     );
 }
+
+/// The shared revocation list of `[redis]`, as `mqtt-sec revoke` writes it.
+fn revocation_list(server: &mqtt_sec_testkit::RedisServer) -> mqtt_sec_redis::RedisRevocationList {
+    mqtt_sec_redis::RedisRevocationList::new(
+        mqtt_sec_redis::Redis::new(mqtt_sec_redis::RedisConfig::new(server.url().into())).unwrap(),
+    )
+}
+
+/// A token's `jti`, read from its payload.
+fn jti_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_shared_list_refuses_revoked_tokens_and_keys_and_ends_their_connections_on_every_broker() {
+    use mqtt_sec_core::revocation::{Credential, RevocationList as _};
+    let Some(mut server) =
+        mqtt_sec_testkit::or_skip(mqtt_sec_testkit::RedisServer::builder().start())
+    else {
+        return;
+    };
+    let (k1, k2) = (Key::new("k1"), Key::new("k2"));
+    let config = format!(
+        "[[auth]]\nmethod = \"jwt\"\nissuer_keys = \"issuer.jwks\"\n\n[acl]\nallow_all = true\n\n\
+         [redis]\nurl = \"{}\"\nrevocation_check_seconds = 2\n",
+        server.url()
+    );
+    let files = [("issuer.jwks", jwks(&[&k1, &k2]))];
+    let brokers = [start(&config, &files), start(&config, &files)];
+    let first = k1.token("k1", "s-1", json!({}));
+    let second = k2.token("k2", "s-2", json!({}));
+    let now = SystemTime::now();
+    for broker in &brokers {
+        for (key, id, token) in [(1, "s-1", &first), (2, "s-2", &second)] {
+            assert!(allowed(&broker.plugin.authenticate_at(
+                &login(client(key, id, None), "x", token),
+                now
+            )));
+        }
+        assert!(broker.disconnected(now).is_empty(), "nothing revoked yet");
+    }
+    let list = revocation_list(&server);
+    list.revoke(
+        Credential::jti(&jti_of(&first)),
+        now + Duration::from_secs(600),
+    )
+    .unwrap();
+    // Within one check interval, on both brokers: s-1's connection ends.
+    for broker in &brokers {
+        assert!(
+            broker.disconnected(now + Duration::from_secs(1)).is_empty(),
+            "checked at most every 2 s"
+        );
+        assert_eq!(broker.disconnected(now + Duration::from_secs(2)), ["s-1"]);
+        assert!(
+            broker
+                .lines
+                .contains("disconnecting client s-1: the shared revocation list revokes its token")
+        );
+        assert_eq!(broker.plugin.counters().revocation_disconnects, 1);
+        // The same token again is refused at login.
+        assert!(!allowed(&broker.plugin.authenticate_at(
+            &login(client(3, "s-1", None), "x", &first),
+            now + Duration::from_secs(3)
+        )));
+        assert!(
+            broker.lines.last().contains("revokes its jti"),
+            "{}",
+            broker.lines.last()
+        );
+    }
+    // The key k2 revoked: every token it signed, connected or new.
+    list.revoke(Credential::kid(b"k2"), now + Duration::from_secs(600))
+        .unwrap();
+    let newer = k2.token("k2", "s-2", json!({}));
+    for broker in &brokers {
+        assert_eq!(broker.disconnected(now + Duration::from_secs(4)), ["s-2"]);
+        assert!(!allowed(&broker.plugin.authenticate_at(
+            &login(client(4, "s-2", None), "x", &newer),
+            now + Duration::from_secs(4)
+        )));
+        assert!(
+            broker.lines.last().contains("revokes its kid k2"),
+            "{}",
+            broker.lines.last()
+        );
+    }
+    // Redis gone: a login is refused (fail closed), connections stay.
+    let fresh = k1.token("k1", "s-3", json!({}));
+    assert!(allowed(&brokers[0].plugin.authenticate_at(
+        &login(client(5, "s-3", None), "x", &fresh),
+        now + Duration::from_secs(5)
+    )));
+    server.kill();
+    assert!(!allowed(&brokers[1].plugin.authenticate_at(
+        &login(client(5, "s-3", None), "x", &fresh),
+        now + Duration::from_secs(5)
+    )));
+    // (The shared lockout check, which comes first, already fails closed.)
+    assert!(
+        brokers[1].lines.last().contains("Redis unreachable"),
+        "{}",
+        brokers[1].lines.last()
+    );
+    assert!(
+        brokers[0]
+            .disconnected(now + Duration::from_secs(8))
+            .is_empty()
+    );
+    assert!(brokers[0].lines.contains("connected clients not checked"));
+}
+
+#[test]
+fn a_revoked_certificate_serial_is_refused_and_its_connection_ended() {
+    use mqtt_sec_core::revocation::{Credential, RevocationList as _};
+    let Some(server) = mqtt_sec_testkit::or_skip(mqtt_sec_testkit::RedisServer::builder().start())
+    else {
+        return;
+    };
+    let mut pki = TestPki::new().unwrap();
+    let s = start(
+        &format!(
+            "[[auth]]\nmethod = \"certificate\"\nusername_from = \"cn\"\n\n[acl]\nallow_all = true\n\n\
+             [redis]\nurl = \"{}\"\nrevocation_check_seconds = 1\n",
+            server.url()
+        ),
+        &[],
+    );
+    let (der, _) = certificate(
+        &mut pki,
+        "dev-1",
+        SystemTime::now() + Duration::from_secs(3600),
+    );
+    let (other, _) = certificate(
+        &mut pki,
+        "dev-2",
+        SystemTime::now() + Duration::from_secs(3600),
+    );
+    let with = |key, id, der| Login {
+        client: client(key, id, None),
+        username: None,
+        password: None,
+        certificate: Some(der),
+    };
+    let now = SystemTime::now();
+    assert!(allowed(
+        &s.plugin.authenticate_at(&with(1, "dev-1", &der[..]), now)
+    ));
+    assert!(allowed(
+        &s.plugin.authenticate_at(&with(2, "dev-2", &other[..]), now)
+    ));
+    let serial = CertificateIdentity::from_der(&der)
+        .unwrap()
+        .serial()
+        .to_vec();
+    revocation_list(&server)
+        .revoke(Credential::serial(&serial), now + Duration::from_secs(600))
+        .unwrap();
+    assert_eq!(s.disconnected(now + Duration::from_secs(1)), ["dev-1"]);
+    assert!(!allowed(&s.plugin.authenticate_at(
+        &with(3, "dev-1", &der[..]),
+        now + Duration::from_secs(1)
+    )));
+    assert!(
+        s.lines.last().contains("revokes its serial 0x"),
+        "{}",
+        s.lines.last()
+    );
+    assert!(
+        s.disconnected(now + Duration::from_secs(2)).is_empty(),
+        "dev-2 stays"
+    );
+    // Redis gone, and the lockout off (so only the list is asked): a
+    // login fails closed at the list.
+    let mut server = server;
+    server.kill();
+    let s = start(
+        &format!(
+            "[[auth]]\nmethod = \"certificate\"\nusername_from = \"cn\"\n\n[acl]\nallow_all = true\n\n\
+             [lockout]\nthreshold = 0\n\n[redis]\nurl = \"{}\"\n",
+            server.url()
+        ),
+        &[],
+    );
+    assert!(!allowed(
+        &s.plugin.authenticate_at(&with(4, "dev-2", &other[..]), now)
+    ));
+    assert!(
+        s.lines
+            .last()
+            .contains("the shared revocation list cannot be consulted"),
+        "{}",
+        s.lines.last()
+    );
+}

@@ -214,6 +214,14 @@ fn a_redis_table_that_cannot_work_is_refused_at_load() {
         ),
         (format!("{url}ca_file = \"missing.pem\"\n"), "redis.ca_file"),
         (format!("{url}secret = 1\n"), "unknown field `secret`"),
+        (
+            format!("{url}revocation_check_seconds = 0\n"),
+            "redis.revocation_check_seconds",
+        ),
+        (
+            format!("{url}revocation_check_seconds = 3601\n"),
+            "redis.revocation_check_seconds",
+        ),
     ] {
         let error = check_config_str(&config(&table), &path)
             .unwrap_err()

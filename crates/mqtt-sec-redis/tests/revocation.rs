@@ -10,10 +10,13 @@ use std::time::{Duration, SystemTime};
 use mqtt_sec_auth::jwt::{
     ClaimsTemplate, ClientContext, SigningKey, TokenMinter, TokenVerifier, Validation,
 };
+use mqtt_sec_core::lockout::{Backoff, LockoutStore as _};
 use mqtt_sec_core::revocation::{
     Credential, MemoryRevocationList, RevocationList, RevocationListError,
 };
-use mqtt_sec_redis::{FailurePolicy, Redis, RedisConfig, RedisRevocationList, StoreError};
+use mqtt_sec_redis::{
+    FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisRevocationList, StoreError,
+};
 use mqtt_sec_sign::{KeySet, Signer, TrustedKey, Verifier, VerifyError};
 use mqtt_sec_testkit::{RedisServer, or_skip};
 use proptest::prelude::*;
@@ -307,20 +310,37 @@ fn a_flushed_list_is_refused_by_a_process_that_saw_it() {
 }
 
 #[test]
-fn the_minimal_acl_user_of_the_docs_can_revoke_and_check() {
+fn the_minimal_acl_user_of_the_docs_can_revoke_check_and_count_lockouts() {
     let Some(server) = or_skip(
         RedisServer::builder()
             .password("s3cret-pw")
             .acl_user(
                 "minimal",
                 "m1nimal",
-                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +pexpire +incrby +get +set +exists +info +ping",
+                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +pexpire +pexpireat +del +incrby +get +set +exists +info +ping",
             )
             .acl_user("stranger", "str4nger", "~other:* +@all")
             .start(),
     ) else {
         return;
     };
+    // The plugin's lockout counters, as the same user.
+    let lockouts = RedisLockoutStore::new(redis_at(server.url_as("minimal", "m1nimal")));
+    let rule = Backoff {
+        threshold: 1,
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(60),
+        forget_after: Duration::from_secs(60),
+    };
+    let now = SystemTime::now();
+    assert!(
+        lockouts
+            .record_failures(&[(&b"u:x|y"[..], rule)], now)
+            .unwrap()[0]
+            .is_some()
+    );
+    assert!(lockouts.locked_until(&[&b"u:x|y"[..]], now).unwrap()[0].is_some());
+    lockouts.reset(b"u:x|y").unwrap();
     let minimal = RedisRevocationList::new(redis_at(server.url_as("minimal", "m1nimal")));
     minimal.revoke(Credential::kid(b"k"), in_secs(60)).unwrap();
     assert_eq!(
