@@ -281,18 +281,25 @@ pub(crate) enum Refused {
 }
 
 impl Lockouts {
-    /// [`Lockouts::check`] against the shared store: a lockout started on
-    /// any broker applies here. The broker's own table answers when the
-    /// store cannot, in the degraded mode (then `Ok` holds the store's
-    /// error, for the log); otherwise the login is refused.
-    pub(crate) fn check_shared(
+    /// [`Lockouts::check`], against the shared store when there is one: a
+    /// lockout started on any broker applies here. The broker's own table
+    /// answers when the store cannot, in the degraded mode (then `Ok`
+    /// holds the store's error, for the log); otherwise the login is
+    /// refused.
+    pub(crate) fn check_login(
         &self,
         policy: &LockoutPolicy,
-        shared: &SharedLockouts,
+        shared: Option<&SharedLockouts>,
         username: Option<&[u8]>,
         address: Option<IpAddr>,
         now: SystemTime,
     ) -> Result<Option<String>, Refused> {
+        let Some(shared) = shared else {
+            return self
+                .check(policy, username, address, now)
+                .map(|()| None)
+                .map_err(Refused::Locked);
+        };
         // Nothing is counted with the lockout off: nothing to ask.
         let off = policy.threshold == 0 && policy.address_threshold == 0;
         if off || allowed(policy, address) {
@@ -330,18 +337,22 @@ impl Lockouts {
         }
     }
 
-    /// [`Lockouts::failed`] in the shared store too (the broker's own table
-    /// always counts, for a degraded spell). The store's error, if any,
-    /// comes back for the log; the lockout is then the table's.
-    pub(crate) fn failed_shared(
+    /// [`Lockouts::failed`], in the shared store too when there is one
+    /// (the broker's own table always counts, for a degraded spell). The
+    /// store's error, if any, comes back for the log; the lockout is then
+    /// the table's.
+    pub(crate) fn failed_login(
         &self,
         policy: &LockoutPolicy,
-        shared: &SharedLockouts,
+        shared: Option<&SharedLockouts>,
         username: Option<&[u8]>,
         address: Option<IpAddr>,
         now: SystemTime,
     ) -> (Option<LockedOut>, Option<String>) {
         let local = self.failed(policy, username, address, now);
+        let Some(shared) = shared else {
+            return (local, None);
+        };
         if allowed(policy, address) {
             return (None, None);
         }
@@ -382,15 +393,16 @@ impl Lockouts {
         }
     }
 
-    /// [`Lockouts::succeeded`] in the shared store too; the store's error,
-    /// if any, for the log.
-    pub(crate) fn succeeded_shared(
+    /// [`Lockouts::succeeded`], in the shared store too when there is
+    /// one; the store's error, if any, for the log.
+    pub(crate) fn succeeded_login(
         &self,
-        shared: &SharedLockouts,
+        shared: Option<&SharedLockouts>,
         username: Option<&[u8]>,
         address: Option<IpAddr>,
     ) -> Option<String> {
         self.succeeded(username, address);
+        let shared = shared?;
         let key = Key::Pair(counted_name(username), Origin::of(address)).shared();
         shared
             .store

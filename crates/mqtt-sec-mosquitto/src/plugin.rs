@@ -441,17 +441,10 @@ impl Plugin {
                 );
             }
         }
-        let checked = match &state.shared_lockouts {
-            None => self
-                .lockouts
-                .check(&state.lockout, login.username, address, now)
-                .map(|()| None)
-                .map_err(Refused::Locked),
-            Some(shared) => {
-                self.lockouts
-                    .check_shared(&state.lockout, shared, login.username, address, now)
-            }
-        };
+        let shared = state.shared_lockouts.as_ref();
+        let checked =
+            self.lockouts
+                .check_login(&state.lockout, shared, login.username, address, now);
         match checked {
             Ok(None) => {}
             Ok(Some(error)) => self.shared_store_failed(&error),
@@ -481,16 +474,11 @@ impl Plugin {
                     return self.refuse_login(login, &why);
                 }
                 self.counters.add(Count::LoginAllowed);
-                match &state.shared_lockouts {
-                    None => self.lockouts.succeeded(login.username, address),
-                    Some(shared) => {
-                        if let Some(error) =
-                            self.lockouts
-                                .succeeded_shared(shared, login.username, address)
-                        {
-                            self.shared_store_failed(&error);
-                        }
-                    }
+                if let Some(error) = self
+                    .lockouts
+                    .succeeded_login(shared, login.username, address)
+                {
+                    self.shared_store_failed(&error);
                 }
                 self.established(
                     login,
@@ -508,24 +496,16 @@ impl Plugin {
             }
             Err(Refusal { why, counts: true }) => {
                 self.counters.add(Count::LoginRefused);
-                let locked = match &state.shared_lockouts {
-                    None => self
-                        .lockouts
-                        .failed(&state.lockout, login.username, address, now),
-                    Some(shared) => {
-                        let (locked, error) = self.lockouts.failed_shared(
-                            &state.lockout,
-                            shared,
-                            login.username,
-                            address,
-                            now,
-                        );
-                        if let Some(error) = error {
-                            self.shared_store_failed(&error);
-                        }
-                        locked
-                    }
-                };
+                let (locked, error) = self.lockouts.failed_login(
+                    &state.lockout,
+                    shared,
+                    login.username,
+                    address,
+                    now,
+                );
+                if let Some(error) = error {
+                    self.shared_store_failed(&error);
+                }
                 let Some(locked) = locked else {
                     return self.refuse_login(login, &why);
                 };
