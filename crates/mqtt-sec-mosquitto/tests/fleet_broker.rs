@@ -5,6 +5,7 @@
 //! both brokers and leaves the others connected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod plugin_setup;
 mod support;
 
 use std::net::IpAddr;
@@ -51,40 +52,28 @@ async fn two_brokers_share_lockouts_and_revocations() {
     // A brute force from one address, alternating between the brokers.
     let attacker: IpAddr = "127.0.0.2".parse().unwrap();
     let alice: IpAddr = "127.0.0.3".parse().unwrap();
+    // alice's CONNECT from `from` with `password`: its CONNACK code.
+    let attempt = |broker, from, password: &str| {
+        raw_connect_from(
+            broker,
+            Some(from),
+            b"c",
+            Some(b"alice"),
+            Some(password.as_bytes()),
+        )
+    };
     for i in 0..40 {
         let broker = if i % 2 == 0 { &a } else { &b };
-        let guess = format!("guess-{i}");
-        assert_eq!(
-            raw_connect_from(
-                broker,
-                Some(attacker),
-                b"c",
-                Some(b"alice"),
-                Some(guess.as_bytes())
-            ),
-            Some(5)
-        );
+        assert_eq!(attempt(broker, attacker, &format!("guess-{i}")), Some(5));
     }
     for broker in [&a, &b] {
         assert_eq!(
-            raw_connect_from(
-                broker,
-                Some(attacker),
-                b"c",
-                Some(b"alice"),
-                Some(b"alice-secret")
-            ),
+            attempt(broker, attacker, "alice-secret"),
             Some(5),
             "locked out on both brokers"
         );
         assert_eq!(
-            raw_connect_from(
-                broker,
-                Some(alice),
-                b"c",
-                Some(b"alice"),
-                Some(b"alice-secret")
-            ),
+            attempt(broker, alice, "alice-secret"),
             Some(0),
             "not from elsewhere"
         );
@@ -114,17 +103,7 @@ async fn two_brokers_share_lockouts_and_revocations() {
     let mut alice_on_a = connect(&a, "alice-1", Some(("alice", "alice-secret")))
         .await
         .unwrap();
-    let jti = {
-        use base64::Engine as _;
-        let payload = revoked_token.split('.').nth(1).unwrap();
-        let claims: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap();
-        claims["jti"].as_str().unwrap().to_owned()
-    };
+    let jti = plugin_setup::jti_of(&revoked_token);
     RedisRevocationList::new(Redis::new(RedisConfig::new(redis.url().into())).unwrap())
         .revoke(
             Credential::jti(&jti),

@@ -25,7 +25,7 @@ use mqtt_sec_testkit::{CertSpec, TestPki, Validity};
 use serde_json::json;
 
 mod plugin_setup;
-use plugin_setup::Lines;
+use plugin_setup::{Lines, jti_of};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -551,19 +551,6 @@ fn revocation_list(server: &mqtt_sec_testkit::RedisServer) -> mqtt_sec_redis::Re
     mqtt_sec_redis::RedisRevocationList::new(
         mqtt_sec_redis::Redis::new(mqtt_sec_redis::RedisConfig::new(server.url().into())).unwrap(),
     )
-}
-
-/// A token's `jti`, read from its payload.
-fn jti_of(token: &str) -> String {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
 }
 
 #[test]

@@ -107,3 +107,16 @@ pub(crate) fn at(seconds: u64) -> SystemTime {
 pub(crate) fn allowed(verdict: &AuthVerdict) -> bool {
     matches!(verdict, AuthVerdict::Allow { .. })
 }
+
+/// A token's `jti`, read from its payload.
+pub(crate) fn jti_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
