@@ -1,6 +1,7 @@
 //! The examples that start the system's mosquitto (`mosquitto_plugin`,
-//! `secure_client_v5`, `secure_client_blocking`) run to "all expectations
-//! held" (exit 2, a skip outside CI, when it is missing).
+//! `secure_client_v5`, `secure_client_blocking`, `verifier_replicas`, which
+//! starts redis-server too) run to "all expectations held" (exit 2, a skip
+//! outside CI, when a program is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -75,4 +76,13 @@ fn the_blocking_secure_client_example_holds() {
     ] {
         assert!(text.contains(shown), "{shown:?} in:\n{text}");
     }
+}
+
+#[test]
+fn the_verifier_replicas_example_holds() {
+    let Some(text) = run_to_completion("verifier_replicas") else {
+        return;
+    };
+    assert!(text.contains("accepted 30 (by replica"), "{text}");
+    assert!(text.contains("refused as replays 150"), "{text}");
 }
