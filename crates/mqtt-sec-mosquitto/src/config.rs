@@ -94,6 +94,10 @@ pub(crate) struct RedisTable {
     /// How often the connected clients are checked against the revocation
     /// list, in seconds (5).
     pub(crate) revocation_check_seconds: Option<Spanned<u64>>,
+    /// How long after Redis starts the signature firewall refuses signed
+    /// publishes, in seconds (30: the firewall's clock skew; Redis may
+    /// have restarted empty and forgotten the replay windows).
+    pub(crate) recovery_quarantine_seconds: Option<Spanned<u64>>,
 }
 
 /// The `[audit]` table.

@@ -124,6 +124,10 @@ pub(crate) struct State {
     pub(crate) shared_lockouts: Option<SharedLockouts>,
     /// The revocation list the brokers share (`[redis]`).
     pub(crate) revocations: Option<SharedRevocations>,
+    /// The signature firewall's replay windows, shared with the other
+    /// brokers (`[redis]`): a publish replayed to another broker is
+    /// refused there too.
+    pub(crate) shared_replay: Option<Arc<dyn mqtt_sec_sign::replay::ReplayStore>>,
     pub(crate) monitoring: MonitoringPolicy,
     pub(crate) rate_limit: RateLimitPolicy,
     pub(crate) firewall: Option<Firewall>,
@@ -156,11 +160,12 @@ impl State {
     }
 
     /// Keeps the firewall's replay windows in `store` (the plugin's, which
-    /// outlives each configuration).
+    /// outlives each configuration), or in Redis with `[redis]`.
     pub(crate) fn share_replay_store(
         &mut self,
         store: &Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
     ) {
+        let store = self.shared_replay.as_ref().unwrap_or(store);
         self.firewall = self
             .firewall
             .take()
@@ -220,12 +225,16 @@ impl State {
             Some(table) => load_lockout(source, table.get_ref())?,
             None => LockoutPolicy::default(),
         };
-        let (shared_lockouts, revocations) = match &config.redis {
+        let (shared_lockouts, revocations, shared_replay) = match &config.redis {
             Some(table) => {
-                let (lockouts, revocations) = load_redis(source, table.get_ref())?;
-                (Some(lockouts), Some(revocations))
+                let fleet = load_redis(source, table.get_ref())?;
+                (
+                    Some(fleet.lockouts),
+                    Some(fleet.revocations),
+                    Some(fleet.replay),
+                )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let monitoring = match &config.monitoring {
             Some(table) => load_monitoring(source, table)?,
@@ -247,6 +256,7 @@ impl State {
             lockout,
             shared_lockouts,
             revocations,
+            shared_replay,
             monitoring,
             rate_limit,
             firewall,
@@ -492,12 +502,17 @@ const MAX_REDIS_TIMEOUT_MS: u64 = 5_000;
 
 /// The `[redis]` table: the Redis handle (nothing is connected yet, so a
 /// broker starts while Redis is down) and the failure policy.
-fn load_redis(
-    source: &Source,
-    table: &crate::config::RedisTable,
-) -> Result<(SharedLockouts, SharedRevocations), ConfigError> {
+/// What `[redis]` shares.
+struct Fleet {
+    lockouts: SharedLockouts,
+    revocations: SharedRevocations,
+    replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
+}
+
+fn load_redis(source: &Source, table: &crate::config::RedisTable) -> Result<Fleet, ConfigError> {
     use mqtt_sec_redis::{
-        FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisRevocationList, SecretString,
+        FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisReplayStore,
+        RedisRevocationList, SecretString,
     };
     let url = table.url.get_ref();
     let mut config = RedisConfig::new(SecretString::from(url.clone()));
@@ -562,6 +577,16 @@ fn load_redis(
             ));
         }
     };
+    if let Some(secs) = &table.recovery_quarantine_seconds {
+        if *secs.get_ref() > 3600 {
+            return Err(source.error(
+                &secs.span(),
+                "redis.recovery_quarantine_seconds",
+                "at most 3600",
+            ));
+        }
+        config = config.recovery_quarantine(Duration::from_secs(*secs.get_ref()));
+    }
     let every = match &table.revocation_check_seconds {
         None => Duration::from_secs(5),
         Some(secs) if (1..=3600).contains(secs.get_ref()) => Duration::from_secs(*secs.get_ref()),
@@ -579,16 +604,17 @@ fn load_redis(
     } else {
         FailurePolicy::FailClosed
     };
-    Ok((
-        SharedLockouts {
+    Ok(Fleet {
+        lockouts: SharedLockouts {
             store: Arc::new(RedisLockoutStore::new(redis.clone())),
             degraded,
         },
-        SharedRevocations {
-            list: Arc::new(RedisRevocationList::new(redis).on_failure(policy)),
+        revocations: SharedRevocations {
+            list: Arc::new(RedisRevocationList::new(redis.clone()).on_failure(policy)),
             every,
         },
-    ))
+        replay: Arc::new(RedisReplayStore::new(redis).on_failure(policy)),
+    })
 }
 
 /// The longest lockout a configuration may ask for: longer is a typo, and

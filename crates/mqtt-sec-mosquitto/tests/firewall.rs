@@ -386,3 +386,76 @@ fn require_owner_refuses_a_key_set_with_an_unowned_key() {
         "empty: {error}"
     );
 }
+
+/// A second broker on the same configuration as `s`.
+fn second_broker(s: &Setup) -> (Plugin, Lines) {
+    let lines = Lines::default();
+    let config = s.dir.path().join("mqtt-sec.toml");
+    let options = [("config".to_owned(), config.display().to_string())];
+    (
+        Plugin::start(&options, Box::new(lines.clone())).unwrap(),
+        lines,
+    )
+}
+
+/// `envelope` published by dev-1 to `plugin`.
+fn publish_to(plugin: &Plugin, topic: &str, envelope: &[u8]) -> AclVerdict {
+    plugin.authorize_at(
+        &AclCheck {
+            client: client("dev-1"),
+            topic: Some(topic.as_bytes()),
+            access: access::WRITE,
+            qos: 1,
+            retain: false,
+            payload_len: u32::try_from(envelope.len()).unwrap(),
+            payload: envelope,
+        },
+        SystemTime::now(),
+    )
+}
+
+#[test]
+fn a_publish_replayed_to_another_broker_passes_alone_and_is_refused_with_redis() {
+    let topic = "devices/dev-1/valve";
+    // Each broker with its own windows: the replay to the other passes.
+    let alone = setup("");
+    let (other, _) = second_broker(&alone);
+    let envelope = alone.sign(&alone.dev1, topic, b"open", Duration::ZERO, false);
+    assert_eq!(
+        publish_to(&alone.plugin, topic, &envelope),
+        AclVerdict::Allow
+    );
+    assert_eq!(
+        publish_to(&other, topic, &envelope),
+        AclVerdict::Allow,
+        "the attack"
+    );
+
+    let Some(redis) = mqtt_sec_testkit::or_skip(mqtt_sec_testkit::RedisServer::builder().start())
+    else {
+        return;
+    };
+    let s = setup(&format!(
+        "\n[redis]\nurl = \"{}\"\nrecovery_quarantine_seconds = 0\n",
+        redis.url()
+    ));
+    let (other, other_lines) = second_broker(&s);
+    let envelope = s.sign(&s.dev1, topic, b"open", Duration::ZERO, false);
+    assert_eq!(publish_to(&s.plugin, topic, &envelope), AclVerdict::Allow);
+    assert_eq!(publish_to(&other, topic, &envelope), AclVerdict::Deny);
+    assert!(
+        other_lines.last().contains("was already accepted"),
+        "{}",
+        other_lines.last()
+    );
+    // A fresh envelope passes on either.
+    let next = s.sign(&s.dev1, topic, b"close", Duration::ZERO, false);
+    assert_eq!(publish_to(&other, topic, &next), AclVerdict::Allow);
+    // Redis gone: signed publishes are refused (fail closed), unsigned
+    // topics are untouched.
+    let mut redis = redis;
+    redis.kill();
+    let after = s.sign(&s.dev1, topic, b"again", Duration::ZERO, false);
+    assert_eq!(publish_to(&s.plugin, topic, &after), AclVerdict::Deny);
+    assert_eq!(publish_to(&s.plugin, "open/x", b"plain"), AclVerdict::Allow);
+}

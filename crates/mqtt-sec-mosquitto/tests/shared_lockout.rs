@@ -222,6 +222,10 @@ fn a_redis_table_that_cannot_work_is_refused_at_load() {
             format!("{url}revocation_check_seconds = 3601\n"),
             "redis.revocation_check_seconds",
         ),
+        (
+            format!("{url}recovery_quarantine_seconds = 3601\n"),
+            "redis.recovery_quarantine_seconds",
+        ),
     ] {
         let error = check_config_str(&config(&table), &path)
             .unwrap_err()
