@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use mqtt_sec_auth::JwtError;
 use mqtt_sec_auth::jwt::{ClientContext, DeviceKeys, TokenVerifier, Validation};
 use mqtt_sec_auth::revocation::{Credential, Kind, RevocationList};
-use mqtt_sec_testkit::WatchedRevocationList;
+use mqtt_sec_core::revocation::WatchedRevocationList;
 use serde_json::json;
 use support::*;
 

@@ -30,6 +30,13 @@ use std::time::SystemTime;
 
 use crate::Cause;
 
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+#[path = "revocation_watched.rs"]
+mod watched;
+#[cfg(feature = "test-util")]
+pub use watched::WatchedRevocationList;
+
 /// Longest revoked value, in bytes: the longest key id the crates accept
 /// ([`crate::MAX_KID_LEN`]), and far more than any token id or serial
 /// (RFC 5280 serials are at most 20 bytes).

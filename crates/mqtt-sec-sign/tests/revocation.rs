@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
-use mqtt_sec_core::revocation::{Credential, RevocationList};
+use mqtt_sec_core::revocation::{Credential, RevocationList, WatchedRevocationList};
 use mqtt_sec_sign::{Delivery, Message, Signer, TrustedKey, VerifyError};
-use mqtt_sec_testkit::WatchedRevocationList;
 use support::{Fixture, NOW};
 
 const TOPIC: &str = "plant/line-1/valve";

@@ -25,8 +25,6 @@ pub mod client;
 #[cfg(feature = "https")]
 #[cfg_attr(docsrs, doc(cfg(feature = "https")))]
 pub mod https;
-#[cfg(feature = "revocation")]
-mod revocation_list;
 
 pub use error::{Error, Result};
 pub use logs::{RecordedLog, capture_logs, recorder};
@@ -38,9 +36,7 @@ pub use pki::{
 };
 pub use python::PythonScript;
 pub use redis_server::{RedisServer, RedisServerBuilder};
-#[cfg(feature = "revocation")]
-#[cfg_attr(docsrs, doc(cfg(feature = "revocation")))]
-pub use revocation_list::WatchedRevocationList;
+
 pub use skip::{in_ci, or_skip};
 pub use softhsm::{SO_PIN, SoftHsm, TOKEN_LABEL, USER_PIN};
 

@@ -1,13 +1,12 @@
-//! A revocation list for tests of its callers: in memory, counting what it
-//! is asked, and made to fail or to answer short on demand.
+//! A revocation list for the tests of its callers (feature `test-util`):
+//! in memory, counting what it is asked, and made to fail or to answer
+//! short on demand.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use mqtt_sec_core::revocation::{
-    Credential, Kind, MemoryRevocationList, RevocationList, RevocationListError,
-};
+use super::{Credential, Kind, MemoryRevocationList, RevocationList, RevocationListError};
 
 /// A [`MemoryRevocationList`] that records its questions and fails when
 /// told to: what a verifier's tests need to prove it asks the list only
