@@ -80,25 +80,28 @@ impl LockoutStore for RedisLockoutStore {
             return Ok(Vec::new());
         }
         let now = millis(now);
+        let mut pipe = redis::pipe();
+        for (key, rule) in failures {
+            pipe.cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(1)
+                .arg(self.key(key))
+                .arg(now)
+                .arg(rule.threshold)
+                .arg(duration_ms(rule.base))
+                .arg(duration_ms(rule.max))
+                .arg(duration_ms(rule.forget_after));
+        }
         let started: Vec<u64> = self
             .redis
-            .call(|c| {
-                // Loaded first: a pipeline of EVALSHA after a Redis restart
-                // would fail as a whole.
-                self.script.prepare_invoke().load(c)?;
-                let mut pipe = redis::pipe();
-                for (key, rule) in failures {
-                    pipe.cmd("EVALSHA")
-                        .arg(self.script.get_hash())
-                        .arg(1)
-                        .arg(self.key(key))
-                        .arg(now)
-                        .arg(rule.threshold)
-                        .arg(duration_ms(rule.base))
-                        .arg(duration_ms(rule.max))
-                        .arg(duration_ms(rule.forget_after));
+            .call(|c| match pipe.query(c) {
+                // After a Redis restart or SCRIPT FLUSH every call of the
+                // pipeline failed alike (one script cache): load, run again.
+                Err(e) if e.code() == Some("NOSCRIPT") => {
+                    self.script.prepare_invoke().load(c)?;
+                    pipe.query(c)
                 }
-                pipe.query(c)
+                other => other,
             })
             .map_err(LockoutStoreError::new)?;
         if started.len() != failures.len() {
