@@ -97,6 +97,10 @@ impl LockoutStore for RedisLockoutStore {
             .call(|c| match pipe.query(c) {
                 // After a Redis restart or SCRIPT FLUSH every call of the
                 // pipeline failed alike (one script cache): load, run again.
+                // (Retrying after any other error too is an equivalent
+                // mutant: a refused or broken connection fails the load and
+                // the retry the same way; the guard keeps a timed-out
+                // pipeline, which may have counted, from counting twice.)
                 Err(e) if e.code() == Some("NOSCRIPT") => {
                     self.script.prepare_invoke().load(c)?;
                     pipe.query(c)

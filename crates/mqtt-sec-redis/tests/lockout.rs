@@ -230,3 +230,28 @@ fn an_unreachable_or_refusing_redis_is_an_error() {
         "{error:?}"
     );
 }
+
+#[test]
+fn a_lockout_ends_at_its_millisecond() {
+    let Some(server) = server() else { return };
+    let broker = store(&server);
+    let at = t(0);
+    let rule = Backoff {
+        threshold: 1,
+        ..RULE
+    };
+    let until = broker.record_failures(&[(&b"edge"[..], rule)], at).unwrap()[0].unwrap();
+    assert_eq!(until, at + Duration::from_millis(100));
+    let key = [&b"edge"[..]];
+    assert_eq!(
+        broker
+            .locked_until(&key, until - Duration::from_millis(1))
+            .unwrap(),
+        [Some(until)]
+    );
+    assert_eq!(
+        broker.locked_until(&key, until).unwrap(),
+        [None],
+        "over at its end"
+    );
+}

@@ -405,3 +405,32 @@ fn retry<T>(
         }
     }
 }
+
+#[test]
+fn the_degraded_mode_says_so_once_per_outage() {
+    let Some(mut server) = server() else { return };
+    let degraded = list(&server).on_failure(FailurePolicy::DegradedToLocal);
+    let now = SystemTime::now();
+    degraded.revoked(&[Credential::kid(b"k")], now).unwrap();
+    server.kill();
+    let ((), log) = mqtt_sec_testkit::capture_logs(|| {
+        for _ in 0..3 {
+            degraded.revoked(&[Credential::kid(b"k")], now).unwrap();
+        }
+    });
+    assert_eq!(log.matches("DEGRADED").count(), 1, "{log}");
+    server.restart().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ((), log) = mqtt_sec_testkit::capture_logs(|| {
+        while degraded.is_degraded() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            degraded.revoked(&[Credential::kid(b"k")], now).unwrap();
+        }
+    });
+    assert!(!degraded.is_degraded());
+    assert_eq!(
+        log.matches("revocations are shared again").count(),
+        1,
+        "{log}"
+    );
+}
