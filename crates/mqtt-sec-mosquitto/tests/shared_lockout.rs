@@ -105,12 +105,45 @@ fn a_lockout_started_on_one_broker_applies_on_the_other_at_its_next_check() {
         a.lines.last()
     );
     assert!(!right(&b, ATTACKER, 0));
-    assert!(b.lines.last().contains("locked out"), "{}", b.lines.last());
+    assert!(
+        b.lines
+            .last()
+            .contains("locked out after repeated failures"),
+        "{}",
+        b.lines.last()
+    );
     assert_eq!(
         b.plugin.counters().password_verifications,
         0,
         "refused unheard"
     );
+}
+
+#[test]
+fn an_address_locked_out_on_one_broker_is_locked_out_on_the_other() {
+    let Some(server) = or_skip(RedisServer::builder().start()) else {
+        return;
+    };
+    let config = format!(
+        "[lockout]\nthreshold = 100\naddress_threshold = 3\n\n[redis]\nurl = \"{}\"\n",
+        server.url()
+    );
+    let (a, b) = (setup(&config), setup(&config));
+    // Three user names guessed from one address, on one broker.
+    for user in ["alice", "bob", "carol"] {
+        let mut attempt = login(ATTACKER, "guess");
+        attempt.username = Some(user.as_bytes());
+        assert!(!allowed(&a.plugin.authenticate_at(&attempt, at(0))));
+    }
+    assert!(!right(&b, ATTACKER, 1));
+    assert!(
+        b.lines
+            .last()
+            .contains("this address is locked out after repeated failures"),
+        "{}",
+        b.lines.last()
+    );
+    assert!(right(&b, "198.51.100.7", 1));
 }
 
 #[test]
