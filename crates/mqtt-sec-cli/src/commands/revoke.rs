@@ -178,6 +178,12 @@ mod tests {
             [1, 0x8f]
         );
         assert_eq!(value_bytes(Kind::Serial, "8F01", false).unwrap(), [0x8f, 1]);
+        // Odd lengths get a leading zero digit.
+        assert_eq!(value_bytes(Kind::Serial, "1", false).unwrap(), [1]);
+        assert_eq!(
+            value_bytes(Kind::Serial, "18f01", false).unwrap(),
+            [1, 0x8f, 1]
+        );
         assert!(value_bytes(Kind::Serial, "8G", false).is_err());
         assert!(value_bytes(Kind::Serial, "é1", false).is_err());
         assert_eq!(value_bytes(Kind::Kid, "0x18f", false).unwrap(), b"0x18f");
@@ -205,6 +211,10 @@ mod tests {
         assert_eq!(
             until("2027-01-15T09:00:01+01:00", now).unwrap(),
             now + Duration::from_secs(1)
+        );
+        assert_eq!(
+            until("2027-01-15T08:00:01.5Z", now).unwrap(),
+            now + Duration::from_millis(1500)
         );
         for (bad, why) in [
             ("+0s", "in the past"),
