@@ -228,6 +228,15 @@ fn a_redis_table_that_cannot_work_is_refused_at_load() {
         "{url}password_file = \"pw\"\non_failure = \"degraded\"\n"
     ));
     assert_eq!(check_config_str(&ok, &path).unwrap(), []);
+    // Each bound is allowed at itself.
+    let limits = config(&format!(
+        "{url}timeout_ms = 5000\nrevocation_check_seconds = 3600\nrecovery_quarantine_seconds = 3600\n"
+    ));
+    assert_eq!(check_config_str(&limits, &path).unwrap(), []);
+    let lows = config(&format!(
+        "{url}timeout_ms = 1\nrevocation_check_seconds = 1\nrecovery_quarantine_seconds = 0\non_failure = \"fail_closed\"\n"
+    ));
+    assert_eq!(check_config_str(&lows, &path).unwrap(), []);
     for (table, field) in [
         ("url = \"nope://x\"\n".to_owned(), "redis.url"),
         (format!("{url}on_failure = \"open\"\n"), "redis.on_failure"),
