@@ -500,8 +500,6 @@ pub(crate) struct SharedRevocations {
 /// every client from one thread.
 const MAX_REDIS_TIMEOUT_MS: u64 = 5_000;
 
-/// The `[redis]` table: the Redis handle (nothing is connected yet, so a
-/// broker starts while Redis is down) and the failure policy.
 /// What `[redis]` shares.
 struct Fleet {
     lockouts: SharedLockouts,
@@ -509,6 +507,9 @@ struct Fleet {
     replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
 }
 
+/// The `[redis]` table: the stores on one Redis handle (nothing is
+/// connected yet, so a broker starts while Redis is down) and the failure
+/// policy.
 fn load_redis(source: &Source, table: &crate::config::RedisTable) -> Result<Fleet, ConfigError> {
     use mqtt_sec_redis::{
         FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisReplayStore,
@@ -534,6 +535,7 @@ fn load_redis(source: &Source, table: &crate::config::RedisTable) -> Result<Flee
             &source.resolve(file.get_ref()),
         )?;
         let line = text.strip_suffix('\n').unwrap_or(&text);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() || line.contains('\n') {
             return Err(source.error(
                 &file.span(),

@@ -138,6 +138,10 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A time Redis holds; one past what the platform's clock can hold is
+/// taken as 2106 (still a lockout in force), never a panic.
 fn at_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)))
 }

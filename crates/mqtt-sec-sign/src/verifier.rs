@@ -10,7 +10,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::envelope::{self, Intent};
 use crate::error::{MalformedEnvelope, VerifyError};
 use crate::keys::{Entry, KeySet, TrustedKey};
-
 use crate::replay::{EnvelopeId, MemoryReplayStore, ReplayCheck, ReplayRejection, ReplayStore};
 use crate::{Kid, topic};
 use mqtt_sec_core::ed25519::{self, BatchItem};
