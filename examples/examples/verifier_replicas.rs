@@ -73,8 +73,8 @@ async fn run(report: &mut Report) -> Result<(), Error> {
     let keys = KeySet::new();
     keys.insert(TrustedKey::new(signer.verifying_key())?)?;
     report.detail(format!(
-        "broker port {:?}, Redis {}",
-        broker.plain_port(),
+        "broker on port {}, Redis on port {}",
+        broker.plain_port().unwrap_or_default(),
         redis_server.port()
     ));
 
@@ -135,9 +135,14 @@ impl Tally {
         }
         let mut by_replica: Vec<_> = per_replica.into_iter().collect();
         by_replica.sort_unstable();
+        let by_replica: Vec<String> = by_replica
+            .iter()
+            .map(|(replica, count)| format!("replica {replica}: {count}"))
+            .collect();
         format!(
-            "accepted {} (by replica: {by_replica:?}), refused as replays {}, refused otherwise {}",
+            "accepted {} (by replica: {}), refused as replays {}, refused otherwise {}",
             self.accepted.len(),
+            by_replica.join(", "),
             self.refused_as_replay,
             self.refused_otherwise.len()
         )
