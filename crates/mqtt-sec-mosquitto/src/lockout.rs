@@ -41,6 +41,16 @@ fn counted_name(username: Option<&[u8]>) -> Option<Box<[u8]>> {
     username.map(|name| Box::from(&name[..name.len().min(MAX_COUNTED_NAME)]))
 }
 
+/// The two counters a login from `address` as `username` counts towards:
+/// its address's, and its (user name, address) pair's.
+fn counters_of(username: Option<&[u8]>, address: Option<IpAddr>) -> [Key; 2] {
+    let origin = Origin::of(address);
+    [
+        Key::Origin(origin),
+        Key::Pair(counted_name(username), origin),
+    ]
+}
+
 /// What is counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -179,7 +189,7 @@ impl Lockouts {
         if allowed(policy, address) {
             return Ok(());
         }
-        let origin = Origin::of(address);
+        let [by_address, by_pair] = counters_of(username, address);
         let entries = self.entries();
         let locked = |key: &Key| {
             entries
@@ -187,13 +197,13 @@ impl Lockouts {
                 .and_then(|e| e.locked_until)
                 .filter(|until| now < *until)
         };
-        if let Some(until) = locked(&Key::Origin(origin)) {
+        if let Some(until) = locked(&by_address) {
             return Err(LockedOut {
                 until,
                 address: true,
             });
         }
-        match locked(&Key::Pair(counted_name(username), origin)) {
+        match locked(&by_pair) {
             Some(until) => Err(LockedOut {
                 until,
                 address: false,
@@ -213,12 +223,12 @@ impl Lockouts {
         if allowed(policy, address) {
             return None;
         }
-        let origin = Origin::of(address);
+        let [by_address, by_pair] = counters_of(username, address);
         let mut entries = self.entries();
         let mut started = None;
         for (key, threshold) in [
-            (Key::Origin(origin), policy.address_threshold),
-            (Key::Pair(counted_name(username), origin), policy.threshold),
+            (by_address, policy.address_threshold),
+            (by_pair, policy.threshold),
         ] {
             if threshold == 0 {
                 continue;
@@ -250,7 +260,7 @@ impl Lockouts {
 
     /// Forgets the failures of `username` from `address` after a success.
     pub(crate) fn succeeded(&self, username: Option<&[u8]>, address: Option<IpAddr>) {
-        let key = Key::Pair(counted_name(username), Origin::of(address));
+        let [_, key] = counters_of(username, address);
         self.entries().remove(&key);
     }
 
@@ -305,11 +315,7 @@ impl Lockouts {
         if off || allowed(policy, address) {
             return Ok(None);
         }
-        let origin = Origin::of(address);
-        let keys = [
-            Key::Origin(origin).shared(),
-            Key::Pair(counted_name(username), origin).shared(),
-        ];
+        let keys = counters_of(username, address).map(|key| key.shared());
         let asked: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         match shared.store.locked_until(&asked, now) {
             Ok(ends) => match ends.as_slice() {
@@ -356,14 +362,10 @@ impl Lockouts {
         if allowed(policy, address) {
             return (None, None);
         }
-        let origin = Origin::of(address);
+        let [by_address, by_pair] = counters_of(username, address);
         let counters: Vec<(Vec<u8>, Backoff, bool)> = [
-            (Key::Origin(origin), policy.address_threshold, true),
-            (
-                Key::Pair(counted_name(username), origin),
-                policy.threshold,
-                false,
-            ),
+            (by_address, policy.address_threshold, true),
+            (by_pair, policy.threshold, false),
         ]
         .into_iter()
         .filter(|(_, threshold, _)| *threshold > 0)
@@ -394,16 +396,23 @@ impl Lockouts {
     }
 
     /// [`Lockouts::succeeded`], in the shared store too when there is
-    /// one; the store's error, if any, for the log.
+    /// one and the pair is counted at all (an allow-listed address, or a
+    /// pair threshold of 0, costs Redis nothing); the store's error, if
+    /// any, for the log.
     pub(crate) fn succeeded_login(
         &self,
+        policy: &LockoutPolicy,
         shared: Option<&SharedLockouts>,
         username: Option<&[u8]>,
         address: Option<IpAddr>,
     ) -> Option<String> {
         self.succeeded(username, address);
         let shared = shared?;
-        let key = Key::Pair(counted_name(username), Origin::of(address)).shared();
+        if policy.threshold == 0 || allowed(policy, address) {
+            return None;
+        }
+        let [_, pair] = counters_of(username, address);
+        let key = pair.shared();
         shared
             .store
             .reset(&key)

@@ -474,9 +474,9 @@ impl Plugin {
                     return self.refuse_login(login, &why);
                 }
                 self.counters.add(Count::LoginAllowed);
-                if let Some(error) = self
-                    .lockouts
-                    .succeeded_login(shared, login.username, address)
+                if let Some(error) =
+                    self.lockouts
+                        .succeeded_login(&state.lockout, shared, login.username, address)
                 {
                     self.shared_store_failed(&error);
                 }

@@ -216,6 +216,50 @@ fn without_redis_a_login_fails_closed_by_default_and_degraded_by_name() {
     assert!(back, "{}", closed.lines.last());
 }
 
+/// The allow list combined with a store that is down: an allow-listed
+/// network needs no lockout check, so it keeps logging in (and is never
+/// counted), while every other address fails closed.
+#[test]
+fn allow_listed_networks_need_no_store_and_others_fail_closed() {
+    let Some(mut server) = or_skip(RedisServer::builder().start()) else {
+        return;
+    };
+    let [broker, _] = brokers(&server, "");
+    let config = broker.dir.path().join("mqtt-sec.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "threshold = 6\n",
+        "threshold = 6\nallow = [\"10.0.0.0/8\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    broker.plugin.reload(&[]).unwrap();
+    // mosquitto's re-authentication after the reload ends at the next tick.
+    broker.plugin.tick_at(at(0));
+    for _ in 0..20 {
+        assert!(!allowed(
+            &broker
+                .plugin
+                .authenticate_at(&login("10.1.2.3", "guess"), at(0))
+        ));
+    }
+    assert!(right(&broker, "10.1.2.3", 0), "never locked out");
+    server.kill();
+    assert!(right(&broker, "10.1.2.3", 1), "no store asked");
+    assert!(
+        !broker.lines.contains("shared lockout store"),
+        "neither to check nor to reset an allow-listed login"
+    );
+    assert!(!right(&broker, "198.51.100.7", 1));
+    assert!(
+        broker
+            .lines
+            .last()
+            .contains("the shared lockout store cannot say"),
+        "{}",
+        broker.lines.last()
+    );
+}
+
 #[test]
 fn a_redis_table_that_cannot_work_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();

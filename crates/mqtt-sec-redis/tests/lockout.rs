@@ -255,3 +255,23 @@ fn a_lockout_ends_at_its_millisecond() {
         "over at its end"
     );
 }
+
+#[test]
+fn a_pooled_connection_to_a_dead_redis_is_an_error_not_an_answer() {
+    let Some(mut server) = server() else { return };
+    let broker = store(&server);
+    let now = SystemTime::now();
+    assert_eq!(broker.locked_until(&[&b"k"[..]], now).unwrap(), [None]);
+    broker.reset(b"k").unwrap();
+    server.kill();
+    let error = broker.locked_until(&[&b"k"[..]], now).unwrap_err();
+    assert!(
+        error
+            .cause()
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_outage),
+        "{error:?}"
+    );
+    assert!(broker.reset(b"k").is_err());
+    assert!(broker.locked_until(&[&b"k"[..]], now).is_err());
+}
