@@ -18,6 +18,7 @@ pub mod passphrase;
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
+pub mod rate_limit;
 pub mod revocation;
 pub mod text;
 #[cfg(feature = "thumbprint")]

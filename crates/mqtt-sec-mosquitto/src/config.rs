@@ -98,6 +98,10 @@ pub(crate) struct RedisTable {
     /// publishes, in seconds (30: the firewall's clock skew; Redis may
     /// have restarted empty and forgotten the replay windows).
     pub(crate) recovery_quarantine_seconds: Option<Spanned<u64>>,
+    /// Whether each client's publish buckets are shared too (false: only
+    /// the connection buckets are; a shared publish bucket costs a round
+    /// trip per publish).
+    pub(crate) share_publish_rates: Option<bool>,
 }
 
 /// The `[audit]` table.

@@ -64,15 +64,11 @@ impl Key {
     /// The key in a shared store: `a:ORIGIN`, `n:ORIGIN` (no user name) or
     /// `u:ORIGIN|NAME`; an origin holds no `|`, so no two keys collide.
     fn shared(&self) -> Vec<u8> {
-        let origin = |o: &Origin| match o {
-            Origin::Ip(ip) => ip.to_string(),
-            Origin::Unknown => "unknown".to_owned(),
-        };
         match self {
-            Key::Origin(o) => format!("a:{}", origin(o)).into_bytes(),
-            Key::Pair(None, o) => format!("n:{}", origin(o)).into_bytes(),
+            Key::Origin(o) => format!("a:{}", o.shared_name()).into_bytes(),
+            Key::Pair(None, o) => format!("n:{}", o.shared_name()).into_bytes(),
             Key::Pair(Some(name), o) => {
-                let mut key = format!("u:{}|", origin(o)).into_bytes();
+                let mut key = format!("u:{}|", o.shared_name()).into_bytes();
                 key.extend_from_slice(name);
                 key
             }

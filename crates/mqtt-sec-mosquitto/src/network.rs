@@ -91,6 +91,15 @@ impl Origin {
             None => Self::Unknown,
         }
     }
+
+    /// Its name in a store the brokers share: the address (an IPv6 /64
+    /// as its network address), or `unknown`; never a `|`.
+    pub(crate) fn shared_name(&self) -> String {
+        match self {
+            Origin::Ip(ip) => ip.to_string(),
+            Origin::Unknown => "unknown".to_owned(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::lockout::{Lockouts, Refused};
 use crate::log::{Level, Log, PREFIX, name};
 use crate::monitoring::{Publication, SysPublisher};
 use crate::prometheus::Exporter;
-use crate::rate_limit::{RateLimitPolicy, RateLimits, Verdict};
+use crate::rate_limit::{RateLimitPolicy, RateLimits, SharedRateLimits, StoreNews, Verdict};
 use crate::session::{Credential, Ending, Revocable, Session, Sessions};
 use crate::state::{Authorization, JwtKeys, JwtMethod, Method, State, TokenFrom};
 use mqtt_sec_core::revocation::{Credential as Listed, Kind};
@@ -421,7 +421,20 @@ impl Plugin {
             .address
             .and_then(|a| std::str::from_utf8(a).ok())
             .and_then(|a| a.parse().ok());
-        match self.rates.connect(&state.rate_limit, address, now) {
+        let rated =
+            self.rates
+                .connect(&state.rate_limit, state.shared_rates.as_ref(), address, now);
+        if let Some(news) = &rated.store {
+            self.rate_store_news(news);
+            if news.refused() {
+                self.counters.add(Count::LoginRefused);
+                return self.refuse_login(
+                    login,
+                    "the shared rate limit store cannot say whether this address is over its connection rate; refused (redis.on_failure = \"fail_closed\")",
+                );
+            }
+        }
+        match rated.verdict {
             Verdict::Allow => {}
             Verdict::AllowAgain { refused } => self.log.log(
                 Level::Info,
@@ -523,6 +536,29 @@ impl Plugin {
     /// A shared lockout store that failed to check, count or reset:
     /// logged each time, and this broker's own table decided (the degraded
     /// mode for a check; always for counting, the login being refused).
+    /// Logs a change of the shared rate limit store: one line when it
+    /// starts failing, one when it answers again.
+    fn rate_store_news(&self, news: &StoreNews) {
+        match news {
+            StoreNews::Failed { error, closed } => self.log.log(
+                Level::Warning,
+                &format!(
+                    "{PREFIX}the shared rate limit store failed ({error}); {} until it answers again",
+                    if *closed {
+                        "the limited connections and publishes are refused (redis.on_failure = \"fail_closed\")"
+                    } else {
+                        "DEGRADED: this broker's own buckets decide"
+                    }
+                ),
+            ),
+            StoreNews::StillFailing { .. } => {}
+            StoreNews::Recovered => self.log.log(
+                Level::Notice,
+                &format!("{PREFIX}the shared rate limit store answers again"),
+            ),
+        }
+    }
+
     fn shared_store_failed(&self, error: &str) {
         self.log.log(
             Level::Warning,
@@ -1059,7 +1095,13 @@ impl Plugin {
             return verdict;
         }
         if state.rate_limit.limits_publishes()
-            && self.limit_publish(&state.rate_limit, check, client_id, clock()) == AclVerdict::Deny
+            && self.limit_publish(
+                &state.rate_limit,
+                state.shared_rates.as_ref(),
+                check,
+                client_id,
+                clock(),
+            ) == AclVerdict::Deny
         {
             return AclVerdict::Deny;
         }
@@ -1101,19 +1143,28 @@ impl Plugin {
     fn limit_publish(
         &self,
         policy: &RateLimitPolicy,
+        shared: Option<&SharedRateLimits>,
         check: &AclCheck<'_>,
         client_id: &str,
         now: SystemTime,
     ) -> AclVerdict {
-        let verdict = self.rates.publish(
+        let checked = self.rates.publish(
             policy,
+            shared,
             check.client.key,
             client_id.as_bytes(),
             check.client.username,
             check.payload_len,
             now,
         );
-        match verdict {
+        if let Some(news) = &checked.store {
+            self.rate_store_news(news);
+            if news.refused() {
+                self.counters.add(Count::AccessDenial);
+                return AclVerdict::Deny;
+            }
+        }
+        match checked.verdict {
             Verdict::Allow => AclVerdict::Allow,
             Verdict::AllowAgain { refused } => {
                 self.log.log(

@@ -20,42 +20,15 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use mqtt_sec_core::rate_limit::{Buckets, Limits, RateLimitStore};
+pub(crate) use mqtt_sec_core::rate_limit::{Rate, Verdict};
+use sha2::{Digest, Sha256};
 
 use crate::network::{Cidr, Origin};
-
-/// A bucket's refill rate and size; a rate of zero is no limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Rate {
-    /// Tokens added per second.
-    pub(crate) per_second: f64,
-    /// The most tokens held (what a burst may take at once).
-    pub(crate) burst: f64,
-}
-
-impl Rate {
-    /// No limit.
-    pub(crate) const OFF: Self = Self {
-        per_second: 0.0,
-        burst: 0.0,
-    };
-
-    /// `count` per `interval`, all of them at once if need be.
-    pub(crate) fn per_interval(count: u32, interval: Duration) -> Self {
-        if count == 0 || interval.is_zero() {
-            return Self::OFF;
-        }
-        Self {
-            per_second: f64::from(count) / interval.as_secs_f64(),
-            burst: f64::from(count),
-        }
-    }
-
-    pub(crate) fn is_on(&self) -> bool {
-        self.per_second > 0.0
-    }
-}
 
 /// The rate limits (the `[rate_limit]` table). Every limit is off by
 /// default: one fleet behind a NAT, or one backend publishing for many
@@ -106,99 +79,27 @@ impl RateLimitPolicy {
     }
 }
 
-/// What a limit says about one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Within the limit.
-    Allow,
-    /// Within the limit again, ending an episode of `refused` refusals.
-    AllowAgain { refused: u64 },
-    /// Over the limit; `first` for the episode's first refusal, the one
-    /// to log.
-    Refuse { first: bool },
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: SystemTime,
-}
-
-impl Bucket {
-    fn full(rate: Rate, now: SystemTime) -> Self {
-        Self {
-            tokens: rate.burst,
-            at: now,
-        }
-    }
-
-    /// Adds what `rate` gave since the last refill, up to the burst. A
-    /// clock stepped back adds nothing and refills from the new time on.
-    fn refill(&mut self, rate: Rate, now: SystemTime) {
-        let elapsed = now.duration_since(self.at).unwrap_or_default();
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * rate.per_second).min(rate.burst);
-        self.at = now;
-    }
-
-    fn is_full(&self, rate: Rate, now: SystemTime) -> bool {
-        let mut refilled = *self;
-        refilled.refill(rate, now);
-        refilled.tokens >= rate.burst
-    }
-}
-
-/// One client's (or origin's) buckets and its current episode.
+/// One client's (or origin's) buckets, and what the plugin keeps beside.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    count: Bucket,
-    bytes: Bucket,
-    /// Refusals so far in the current episode, if one is under way.
-    refused: Option<u64>,
+    buckets: Buckets,
     /// The connection last disconnected for this episode.
     disconnected: Option<usize>,
     last: SystemTime,
 }
 
 impl Entry {
-    fn new(limits: (Rate, Rate), now: SystemTime) -> Self {
+    fn new(limits: Limits, now: SystemTime) -> Self {
         Self {
-            count: Bucket::full(limits.0, now),
-            bytes: Bucket::full(limits.1, now),
-            refused: None,
+            buckets: Buckets::new(limits, now),
             disconnected: None,
             last: now,
         }
     }
 
-    /// Takes one token and `bytes` byte tokens, both or neither.
-    fn attempt(&mut self, limits: (Rate, Rate), bytes: f64, now: SystemTime) -> Verdict {
+    fn attempt(&mut self, limits: Limits, bytes: u32, now: SystemTime) -> Verdict {
         self.last = now;
-        self.count.refill(limits.0, now);
-        self.bytes.refill(limits.1, now);
-        let count_ok = !limits.0.is_on() || self.count.tokens >= 1.0;
-        let bytes_ok = !limits.1.is_on() || self.bytes.tokens >= bytes;
-        if count_ok && bytes_ok {
-            if limits.0.is_on() {
-                self.count.tokens -= 1.0;
-            }
-            if limits.1.is_on() {
-                self.bytes.tokens -= bytes;
-            }
-            return match self.refused.take() {
-                Some(refused) => Verdict::AllowAgain { refused },
-                None => Verdict::Allow,
-            };
-        }
-        let first = self.refused.is_none();
-        self.refused = Some(self.refused.unwrap_or(0).saturating_add(1));
-        Verdict::Refuse { first }
-    }
-
-    /// Holds nothing a new entry would not: both buckets full, no episode.
-    fn is_idle(&self, limits: (Rate, Rate), now: SystemTime) -> bool {
-        self.refused.is_none()
-            && self.count.is_full(limits.0, now)
-            && self.bytes.is_full(limits.1, now)
+        self.buckets.attempt(limits, bytes, now)
     }
 }
 
@@ -217,7 +118,7 @@ impl<K> Default for Table<K> {
 }
 
 impl<K: Hash + Eq + Clone> Table<K> {
-    fn entry(&mut self, key: K, limits: (Rate, Rate), max: usize, now: SystemTime) -> &mut Entry {
+    fn entry(&mut self, key: K, limits: Limits, max: usize, now: SystemTime) -> &mut Entry {
         if !self.entries.contains_key(&key) && self.entries.len() >= max {
             self.make_room(limits, max, now);
         }
@@ -228,8 +129,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// Drops idle entries, else the oldest quarter (a full table is a
     /// flood; one sweep serves many inserts).
-    fn make_room(&mut self, limits: (Rate, Rate), max: usize, now: SystemTime) {
-        self.entries.retain(|_, e| !e.is_idle(limits, now));
+    fn make_room(&mut self, limits: Limits, max: usize, now: SystemTime) {
+        self.entries.retain(|_, e| !e.buckets.is_idle(limits, now));
         if self.entries.len() < max {
             return;
         }
@@ -245,6 +146,55 @@ impl<K: Hash + Eq + Clone> Table<K> {
     }
 }
 
+/// Buckets kept in a store the brokers share (`[redis]`), and what to do
+/// when it cannot answer.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedRateLimits {
+    pub(crate) store: Arc<dyn RateLimitStore>,
+    /// Decide from this broker's own table when the store cannot answer,
+    /// instead of refusing.
+    pub(crate) degraded: bool,
+    /// Share the publish buckets too, not only the connection buckets: a
+    /// client reconnecting to another broker, or connected to two at once,
+    /// keeps one rate, for a round trip per publish on the broker's thread.
+    pub(crate) publishes: bool,
+}
+
+/// A limit's verdict, and what the shared store did, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// The verdict; `Refuse { first: false }` when the store failed and
+    /// the attempt is refused for it (fail closed).
+    pub(crate) verdict: Verdict,
+    /// The store's news, if any.
+    pub(crate) store: Option<StoreNews>,
+}
+
+/// What changed about the shared store. Only changes are reported, so an
+/// outage costs one log line, not one per publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreNews {
+    /// It failed, after answering (or for the first time): `closed` when
+    /// attempts are refused for it, otherwise the broker's own table
+    /// decides (degraded) until it answers again.
+    Failed { error: String, closed: bool },
+    /// It still fails (nothing to log), and this attempt was refused for
+    /// it when `closed`.
+    StillFailing { closed: bool },
+    /// It answers again.
+    Recovered,
+}
+
+impl StoreNews {
+    /// Whether the attempt was refused because the store failed.
+    pub(crate) fn refused(&self) -> bool {
+        matches!(
+            self,
+            StoreNews::Failed { closed: true, .. } | StoreNews::StillFailing { closed: true }
+        )
+    }
+}
+
 /// The buckets of every origin and client, and the clients due to be
 /// disconnected for going over their rate.
 #[derive(Debug, Default)]
@@ -256,6 +206,8 @@ pub(crate) struct RateLimits {
     publishers: Mutex<Table<u64>>,
     hasher: std::hash::RandomState,
     disconnect: Mutex<Vec<Vec<u8>>>,
+    /// Whether the shared store failed at its last use.
+    store_failing: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -265,42 +217,61 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RateLimits {
-    /// A CONNECT from `address` at `now`.
+    /// A CONNECT from `address` at `now`, held to the shared buckets when
+    /// `shared` is given.
     pub(crate) fn connect(
         &self,
         policy: &RateLimitPolicy,
+        shared: Option<&SharedRateLimits>,
         address: Option<IpAddr>,
         now: SystemTime,
-    ) -> Verdict {
+    ) -> Checked {
         let Some(address) = address else {
-            return Verdict::Allow;
+            return Checked::plain(Verdict::Allow);
         };
         if !policy.connections.is_on() || policy.allow.iter().any(|cidr| cidr.contains(address)) {
-            return Verdict::Allow;
+            return Checked::plain(Verdict::Allow);
         }
-        let limits = (policy.connections, Rate::OFF);
-        lock(&self.connections)
-            .entry(Origin::of(Some(address)), limits, policy.max_entries, now)
-            .attempt(limits, 0.0, now)
+        let limits = Limits {
+            count: policy.connections,
+            bytes: Rate::OFF,
+        };
+        let origin = Origin::of(Some(address));
+        let local = lock(&self.connections)
+            .entry(origin, limits, policy.max_entries, now)
+            .attempt(limits, 0, now);
+        match shared {
+            Some(shared) => {
+                let key = format!("c:{}", origin.shared_name());
+                self.ask(shared, key.as_bytes(), limits, 0, local, now)
+            }
+            None => Checked::plain(local),
+        }
     }
 
     /// A publish of `payload_len` bytes by `client_id` on connection `key`
-    /// (its user name as the broker holds it) at `now`. The first refusal
-    /// on each connection queues the client for disconnection when the
-    /// policy says so.
+    /// (its user name as the broker holds it) at `now`, held to the shared
+    /// buckets when `shared` says so. The first refusal on each connection
+    /// queues the client for disconnection when the policy says so (a
+    /// refusal for a failed store never does).
+    #[allow(clippy::too_many_arguments)] // one publish's facts
     pub(crate) fn publish(
         &self,
         policy: &RateLimitPolicy,
+        shared: Option<&SharedRateLimits>,
         key: usize,
         client_id: &[u8],
         username: Option<&[u8]>,
         payload_len: u32,
         now: SystemTime,
-    ) -> Verdict {
+    ) -> Checked {
         if !policy.limits_publishes() || policy.exempt(username) {
-            return Verdict::Allow;
+            return Checked::plain(Verdict::Allow);
         }
-        let limits = (policy.messages, policy.bytes);
+        let limits = Limits {
+            count: policy.messages,
+            bytes: policy.bytes,
+        };
         let mut publishers = lock(&self.publishers);
         let entry = publishers.entry(
             self.hasher.hash_one(client_id),
@@ -308,16 +279,66 @@ impl RateLimits {
             policy.max_entries,
             now,
         );
-        let verdict = entry.attempt(limits, f64::from(payload_len), now);
-        if matches!(verdict, Verdict::Refuse { .. })
-            && policy.disconnect
-            && entry.disconnected != Some(key)
-        {
+        let local = entry.attempt(limits, payload_len, now);
+        let checked = match shared.filter(|s| s.publishes) {
+            // The same key on every broker, of one size whatever the id.
+            Some(shared) => {
+                let digest = Sha256::digest(client_id);
+                let mut shared_key = b"p:".to_vec();
+                shared_key.extend_from_slice(&digest);
+                self.ask(shared, &shared_key, limits, payload_len, local, now)
+            }
+            None => Checked::plain(local),
+        };
+        let over = matches!(checked.verdict, Verdict::Refuse { .. })
+            && !checked.store.as_ref().is_some_and(StoreNews::refused);
+        if over && policy.disconnect && entry.disconnected != Some(key) {
             entry.disconnected = Some(key);
             drop(publishers);
             lock(&self.disconnect).push(client_id.to_vec());
         }
-        verdict
+        checked
+    }
+
+    /// The shared store's verdict; when it fails, this broker's own
+    /// (`local`, degraded) or a refusal (fail closed).
+    fn ask(
+        &self,
+        shared: &SharedRateLimits,
+        key: &[u8],
+        limits: Limits,
+        bytes: u32,
+        local: Verdict,
+        now: SystemTime,
+    ) -> Checked {
+        match shared.store.attempt(key, limits, bytes, now) {
+            Ok(verdict) => Checked {
+                verdict,
+                store: self
+                    .store_failing
+                    .swap(false, Ordering::AcqRel)
+                    .then_some(StoreNews::Recovered),
+            },
+            Err(error) => {
+                let closed = !shared.degraded;
+                let news = if self.store_failing.swap(true, Ordering::AcqRel) {
+                    StoreNews::StillFailing { closed }
+                } else {
+                    StoreNews::Failed {
+                        error: mqtt_sec_core::Chain(&error).to_string(),
+                        closed,
+                    }
+                };
+                Checked {
+                    verdict: if closed {
+                        Verdict::Refuse { first: false }
+                    } else {
+                        local
+                    },
+                    store: Some(news),
+                }
+            }
+        }
     }
 
     /// The clients to disconnect now (each once).
@@ -326,9 +347,27 @@ impl RateLimits {
     }
 }
 
+impl Checked {
+    fn plain(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            store: None,
+        }
+    }
+}
+
+/// A verdict given without the store's news.
+#[cfg(test)]
+impl PartialEq<Verdict> for Checked {
+    fn eq(&self, other: &Verdict) -> bool {
+        self.store.is_none() && self.verdict == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn at(millis: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000) + Duration::from_millis(millis)
@@ -349,67 +388,19 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_passes_then_the_rate_refills() {
-        let (policy, limits) = (publishes(2.0, 3.0), RateLimits::default());
-        let publish = |ms| limits.publish(&policy, 1, b"dev-1", None, 10, at(ms));
-        for _ in 0..3 {
-            assert_eq!(publish(0), Verdict::Allow);
-        }
-        assert_eq!(publish(0), Verdict::Refuse { first: true });
-        assert_eq!(publish(499), Verdict::Refuse { first: false });
-        // Half a second at 2 per second is one token.
-        assert_eq!(publish(500), Verdict::AllowAgain { refused: 2 });
-        assert_eq!(publish(500), Verdict::Refuse { first: true });
-        // A long pause refills to the burst, not beyond.
-        assert_eq!(publish(60_000), Verdict::AllowAgain { refused: 1 });
-        for _ in 0..2 {
-            assert_eq!(publish(60_000), Verdict::Allow);
-        }
-        assert_eq!(publish(60_000), Verdict::Refuse { first: true });
-    }
-
-    #[test]
-    fn bytes_are_limited_and_both_buckets_take_or_neither_does() {
-        let policy = RateLimitPolicy {
-            messages: Rate {
-                per_second: 100.0,
-                burst: 2.0,
-            },
-            bytes: Rate {
-                per_second: 1000.0,
-                burst: 1000.0,
-            },
-            ..RateLimitPolicy::default()
-        };
-        let limits = RateLimits::default();
-        let publish = |len, ms| limits.publish(&policy, 1, b"dev-1", None, len, at(ms));
-        assert_eq!(publish(600, 0), Verdict::Allow);
-        // 400 bytes are left: a 500-byte message is refused and takes no
-        // message token either...
-        assert_eq!(publish(500, 0), Verdict::Refuse { first: true });
-        // ...so a 400-byte one still passes: exactly what is left.
-        assert_eq!(publish(400, 0), Verdict::AllowAgain { refused: 1 });
-        // Now the message bucket is empty even for an empty payload.
-        assert_eq!(publish(0, 0), Verdict::Refuse { first: true });
-        // More than the byte burst can never pass.
-        assert_eq!(publish(1001, 60_000), Verdict::Refuse { first: false });
-        assert_eq!(publish(1000, 60_000), Verdict::AllowAgain { refused: 2 });
-    }
-
-    #[test]
     fn clients_have_their_own_buckets_kept_across_reconnections() {
         let (policy, limits) = (publishes(1.0, 1.0), RateLimits::default());
         assert_eq!(
-            limits.publish(&policy, 1, b"a", None, 0, at(0)),
+            limits.publish(&policy, None, 1, b"a", None, 0, at(0)),
             Verdict::Allow
         );
         assert_eq!(
-            limits.publish(&policy, 2, b"b", None, 0, at(0)),
+            limits.publish(&policy, None, 2, b"b", None, 0, at(0)),
             Verdict::Allow
         );
         // Client a on a new connection: the same, empty bucket.
         assert_eq!(
-            limits.publish(&policy, 3, b"a", None, 0, at(0)),
+            limits.publish(&policy, None, 3, b"a", None, 0, at(0)),
             Verdict::Refuse { first: true }
         );
     }
@@ -421,20 +412,20 @@ mod tests {
         let limits = RateLimits::default();
         for _ in 0..10 {
             assert_eq!(
-                limits.publish(&policy, 1, b"b", Some(b"bridge"), 0, at(0)),
+                limits.publish(&policy, None, 1, b"b", Some(b"bridge"), 0, at(0)),
                 Verdict::Allow
             );
             assert_eq!(
-                limits.publish(&RateLimitPolicy::default(), 2, b"c", None, 0, at(0)),
+                limits.publish(&RateLimitPolicy::default(), None, 2, b"c", None, 0, at(0)),
                 Verdict::Allow
             );
         }
         assert_eq!(
-            limits.publish(&policy, 3, b"d", Some(b"bridgee"), 0, at(0)),
+            limits.publish(&policy, None, 3, b"d", Some(b"bridgee"), 0, at(0)),
             Verdict::Allow
         );
         assert_eq!(
-            limits.publish(&policy, 3, b"d", Some(b"bridgee"), 0, at(0)),
+            limits.publish(&policy, None, 3, b"d", Some(b"bridgee"), 0, at(0)),
             Verdict::Refuse { first: true }
         );
     }
@@ -444,7 +435,7 @@ mod tests {
         let mut policy = publishes(1.0, 1.0);
         policy.disconnect = true;
         let limits = RateLimits::default();
-        let publish = |key| limits.publish(&policy, key, b"dev-1", None, 0, at(0));
+        let publish = |key| limits.publish(&policy, None, key, b"dev-1", None, 0, at(0));
         assert_eq!(publish(1), Verdict::Allow);
         assert!(limits.due_disconnects().is_empty());
         assert_eq!(publish(1), Verdict::Refuse { first: true });
@@ -461,7 +452,7 @@ mod tests {
         assert_eq!(limits.due_disconnects(), vec![b"dev-1".to_vec()]);
         // Without `disconnect`, nothing is queued.
         policy.disconnect = false;
-        limits.publish(&policy, 3, b"dev-1", None, 0, at(0));
+        limits.publish(&policy, None, 3, b"dev-1", None, 0, at(0));
         assert!(limits.due_disconnects().is_empty());
     }
 
@@ -473,7 +464,7 @@ mod tests {
             ..RateLimitPolicy::default()
         };
         let limits = RateLimits::default();
-        let connect = |from: &str, ms| limits.connect(&policy, ip(from), at(ms));
+        let connect = |from: &str, ms| limits.connect(&policy, None, ip(from), at(ms));
         for _ in 0..3 {
             assert_eq!(connect("192.0.2.1", 0), Verdict::Allow);
         }
@@ -483,7 +474,7 @@ mod tests {
         assert_eq!(connect("192.0.2.2", 0), Verdict::Allow);
         for _ in 0..10 {
             assert_eq!(connect("10.1.2.3", 0), Verdict::Allow);
-            assert_eq!(limits.connect(&policy, None, at(0)), Verdict::Allow);
+            assert_eq!(limits.connect(&policy, None, None, at(0)), Verdict::Allow);
         }
         // One IPv6 /64 is one address; the mapped form of an IPv4 address
         // is that address.
@@ -505,19 +496,14 @@ mod tests {
             Verdict::AllowAgain { refused: 3 }
         );
         assert_eq!(
-            limits.connect(&RateLimitPolicy::default(), ip("192.0.2.1"), at(20_000)),
+            limits.connect(
+                &RateLimitPolicy::default(),
+                None,
+                ip("192.0.2.1"),
+                at(20_000)
+            ),
             Verdict::Allow
         );
-    }
-
-    #[test]
-    fn a_clock_stepped_back_refills_nothing_and_stalls_nothing() {
-        let (policy, limits) = (publishes(1.0, 1.0), RateLimits::default());
-        let publish = |ms| limits.publish(&policy, 1, b"dev-1", None, 0, at(ms));
-        assert_eq!(publish(10_000), Verdict::Allow);
-        assert_eq!(publish(5_000), Verdict::Refuse { first: true });
-        // One second after the step, one token.
-        assert_eq!(publish(6_000), Verdict::AllowAgain { refused: 1 });
     }
 
     #[test]
@@ -533,25 +519,25 @@ mod tests {
         // Four clients drain their buckets at 0..3 ms; at 2 s they are
         // refilled, so idle, and all dropped for a fifth.
         for (i, id) in [b"a", b"b", b"c", b"d"].iter().enumerate() {
-            limits.publish(&policy, i, *id, None, 0, at(i as u64));
+            limits.publish(&policy, None, i, *id, None, 0, at(i as u64));
         }
-        limits.publish(&policy, 5, b"e", None, 0, at(2_000));
+        limits.publish(&policy, None, 5, b"e", None, 0, at(2_000));
         assert!(held(b"e") && !held(b"a") && !held(b"d"));
         assert_eq!(lock(&limits.publishers).entries.len(), 1);
         // Four busy clients (e drained at 2 s, f, g, h at 2.1 s): the
         // oldest quarter and one more (e and f) go for a fifth.
         for (i, id) in [b"f", b"g", b"h"].iter().enumerate() {
-            limits.publish(&policy, i, *id, None, 0, at(2_100 + i as u64));
+            limits.publish(&policy, None, i, *id, None, 0, at(2_100 + i as u64));
         }
-        limits.publish(&policy, 6, b"i", None, 0, at(2_110));
+        limits.publish(&policy, None, 6, b"i", None, 0, at(2_110));
         assert!(!held(b"e") && !held(b"f") && held(b"g") && held(b"h") && held(b"i"));
         // h is refused: in an episode, it is never idle, even refilled.
         assert_eq!(
-            limits.publish(&policy, 7, b"h", None, 0, at(2_111)),
+            limits.publish(&policy, None, 7, b"h", None, 0, at(2_111)),
             Verdict::Refuse { first: true }
         );
-        limits.publish(&policy, 8, b"j", None, 0, at(10_000));
-        limits.publish(&policy, 9, b"k", None, 0, at(10_000));
+        limits.publish(&policy, None, 8, b"j", None, 0, at(10_000));
+        limits.publish(&policy, None, 9, b"k", None, 0, at(10_000));
         assert!(held(b"h") && held(b"j") && held(b"k"));
         assert!(!held(b"g") && !held(b"i"));
     }
@@ -563,11 +549,11 @@ mod tests {
         for id in [&b"a"[..], b"b", b"c"] {
             let policy = RateLimitPolicy::default();
             assert_eq!(
-                limits.publish(&policy, 1, id, None, 9, at(0)),
+                limits.publish(&policy, None, 1, id, None, 9, at(0)),
                 Verdict::Allow
             );
             assert_eq!(
-                limits.connect(&policy, ip("192.0.2.1"), at(0)),
+                limits.connect(&policy, None, ip("192.0.2.1"), at(0)),
                 Verdict::Allow
             );
         }
@@ -582,23 +568,10 @@ mod tests {
         let mut policy = publishes(1.0, 1.0);
         policy.max_entries = 2;
         let limits = RateLimits::default();
-        let publish = |id: &[u8], ms| limits.publish(&policy, 1, id, None, 0, at(ms));
+        let publish = |id: &[u8], ms| limits.publish(&policy, None, 1, id, None, 0, at(ms));
         assert_eq!(publish(b"a", 0), Verdict::Allow);
         assert_eq!(publish(b"b", 1), Verdict::Allow);
         assert_eq!(publish(b"a", 2), Verdict::Refuse { first: true });
         assert_eq!(publish(b"a", 3), Verdict::Refuse { first: false });
-    }
-
-    #[test]
-    fn per_interval_is_off_for_zero_and_spreads_the_count() {
-        assert_eq!(Rate::per_interval(0, Duration::from_secs(60)), Rate::OFF);
-        assert_eq!(Rate::per_interval(5, Duration::ZERO), Rate::OFF);
-        assert_eq!(
-            Rate::per_interval(30, Duration::from_secs(60)),
-            Rate {
-                per_second: 0.5,
-                burst: 30.0
-            }
-        );
     }
 }

@@ -27,7 +27,7 @@ use crate::jwks::{Endpoint, EndpointSettings, Endpoints};
 use crate::lockout::{LockoutPolicy, SharedLockouts};
 use crate::monitoring::MonitoringPolicy;
 use crate::network::Cidr;
-use crate::rate_limit::{Rate, RateLimitPolicy};
+use crate::rate_limit::{Rate, RateLimitPolicy, SharedRateLimits};
 use crate::session::Credential;
 
 /// Largest password or ACL file read (as mqtt-sec-auth and mqtt-sec-acl read
@@ -122,6 +122,9 @@ pub(crate) struct State {
     pub(crate) lockout: LockoutPolicy,
     /// Where the lockout counters are shared with other brokers (`[redis]`).
     pub(crate) shared_lockouts: Option<SharedLockouts>,
+    /// Where the rate-limit buckets are shared with other brokers
+    /// (`[redis]`).
+    pub(crate) shared_rates: Option<SharedRateLimits>,
     /// The revocation list the brokers share (`[redis]`).
     pub(crate) revocations: Option<SharedRevocations>,
     /// The signature firewall's replay windows, shared with the other
@@ -225,16 +228,18 @@ impl State {
             Some(table) => load_lockout(source, table.get_ref())?,
             None => LockoutPolicy::default(),
         };
-        let (shared_lockouts, revocations, shared_replay) = match &config.redis {
-            Some(table) => {
-                let fleet = load_redis(source, table.get_ref())?;
-                (
-                    Some(fleet.lockouts),
-                    Some(fleet.revocations),
-                    Some(fleet.replay),
-                )
-            }
-            None => (None, None, None),
+        let fleet = match &config.redis {
+            Some(table) => Some(load_redis(source, table.get_ref())?),
+            None => None,
+        };
+        let (shared_lockouts, shared_rates, revocations, shared_replay) = match fleet {
+            Some(f) => (
+                Some(f.lockouts),
+                Some(f.rates),
+                Some(f.revocations),
+                Some(f.replay),
+            ),
+            None => (None, None, None, None),
         };
         let monitoring = match &config.monitoring {
             Some(table) => load_monitoring(source, table)?,
@@ -255,6 +260,7 @@ impl State {
             authorization,
             lockout,
             shared_lockouts,
+            shared_rates,
             revocations,
             shared_replay,
             monitoring,
@@ -503,6 +509,7 @@ const MAX_REDIS_TIMEOUT_MS: u64 = 5_000;
 /// What `[redis]` shares.
 struct Fleet {
     lockouts: SharedLockouts,
+    rates: SharedRateLimits,
     revocations: SharedRevocations,
     replay: Arc<dyn mqtt_sec_sign::replay::ReplayStore>,
 }
@@ -512,8 +519,8 @@ struct Fleet {
 /// policy.
 fn load_redis(source: &Source, table: &crate::config::RedisTable) -> Result<Fleet, ConfigError> {
     use mqtt_sec_redis::{
-        FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisReplayStore,
-        RedisRevocationList, SecretString,
+        FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisRateLimitStore,
+        RedisReplayStore, RedisRevocationList, SecretString,
     };
     let url = table.url.get_ref();
     let mut config = RedisConfig::new(SecretString::from(url.clone()));
@@ -610,6 +617,11 @@ fn load_redis(source: &Source, table: &crate::config::RedisTable) -> Result<Flee
         lockouts: SharedLockouts {
             store: Arc::new(RedisLockoutStore::new(redis.clone())),
             degraded,
+        },
+        rates: SharedRateLimits {
+            store: Arc::new(RedisRateLimitStore::new(redis.clone())),
+            degraded,
+            publishes: table.share_publish_rates.unwrap_or(false),
         },
         revocations: SharedRevocations {
             list: Arc::new(RedisRevocationList::new(redis.clone()).on_failure(policy)),

@@ -269,7 +269,7 @@ fn a_redis_table_that_cannot_work_is_refused_at_load() {
     let config = |table: &str| format!("[acl]\nallow_all = true\n\n[redis]\n{table}");
     let url = "url = \"redis://127.0.0.1:1/\"\n";
     let ok = config(&format!(
-        "{url}password_file = \"pw\"\non_failure = \"degraded\"\n"
+        "{url}password_file = \"pw\"\non_failure = \"degraded\"\nshare_publish_rates = true\n"
     ));
     assert_eq!(check_config_str(&ok, &path).unwrap(), []);
     // Each bound is allowed at itself.
@@ -300,6 +300,10 @@ fn a_redis_table_that_cannot_work_is_refused_at_load() {
         ),
         (format!("{url}ca_file = \"missing.pem\"\n"), "redis.ca_file"),
         (format!("{url}secret = 1\n"), "unknown field `secret`"),
+        (
+            format!("{url}share_publish_rates = \"yes\"\n"),
+            "expected a boolean",
+        ),
         (
             format!("{url}revocation_check_seconds = 0\n"),
             "redis.revocation_check_seconds",

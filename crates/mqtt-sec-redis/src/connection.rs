@@ -359,6 +359,12 @@ fn parse_url(url: &SecretString) -> Result<redis::ConnectionInfo, StoreError> {
         .map_err(|e| StoreError::Config(format!("invalid Redis URL ({:?})", e.kind())))
 }
 
+/// Unix milliseconds, as the scripts count time (0 before 1970).
+pub(crate) fn millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The key of `name` for one subject (a signing key, a client): the
 /// subject in braces, so that on Redis Cluster everything of one subject
 /// is in one hash slot. Printable subjects stay readable; others (and any

@@ -6,6 +6,7 @@
 mod connection;
 mod error;
 mod lockout;
+mod rate_limit;
 mod replay;
 mod revocation;
 mod sequence;
@@ -15,6 +16,7 @@ pub use connection::{
 };
 pub use error::StoreError;
 pub use lockout::RedisLockoutStore;
+pub use rate_limit::RedisRateLimitStore;
 pub use replay::{DEFAULT_IDLE_EXPIRY, FailurePolicy, RedisReplayStore};
 pub use revocation::RedisRevocationList;
 pub use secrecy::{self, SecretString};

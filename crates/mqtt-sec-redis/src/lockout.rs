@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mqtt_sec_core::lockout::{Backoff, LockoutStore, LockoutStoreError};
 
-use crate::connection::subject_key;
+use crate::connection::{millis, subject_key};
 use crate::{Redis, StoreError};
 
 const SCRIPT: &str = include_str!("lockout.lua");
@@ -127,11 +127,6 @@ impl LockoutStore for RedisLockoutStore {
             .call(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
             .map_err(LockoutStoreError::new)
     }
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn duration_ms(d: Duration) -> u64 {

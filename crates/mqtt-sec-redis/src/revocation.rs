@@ -9,7 +9,7 @@ use mqtt_sec_core::revocation::{
     Credential, MemoryRevocationList, RevocationList, RevocationListError,
 };
 
-use crate::connection::subject_key;
+use crate::connection::{millis, subject_key};
 use crate::{FailurePolicy, Redis, StoreError};
 
 /// Writes a revocation unless one that ends later is there: a revocation
@@ -225,11 +225,6 @@ impl RevocationList for RedisRevocationList {
         );
         Ok(())
     }
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn at_millis(ms: u64) -> SystemTime {

@@ -8,23 +8,15 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mqtt_sec_core::lockout::{Backoff, LockoutStore};
-use mqtt_sec_redis::{Redis, RedisConfig, RedisLockoutStore, StoreError};
-use mqtt_sec_testkit::{RedisServer, or_skip};
+use mqtt_sec_redis::{RedisLockoutStore, StoreError};
+use mqtt_sec_testkit::RedisServer;
 use proptest::prelude::*;
 
-fn server() -> Option<RedisServer> {
-    or_skip(RedisServer::builder().start())
-}
+mod support;
+use support::{refusing, server, t};
 
 fn store(server: &RedisServer) -> RedisLockoutStore {
-    RedisLockoutStore::new(Redis::new(RedisConfig::new(server.url().into())).unwrap())
-}
-
-/// Far enough ahead that the keys' expiry (absolute times) does not drop
-/// them while a case runs; whole milliseconds, Redis' precision.
-fn t(ms: u64) -> SystemTime {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    UNIX_EPOCH + Duration::from_millis(now.as_millis() as u64 / 1000 * 1000 + 3_600_000 + ms)
+    RedisLockoutStore::new(support::redis(server))
 }
 
 const RULE: Backoff = Backoff {
@@ -197,20 +189,10 @@ fn counters_expire_in_redis_once_nothing_of_them_matters() {
 
 #[test]
 fn an_unreachable_or_refusing_redis_is_an_error() {
-    let Some(mut server) = or_skip(
-        RedisServer::builder()
-            .password("pw")
-            .acl_user("stranger", "str4nger", "~other:* +@all")
-            .start(),
-    ) else {
+    let Some((mut server, stranger)) = refusing() else {
         return;
     };
-    let stranger = RedisLockoutStore::new(
-        Redis::new(RedisConfig::new(
-            server.url_as("stranger", "str4nger").into(),
-        ))
-        .unwrap(),
-    );
+    let stranger = RedisLockoutStore::new(stranger);
     let now = SystemTime::now();
     let error = stranger.locked_until(&[&b"k"[..]], now).unwrap_err();
     assert!(matches!(
