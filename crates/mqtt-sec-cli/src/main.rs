@@ -86,6 +86,10 @@ struct RevokeArgs {
     /// without a password (see --redis-password-file).
     #[arg(long, value_name = "URL")]
     redis: String,
+    /// --redis is a node of a Redis Cluster (any primary: the others are
+    /// found through it).
+    #[arg(long)]
+    redis_cluster: bool,
     /// A file whose one line is the Redis password.
     #[arg(long, value_name = "FILE")]
     redis_password_file: Option<PathBuf>,

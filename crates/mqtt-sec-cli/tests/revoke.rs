@@ -150,3 +150,58 @@ fn revocations_written_by_the_cli_are_what_verifiers_read() {
         "Redis unreachable",
     );
 }
+
+#[test]
+fn a_revocation_written_to_a_cluster_is_read_there() {
+    let Some(cluster) = or_skip(mqtt_sec_testkit::RedisCluster::start(3)) else {
+        return;
+    };
+    let seed = cluster.urls()[1].clone();
+    let run = mqtt_sec(
+        &[
+            "revoke",
+            "jti",
+            "cluster-token",
+            "--until",
+            "+1h",
+            "--redis",
+            &seed,
+            "--redis-cluster",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seeds = cluster.urls().into_iter().map(Into::into);
+    let list = RedisRevocationList::new(Redis::new(RedisConfig::cluster(seeds)).unwrap());
+    assert_eq!(
+        list.revoked(
+            &[Credential::jti("cluster-token"), Credential::jti("other")],
+            SystemTime::now()
+        )
+        .unwrap(),
+        [true, false]
+    );
+    let key = "mqtt-sec:revoked:jti:{cluster-token}";
+    let holder = cluster.node_of(key).unwrap();
+    assert!(cluster.holds(key).unwrap());
+    // Without --redis-cluster, a node that does not hold the key's slot
+    // refuses the write (MOVED): nothing is half done.
+    let other = cluster
+        .nodes()
+        .iter()
+        .find(|n| n.port() != holder.port())
+        .unwrap();
+    let run = mqtt_sec(
+        &[
+            "revoke",
+            "jti",
+            "cluster-token",
+            "--until",
+            "+2h",
+            "--redis",
+            &other.url(),
+        ],
+        b"",
+    );
+    assert_ne!(run.code, 0, "{}", run.stdout);
+}

@@ -102,6 +102,9 @@ pub(crate) struct RedisTable {
     /// the connection buckets are; a shared publish bucket costs a round
     /// trip per publish).
     pub(crate) share_publish_rates: Option<bool>,
+    /// Whether `url` is a node of a Redis Cluster (any primary: the
+    /// others are found through it).
+    pub(crate) cluster: Option<bool>,
 }
 
 /// The `[audit]` table.

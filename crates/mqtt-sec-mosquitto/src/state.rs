@@ -523,7 +523,12 @@ fn load_redis(source: &Source, table: &crate::config::RedisTable) -> Result<Flee
         RedisReplayStore, RedisRevocationList, SecretString,
     };
     let url = table.url.get_ref();
-    let mut config = RedisConfig::new(SecretString::from(url.clone()));
+    let url = SecretString::from(url.clone());
+    let mut config = if table.cluster.unwrap_or(false) {
+        RedisConfig::cluster([url])
+    } else {
+        RedisConfig::new(url)
+    };
     let has_password = config
         .url_has_password()
         .map_err(|e| source.error(&table.url.span(), "redis.url", e))?;

@@ -323,3 +323,47 @@ fn a_redis_table_that_cannot_work_is_refused_at_load() {
         assert!(error.contains(field), "{table}: {error}");
     }
 }
+
+/// `cluster = true`: the same shared counters and buckets on a Redis
+/// Cluster, reached through one of its nodes.
+#[test]
+fn on_a_redis_cluster_the_brokers_share_lockouts_and_connection_rates() {
+    let Some(cluster) = or_skip(mqtt_sec_testkit::RedisCluster::start(3)) else {
+        return;
+    };
+    let config = format!(
+        "[lockout]\nthreshold = 6\n\n[rate_limit]\nconnections = 50\n\n\
+         [redis]\nurl = \"{}\"\ncluster = true\ntimeout_ms = 300\n",
+        cluster.urls()[2]
+    );
+    let fleet = [setup(&config), setup(&config)];
+    for i in 0..40 {
+        assert!(!guess(&fleet[i % 2], 0));
+    }
+    assert_eq!(verified(&fleet), 6, "the same total as on one broker");
+    assert!(!right(&fleet[0], ATTACKER, 1));
+    // 41 CONNECTs from the attacker's address so far took from its
+    // bucket of 50: of 60 more, across both brokers, 9 reach the lockout
+    // check and 51 are refused for the rate.
+    for i in 0..60 {
+        fleet[i % 2]
+            .plugin
+            .authenticate_at(&login(ATTACKER, "guess"), at(1));
+    }
+    let rate_limited: u64 = fleet
+        .iter()
+        .map(|b| b.plugin.counters().rate_limited_connections)
+        .sum();
+    assert_eq!(rate_limited, 51);
+    let lines: usize = fleet
+        .iter()
+        .map(|b| b.lines.count("over its connection rate"))
+        .sum();
+    assert_eq!(lines, 1, "one episode across the fleet");
+    for key in [
+        "mqtt-sec:lockout:{u:192.0.2.66|alice}",
+        "mqtt-sec:rate:{c:192.0.2.66}",
+    ] {
+        assert!(cluster.holds(key).unwrap(), "{key}");
+    }
+}

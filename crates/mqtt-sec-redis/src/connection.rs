@@ -30,6 +30,8 @@ const POOL: usize = 8;
 #[derive(Clone)]
 pub struct RedisConfig {
     url: SecretString,
+    /// The other seed nodes of a cluster; `Some` (perhaps empty) for one.
+    cluster_seeds: Option<Vec<SecretString>>,
     password: Option<SecretString>,
     timeout: Duration,
     ca_pem: Option<Vec<u8>>,
@@ -41,6 +43,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &"[redacted]")
+            .field("cluster", &self.cluster_seeds.as_ref().map(|s| s.len() + 1))
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
             .field("timeout", &self.timeout)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "[set]"))
@@ -57,12 +60,29 @@ impl RedisConfig {
     pub fn new(url: SecretString) -> Self {
         Self {
             url,
+            cluster_seeds: None,
             password: None,
             timeout: DEFAULT_TIMEOUT,
             ca_pem: None,
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             quarantine: DEFAULT_RECOVERY_QUARANTINE,
         }
+    }
+
+    /// A Redis Cluster, found through these seed nodes (`redis://` or
+    /// `rediss://` URLs of any of its primaries; one is enough, more
+    /// survive one being down). Each command goes to the primary of its
+    /// key's hash slot, and the stores' keys keep everything of one subject
+    /// in one slot. The password, TLS roots and timeout apply to every
+    /// node. An empty list is refused by [`Redis::new`].
+    pub fn cluster(seeds: impl IntoIterator<Item = SecretString>) -> Self {
+        let mut seeds = seeds.into_iter();
+        let first = seeds
+            .next()
+            .unwrap_or_else(|| SecretString::from(String::new()));
+        let mut config = Self::new(first);
+        config.cluster_seeds = Some(seeds.collect());
+        config
     }
 
     /// The password (for the URL's user, or the `default` one), in place
@@ -80,7 +100,11 @@ impl RedisConfig {
     /// # Errors
     /// [`StoreError::Config`] for a URL that does not parse.
     pub fn url_has_password(&self) -> Result<bool, StoreError> {
-        Ok(parse_url(&self.url)?.redis_settings().password().is_some())
+        let mut has = parse_url(&self.url)?.redis_settings().password().is_some();
+        for seed in self.cluster_seeds.iter().flatten() {
+            has |= parse_url(seed)?.redis_settings().password().is_some();
+        }
+        Ok(has)
     }
 
     /// The longest a connection attempt, and then each call, may take
@@ -137,7 +161,7 @@ pub struct Redis {
 }
 
 struct Inner {
-    client: redis::Client,
+    client: Client,
     timeout: Duration,
     prefix: String,
     quarantine: Duration,
@@ -145,9 +169,117 @@ struct Inner {
     backoff: Mutex<Backoff>,
 }
 
-/// A connection and when the server it talks to started.
+enum Client {
+    Server(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection to one server, or to a cluster (which sends each command
+/// to the primary of its key's slot).
+pub(crate) enum Connection {
+    Server(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl Connection {
+    /// For one command, or one script call (both routed by their key on
+    /// a cluster). Not for pipelines: see [`Connection::pipeline`].
+    pub(crate) fn one(&mut self) -> &mut dyn redis::ConnectionLike {
+        match self {
+            Connection::Server(c) => c,
+            Connection::Cluster(c) => c,
+        }
+    }
+
+    /// `commands` in one pipeline, each one's reply or error in order. On
+    /// a cluster each command goes to the primary of its key (one pipeline
+    /// per node, all sent before any is read), and an error reply fails
+    /// the whole pipeline.
+    pub(crate) fn pipeline(
+        &mut self,
+        commands: &[redis::Cmd],
+    ) -> redis::RedisResult<Vec<redis::RedisResult<redis::Value>>> {
+        match self {
+            Connection::Server(c) => {
+                let mut pipe = redis::pipe();
+                for command in commands {
+                    pipe.add_command(command.clone());
+                }
+                pipe.ignore_errors().query(c)
+            }
+            Connection::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for command in commands {
+                    pipe.add_command(command.clone());
+                }
+                let replies: Vec<redis::Value> = pipe.query(c)?;
+                Ok(replies.into_iter().map(Ok).collect())
+            }
+        }
+    }
+
+    /// `commands` in one pipeline, every reply a value of `T`.
+    pub(crate) fn query_all<T: redis::FromRedisValue>(
+        &mut self,
+        commands: &[redis::Cmd],
+    ) -> redis::RedisResult<Vec<T>> {
+        self.pipeline(commands)?
+            .into_iter()
+            .map(|reply| reply.and_then(|v| redis::from_redis_value(v).map_err(Into::into)))
+            .collect()
+    }
+}
+
+/// A store's Lua script. On one server it is called by its hash (and
+/// loaded again after `NOSCRIPT`); in a cluster's pipeline by its text,
+/// since each node has its own script cache (Redis still compiles it once
+/// per node, keyed by its hash).
+#[derive(Debug)]
+pub(crate) struct StoreScript {
+    source: &'static str,
+    script: redis::Script,
+}
+
+impl StoreScript {
+    pub(crate) fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            script: redis::Script::new(source),
+        }
+    }
+
+    /// The start of a call for a pipeline on `redis` (`EVALSHA hash` or
+    /// `EVAL text`), to which the key count, keys and arguments are added.
+    pub(crate) fn command(&self, redis: &Redis) -> redis::Cmd {
+        let mut cmd;
+        if redis.is_cluster() {
+            cmd = redis::cmd("EVAL");
+            cmd.arg(self.source);
+        } else {
+            cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.script.get_hash());
+        }
+        cmd
+    }
+
+    /// Loads it (after `NOSCRIPT`; on every node of a cluster).
+    pub(crate) fn load(&self, connection: &mut Connection) -> redis::RedisResult<()> {
+        self.script
+            .prepare_invoke()
+            .load(connection.one())
+            .map(|_| ())
+    }
+
+    /// One call on `key`, loading the script when the node lacks it.
+    pub(crate) fn key(&self, key: impl redis::ToRedisArgs) -> redis::ScriptInvocation<'_> {
+        self.script.key(key)
+    }
+}
+
+/// A connection and when the server it talks to started (on a cluster,
+/// its youngest primary).
 struct Pooled {
-    connection: redis::Connection,
+    connection: Connection,
     server_started: Instant,
 }
 
@@ -173,25 +305,52 @@ impl Redis {
     /// [`StoreError::Config`] for a URL that does not parse or a CA PEM
     /// without a certificate. Redis itself is not contacted.
     pub fn new(config: RedisConfig) -> Result<Self, StoreError> {
-        let mut info = parse_url(&config.url)?;
-        if let Some(password) = &config.password {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_password(password.expose_secret());
-            info = info.set_redis_settings(settings);
-        }
-        let client = match &config.ca_pem {
-            None => redis::Client::open(info),
-            Some(pem) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
+        let with_password = |mut info: redis::ConnectionInfo| {
+            if let Some(password) = &config.password {
+                let settings = info
+                    .redis_settings()
+                    .clone()
+                    .set_password(password.expose_secret());
+                info = info.set_redis_settings(settings);
+            }
+            info
+        };
+        let certificates = |pem: &Vec<u8>| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        };
+        let refused =
+            |e: redis::RedisError| StoreError::Config(format!("Redis client ({:?})", e.kind()));
+        let info = with_password(parse_url(&config.url)?);
+        let client = match &config.cluster_seeds {
+            None => Client::Server(
+                match &config.ca_pem {
+                    None => redis::Client::open(info),
+                    Some(pem) => redis::Client::build_with_tls(info, certificates(pem)),
+                }
+                .map_err(refused)?,
             ),
-        }
-        .map_err(|e| StoreError::Config(format!("Redis client ({:?})", e.kind())))?;
+            Some(seeds) => {
+                let mut nodes = vec![info];
+                for seed in seeds {
+                    nodes.push(with_password(parse_url(seed)?));
+                }
+                // Every attempt bounded by the timeout, and at most two
+                // retries (a redirection after a resharding, a failover),
+                // so a call takes at most about three timeouts.
+                let timeout_ms = u64::try_from(config.timeout.as_millis()).unwrap_or(u64::MAX);
+                let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+                    .connection_timeout(config.timeout)
+                    .response_timeout(config.timeout)
+                    .retries(2)
+                    .min_retry_wait(1)
+                    .max_retry_wait((timeout_ms / 4).max(1));
+                if let Some(pem) = &config.ca_pem {
+                    builder = builder.certs(certificates(pem));
+                }
+                Client::Cluster(builder.build().map_err(refused)?)
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -202,6 +361,11 @@ impl Redis {
                 backoff: Mutex::new(Backoff::default()),
             }),
         })
+    }
+
+    /// Whether this is a Redis Cluster ([`RedisConfig::cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.client, Client::Cluster(_))
     }
 
     /// The key prefix.
@@ -219,14 +383,18 @@ impl Redis {
     /// # Errors
     /// As any call.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.call(|c| redis::cmd("PING").query::<String>(c).map(|_| ()))
+        self.call(|c| {
+            redis::cmd("PING")
+                .query::<redis::Value>(c.one())
+                .map(|_| ())
+        })
     }
 
     /// Runs `f` on a pooled connection. A connection whose call failed for
     /// a reason other than a Redis error reply is dropped, not reused.
     pub(crate) fn call<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         self.call_checked(false, f)
     }
@@ -235,7 +403,7 @@ impl Redis {
     /// the server started less than the quarantine ago.
     pub(crate) fn call_unless_recovering<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         self.call_checked(true, f)
     }
@@ -243,7 +411,7 @@ impl Redis {
     fn call_checked<T>(
         &self,
         quarantined: bool,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let mut pooled = self.checkout()?;
         if quarantined {
@@ -312,21 +480,23 @@ impl Redis {
     fn connect(&self) -> Result<Pooled, StoreError> {
         let timeout = self.inner.timeout;
         let fail = |e| StoreError::from_redis(e, timeout);
-        let mut connection = self
-            .inner
-            .client
-            .get_connection_with_timeout(timeout)
-            .map_err(fail)?;
-        connection.set_read_timeout(Some(timeout)).map_err(fail)?;
-        connection.set_write_timeout(Some(timeout)).map_err(fail)?;
-        let info: String = redis::cmd("INFO")
+        let mut connection = match &self.inner.client {
+            Client::Server(client) => {
+                let connection = client.get_connection_with_timeout(timeout).map_err(fail)?;
+                connection.set_read_timeout(Some(timeout)).map_err(fail)?;
+                connection.set_write_timeout(Some(timeout)).map_err(fail)?;
+                Connection::Server(connection)
+            }
+            Client::Cluster(client) => {
+                Connection::Cluster(Box::new(client.get_connection().map_err(fail)?))
+            }
+        };
+        // A cluster answers INFO from every primary.
+        let info: redis::Value = redis::cmd("INFO")
             .arg("server")
-            .query(&mut connection)
+            .query(connection.one())
             .map_err(fail)?;
-        let uptime = info
-            .lines()
-            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
+        let uptime = youngest_uptime(info)
             .ok_or_else(|| StoreError::Reply("INFO server without uptime_in_seconds".into()))?;
         let server_started = Instant::now()
             .checked_sub(Duration::from_secs(uptime))
@@ -351,6 +521,26 @@ impl Redis {
     fn lock_backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
         self.inner.backoff.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The smallest `uptime_in_seconds` of an `INFO server` reply: one
+/// server's text, or a cluster's map of each primary's.
+fn youngest_uptime(info: redis::Value) -> Option<u64> {
+    let uptime = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Ok(text) = redis::from_redis_value::<String>(info.clone()) {
+        return uptime(&text);
+    }
+    let nodes: std::collections::HashMap<String, String> = redis::from_redis_value(info).ok()?;
+    nodes
+        .values()
+        .map(|text| uptime(text))
+        .collect::<Option<Vec<u64>>>()?
+        .into_iter()
+        .min()
 }
 
 fn parse_url(url: &SecretString) -> Result<redis::ConnectionInfo, StoreError> {
@@ -393,6 +583,37 @@ pub(crate) fn subject_key(prefix: &str, name: &str, subject: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_youngest_primary_sets_the_uptime() {
+        let info =
+            |secs: u64| format!("# Server\r\nredis_version:7.0.15\r\nuptime_in_seconds:{secs}\r\n");
+        let one = redis::Value::BulkString(info(42).into_bytes());
+        assert_eq!(youngest_uptime(one), Some(42));
+        let cluster = redis::Value::Map(
+            [
+                ("127.0.0.1:7000", 900),
+                ("127.0.0.1:7001", 12),
+                ("127.0.0.1:7002", 300),
+            ]
+            .into_iter()
+            .map(|(node, secs)| {
+                (
+                    redis::Value::BulkString(node.as_bytes().to_vec()),
+                    redis::Value::BulkString(info(secs).into_bytes()),
+                )
+            })
+            .collect(),
+        );
+        assert_eq!(youngest_uptime(cluster), Some(12));
+        let without = redis::Value::BulkString(b"# Server\r\n".to_vec());
+        assert_eq!(youngest_uptime(without), None);
+        let partial = redis::Value::Map(vec![(
+            redis::Value::BulkString(b"n".to_vec()),
+            redis::Value::BulkString(b"# Server\r\n".to_vec()),
+        )]);
+        assert_eq!(youngest_uptime(partial), None, "every primary must say");
+    }
 
     #[test]
     fn keys_keep_one_subject_in_one_slot_and_never_collide() {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mqtt_sec_core::lockout::{Backoff, LockoutStore, LockoutStoreError};
 
-use crate::connection::{millis, subject_key};
+use crate::connection::{StoreScript, millis, subject_key};
 use crate::{Redis, StoreError};
 
 const SCRIPT: &str = include_str!("lockout.lua");
@@ -23,7 +23,7 @@ const SCRIPT: &str = include_str!("lockout.lua");
 #[derive(Debug)]
 pub struct RedisLockoutStore {
     redis: Redis,
-    script: redis::Script,
+    script: StoreScript,
 }
 
 impl RedisLockoutStore {
@@ -31,7 +31,7 @@ impl RedisLockoutStore {
     pub fn new(redis: Redis) -> Self {
         Self {
             redis,
-            script: redis::Script::new(SCRIPT),
+            script: StoreScript::new(SCRIPT),
         }
     }
 
@@ -49,13 +49,13 @@ impl LockoutStore for RedisLockoutStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("HGET").arg(self.key(key)).arg("u");
-        }
+        let commands: Vec<redis::Cmd> = keys
+            .iter()
+            .map(|key| redis::cmd("HGET").arg(self.key(key)).arg("u").clone())
+            .collect();
         let ends: Vec<Option<u64>> = self
             .redis
-            .call(|c| pipe.query(c))
+            .call(|c| c.query_all(&commands))
             .map_err(LockoutStoreError::new)?;
         if ends.len() != keys.len() {
             return Err(LockoutStoreError::new(StoreError::Reply(format!(
@@ -80,21 +80,24 @@ impl LockoutStore for RedisLockoutStore {
             return Ok(Vec::new());
         }
         let now = millis(now);
-        let mut pipe = redis::pipe();
-        for (key, rule) in failures {
-            pipe.cmd("EVALSHA")
-                .arg(self.script.get_hash())
-                .arg(1)
-                .arg(self.key(key))
-                .arg(now)
-                .arg(rule.threshold)
-                .arg(duration_ms(rule.base))
-                .arg(duration_ms(rule.max))
-                .arg(duration_ms(rule.forget_after));
-        }
+        let commands: Vec<redis::Cmd> = failures
+            .iter()
+            .map(|(key, rule)| {
+                self.script
+                    .command(&self.redis)
+                    .arg(1)
+                    .arg(self.key(key))
+                    .arg(now)
+                    .arg(rule.threshold)
+                    .arg(duration_ms(rule.base))
+                    .arg(duration_ms(rule.max))
+                    .arg(duration_ms(rule.forget_after))
+                    .clone()
+            })
+            .collect();
         let started: Vec<u64> = self
             .redis
-            .call(|c| match pipe.query(c) {
+            .call(|c| match c.query_all(&commands) {
                 // After a Redis restart or SCRIPT FLUSH every call of the
                 // pipeline failed alike (one script cache): load, run again.
                 // (Retrying after any other error too is an equivalent
@@ -102,8 +105,8 @@ impl LockoutStore for RedisLockoutStore {
                 // the retry the same way; the guard keeps a timed-out
                 // pipeline, which may have counted, from counting twice.)
                 Err(e) if e.code() == Some("NOSCRIPT") => {
-                    self.script.prepare_invoke().load(c)?;
-                    pipe.query(c)
+                    self.script.load(c)?;
+                    c.query_all(&commands)
                 }
                 other => other,
             })
@@ -124,7 +127,7 @@ impl LockoutStore for RedisLockoutStore {
     fn reset(&self, key: &[u8]) -> Result<(), LockoutStoreError> {
         let key = self.key(key);
         self.redis
-            .call(|c| redis::cmd("DEL").arg(&key).query::<()>(c))
+            .call(|c| redis::cmd("DEL").arg(&key).query::<()>(c.one()))
             .map_err(LockoutStoreError::new)
     }
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use mqtt_sec_core::rate_limit::{Limits, RateLimitStore, RateLimitStoreError, Verdict};
 
-use crate::connection::{millis, subject_key};
+use crate::connection::{StoreScript, millis, subject_key};
 use crate::{Redis, StoreError};
 
 const SCRIPT: &str = include_str!("rate_limit.lua");
@@ -25,7 +25,7 @@ const SCRIPT: &str = include_str!("rate_limit.lua");
 #[derive(Debug)]
 pub struct RedisRateLimitStore {
     redis: Redis,
-    script: redis::Script,
+    script: StoreScript,
 }
 
 impl RedisRateLimitStore {
@@ -33,7 +33,7 @@ impl RedisRateLimitStore {
     pub fn new(redis: Redis) -> Self {
         Self {
             redis,
-            script: redis::Script::new(SCRIPT),
+            script: StoreScript::new(SCRIPT),
         }
     }
 }
@@ -60,7 +60,7 @@ impl RateLimitStore for RedisRateLimitStore {
                     .arg(limits.bytes.per_second.to_string())
                     .arg(limits.bytes.burst.to_string())
                     .arg(bytes)
-                    .invoke(c)
+                    .invoke(c.one())
             })
             .map_err(RateLimitStoreError::new)?;
         match (allowed, value) {

@@ -12,7 +12,7 @@ use mqtt_sec_sign::replay::{
     ReplayStore,
 };
 
-use crate::connection::{Redis, subject_key};
+use crate::connection::{Redis, StoreScript, subject_key};
 use crate::error::StoreError;
 
 const SCRIPT: &str = include_str!("replay.lua");
@@ -54,7 +54,7 @@ pub struct RedisReplayStore {
     redis: Redis,
     size: usize,
     idle_expiry: Duration,
-    script: redis::Script,
+    script: StoreScript,
     local: Option<MemoryReplayStore>,
     degraded: AtomicBool,
 }
@@ -74,7 +74,7 @@ impl RedisReplayStore {
             redis,
             size: DEFAULT_WINDOW,
             idle_expiry: DEFAULT_IDLE_EXPIRY,
-            script: redis::Script::new(SCRIPT),
+            script: StoreScript::new(SCRIPT),
             local: None,
             degraded: AtomicBool::new(false),
         }
@@ -136,16 +136,16 @@ impl RedisReplayStore {
             .map(|(kid, members)| self.command(kid, members.iter().map(|&i| &checks[i])))
             .collect();
         let replies = self.redis.call_unless_recovering(|connection| {
-            let mut replies = pipeline(&commands, connection)?;
+            let mut replies = connection.pipeline(&commands)?;
             // After a Redis restart or SCRIPT FLUSH: load it, and run again
             // exactly the calls that did not run.
             let missing: Vec<usize> = (0..replies.len())
                 .filter(|&i| is_noscript(&replies[i]))
                 .collect();
             if !missing.is_empty() {
-                self.script.prepare_invoke().load(connection)?;
+                self.script.load(connection)?;
                 let again: Vec<redis::Cmd> = missing.iter().map(|&i| commands[i].clone()).collect();
-                for (i, reply) in missing.into_iter().zip(pipeline(&again, connection)?) {
+                for (i, reply) in missing.into_iter().zip(connection.pipeline(&again)?) {
                     replies[i] = reply;
                 }
             }
@@ -181,9 +181,8 @@ impl RedisReplayStore {
         kid: &Kid,
         checks: impl Iterator<Item = &'a ReplayCheck<'a>>,
     ) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash())
-            .arg(1)
+        let mut cmd = self.script.command(&self.redis);
+        cmd.arg(1)
             .arg(subject_key(self.redis.prefix(), "replay", kid.as_bytes()))
             .arg(self.size)
             .arg(u64::try_from(self.idle_expiry.as_millis()).unwrap_or(u64::MAX));
@@ -302,17 +301,6 @@ impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.0.as_ref())
     }
-}
-
-fn pipeline(
-    commands: &[redis::Cmd],
-    connection: &mut redis::Connection,
-) -> redis::RedisResult<Vec<redis::RedisResult<redis::Value>>> {
-    let mut pipe = redis::pipe();
-    for command in commands {
-        pipe.add_command(command.clone());
-    }
-    pipe.ignore_errors().query(connection)
 }
 
 fn is_noscript(reply: &redis::RedisResult<redis::Value>) -> bool {

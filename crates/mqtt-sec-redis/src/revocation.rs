@@ -101,12 +101,15 @@ impl RedisRevocationList {
     /// Each credential's end of revocation in Redis, if it has one; and
     /// whether the list's marker is there.
     fn lookup(&self, credentials: &[Credential<'_>]) -> Result<Vec<Option<u64>>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("EXISTS").arg(self.marker());
-        for credential in credentials {
-            pipe.cmd("GET").arg(self.key(credential));
-        }
-        let mut replies: Vec<redis::Value> = self.redis.call(|c| pipe.query(c))?;
+        let commands: Vec<redis::Cmd> =
+            std::iter::once(redis::cmd("EXISTS").arg(self.marker()).clone())
+                .chain(
+                    credentials
+                        .iter()
+                        .map(|credential| redis::cmd("GET").arg(self.key(credential)).clone()),
+                )
+                .collect();
+        let mut replies: Vec<redis::Value> = self.redis.call(|c| c.query_all(&commands))?;
         if replies.len() != credentials.len() + 1 {
             return Err(StoreError::Reply(format!(
                 "{} replies to {} revocation lookups",
@@ -146,12 +149,12 @@ impl RedisRevocationList {
         let key = self.key(credential);
         let marker = self.marker();
         self.redis.call(|c| {
-            self.revoke.key(&key).arg(until_ms).invoke::<i64>(c)?;
+            self.revoke.key(&key).arg(until_ms).invoke::<i64>(c.one())?;
             redis::cmd("SET")
                 .arg(&marker)
                 .arg(millis(SystemTime::now()))
                 .arg("NX")
-                .query::<()>(c)
+                .query::<()>(c.one())
         })
     }
 }

@@ -87,7 +87,7 @@ impl SequenceStore for RedisSequenceStore {
     fn load(&self) -> io::Result<Option<u64>> {
         let next: Option<u64> = self
             .redis
-            .call(|c| redis::cmd("GET").arg(&self.key).query(c))
+            .call(|c| redis::cmd("GET").arg(&self.key).query(c.one()))
             .map_err(io_error)?;
         Ok(next.and_then(|n| n.checked_sub(1)))
     }
@@ -101,7 +101,7 @@ impl SequenceStore for RedisSequenceStore {
                 self.reserve
                     .key(&self.key)
                     .arg(next)
-                    .invoke::<i64>(c)
+                    .invoke::<i64>(c.one())
                     .map(|_| ())
             })
             .map_err(io_error)
@@ -117,7 +117,7 @@ impl SequenceStore for RedisSequenceStore {
                 .key(&self.key)
                 .arg(count)
                 .arg(seed)
-                .invoke::<i64>(c)
+                .invoke::<i64>(c.one())
         });
         match result {
             // Redis counts in signed 64 bits: past i64::MAX it refuses.

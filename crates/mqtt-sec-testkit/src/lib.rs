@@ -10,6 +10,7 @@ mod mosquitto;
 mod passwords;
 mod pki;
 mod python;
+mod redis_cluster;
 mod redis_server;
 mod skip;
 mod softhsm;
@@ -35,6 +36,7 @@ pub use pki::{
     Validity,
 };
 pub use python::PythonScript;
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 
 pub use skip::{in_ci, or_skip};

@@ -44,6 +44,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     users: Vec<AclUser>,
     tls: Option<Tls>,
+    cluster_node: bool,
 }
 
 impl RedisServerBuilder {
@@ -80,6 +81,14 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Starts it as a node of a Redis Cluster (`cluster-enabled yes`), with
+    /// no slots yet: [`crate::RedisCluster`] starts and joins the nodes.
+    #[must_use]
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster_node = true;
+        self
+    }
+
     /// Starts the server and waits until it answers.
     ///
     /// # Errors
@@ -104,6 +113,11 @@ impl RedisServerBuilder {
         let _ = writeln!(config, "daemonize no");
         // DEBUG SLEEP makes a slow server for the timeout tests.
         let _ = writeln!(config, "enable-debug-command local");
+        if self.cluster_node {
+            let _ = writeln!(config, "cluster-enabled yes");
+            let _ = writeln!(config, "cluster-config-file nodes.conf");
+            let _ = writeln!(config, "cluster-node-timeout 2000");
+        }
         if let Some(password) = &self.password {
             let _ = writeln!(config, "requirepass {}", word(password)?);
         }

@@ -131,7 +131,13 @@ fn rfc3339(at: SystemTime) -> String {
 /// process are visible to every local user); it comes from
 /// `--redis-password-file`.
 fn redis(args: &RevokeArgs) -> Result<Redis, CliError> {
-    let mut config = RedisConfig::new(args.redis.clone().into())
+    let url = args.redis.clone().into();
+    let config = if args.redis_cluster {
+        RedisConfig::cluster([url])
+    } else {
+        RedisConfig::new(url)
+    };
+    let mut config = config
         .key_prefix(args.key_prefix.clone())
         .timeout(Duration::from_secs(5));
     if config
