@@ -78,6 +78,62 @@ fn replay(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The script's own time, as the server measures it (SLOWLOG at
+    // threshold 0): the median of 100 calls of one check and of 64.
+    let (_, redis) = &verifiers[1];
+    for n in [1, BATCH] {
+        server
+            .command(&["CONFIG", "SET", "slowlog-max-len", "1000"])
+            .unwrap();
+        server
+            .command(&["CONFIG", "SET", "slowlog-log-slower-than", "0"])
+            .unwrap();
+        server.command(&["SLOWLOG", "RESET"]).unwrap();
+        for _ in 0..100 {
+            let envelopes: Vec<_> = (0..n)
+                .map(|_| signer.sign(TOPIC, &payload).unwrap())
+                .collect();
+            let messages: Vec<Message<'_>> = envelopes
+                .iter()
+                .map(|e| Message::envelope(TOPIC, e))
+                .collect();
+            assert!(redis.verify_batch(&messages).iter().all(Result::is_ok));
+        }
+        server
+            .command(&["CONFIG", "SET", "slowlog-log-slower-than", "10000"])
+            .unwrap();
+        let log = server.command(&["SLOWLOG", "GET", "1000"]).unwrap();
+        let mut micros = script_times(&log);
+        micros.sort_unstable();
+        println!(
+            "replay script, {n} check(s) per call: median {} us of {} calls (server time)",
+            micros[micros.len() / 2],
+            micros.len()
+        );
+    }
+    window_memory(&server);
+}
+
+/// The memory of one signing key's window (the default 64 numbers).
+fn window_memory(server: &RedisServer) {
+    let keys = server.command(&["KEYS", "mqtt-sec:replay:*"]).unwrap();
+    let key = keys.lines().next().unwrap();
+    let bytes = server.command(&["MEMORY", "USAGE", key]).unwrap();
+    let length = server.command(&["STRLEN", key]).unwrap();
+    println!("replay window of one key: {length} bytes of value, MEMORY USAGE {bytes} bytes");
+}
+
+/// The durations of the `EVALSHA` entries of `SLOWLOG GET` as redis-cli
+/// prints it: each entry's id, time, duration, then its arguments, one
+/// value a line.
+fn script_times(log: &str) -> Vec<u64> {
+    let lines: Vec<&str> = log.lines().map(str::trim).collect();
+    lines
+        .windows(4)
+        .filter(|w| w[3].eq_ignore_ascii_case("evalsha"))
+        .filter_map(|w| w[2].parse().ok())
+        .collect()
 }
 
 criterion_group! {

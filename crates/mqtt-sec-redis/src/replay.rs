@@ -35,7 +35,7 @@ pub enum FailurePolicy {
     DegradedToLocal,
 }
 
-/// Replay windows in Redis, one hash per signing key (in one hash slot,
+/// Replay windows in Redis, one string per signing key (in one hash slot,
 /// for Redis Cluster), checked and updated by one server-side script: one
 /// round trip per check, one per batch.
 ///
@@ -154,20 +154,20 @@ impl RedisReplayStore {
         let mut verdicts: Vec<Option<Verdict>> = (0..checks.len()).map(|_| None).collect();
         for ((_, members), reply) in groups.iter().zip(replies) {
             let reply = reply.map_err(|e| StoreError::from_redis(e, self.redis.timeout()))?;
-            let redis::Value::Array(items) = reply else {
+            let redis::Value::BulkString(bytes) = reply else {
                 return Err(StoreError::Reply(
-                    "the replay script returned no array".into(),
+                    "the replay script returned no string".into(),
                 ));
             };
-            if items.len() != members.len() {
+            let mut rest = bytes.as_slice();
+            for &i in members {
+                verdicts[i] = Some(next_verdict(&mut rest)?);
+            }
+            if !rest.is_empty() {
                 return Err(StoreError::Reply(format!(
-                    "the replay script answered {} of {} checks",
-                    items.len(),
+                    "the replay script answered more than {} checks",
                     members.len()
                 )));
-            }
-            for (&i, item) in members.iter().zip(items) {
-                verdicts[i] = Some(verdict(item)?);
             }
         }
         verdicts
@@ -186,6 +186,7 @@ impl RedisReplayStore {
             .arg(subject_key(self.redis.prefix(), "replay", kid.as_bytes()))
             .arg(self.size)
             .arg(u64::try_from(self.idle_expiry.as_millis()).unwrap_or(u64::MAX));
+        let mut records = Vec::new();
         for check in checks {
             // One record per check (see replay.lua); the position fits in
             // four bytes because the window is at most 65,536.
@@ -195,8 +196,9 @@ impl RedisReplayStore {
             record[8..24].copy_from_slice(&check.envelope.0);
             record[24..32].copy_from_slice(&secs(check.now).max(1).to_be_bytes());
             record[32..].copy_from_slice(&position.to_be_bytes());
-            cmd.arg(&record[..]);
+            records.extend_from_slice(&record);
         }
+        cmd.arg(records);
         cmd
     }
 }
@@ -307,32 +309,41 @@ fn is_noscript(reply: &redis::RedisResult<redis::Value>) -> bool {
     matches!(reply, Err(e) if e.code() == Some("NOSCRIPT"))
 }
 
-fn verdict(item: redis::Value) -> Result<Verdict, StoreError> {
-    use redis::Value;
-    let bad = || StoreError::Reply("a malformed replay verdict".into());
-    let Value::Array(parts) = item else {
-        return Err(bad());
-    };
-    let int = |v: &Value| match v {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        _ => None,
-    };
-    match parts.as_slice() {
-        [code] if int(code) == Some(0) => Ok(Verdict::Accepted),
-        [code, Value::BulkString(envelope), Value::BulkString(at)] if int(code) == Some(1) => {
-            Ok(Verdict::Replayed {
-                envelope: envelope.as_slice().try_into().map_err(|_| bad())?,
-                at: u64::from_be_bytes(at.as_slice().try_into().map_err(|_| bad())?),
-            })
+/// The next verdict of a script's reply (see replay.lua), taken off the
+/// front of `rest`; a reply that ends early is an error.
+fn next_verdict(rest: &mut &[u8]) -> Result<Verdict, StoreError> {
+    let short = || StoreError::Reply("the replay script answered too few checks".into());
+    let (&code, tail) = rest.split_first().ok_or_else(short)?;
+    let (verdict, tail) = match code {
+        b'0' => (Verdict::Accepted, tail),
+        b'1' => {
+            let (slot, tail) = tail.split_first_chunk::<24>().ok_or_else(short)?;
+            let (envelope, at) = slot.split_at(16);
+            (
+                Verdict::Replayed {
+                    envelope: envelope.try_into().map_err(|_| short())?,
+                    at: u64::from_be_bytes(at.try_into().map_err(|_| short())?),
+                },
+                tail,
+            )
         }
-        [code, high, low] if int(code) == Some(2) => {
-            let (high, low) = (int(high).ok_or_else(bad)?, int(low).ok_or_else(bad)?);
-            Ok(Verdict::TooOld {
-                highest: (high << 32) | low,
-            })
+        b'2' => {
+            let (highest, tail) = tail.split_first_chunk::<8>().ok_or_else(short)?;
+            (
+                Verdict::TooOld {
+                    highest: u64::from_be_bytes(*highest),
+                },
+                tail,
+            )
         }
-        _ => Err(bad()),
-    }
+        other => {
+            return Err(StoreError::Reply(format!(
+                "a replay verdict of code {other:#04x}"
+            )));
+        }
+    };
+    *rest = tail;
+    Ok(verdict)
 }
 
 fn rejection(verdict: Verdict) -> Result<(), ReplayRejection> {

@@ -377,7 +377,7 @@ fn credentials_and_acls_are_enforced_and_fail_closed_even_degraded() {
             .acl_user(
                 "minimal",
                 "m1nimal",
-                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +pexpire +pexpireat +del +incrby +get +set +exists +info +ping",
+                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +hdel +getrange +setrange +pexpire +pexpireat +del +incrby +get +set +exists +info +ping",
             )
             .start(),
     ) else {

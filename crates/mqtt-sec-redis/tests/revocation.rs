@@ -11,11 +11,13 @@ use mqtt_sec_auth::jwt::{
     ClaimsTemplate, ClientContext, SigningKey, TokenMinter, TokenVerifier, Validation,
 };
 use mqtt_sec_core::lockout::{Backoff, LockoutStore as _};
+use mqtt_sec_core::rate_limit::{Limits, Rate, RateLimitStore as _, Verdict};
 use mqtt_sec_core::revocation::{
     Credential, MemoryRevocationList, RevocationList, RevocationListError,
 };
 use mqtt_sec_redis::{
-    FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisRevocationList, StoreError,
+    FailurePolicy, Redis, RedisConfig, RedisLockoutStore, RedisRateLimitStore, RedisRevocationList,
+    StoreError,
 };
 use mqtt_sec_sign::{KeySet, Signer, TrustedKey, Verifier, VerifyError};
 use mqtt_sec_testkit::{RedisServer, or_skip};
@@ -310,14 +312,14 @@ fn a_flushed_list_is_refused_by_a_process_that_saw_it() {
 }
 
 #[test]
-fn the_minimal_acl_user_of_the_docs_can_revoke_check_and_count_lockouts() {
+fn the_minimal_acl_user_of_the_docs_can_revoke_check_count_lockouts_and_take_tokens() {
     let Some(server) = or_skip(
         RedisServer::builder()
             .password("s3cret-pw")
             .acl_user(
                 "minimal",
                 "m1nimal",
-                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +pexpire +pexpireat +del +incrby +get +set +exists +info +ping",
+                "~mqtt-sec:* -@all +evalsha +eval +script|load +hget +hmget +hset +hdel +getrange +setrange +pexpire +pexpireat +del +incrby +get +set +exists +info +ping",
             )
             .acl_user("stranger", "str4nger", "~other:* +@all")
             .start(),
@@ -341,6 +343,26 @@ fn the_minimal_acl_user_of_the_docs_can_revoke_check_and_count_lockouts() {
     );
     assert!(lockouts.locked_until(&[&b"u:x|y"[..]], now).unwrap()[0].is_some());
     lockouts.reset(b"u:x|y").unwrap();
+    // The plugin's token buckets, an episode started and ended (HDEL).
+    let buckets = RedisRateLimitStore::new(redis_at(server.url_as("minimal", "m1nimal")));
+    let limits = Limits {
+        count: Rate::per_interval(1, Duration::from_secs(1)),
+        bytes: Rate::OFF,
+    };
+    assert_eq!(
+        buckets.attempt(b"c:x", limits, 0, now).unwrap(),
+        Verdict::Allow
+    );
+    assert_eq!(
+        buckets.attempt(b"c:x", limits, 0, now).unwrap(),
+        Verdict::Refuse { first: true }
+    );
+    assert_eq!(
+        buckets
+            .attempt(b"c:x", limits, 0, now + Duration::from_secs(1))
+            .unwrap(),
+        Verdict::AllowAgain { refused: 1 }
+    );
     let minimal = RedisRevocationList::new(redis_at(server.url_as("minimal", "m1nimal")));
     minimal.revoke(Credential::kid(b"k"), in_secs(60)).unwrap();
     assert_eq!(
