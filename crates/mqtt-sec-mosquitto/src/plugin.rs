@@ -533,9 +533,6 @@ impl Plugin {
         }
     }
 
-    /// A shared lockout store that failed to check, count or reset:
-    /// logged each time, and this broker's own table decided (the degraded
-    /// mode for a check; always for counting, the login being refused).
     /// Logs a change of the shared rate limit store: one line when it
     /// starts failing, one when it answers again.
     fn rate_store_news(&self, news: &StoreNews) {
@@ -559,6 +556,9 @@ impl Plugin {
         }
     }
 
+    /// A shared lockout store that failed to check, count or reset:
+    /// logged each time, and this broker's own table decided (the degraded
+    /// mode for a check; always for counting, the login being refused).
     fn shared_store_failed(&self, error: &str) {
         self.log.log(
             Level::Warning,
