@@ -200,6 +200,8 @@ fn eight_threads_racing_the_same_number_accept_it_once() {
 #[test]
 fn replicas_sharing_redis_accept_each_number_once() {
     let Some(server) = server() else { return };
+    // One server: no cluster routing (scripts by hash, not by text).
+    assert!(!redis(&server).is_cluster());
     // Three verifier replicas, each with its own store on the same Redis.
     let replicas: Vec<RedisReplayStore> = (0..3)
         .map(|_| RedisReplayStore::new(redis(&server)))
