@@ -16,6 +16,12 @@
 //! bounded: when full, buckets that are full anyway are dropped first (a
 //! new bucket starts full, so they hold nothing), then the oldest quarter.
 //! They live outside the configuration, so a reload keeps them.
+//!
+//! With `[redis]` the buckets (connection buckets always, publish buckets
+//! with `share_publish_rates`) are taken from in Redis, by the same rule
+//! ([`mqtt_sec_core::rate_limit::Buckets`]); this broker's own buckets take
+//! every attempt too, for the degraded mode and for disconnecting each
+//! connection once.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
